@@ -1,0 +1,65 @@
+"""The ASGI application, `kiosk.app:app`.
+
+Settings are validated when this module is imported, so a bad configuration stops `uvicorn` with
+one line naming the variable instead of a server that half works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import psycopg
+import psycopg_pool
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from kiosk import db, health, queue
+from kiosk.settings import Settings, load_or_exit
+
+logger = logging.getLogger("kiosk")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    pool = db.create_pool()
+    # Not waiting: the API comes up while the database is down and /readyz says why.
+    await pool.open(wait=False)
+    # procrastinate defers on the same pool; this process never runs jobs.
+    await queue.app.open_async(pool)
+    try:
+        yield
+    finally:
+        await queue.app.close_async()
+        await db.close_pool()
+
+
+async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan)
+    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers and its schema is at this code's alembic head."""
+        state = await health.readiness()
+        if not state.ready:
+            return JSONResponse({"detail": state.reason}, status_code=503)
+        return JSONResponse({"status": "ready", "revision": state.revision})
+
+    return app
+
+
+app = create_app(load_or_exit())

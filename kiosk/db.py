@@ -1,0 +1,78 @@
+"""The one way to reach the database: a psycopg pool and a transaction helper.
+
+The API opens the pool in its lifespan and lends it to procrastinate, so rows and job rows share
+connections. A worker lets procrastinate open the pool through `create_pool` (its `pool_factory`),
+so job code reaches the very same pool with `transaction()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from kiosk.settings import load_or_exit
+
+_pool: AsyncConnectionPool | None = None
+
+
+class DatabaseNotReady(RuntimeError):
+    """The pool was used before the process opened it."""
+
+
+def create_pool(**kwargs: Any) -> AsyncConnectionPool:
+    """Build (unopened) the process pool from the settings and make it the current one."""
+    global _pool
+    settings = load_or_exit()
+    options: dict[str, Any] = {
+        "min_size": settings.db_pool_min_size,
+        "max_size": max(settings.db_pool_max_size, settings.db_pool_min_size),
+        "open": False,
+        "check": AsyncConnectionPool.check_connection,
+        "name": "kiosk",
+    }
+    options.update(kwargs)
+    options.setdefault("conninfo", settings.database_url)
+    _pool = AsyncConnectionPool(**options)
+    return _pool
+
+
+def pool() -> AsyncConnectionPool:
+    if _pool is None:
+        raise DatabaseNotReady("the database pool is not open in this process")
+    return _pool
+
+
+async def close_pool() -> None:
+    global _pool
+    if _pool is not None:
+        await _pool.close()
+        _pool = None
+
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[psycopg.AsyncConnection]:
+    """A connection inside one transaction: committed on success, rolled back on error.
+
+    Rows written and jobs deferred (`kiosk.queue.defer(conn, ...)`) on this connection commit
+    together or not at all.
+    """
+    async with pool().connection() as conn:
+        async with conn.transaction():
+            yield conn
+
+
+async def fetch_one(conn: psycopg.AsyncConnection, query: str, params: Any = None) -> dict | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
+
+
+async def fetch_all(conn: psycopg.AsyncConnection, query: str, params: Any = None) -> list[dict]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()

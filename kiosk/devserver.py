@@ -1,0 +1,157 @@
+"""`kiosk dev`: the whole kiosk on one machine, with nothing installed but Python.
+
+Starts the embedded PostgreSQL when DATABASE_URL is not set, migrates, then runs the API (uvicorn)
+and one `procrastinate worker` as child processes with prefixed logs. Ctrl-C or SIGTERM stops the
+children (SIGTERM, then SIGKILL after a grace period) and then the database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from kiosk import embedded
+
+GRACE_SECONDS = 15
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        # Own session: Ctrl-C reaches the supervisor only, which stops children in order.
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            sys.stdout.write(f"{self.name:>9} | {line}")
+            sys.stdout.flush()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+
+def _log(message: str) -> None:
+    print(f"{'kiosk-dev':>9} | {message}", flush=True)
+
+
+def _dev_defaults(env: dict[str, str], state_dir: Path) -> None:
+    """Local-only values for the secrets, so a fresh checkout runs; never used when set."""
+    token_file = state_dir / "dev-admin-token"
+    if not env.get("KIOSK_ADMIN_TOKEN"):
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        env["KIOSK_ADMIN_TOKEN"] = token_file.read_text().strip()
+        _log(f"admin token (dev only, kept in {token_file}): {env['KIOSK_ADMIN_TOKEN']}")
+    env.setdefault("MP_ACCESS_TOKEN", "dev-access-token")
+    env.setdefault("MP_WEBHOOK_SECRET", "dev-webhook-secret")
+
+
+def children(host: str, port: int) -> list[Child]:
+    python = sys.executable
+    return [
+        Child("api", [python, "-m", "uvicorn", "kiosk.app:app", "--host", host, "--port", str(port)]),
+        Child("worker", [python, "-m", "procrastinate", "--app=tasks.app", "worker"]),
+    ]
+
+
+def _wait_ready(url: str, procs: list[Child], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.process and c.process.poll() is not None for c in procs):
+            return False
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, state_dir: Path = embedded.DEFAULT_DIR) -> int:
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    _dev_defaults(env, state_dir)
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    if env.get("DATABASE_URL"):
+        _log("using the PostgreSQL server in DATABASE_URL")
+        return _serve(env, host, port, stopping)
+    _log(f"starting the embedded PostgreSQL in {state_dir / 'pgdata'}")
+    with embedded.embedded_server(state_dir / "pgdata") as server_url:
+        env["DATABASE_URL"] = embedded.create_database(server_url, "kiosk")
+        _log(f"database   {env['DATABASE_URL']}")
+        code = _serve(env, host, port, stopping)
+        _log("stopping the embedded PostgreSQL")
+    return code
+
+
+def _serve(env: dict[str, str], host: str, port: int, stopping: threading.Event) -> int:
+    _log("migrating: alembic upgrade head")
+    migrate = subprocess.run([sys.executable, "-m", "kiosk.cli", "migrate"], env=env)
+    if migrate.returncode != 0:
+        return migrate.returncode
+
+    procs = children(host, port)
+    for child in procs:
+        child.start(env)
+    base = f"http://{host}:{port}"
+    if _wait_ready(f"{base}/readyz", procs):
+        _log(f"API        {base}   (health {base}/readyz, API docs {base}/docs)")
+        _log("press Ctrl-C to stop")
+    code = 0
+    while not stopping.is_set():
+        dead = [c for c in procs if c.process and c.process.poll() is not None]
+        if dead:
+            _log(f"{dead[0].name} exited with code {dead[0].process.returncode}; stopping")
+            code = 1
+            break
+        stopping.wait(0.5)
+
+    _log("stopping children")
+    for child in reversed(procs):
+        child.stop()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for child in procs:
+        assert child.process
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _log(f"{child.name} did not stop in {GRACE_SECONDS}s; killing it")
+            child.process.kill()
+            child.process.wait()
+    return code

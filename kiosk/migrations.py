@@ -1,0 +1,65 @@
+"""Alembic from Python: `kiosk migrate`, the readiness check and the tests use these."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from kiosk.settings import load_or_exit
+
+ALEMBIC_VERSION_QUERY = "SELECT version_num FROM alembic_version"
+
+
+def _alembic_dir() -> Path:
+    # A checkout or an image that copied the repository: alembic/ sits beside kiosk/.
+    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (base / "alembic" / "env.py").is_file():
+            return base
+    raise FileNotFoundError("alembic/ not found beside kiosk/ or in the working directory")
+
+
+def sqlalchemy_url(database_url: str | None = None) -> str:
+    """DATABASE_URL in the form SQLAlchemy wants for psycopg 3."""
+    url = database_url or load_or_exit().database_url
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+psycopg://{rest}"
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    base = _alembic_dir()
+    config = Config(str(base / "alembic.ini"))
+    config.set_main_option("script_location", str(base / "alembic"))
+    if database_url:
+        config.attributes["database_url"] = sqlalchemy_url(database_url)
+    return config
+
+
+def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str | None = None, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"alembic has {len(heads)} heads, expected one: {heads}")
+    return heads[0]
+
+
+def run_sql(sql: str) -> None:
+    """Run a SQL script verbatim inside the current migration's transaction.
+
+    Goes to the psycopg connection directly so that SQLAlchemy does not read `:name` or `%` in
+    PL/pgSQL bodies as parameters.
+    """
+    from alembic import op
+
+    op.get_bind().connection.dbapi_connection.execute(sql)

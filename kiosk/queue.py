@@ -1,0 +1,58 @@
+"""The procrastinate app and the one way application code defers a job.
+
+Rule for the whole code base: domain code defers jobs **by task name**, on the connection of the
+transaction that makes the change (`defer(conn, "payments.process_notification", ...)`). Job code
+in `tasks/` imports the domain, never the other way round, so there is no import circle. The app
+is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from procrastinate import App, PsycopgConnector, exceptions
+
+from kiosk import db
+
+# The pool is created when the app opens (worker) or handed over by the API, never at import:
+# `tasks.app` stays importable without a database.
+app = App(
+    connector=PsycopgConnector(pool_factory=db.create_pool),
+    import_paths=["tasks", "periodic"],
+)
+
+
+async def defer(
+    conn: psycopg.AsyncConnection,
+    task_name: str,
+    *,
+    queueing_lock: str | None = None,
+    lock: str | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    schedule_in: dict[str, int] | None = None,
+    **task_kwargs: Any,
+) -> int | None:
+    """Defer a job in the caller's transaction; return its id.
+
+    A `queueing_lock` clash (a job with that lock is already waiting) returns None instead of
+    raising: the waiting job will do the work. The insert runs inside a savepoint so that the clash
+    does not abort the caller's transaction.
+    """
+    options: dict[str, Any] = {"connection": conn}
+    for key, value in (
+        ("queueing_lock", queueing_lock),
+        ("lock", lock),
+        ("queue", queue),
+        ("priority", priority),
+        ("schedule_in", schedule_in),
+    ):
+        if value is not None:
+            options[key] = value
+    deferrer = app.configure_task(task_name, **options)
+    try:
+        async with conn.transaction():
+            return await deferrer.defer_async(**task_kwargs)
+    except exceptions.AlreadyEnqueued:
+        return None

@@ -1,0 +1,11 @@
+"""The procrastinate app, `tasks.app`, with every task registered on it.
+
+Run workers with `procrastinate --app=tasks.app worker`. Importing this package needs no database.
+"""
+
+from kiosk.queue import app
+
+# Task modules register themselves on `app` when imported; keep one line per area.
+import periodic  # noqa: E402,F401  (periodic schedules)
+
+__all__ = ["app"]

@@ -1,0 +1,46 @@
+"""`kiosk dev` with no DATABASE_URL: embedded database, API ready, worker registered, clean stop."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import httpx
+import psycopg
+
+from tests.support import PROJECT_DIR, free_port, wait_for
+
+
+def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "KIOSK_ADMIN_TOKEN", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET"}
+           and not k.startswith("PG")}
+    log = (tmp_path / "dev.log").open("w+")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        env=env, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    output = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
+                 timeout=120, what="kiosk dev /readyz")
+        match = re.search(r"database\s+(postgresql://\S+)", output())
+        assert match, output()
+        url = match.group(1)
+        # The embedded server listens on a Unix socket only: no TCP port to clash with.
+        assert "host=/" in url
+        with psycopg.connect(url) as conn:
+            wait_for(lambda: conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 1,
+                     timeout=60, what="a worker row")
+        assert "press Ctrl-C to stop" in output()
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        code = dev.wait(60)
+    assert code == 0, output()
+    text = output()
+    assert "Stopped worker" in text and "Finished server process" in text
+    assert "stopping the embedded PostgreSQL" in text
+    children = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert children.strip() == "", f"processes left behind: {children}"
