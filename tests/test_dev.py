@@ -34,7 +34,7 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
         with psycopg.connect(url) as conn:
             wait_for(lambda: conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 1,
                      timeout=60, what="a worker row")
-        assert "press Ctrl-C to stop" in output()
+        wait_for(lambda: "press Ctrl-C to stop" in output(), timeout=30, what="the URLs banner")
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(60)
