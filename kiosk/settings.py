@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
+    # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
+    outbound_allow_hosts: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -61,6 +63,20 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("outbound_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from kiosk.netguard import parse_allow_list
+
+        parse_allow_list(value)
+        return value
+
+    @property
+    def outbound_allowed(self) -> frozenset[str]:
+        from kiosk.netguard import parse_allow_list
+
+        return parse_allow_list(self.outbound_allow_hosts)
 
     @field_validator("log_level")
     @classmethod
