@@ -5,5 +5,13 @@ row in `procrastinate_periodic_defers`), so every schedule here is safe to run o
 """
 
 from kiosk.queue import app
+from kiosk.schedules import dispatcher
 
 __all__ = ["app"]
+
+
+@app.periodic(cron=dispatcher.dispatch_cron(), periodic_id="schedules.dispatch")
+@app.task(name="schedules.dispatch", queueing_lock="schedules.dispatch")
+async def dispatch_schedules(timestamp: int) -> None:
+    """Create the runs (and jobs) of every schedule's ticks up to the horizon."""
+    await dispatcher.dispatch_due()

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kiosk import db, health, queue
+from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 
 logger = logging.getLogger("kiosk")
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"detail": state.reason}, status_code=503)
         return JSONResponse({"status": "ready", "revision": state.revision})
 
+    app.include_router(schedules_routes.router)
     return app
 
 

@@ -8,6 +8,7 @@ is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import psycopg
@@ -20,6 +21,9 @@ from kiosk import db
 app = App(
     connector=PsycopgConnector(pool_factory=db.create_pool),
     import_paths=["tasks", "periodic"],
+    # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is found
+    # by polling, so this bounds how late it starts (procrastinate's default is 5 s).
+    worker_defaults={"fetch_job_polling_interval": 1.0},
 )
 
 
@@ -32,6 +36,7 @@ async def defer(
     queue: str | None = None,
     priority: int | None = None,
     schedule_in: dict[str, int] | None = None,
+    schedule_at: datetime.datetime | None = None,
     **task_kwargs: Any,
 ) -> int | None:
     """Defer a job in the caller's transaction; return its id.
@@ -47,6 +52,7 @@ async def defer(
         ("queue", queue),
         ("priority", priority),
         ("schedule_in", schedule_in),
+        ("schedule_at", schedule_at),
     ):
         if value is not None:
             options[key] = value
@@ -56,3 +62,11 @@ async def defer(
             return await deferrer.defer_async(**task_kwargs)
     except exceptions.AlreadyEnqueued:
         return None
+
+
+async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:
+    """Delete a job that has not started yet, in the caller's transaction.
+
+    False when the job is already running, finished or gone; a running job is left to finish.
+    """
+    return await app.job_manager.cancel_job_by_id_async(job_id, delete_job=True, connection=conn)

@@ -43,6 +43,23 @@ class Settings(BaseSettings):
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
 
+    # Schedules: operator-defined scheduled HTTP requests (kiosk/schedules, docs/schedules.md).
+    # Seconds between dispatcher runs; it creates runs this far ahead plus a margin (1-60, divides 60).
+    schedules_dispatch_every: int = Field(default=60, ge=1, le=60)
+    # Ticks missed while no dispatcher ran (an outage) that still run, newest first; older: skipped.
+    schedules_catch_up_limit: int = Field(default=1, ge=0, le=1000)
+    # Delay before the first retry of a failed request, doubled per attempt (capped at 10 minutes).
+    schedules_retry_backoff_seconds: float = Field(default=5.0, gt=0, le=600)
+    # Response bytes read per request; the rest is not downloaded (an excerpt is stored).
+    schedules_response_max_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+
+    @field_validator("schedules_dispatch_every")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

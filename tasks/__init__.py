@@ -7,5 +7,6 @@ from kiosk.queue import app
 
 # Task modules register themselves on `app` when imported; keep one line per area.
 import periodic  # noqa: E402,F401  (periodic schedules)
+import tasks.schedules  # noqa: E402,F401  (scheduled HTTP requests)
 
 __all__ = ["app"]

@@ -1,0 +1,165 @@
+"""Admin API of schedules: `/admin/schedules...`, bearer token required.
+
+Thin: parse, call `kiosk.schedules.service`, shape the answer. Secret header values are masked
+in every answer (docs/schedules.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, ConfigDict
+
+from kiosk.auth import AdminRequired
+from kiosk.schedules import service, spec as spec_module, store
+from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
+
+router = APIRouter(prefix="/admin/schedules", tags=["schedules"], dependencies=[AdminRequired])
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cron: str
+    url: str
+    timezone: str = "UTC"
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    timeout_seconds: float = 10.0
+    max_attempts: int = 3
+    active: bool = True
+
+
+class SchedulePatch(BaseModel):
+    """Only the fields sent change. `headers` replaces all headers; a masked value keeps its secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    cron: str | None = None
+    url: str | None = None
+    timezone: str | None = None
+    method: str | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = None
+    timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    active: bool | None = None
+
+
+NULLABLE = {"body"}
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def run_json(run: store.Run) -> dict[str, Any]:
+    data = dataclasses.asdict(run)
+    for key in ("scheduled_for", "started_at", "finished_at", "created_at"):
+        data[key] = _time(data[key])
+    return data
+
+
+def schedule_json(view: service.ScheduleView) -> dict[str, Any]:
+    s = view.schedule
+    return {
+        "id": s.id, "name": s.name, "cron": s.cron, "timezone": s.timezone, "method": s.method,
+        "url": s.url, "headers": spec_module.mask_headers(s.headers), "body": s.body,
+        "timeout_seconds": s.timeout_seconds, "max_attempts": s.max_attempts, "active": s.active,
+        "created_at": _time(s.created_at), "updated_at": _time(s.updated_at),
+        "dispatched_until": _time(s.dispatched_until),
+        "next_runs": [_time(t) for t in view.next_runs],
+        "last_run": run_json(view.last_run) if view.last_run else None,
+    }
+
+
+def _unprocessable(exc: InvalidSchedule) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc))
+
+
+def _not_found(schedule_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"schedule {schedule_id} not found")
+
+
+@router.get("")
+async def list_schedules() -> dict[str, Any]:
+    return {"schedules": [schedule_json(v) for v in await service.list_all()]}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_schedule(body: ScheduleIn) -> dict[str, Any]:
+    try:
+        view = await service.create(ScheduleSpec(**body.model_dump()))
+    except InvalidSchedule as exc:
+        raise _unprocessable(exc) from None
+    except service.ScheduleConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return schedule_json(view)
+
+
+@router.get("/{schedule_id}")
+async def get_schedule(schedule_id: int) -> dict[str, Any]:
+    try:
+        return schedule_json(await service.get(schedule_id))
+    except service.ScheduleNotFound:
+        raise _not_found(schedule_id) from None
+
+
+@router.patch("/{schedule_id}")
+async def patch_schedule(schedule_id: int, body: SchedulePatch) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE)
+    try:
+        if nulls:
+            raise InvalidSchedule(f"may not be null: {', '.join(nulls)}")
+        view = await service.update(schedule_id, changes)
+    except InvalidSchedule as exc:
+        raise _unprocessable(exc) from None
+    except service.ScheduleNotFound:
+        raise _not_found(schedule_id) from None
+    except service.ScheduleConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return schedule_json(view)
+
+
+@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_schedule(schedule_id: int) -> Response:
+    try:
+        await service.delete(schedule_id)
+    except service.ScheduleNotFound:
+        raise _not_found(schedule_id) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{schedule_id}/run", status_code=status.HTTP_202_ACCEPTED)
+async def run_schedule_now(schedule_id: int) -> dict[str, Any]:
+    try:
+        run, upcoming = await service.run_now(schedule_id)
+    except service.ScheduleNotFound:
+        raise _not_found(schedule_id) from None
+    return {"run": run_json(run), "next_runs": [_time(t) for t in upcoming]}
+
+
+@router.get("/{schedule_id}/runs")
+async def list_runs(
+    schedule_id: int,
+    limit: int = Query(50, description=f"runs per page, 1 to {service.MAX_PAGE}"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> dict[str, Any]:
+    try:
+        page = await service.history(schedule_id, limit=limit, cursor=cursor)
+    except InvalidSchedule as exc:
+        raise _unprocessable(exc) from None
+    except service.ScheduleNotFound:
+        raise _not_found(schedule_id) from None
+    return {
+        "runs": [run_json(r) for r in page.runs],
+        "next_cursor": page.next_cursor,
+        "next_runs": [_time(t) for t in page.next_runs],
+    }

@@ -1,0 +1,222 @@
+"""Rows of `schedules` and `schedule_runs` as typed values, and the SQL that reads and writes them.
+
+Every function takes the caller's connection, so the caller decides the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from kiosk import db
+from kiosk.schedules.spec import ScheduleSpec
+from kiosk.sql import load_queries
+
+queries = load_queries("kiosk.schedules")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    name: str
+    cron: str
+    timezone: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+    timeout_seconds: float
+    max_attempts: int
+    active: bool
+    dispatched_until: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec(
+            name=self.name, cron=self.cron, timezone=self.timezone, method=self.method,
+            url=self.url, headers=dict(self.headers), body=self.body,
+            timeout_seconds=self.timeout_seconds, max_attempts=self.max_attempts, active=self.active,
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    schedule_id: int
+    trigger: str
+    scheduled_for: dt.datetime
+    job_id: int | None
+    outcome: str
+    attempts: int
+    attempt_log: list[dict[str, Any]]
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    http_status: int | None
+    duration_ms: int | None
+    response_excerpt: str | None
+    error: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run whose attempt has just started, with the request to perform."""
+
+    run_id: int
+    schedule_id: int
+    trigger: str
+    scheduled_for: dt.datetime
+    attempts: int
+    method: str
+    url: str
+    headers: dict[str, str] = field(repr=False)  # may hold secrets
+    body: str | None = field(repr=False)
+    timeout_seconds: float
+    max_attempts: int
+
+
+def _schedule(row: dict) -> Schedule:
+    return Schedule(**row)
+
+
+def _run(row: dict) -> Run:
+    return Run(**row)
+
+
+def _spec_params(spec: ScheduleSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
+        "url": spec.url, "headers": Jsonb(spec.headers), "body": spec.body,
+        "timeout_seconds": spec.timeout_seconds, "max_attempts": spec.max_attempts,
+        "active": spec.active,
+    }
+
+
+async def insert_schedule(conn: psycopg.AsyncConnection, spec: ScheduleSpec) -> Schedule:
+    return _schedule(await db.fetch_one(conn, queries["insert_schedule"], _spec_params(spec)))
+
+
+async def update_schedule(
+    conn: psycopg.AsyncConnection, schedule_id: int, spec: ScheduleSpec, *, reset_cursor: bool
+) -> Schedule:
+    params = _spec_params(spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
+    return _schedule(await db.fetch_one(conn, queries["update_schedule"], params))
+
+
+async def get_schedule(
+    conn: psycopg.AsyncConnection, schedule_id: int, *, lock: bool = False
+) -> Schedule | None:
+    row = await db.fetch_one(conn, queries["lock_schedule" if lock else "get_schedule"], {"id": schedule_id})
+    return _schedule(row) if row else None
+
+
+async def list_schedules(conn: psycopg.AsyncConnection) -> list[Schedule]:
+    return [_schedule(row) for row in await db.fetch_all(conn, queries["list_schedules"])]
+
+
+async def last_runs(conn: psycopg.AsyncConnection, schedule_ids: list[int]) -> dict[int, Run]:
+    rows = await db.fetch_all(conn, queries["last_runs"], {"ids": schedule_ids})
+    return {row["schedule_id"]: _run(row) for row in rows}
+
+
+async def delete_schedule(conn: psycopg.AsyncConnection, schedule_id: int) -> bool:
+    return await db.fetch_one(conn, queries["delete_schedule"], {"id": schedule_id}) is not None
+
+
+async def waiting_job_ids(conn: psycopg.AsyncConnection, schedule_id: int) -> list[int]:
+    rows = await db.fetch_all(conn, queries["waiting_job_ids"], {"schedule_id": schedule_id})
+    return [row["job_id"] for row in rows]
+
+
+async def delete_pending_cron_runs(conn: psycopg.AsyncConnection, schedule_id: int) -> list[int]:
+    rows = await db.fetch_all(conn, queries["delete_pending_cron_runs"], {"schedule_id": schedule_id})
+    return [row["job_id"] for row in rows if row["job_id"] is not None]
+
+
+async def schedules_to_dispatch(conn: psycopg.AsyncConnection, horizon_seconds: float) -> list[int]:
+    rows = await db.fetch_all(conn, queries["schedules_to_dispatch"], {"horizon_seconds": horizon_seconds})
+    return [row["id"] for row in rows]
+
+
+async def insert_cron_runs(
+    conn: psycopg.AsyncConnection, schedule_id: int, ticks: list[dt.datetime]
+) -> list[tuple[int, dt.datetime]]:
+    """The runs created, as (run id, tick); ticks that already had a run are not returned."""
+    if not ticks:
+        return []
+    rows = await db.fetch_all(
+        conn, queries["insert_cron_runs"], {"schedule_id": schedule_id, "ticks": ticks}
+    )
+    return sorted((row["id"], row["scheduled_for"]) for row in rows)
+
+
+async def insert_skipped_runs(
+    conn: psycopg.AsyncConnection, schedule_id: int, ticks: list[dt.datetime], error: str
+) -> None:
+    if ticks:
+        await conn.execute(
+            queries["insert_skipped_runs"], {"schedule_id": schedule_id, "ticks": ticks, "error": error}
+        )
+
+
+async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
+    if pairs:
+        run_ids, job_ids = zip(*pairs)
+        await conn.execute(queries["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)})
+
+
+async def advance_cursor(conn: psycopg.AsyncConnection, schedule_id: int, until: dt.datetime) -> None:
+    await conn.execute(queries["advance_cursor"], {"id": schedule_id, "until": until})
+
+
+async def insert_manual_run(conn: psycopg.AsyncConnection, schedule_id: int) -> Run:
+    return _run(await db.fetch_one(conn, queries["insert_manual_run"], {"schedule_id": schedule_id}))
+
+
+async def get_run(conn: psycopg.AsyncConnection, run_id: int) -> Run | None:
+    row = await db.fetch_one(conn, queries["get_run"], {"id": run_id})
+    return _run(row) if row else None
+
+
+async def list_runs(
+    conn: psycopg.AsyncConnection,
+    schedule_id: int,
+    *,
+    limit: int,
+    before: tuple[dt.datetime, int] | None = None,
+) -> list[Run]:
+    before_at, before_id = before if before else (None, None)
+    rows = await db.fetch_all(conn, queries["list_runs"], {
+        "schedule_id": schedule_id, "limit": limit, "before_at": before_at, "before_id": before_id,
+    })
+    return [_run(row) for row in rows]
+
+
+async def claim_run(conn: psycopg.AsyncConnection, run_id: int) -> ClaimedRun | None:
+    row = await db.fetch_one(conn, queries["claim_run"], {"run_id": run_id})
+    return ClaimedRun(**row) if row else None
+
+
+async def record_attempt(
+    conn: psycopg.AsyncConnection,
+    run_id: int,
+    *,
+    outcome: str,
+    final: bool,
+    http_status: int | None,
+    duration_ms: int | None,
+    response_excerpt: str | None,
+    error: str | None,
+) -> bool:
+    """False when the run is gone (its schedule was deleted meanwhile)."""
+    row = await db.fetch_one(conn, queries["record_attempt"], {
+        "run_id": run_id, "outcome": outcome, "final": final, "http_status": http_status,
+        "duration_ms": duration_ms, "response_excerpt": response_excerpt, "error": error,
+    })
+    return row is not None
