@@ -122,6 +122,11 @@ def db_runs(database_url: str, schedule_id: int) -> list[dict]:
         ).fetchall()
 
 
+def run_row(database_url: str, run_id: int) -> dict | None:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT * FROM schedule_runs WHERE id = %s", (run_id,)).fetchone()
+
+
 def count(database_url: str, query: str, *params: object) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute(query, params).fetchone()[0]

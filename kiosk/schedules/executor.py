@@ -14,7 +14,8 @@ The one place where scheduled requests leave the kiosk, so its rules are stated 
   (`KIOSK_SCHEDULES_RETRY_BACKOFF_SECONDS`, doubled per attempt, at most MAX_BACKOFF) until the
   schedule's `max_attempts`; the job raises RetryLater and procrastinate re-runs the same job.
   Any other answer is final: 2xx is `success`, the rest `failed`.
-- Header values are never logged, and the URL is logged without its query string.
+- Header values are never logged, and the URL is logged without its query string (httpx's own
+  "HTTP Request" log line included: a filter on the `httpx` logger drops the query).
 - Idempotent: a run that already ended is not requested again (a replayed job is a no-op). Every
   request carries `X-Kiosk-Run: <run id>`, the same on every attempt, so the target can
   de-duplicate retries.
@@ -77,6 +78,18 @@ def loggable_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+class _DropQuery(logging.Filter):
+    """httpx logs every request's full URL at INFO; keep the query string (maybe a secret) out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) > 1 and isinstance(record.args[1], httpx.URL):
+            record.args = (record.args[0], loggable_url(str(record.args[1])), *record.args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_DropQuery())
+
+
 def backoff(attempt: int, base: float) -> float:
     """Delay before the attempt after `attempt` (1-based): base, 2*base, 4*base, ..."""
     return min(base * 2 ** (attempt - 1), MAX_BACKOFF)
@@ -107,7 +120,9 @@ def _excerpt(data: bytes, truncated: bool, cap: int) -> str:
 
 
 async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
-    headers = {"User-Agent": USER_AGENT, **run.headers, "X-Kiosk-Run": str(run.run_id)}
+    headers = httpx.Headers(run.headers)
+    headers.setdefault("User-Agent", USER_AGENT)
+    headers["X-Kiosk-Run"] = str(run.run_id)
     timeout = httpx.Timeout(run.timeout_seconds)
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:
         request = client.build_request(
@@ -139,28 +154,29 @@ async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
 
 
 async def perform(run: store.ClaimedRun, *, allowed: frozenset[str], cap: int) -> Attempt:
-    """One attempt: the SSRF guard, then the request within the schedule's timeout."""
+    """One attempt: the SSRF guard, then the request, both within the schedule's timeout."""
     started = time.monotonic()
 
     def elapsed() -> int:
         return round((time.monotonic() - started) * 1000)
 
     try:
-        await netguard.check_url(run.url, allowed)
-    except netguard.UnsafeURL as exc:
-        if str(exc).startswith("cannot resolve"):  # DNS trouble is a network error: retry
-            return Attempt("error", duration_ms=elapsed(), error=str(exc))
-        return Attempt("refused", duration_ms=elapsed(), error=f"target refused: {exc}")
-    try:
         async with asyncio.timeout(run.timeout_seconds):
+            try:
+                await netguard.check_url(run.url, allowed)
+            except netguard.UnsafeURL as exc:
+                if str(exc).startswith("cannot resolve"):  # DNS trouble is a network error: retry
+                    return Attempt("error", duration_ms=elapsed(), error=str(exc))
+                return Attempt("refused", duration_ms=elapsed(), error=f"target refused: {exc}")
             attempt = await _send(run, cap)
     except TimeoutError:
-        return Attempt("timeout", duration_ms=elapsed(), error=f"no complete answer within {run.timeout_seconds:g}s")
+        error = f"no complete answer within {run.timeout_seconds:g}s"
+        return Attempt("timeout", duration_ms=elapsed(), error=error)
     except httpx.TimeoutException as exc:
         return Attempt("timeout", duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}")
-    except httpx.HTTPError as exc:
-        return Attempt("error", duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}")
-    except (OSError, ValueError) as exc:  # e.g. an invalid redirect Location
+    except httpx.InvalidURL as exc:  # retrying cannot help
+        return Attempt("failed", duration_ms=elapsed(), error=f"InvalidURL: {exc}")
+    except (httpx.HTTPError, OSError, ValueError) as exc:  # ValueError: e.g. a bad redirect Location
         return Attempt("error", duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}")
     return Attempt(attempt.kind, attempt.http_status, elapsed(), attempt.excerpt, attempt.error)
 
