@@ -11,7 +11,10 @@ __all__ = ["app"]
 
 
 @app.periodic(cron=dispatcher.dispatch_cron(), periodic_id="schedules.dispatch")
-@app.task(name="schedules.dispatch", queueing_lock="schedules.dispatch")
+@app.task(name="schedules.dispatch", queueing_lock="schedules.dispatch", priority=10)
 async def dispatch_schedules(timestamp: int) -> None:
-    """Create the runs (and jobs) of every schedule's ticks up to the horizon."""
+    """Create the runs (and jobs) of every schedule's ticks up to the horizon.
+
+    Ahead of other jobs (priority) so that busy workers delay it as little as possible.
+    """
     await dispatcher.dispatch_due()

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from kiosk import db
-from kiosk.schedules import dispatcher, service, store
+from kiosk.schedules import dispatcher, service
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 
 PUBLIC = "http://93.184.215.14/hook"  # a public literal address: validation needs no DNS
