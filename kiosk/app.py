@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kiosk import db, health, queue
+from kiosk.admin import routes as admin_routes
 from kiosk.settings import Settings, load_or_exit
 
 logger = logging.getLogger("kiosk")
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
+
+    app.include_router(admin_routes.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
