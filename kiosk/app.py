@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kiosk import db, health, queue
+from kiosk.admin import routes as admin_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 
@@ -47,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
 
+    app.include_router(admin_routes.router)
+    app.include_router(schedules_routes.router)
+
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -60,7 +64,6 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"detail": state.reason}, status_code=503)
         return JSONResponse({"status": "ready", "revision": state.revision})
 
-    app.include_router(schedules_routes.router)
     return app
 
 

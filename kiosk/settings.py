@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
+    # A worker whose heartbeat is older than this is reported stalled.
+    worker_stale_seconds: float = Field(default=60, ge=5, le=3600)
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
 

@@ -1,5 +1,7 @@
 """The procrastinate objects alembic creates equal what `procrastinate schema --apply` creates.
 
+kiosk's own indexes on procrastinate's tables are named `kiosk_*` and left out of the comparison.
+
 When a procrastinate upgrade brings a migration, this fails until a revision applies it
 (docs/migrations.md).
 """
@@ -27,7 +29,8 @@ CATALOG = {
         WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text LIKE 'procrastinate%%'""",
     "indexes": """
         SELECT tablename, indexname, indexdef FROM pg_indexes
-        WHERE schemaname = 'public' AND tablename LIKE 'procrastinate%%'""",
+        WHERE schemaname = 'public' AND tablename LIKE 'procrastinate%%'
+          AND indexname NOT LIKE 'kiosk\\_%%'""",
     "functions": """
         SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'procrastinate%%'""",

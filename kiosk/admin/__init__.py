@@ -1,0 +1,1 @@
+"""The operators' surface over the job queue: queries, actions, audit log."""

@@ -1,0 +1,32 @@
+"""The audit log: every admin action that changes something, with who, what, when and target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from kiosk import db
+from kiosk.admin.jobs import QUERIES
+
+
+async def record(
+    conn: psycopg.AsyncConnection,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    details: dict[str, Any] | None = None,
+    remote_addr: str | None = None,
+) -> None:
+    """Write the entry in the caller's transaction: the action and its record commit together."""
+    await conn.execute(
+        QUERIES["insert_audit"],
+        {"actor": actor, "action": action, "target": target, "details": Jsonb(details or {}),
+         "remote_addr": remote_addr},
+    )
+
+
+async def list_entries(conn: psycopg.AsyncConnection, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+    return await db.fetch_all(conn, QUERIES["list_audit"], {"before": before, "limit": limit})

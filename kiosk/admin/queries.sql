@@ -1,0 +1,146 @@
+-- Queries over procrastinate's tables for the operators' surface (API, dashboard, metrics).
+-- Jobs carry no timestamps of their own: times come from procrastinate_events.
+
+-- name: queue_counts
+-- Jobs per queue and status
+SELECT queue_name, status::text AS status, count(*) AS count
+FROM procrastinate_jobs
+GROUP BY queue_name, status;
+
+-- name: queue_oldest_runnable
+-- Per queue, the age in seconds of the oldest job that could run now
+SELECT j.queue_name,
+       extract(epoch FROM now() - greatest(min(e.at), max(j.scheduled_at))) AS age_seconds
+FROM (
+    SELECT DISTINCT ON (queue_name) id, queue_name, scheduled_at
+    FROM procrastinate_jobs
+    WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())
+    ORDER BY queue_name, id
+) AS j
+JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'deferred'
+GROUP BY j.queue_name;
+
+-- name: queue_throughput
+-- Per queue, jobs finished (succeeded / failed) in the last 5 and 60 minutes
+SELECT j.queue_name,
+       count(*) FILTER (WHERE e.type = 'succeeded' AND e.at > now() - interval '5 minutes') AS succeeded_5m,
+       count(*) FILTER (WHERE e.type = 'failed' AND e.at > now() - interval '5 minutes') AS failed_5m,
+       count(*) FILTER (WHERE e.type = 'succeeded') AS succeeded_60m,
+       count(*) FILTER (WHERE e.type = 'failed') AS failed_60m
+FROM procrastinate_events e
+JOIN procrastinate_jobs j ON j.id = e.job_id
+WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - interval '60 minutes'
+GROUP BY j.queue_name;
+
+-- name: throughput_series
+-- Jobs finished per minute over the last N minutes, for the dashboard's charts
+SELECT date_trunc('minute', e.at) AS minute,
+       count(*) FILTER (WHERE e.type = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE e.type = 'failed') AS failed
+FROM procrastinate_events e
+WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - make_interval(mins => %(minutes)s)
+GROUP BY 1
+ORDER BY 1;
+
+-- name: job
+-- One job with the times of its first and latest events
+SELECT j.id, j.queue_name, j.task_name, j.status::text AS status, j.priority, j.lock,
+       j.queueing_lock, j.args, j.scheduled_at, j.attempts, j.abort_requested, j.worker_id,
+       (SELECT min(at) FROM procrastinate_events WHERE job_id = j.id AND type = 'deferred') AS deferred_at,
+       (SELECT max(at) FROM procrastinate_events WHERE job_id = j.id) AS updated_at
+FROM procrastinate_jobs j
+WHERE j.id = %(job_id)s;
+
+-- name: job_events
+-- The event timeline of one job, oldest first
+SELECT id, type::text AS type, at
+FROM procrastinate_events
+WHERE job_id = %(job_id)s
+ORDER BY at, id;
+
+-- name: first_job_deferred_since
+-- The smallest job id deferred at or after a time: turns a time range into an id range
+SELECT min(job_id) AS job_id
+FROM procrastinate_events
+WHERE type = 'deferred' AND at >= %(at)s;
+
+-- name: last_job_deferred_before
+-- The largest job id deferred before a time
+SELECT max(job_id) AS job_id
+FROM procrastinate_events
+WHERE type = 'deferred' AND at < %(at)s;
+
+-- name: lock_job
+-- Lock a job row before changing its state
+SELECT id, status::text AS status, queueing_lock
+FROM procrastinate_jobs
+WHERE id = %(job_id)s
+FOR UPDATE;
+
+-- name: retry_failed_job
+-- failed -> todo through procrastinate's own function (records a 'retried' event)
+SELECT procrastinate_retry_job_v2(%(job_id)s, now(), NULL, NULL, NULL);
+
+-- name: retry_finished_job
+-- cancelled / aborted -> todo; procrastinate has no function for it, so record the event too
+WITH job AS (
+    UPDATE procrastinate_jobs
+    SET status = 'todo', scheduled_at = NULL, abort_requested = false, worker_id = NULL
+    WHERE id = %(job_id)s AND status IN ('cancelled', 'aborted')
+    RETURNING id
+)
+INSERT INTO procrastinate_events (job_id, type)
+SELECT id, 'retried' FROM job;
+
+-- name: cancel_job
+-- todo -> cancelled; doing -> abort requested (the task stops at its next check)
+SELECT procrastinate_cancel_job_v1(%(job_id)s, %(abort)s, false) AS id;
+
+-- name: workers
+-- Workers with their heartbeat age and the jobs they hold
+SELECT w.id, w.last_heartbeat,
+       extract(epoch FROM now() - w.last_heartbeat) AS heartbeat_age_seconds,
+       coalesce(array_agg(j.id ORDER BY j.id) FILTER (WHERE j.id IS NOT NULL), '{}') AS running_job_ids
+FROM procrastinate_workers w
+LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'
+GROUP BY w.id
+ORDER BY w.id;
+
+-- name: periodic_last_runs
+-- The latest tick deferred for each periodic task
+SELECT DISTINCT ON (task_name, periodic_id) task_name, periodic_id, defer_timestamp, job_id
+FROM procrastinate_periodic_defers
+ORDER BY task_name, periodic_id, defer_timestamp DESC;
+
+-- name: insert_audit
+-- One admin action that changed something
+INSERT INTO admin_audit (actor, action, target, details, remote_addr)
+VALUES (%(actor)s, %(action)s, %(target)s, %(details)s, %(remote_addr)s)
+RETURNING id, at;
+
+-- name: list_audit
+-- Newest first, keyset-paginated by id
+SELECT id, at, actor, action, target, details, remote_addr
+FROM admin_audit
+WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: list_jobs
+-- Jobs newest first; {filters} is composed from the fixed clauses in kiosk/admin/jobs.py
+SELECT j.id, j.queue_name, j.task_name, j.status::text AS status, j.priority, j.lock,
+       j.queueing_lock, j.args, j.scheduled_at, j.attempts, j.abort_requested, j.worker_id,
+       (SELECT min(at) FROM procrastinate_events WHERE job_id = j.id AND type = 'deferred') AS deferred_at,
+       (SELECT max(at) FROM procrastinate_events WHERE job_id = j.id) AS updated_at
+FROM procrastinate_jobs j
+WHERE {filters}
+ORDER BY j.id DESC
+LIMIT %(limit)s;
+
+-- name: select_job_ids
+-- Ids of the jobs matching a filter, for bulk actions; {filters} as in list_jobs
+SELECT j.id
+FROM procrastinate_jobs j
+WHERE {filters}
+ORDER BY j.id
+LIMIT %(limit)s;

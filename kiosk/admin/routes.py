@@ -1,0 +1,175 @@
+"""Admin JSON API over the job queue: queues, jobs, workers, periodic tasks, audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from kiosk import db
+from kiosk.admin import audit, jobs, periodic
+from kiosk.auth import AdminRequired
+from kiosk.settings import get_settings
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminRequired])
+
+Status = Literal["todo", "doing", "succeeded", "failed", "cancelled", "aborted"]
+_ACTOR = re.compile(r"[^\w@.\- ]")
+
+
+def actor(request: Request) -> str:
+    """Who acts: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
+    name = _ACTOR.sub("", request.headers.get("x-kiosk-actor", ""))[:64].strip()
+    return name or "admin"
+
+
+def client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class JobFilterBody(BaseModel):
+    """Which jobs a bulk action applies to; at least one field is required."""
+
+    status: Status | None = None
+    queue: str | None = Field(None, max_length=128)
+    task: str | None = Field(None, max_length=128)
+    text: str | None = Field(None, max_length=200, description="substring of the JSON arguments")
+    deferred_after: dt.datetime | None = None
+    deferred_before: dt.datetime | None = None
+
+
+class BulkResponse(BaseModel):
+    matched: int
+    changed: list[int]
+    skipped: list[int]
+
+
+class ActionResponse(BaseModel):
+    id: int
+    result: str
+
+
+@router.get("/queues", summary="Queues: counts by status, oldest runnable age, throughput")
+async def get_queues() -> list[dict[str, Any]]:
+    async with db.transaction() as conn:
+        return [asdict(q) for q in await jobs.list_queues(conn)]
+
+
+@router.get("/jobs", summary="Jobs, newest first, filtered, keyset-paginated")
+async def get_jobs(
+    status: Status | None = None,
+    queue: Annotated[str | None, Query(max_length=128)] = None,
+    task: Annotated[str | None, Query(max_length=128)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="substring of the JSON arguments")] = None,
+    deferred_after: dt.datetime | None = None,
+    deferred_before: dt.datetime | None = None,
+    before: Annotated[int | None, Query(ge=1, description="cursor: `next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 50,
+) -> dict[str, Any]:
+    flt = jobs.JobFilter(status, queue, task, q, deferred_after, deferred_before)
+    async with db.transaction() as conn:
+        page = await jobs.list_jobs(conn, flt, before=before, limit=limit)
+    return {"jobs": page.jobs, "next_cursor": page.next_cursor}
+
+
+@router.get("/jobs/{job_id}", summary="One job: arguments, state, lock fields, event timeline")
+async def get_job(job_id: int) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        try:
+            return await jobs.get_job(conn, job_id)
+        except jobs.JobNotFound:
+            raise HTTPException(404, f"job {job_id} not found") from None
+
+
+async def _act(request: Request, job_id: int, action: str) -> ActionResponse:
+    async with db.transaction() as conn:
+        try:
+            if action == "retry":
+                await jobs.retry_job(conn, job_id)
+                result = "retried"
+            else:
+                result = await jobs.cancel_job(conn, job_id)
+        except jobs.JobNotFound:
+            raise HTTPException(404, f"job {job_id} not found") from None
+        except jobs.JobStateConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        await audit.record(conn, actor=actor(request), action=f"job.{action}", target=f"job:{job_id}",
+                           details={"result": result}, remote_addr=client(request))
+    return ActionResponse(id=job_id, result=result)
+
+
+@router.post("/jobs/{job_id}/retry", summary="Run a failed, cancelled or aborted job again",
+             responses={404: {}, 409: {"description": "the job's state does not allow it"}})
+async def retry_job(request: Request, job_id: int) -> ActionResponse:
+    return await _act(request, job_id, "retry")
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a waiting job, or ask a running one to abort",
+             responses={404: {}, 409: {"description": "the job's state does not allow it"}})
+async def cancel_job(request: Request, job_id: int) -> ActionResponse:
+    return await _act(request, job_id, "cancel")
+
+
+async def _bulk(request: Request, body: JobFilterBody, action: str) -> BulkResponse:
+    flt = jobs.JobFilter(**body.model_dump())
+    if flt.is_empty():
+        raise HTTPException(422, "give at least one filter (status, queue, task, text or a time range)")
+    async with db.transaction() as conn:
+        operation = jobs.bulk_retry if action == "retry" else jobs.bulk_cancel
+        result = await operation(conn, flt)
+        await audit.record(conn, actor=actor(request), action=f"jobs.bulk_{action}", target="jobs",
+                           details={"filter": body.model_dump(mode="json", exclude_none=True),
+                                    "changed": len(result.changed), "skipped": len(result.skipped)},
+                           remote_addr=client(request))
+    return BulkResponse(**asdict(result))
+
+
+@router.post("/jobs/retry", summary=f"Retry every matching job (at most {jobs.MAX_BULK} per call)")
+async def bulk_retry(request: Request, body: JobFilterBody) -> BulkResponse:
+    return await _bulk(request, body, "retry")
+
+
+@router.post("/jobs/cancel", summary=f"Cancel every matching job (at most {jobs.MAX_BULK} per call)")
+async def bulk_cancel(request: Request, body: JobFilterBody) -> BulkResponse:
+    return await _bulk(request, body, "cancel")
+
+
+@router.get("/workers", summary="Workers: heartbeat age, stalled or live, running jobs")
+async def get_workers() -> list[dict[str, Any]]:
+    async with db.transaction() as conn:
+        return await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds)
+
+
+@router.get("/periodic", summary="Periodic tasks: schedule, last and next ticks")
+async def get_periodic() -> list[dict[str, Any]]:
+    async with db.transaction() as conn:
+        return [asdict(p) for p in await periodic.list_periodic(conn)]
+
+
+@router.post("/periodic/{name}/run", summary="Defer a periodic task now, outside its schedule",
+             responses={404: {}})
+async def run_periodic(request: Request, name: str) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        try:
+            job_id = await periodic.run_now(conn, name)
+        except periodic.PeriodicNotFound:
+            raise HTTPException(404, f"no periodic task named {name!r}") from None
+        if job_id is None:
+            raise HTTPException(409, f"a {name} job is already waiting (queueing lock)")
+        await audit.record(conn, actor=actor(request), action="periodic.run", target=f"periodic:{name}",
+                           details={"job_id": job_id}, remote_addr=client(request))
+    return {"name": name, "job_id": job_id}
+
+
+@router.get("/audit", summary="Audit log of admin actions, newest first")
+async def get_audit(
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        entries = await audit.list_entries(conn, before=before, limit=limit)
+    return {"entries": entries, "next_cursor": entries[-1]["id"] if len(entries) == limit else None}
