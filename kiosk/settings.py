@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
 
+    # Deploy: a worker counts as alive while its heartbeat is younger than this (procrastinate
+    # beats every 10 s); used by GET /health/workers and `kiosk worker-health`.
+    worker_stale_seconds: int = Field(default=30, ge=15, le=3600)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
