@@ -41,4 +41,4 @@ USER kiosk
 EXPOSE 8000
 # PORT is set by Railway; uvicorn trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS (default
 # 127.0.0.1): set it to the proxy's address, or * where only the proxy can reach the container.
-CMD ["/bin/sh", "-c", "exec uvicorn kiosk.app:app --host 0.0.0.0 --port \"${PORT:-8000}\" --proxy-headers"]
+CMD ["/bin/sh", "-c", "exec uvicorn kiosk.app:app --host 0.0.0.0 --port ${PORT:-8000} --proxy-headers"]
