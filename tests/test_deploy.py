@@ -167,6 +167,11 @@ def test_env_example_lists_every_setting():
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
     missing = {_env_name(name) for name in Settings.model_fields} - listed
     assert not missing, f".env.example does not list {sorted(missing)}"
+    # Optional settings show their defaults.
+    values = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", text, re.M))
+    for name, field in Settings.model_fields.items():
+        if not field.is_required() and _env_name(name) in values:
+            assert values[_env_name(name)] == str(field.default), _env_name(name)
 
 
 # --- every command they run exists --------------------------------------------------------------
@@ -200,7 +205,7 @@ def test_migrate_command_runs_once_at_a_time(scratch_database, database_url):
     argv = compose()["services"]["migrate"]["command"]
     waiting = (
         "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE locktype = "
-        "'advisory' AND NOT granted AND application_name = 'kiosk-migrate'"
+        "'advisory' AND NOT granted AND starts_with(application_name, 'kiosk-migrate:')"
     )
     with psycopg.connect(url, autocommit=True) as holder:
         # A migration in progress: both deploys wait for it, then migrate one after the other.
