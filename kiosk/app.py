@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from kiosk import db, health, queue
 from kiosk.admin import routes as admin_routes
 from kiosk.schedules import routes as schedules_routes
+from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.settings import Settings, load_or_exit
 
 logger = logging.getLogger("kiosk")
@@ -25,7 +26,7 @@ logger = logging.getLogger("kiosk")
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    pool = db.create_pool()
+    pool = db.create_pool(role="api")
     # Not waiting: the API comes up while the database is down and /readyz says why.
     await pool.open(wait=False)
     # procrastinate defers on the same pool; this process never runs jobs.
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"detail": state.reason}, status_code=503)
         return JSONResponse({"status": "ready", "revision": state.revision})
 
+    app.include_router(heartbeat_routes.router)
     return app
 
 

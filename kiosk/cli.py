@@ -1,4 +1,4 @@
-"""The `kiosk` command: `kiosk dev`, `kiosk migrate`."""
+"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def _dev(args: argparse.Namespace) -> int:
     return devserver.run(host=args.host, port=args.port, state_dir=args.state_dir)
 
 
+def _worker_health(args: argparse.Namespace) -> int:
+    from kiosk.heartbeat import check
+
+    return check.run(host=args.host)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
     migrate.set_defaults(func=_migrate)
+
+    health = sub.add_parser(
+        "worker-health",
+        help="container health check: exit 0 when a worker of this host is alive (docs/deploy.md)",
+    )
+    health.add_argument("--host", help="check the workers of this host name (default: this machine's)")
+    health.set_defaults(func=_worker_health)
     return parser
 
 

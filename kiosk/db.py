@@ -8,6 +8,8 @@ so job code reaches the very same pool with `transaction()`.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,13 +21,34 @@ from kiosk.settings import load_or_exit
 
 _pool: AsyncConnectionPool | None = None
 
+# PostgreSQL keeps 63 bytes of application_name; the host is cut so that the pid survives.
+_HOST_CHARS = 40
+
 
 class DatabaseNotReady(RuntimeError):
     """The pool was used before the process opened it."""
 
 
-def create_pool(**kwargs: Any) -> AsyncConnectionPool:
-    """Build (unopened) the process pool from the settings and make it the current one."""
+def host_prefix(role: str, host: str | None = None) -> str:
+    """`kiosk-<role>:<host>:`, how every connection of a `role` process on `host` begins its name."""
+    return f"kiosk-{role}:{(host or socket.gethostname())[:_HOST_CHARS]}:"
+
+
+def application_name(role: str) -> str:
+    """PostgreSQL `application_name` of this process: `kiosk-<role>:<host>:<pid>`.
+
+    It shows in `pg_stat_activity`, so operators see which process holds which connection, and
+    `kiosk worker-health` finds the workers of its own host (container) by `host_prefix`.
+    """
+    return f"{host_prefix(role)}{os.getpid()}"
+
+
+def create_pool(*, role: str = "app", **kwargs: Any) -> AsyncConnectionPool:
+    """Build (unopened) the process pool from the settings and make it the current one.
+
+    `role` names the process in its connections' application_name: `api`, `worker` (the
+    procrastinate pool factory), `app` for anything else.
+    """
     global _pool
     settings = load_or_exit()
     options: dict[str, Any] = {
@@ -36,6 +59,8 @@ def create_pool(**kwargs: Any) -> AsyncConnectionPool:
         "name": "kiosk",
     }
     options.update(kwargs)
+    # procrastinate opens its LISTEN connection with the pool's kwargs: it carries the name too.
+    options["kwargs"] = {"application_name": application_name(role), **(options.get("kwargs") or {})}
     options.setdefault("conninfo", settings.database_url)
     _pool = AsyncConnectionPool(**options)
     return _pool

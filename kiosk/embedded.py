@@ -25,10 +25,11 @@ def embedded_server(pgdata: Path) -> Iterator[str]:
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
         import pgserver
-    except ImportError as exc:  # pragma: no cover - only where the wheel does not exist
+    except ImportError as exc:  # pragma: no cover - the `embedded` extra is not installed
         raise SystemExit(
-            "kiosk: no DATABASE_URL and no embedded PostgreSQL (pgserver) for this platform; "
-            "set DATABASE_URL to a PostgreSQL server"
+            "kiosk: no DATABASE_URL and no embedded PostgreSQL: install it with "
+            "`pip install -e '.[embedded]'` (scripts/bootstrap does), or set DATABASE_URL to a "
+            "PostgreSQL server"
         ) from exc
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
+
+import psycopg
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from kiosk.db import application_name
 from kiosk.settings import load_or_exit
 
 ALEMBIC_VERSION_QUERY = "SELECT version_num FROM alembic_version"
+# Session advisory lock held while migrating: one `kiosk migrate` at a time per database.
+MIGRATION_LOCK_KEY = 0x6B696F736B  # "kiosk"
 
 
 def _alembic_dir() -> Path:
@@ -38,12 +45,31 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
+@contextlib.contextmanager
+def exclusive(database_url: str | None = None) -> Iterator[None]:
+    """Wait until no other `kiosk migrate` runs on this database, and keep it so.
+
+    Deploys may start two at once (the API's and the worker's pre-deploy command, or a rerun):
+    the second waits, then finds the schema at head and does nothing, instead of failing halfway
+    on objects the first one created.
+    """
+    url = database_url or load_or_exit().database_url
+    with psycopg.connect(url, autocommit=True, application_name=application_name("migrate")) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
 def upgrade(database_url: str | None = None, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with exclusive(database_url):
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str | None = None, revision: str = "base") -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    with exclusive(database_url):
+        command.downgrade(alembic_config(database_url), revision)
 
 
 @functools.lru_cache(maxsize=1)

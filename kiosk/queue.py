@@ -9,6 +9,7 @@ is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Any
 
 import psycopg
@@ -17,9 +18,10 @@ from procrastinate import App, PsycopgConnector, exceptions
 from kiosk import db
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
-# `tasks.app` stays importable without a database.
+# `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
+# (kiosk worker-health finds a host's workers by that name).
 app = App(
-    connector=PsycopgConnector(pool_factory=db.create_pool),
+    connector=PsycopgConnector(pool_factory=functools.partial(db.create_pool, role="worker")),
     import_paths=["tasks", "periodic"],
     # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is found
     # by polling, so this bounds how late it starts (procrastinate's default is 5 s).

@@ -40,10 +40,12 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
-    # A worker whose heartbeat is older than this is reported stalled.
-    worker_stale_seconds: float = Field(default=60, ge=5, le=3600)
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
+
+    # Deploy: a worker counts as alive while its heartbeat is younger than this (procrastinate
+    # beats every 10 s); used by GET /health/workers and `kiosk worker-health`.
+    worker_stale_seconds: int = Field(default=30, ge=15, le=3600)
 
     # Schedules: operator-defined scheduled HTTP requests (kiosk/schedules, docs/schedules.md).
     # Seconds between dispatcher runs; it creates runs this far ahead plus a margin (1-60, divides 60).
