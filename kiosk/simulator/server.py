@@ -123,7 +123,7 @@ class Simulator:
         self.webhook_secret = webhook_secret
         self.access_token = access_token
         self.reset()
-        self._outbox: asyncio.Queue[SimOrder | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[SimOrder, str] | None] = asyncio.Queue()
 
     def reset(self) -> None:
         self.orders: dict[str, SimOrder] = {}
@@ -146,7 +146,7 @@ class Simulator:
         order.last_updated_date = _now()
         logger.info("order %s on %s: %s", order.id, order.terminal_id, status)
         if self.webhooks_enabled and self.webhook_url:
-            self._outbox.put_nowait(order)
+            self._outbox.put_nowait((order, status))
 
     def expire_due(self) -> None:
         now = time.monotonic()
@@ -159,8 +159,8 @@ class Simulator:
     async def send_webhooks(self) -> None:
         """Deliver notifications one at a time, in the order the changes happened."""
         async with httpx.AsyncClient(timeout=22) as client:
-            while (order := await self._outbox.get()) is not None:
-                await self._deliver(client, order, order.status)
+            while (change := await self._outbox.get()) is not None:
+                await self._deliver(client, *change)
 
     async def _deliver(self, client: httpx.AsyncClient, order: SimOrder, status: str) -> None:
         notification_id = secrets.randbelow(9 * 10**11) + 10**11
@@ -207,9 +207,6 @@ def create_app(sim: Simulator) -> Starlette:
             return await call_next(request)
         faults = sim.faults
         applies = faults.method is None or faults.method.upper() == request.method
-        if applies and faults.delay_next > 0:
-            faults.delay_next -= 1
-            await asyncio.sleep(faults.delay_seconds)
         if sim.access_token and request.headers.get("authorization") != f"Bearer {sim.access_token}":
             response: Response = _error(401, "invalid access token")
         elif applies and faults.fail_next > 0:
@@ -220,6 +217,10 @@ def create_app(sim: Simulator) -> Starlette:
         sim.requests.append({"method": request.method, "path": request.url.path,
                              "idempotency_key": request.headers.get("x-idempotency-key"),
                              "status": response.status_code})
+        if applies and faults.delay_next > 0:
+            # The work is done, the answer is late: what a client timeout cannot tell apart.
+            faults.delay_next -= 1
+            await asyncio.sleep(faults.delay_seconds)
         return response
 
     async def create_order(request: Request) -> Response:
