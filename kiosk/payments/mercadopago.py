@@ -198,7 +198,7 @@ class MercadoPago:
         except httpx.HTTPError as exc:
             logger.warning("mercadopago %s %s: %s", method, path, type(exc).__name__)
             raise MPUnavailable(f"cannot reach Mercado Pago ({type(exc).__name__})") from None
-        logger.info("mercadopago %s %s -> %s", method, path, response.status_code)
+        logger.debug("mercadopago %s %s -> %s", method, path, response.status_code)
         status = response.status_code
         if status >= 500 or status == 429:
             raise MPUnavailable(f"Mercado Pago answered HTTP {status}", status)
