@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,10 +78,14 @@ class SmtpSink:
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
+        self.refuse_next = 0  # answer DATA with a temporary failure this many times
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+        if self.refuse_next > 0:
+            self.refuse_next -= 1
+            return "451 4.3.0 try again later"
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "content": envelope.content.decode(errors="replace")})
         return "250 OK"
@@ -92,6 +97,7 @@ class HookSink:
     def __init__(self) -> None:
         self.calls: list[dict] = []
         self.statuses: list[int] = []
+        self.delay = 0.0  # seconds before answering
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,6 +105,7 @@ class HookSink:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 sink.calls.append({"headers": dict(self.headers), "body": body})
                 code = sink.statuses.pop(0) if sink.statuses else 200
+                time.sleep(sink.delay)
                 self.send_response(code)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -113,6 +120,7 @@ class HookSink:
     def clear(self) -> None:
         self.calls.clear()
         self.statuses.clear()
+        self.delay = 0.0
 
 
 # -- the kiosk API ------------------------------------------------------------------------------------
@@ -248,6 +256,7 @@ def kiosk(api: Api, sim: SimulatorProcess, smtp: SmtpSink, hook: HookSink) -> It
     """The kiosk API with a reset simulator and empty sinks."""
     sim.reset()
     smtp.messages.clear()
+    smtp.refuse_next = 0
     hook.clear()
     client = Kiosk(api.url)
     yield client

@@ -79,12 +79,15 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
         except (OSError, smtplib.SMTPException) as exc:
             raise deliveries.DeliveryRetry(f"SMTP before DATA: {exc}") from None
         try:
-            smtp.data(message.as_bytes())
+            code, reply = smtp.data(message.as_bytes())
         except smtplib.SMTPDataError as exc:
-            # The server answered "no" to the message: not delivered.
+            # The server answered "no" to DATA: not delivered.
             raise _refused("DATA", exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise deliveries.DeliveryUncertain(f"SMTP connection lost during DATA: {exc}") from None
+        if code != 250:
+            # The server answered "no" to the message itself: not delivered.
+            raise _refused("message", code, reply)
     finally:
         try:
             smtp.quit()
