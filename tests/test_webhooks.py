@@ -176,3 +176,22 @@ def test_old_senders_lowercased_data_id_is_accepted(kiosk, sim, database_url):
                                                           "x-request-id": "req-1"})
     assert response.status_code == 200
     assert stored(database_url) == (1, 1)
+
+
+def test_retry_while_a_newer_job_waits_does_not_get_stuck(kiosk, sim, start_worker, database_url):
+    """procrastinate#1543: retrying a job whose queueing lock a newer job holds must not wedge."""
+    order, intent = charge(kiosk, sim)
+    data_id = intent["provider_order_id"]
+    sim.tap(TERMINAL, "approve")
+    # The first read is slow and then fails: a second notification arrives while it runs.
+    sim.faults(fail_next=1, fail_status=500, delay_next=1, delay_seconds=1.5, method="GET")
+    notify(kiosk.url, data_id, 61, action="order.at_terminal").raise_for_status()
+    start_worker()
+    wait_for(lambda: any(r["method"] == "GET" for r in sim.get("/_sim/requests")), timeout=60,
+             what="the first read")
+    notify(kiosk.url, data_id, 62).raise_for_status()
+    assert len(jobs(database_url, TASK)) == 2  # the first is running, so the second was deferred
+    wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
+    wait_for(lambda: [j["status"] for j in jobs(database_url, TASK)] == ["succeeded", "succeeded"],
+             timeout=60, what="both jobs succeeded")
+    assert jobs(database_url, TASK)[0]["attempts"] == 2  # failed once, then succeeded
