@@ -2,8 +2,8 @@
 
 Starts the embedded PostgreSQL when DATABASE_URL is not set, migrates, then runs the API (uvicorn)
 and one `procrastinate worker` as child processes with prefixed logs, plus the Mercado Pago
-simulator when MP_API_BASE_URL is not set (MP_API_BASE_URL then points at it). Ctrl-C or SIGTERM stops the
-children (SIGTERM, then SIGKILL after a grace period) and then the database.
+simulator when MP_API_BASE_URL is not set (MP_API_BASE_URL then points at it). Ctrl-C or SIGTERM
+stops the children (SIGTERM, then SIGKILL after a grace period) and then the database.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def test_maybe_delivered_is_never_sent_again(kiosk, sim, hook, start_worker, dat
 async def test_running_the_jobs_again_sends_nothing(kiosk, sim, smtp, hook, start_worker, pool, database_url):
     start_worker()
     order = paid_order(kiosk, sim)
-    wait_for(lambda: settled(database_url, order["id"], "receipt") and settled(database_url, order["id"], "notify_paid"),
+    wait_for(lambda: all(settled(database_url, order["id"], kind) for kind in ("receipt", "notify_paid")),
              timeout=60, what="deliveries")
     unpaid = kiosk.order({"tea": 1})
     # An operator retries, or a bug defers again: the ledger says sent, or nothing is owed.

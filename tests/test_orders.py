@@ -26,7 +26,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def test_products_put_and_list(kiosk):
     body = {"name": "Coffee", "price_cents": 250, "stock": 10}
     assert kiosk.http.put("/admin/products/coffee", json=body).status_code == 401
-    assert kiosk.http.put("/admin/products/coffee", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert kiosk.http.put("/admin/products/coffee", json=body, headers=wrong).status_code == 401
     created = kiosk.http.put("/admin/products/coffee", json=body, headers=ADMIN)
     assert created.status_code == 201 and created.json() == {"sku": "coffee", **body}
     replaced = kiosk.http.put("/admin/products/coffee", json={**body, "stock": 3}, headers=ADMIN)

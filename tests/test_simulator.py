@@ -1,9 +1,12 @@
 """The Mercado Pago simulator behaves like the provider doc says (a real `kiosk simulator` process),
 and `kiosk tap` drives it."""
 
+import json
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from kiosk.webhooks import signature
 from tests.conftest import ACCESS_TOKEN, WEBHOOK_SECRET
 from tests.payments_support import SimulatorProcess
-from tests.support import PROJECT_DIR, free_port, wait_for
+from tests.support import PROJECT_DIR, child_env, free_port, wait_for
 
 AUTH = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
 
@@ -26,9 +29,6 @@ class Receiver:
     """Records the webhooks the simulator sends (a real HTTP server on a free port)."""
 
     def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import threading
-
         calls = self.calls = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,8 +56,6 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def simulator(receiver, tmp_path_factory):
-    from tests.support import child_env
-
     env = child_env("postgresql://unused/none", MP_WEBHOOK_SECRET=WEBHOOK_SECRET, MP_ACCESS_TOKEN=ACCESS_TOKEN)
     process = SimulatorProcess(env, tmp_path_factory.mktemp("sim"), free_port(), receiver.url)
     yield process
@@ -86,7 +84,8 @@ def test_create_read_and_idempotency(mp):
 
 
 def test_auth_validation_and_busy_terminal(mp):
-    assert mp.post("/v1/orders", json=order_body(), headers={"X-Idempotency-Key": "k", "Authorization": "Bearer x"}).status_code == 401
+    wrong_token = {"X-Idempotency-Key": "k", "Authorization": "Bearer x"}
+    assert mp.post("/v1/orders", json=order_body(), headers=wrong_token).status_code == 401
     assert mp.post("/v1/orders", json=order_body()).status_code == 400  # no idempotency key
     for bad in (order_body(amount="24.9"), order_body(amount="0.00"), order_body(expiration="PT10S"),
                 order_body(expiration="PT4H"), order_body(reference="has spaces"), {**order_body(), "type": "qr"}):
@@ -120,7 +119,6 @@ def test_terminal_sends_signed_webhooks_in_order(mp, simulator, receiver):
     assert order["id"] in result.stdout and "processed" in result.stdout
     assert mp.get(f"/v1/orders/{order['id']}").json()["transactions"]["payments"][0]["status_detail"] == "accredited"
     wait_for(lambda: len(receiver.calls) == 2, timeout=30, what="two webhooks")
-    import json
     actions = []
     for call in receiver.calls:
         assert f"data.id={order['id']}" in call["path"] and "type=order" in call["path"]

@@ -48,7 +48,9 @@ class DeliveryUncertain(Exception):
     """It may have been delivered; never sent again."""
 
 
-async def plan_paid(conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None) -> None:
+async def plan_paid(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None
+) -> None:
     """In the paid transition's transaction: owe the receipt and the hook, defer their jobs."""
     settings = get_settings()
     kinds = []
@@ -98,6 +100,8 @@ async def deliver_once(order_id: uuid.UUID, kind: str, send: Callable[[], Awaita
 async def _finish(params: dict, state: str, error: BaseException | None) -> None:
     last_error = f"{type(error).__name__}: {error}"[:500] if error else None
     async with db.transaction() as conn:
-        await conn.execute(QUERIES["finish_delivery"], {**params, "state": state, "last_error": last_error})
+        await conn.execute(
+            QUERIES["finish_delivery"], {**params, "state": state, "last_error": last_error}
+        )
     if error:
         logger.warning("order %s: %s %s: %s", params["order_id"], params["kind"], state, last_error)

@@ -34,7 +34,8 @@ def payload(order: orders.Order) -> bytes:
         "customer_email": order.customer_email,
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
         "items": [
-            {"sku": i.sku, "name": i.name, "quantity": i.quantity, "unit_price_cents": i.unit_price_cents}
+            {"sku": i.sku, "name": i.name, "quantity": i.quantity,
+             "unit_price_cents": i.unit_price_cents}
             for i in order.items
         ],
     }
@@ -74,7 +75,9 @@ async def notify_paid(order_id: uuid.UUID) -> str:
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise deliveries.DeliveryRetry(f"cannot connect: {type(exc).__name__}") from None
             except httpx.HTTPError as exc:
-                raise deliveries.DeliveryUncertain(f"no answer after sending: {type(exc).__name__}") from None
+                raise deliveries.DeliveryUncertain(
+                    f"no answer after sending: {type(exc).__name__}"
+                ) from None
         if response.is_success:
             return
         if response.status_code >= 500 or response.status_code in (408, 429):

@@ -27,7 +27,9 @@ QUERIES = load_queries("kiosk.orders")
 logger = logging.getLogger("kiosk.orders")
 
 STATUSES = ("pending_payment", "paid", "canceled", "expired", "refunded")
-EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$")
+# A deliverable-looking address with nothing that could break an email header.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"^[^@\s<>\"',;]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Order:
 
 
 def is_email(value: str) -> bool:
-    return len(value) <= 254 and EMAIL.match(value) is not None
+    return len(value) <= 254 and EMAIL.fullmatch(value) is not None
 
 
 async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -> Order:
@@ -160,7 +162,9 @@ async def request_close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, stat
     await conn.execute(QUERIES["request_close"], {"id": order_id, "status": status})
 
 
-async def mark_paid(conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID) -> bool:
+async def mark_paid(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID
+) -> bool:
     """Money was taken by `intent_id`: the order becomes paid; False when it already was."""
     row = await db.fetch_one(conn, QUERIES["mark_paid"], {"id": order_id, "intent_id": intent_id})
     if row is None:
@@ -176,7 +180,9 @@ async def mark_paid(conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_i
     return True
 
 
-async def mark_refunded(conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID) -> bool:
+async def mark_refunded(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID
+) -> bool:
     params = {"id": order_id, "intent_id": intent_id}
     return await db.fetch_one(conn, QUERIES["mark_refunded"], params) is not None
 

@@ -84,7 +84,9 @@ async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
             answer = await client.create_order(charge, key)
     except mp.MPConflict as exc:
         await _fail(row["id"], str(exc), outcome_unknown=False)
-        raise Conflict(f"terminal {terminal_id} is busy: Mercado Pago has another order queued on it") from None
+        raise Conflict(
+            f"terminal {terminal_id} is busy: Mercado Pago has another order queued on it"
+        ) from None
     except mp.MPTimeout as exc:
         await _fail(row["id"], str(exc), outcome_unknown=True)
         raise ProviderTimedOut(
@@ -100,7 +102,8 @@ async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
         raise ProviderFailed(f"Mercado Pago refused the charge: {exc}") from None
     except BaseException:
         # Cancelled (shutdown) or a bug: never leave the row looking like a live charge.
-        await asyncio.shield(_fail(row["id"], "interrupted while calling Mercado Pago", outcome_unknown=True))
+        interrupted = _fail(row["id"], "interrupted while calling Mercado Pago", outcome_unknown=True)
+        await asyncio.shield(interrupted)
         raise
     async with db.transaction() as conn:
         await conn.execute(
@@ -182,8 +185,9 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
     order = await orders.lock(conn, row["order_id"])
     row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
     assert row is not None
-    if answer.id != row["provider_order_id"] or answer.external_reference not in (None, row["external_reference"]):
-        logger.error("payment intent %s: Mercado Pago order %s does not belong to it", intent_id, answer.id)
+    theirs = answer.external_reference not in (None, row["external_reference"])
+    if answer.id != row["provider_order_id"] or theirs:
+        logger.error("payment intent %s: Mercado Pago order %s is not its order", intent_id, answer.id)
         return _intent(row)
     if answer.status not in mp.ORDER_STATUSES:
         logger.warning("payment intent %s: unknown Mercado Pago status %r", intent_id, answer.status)

@@ -175,7 +175,9 @@ class MercadoPago:
 
     async def create_order(self, charge: Charge, idempotency_key: str) -> MPOrder:
         """POST /v1/orders. A retry with the same key returns the first order, never a second."""
-        return await self._call("POST", "/v1/orders", json=charge.body(), idempotency_key=idempotency_key)
+        return await self._call(
+            "POST", "/v1/orders", json=charge.body(), idempotency_key=idempotency_key
+        )
 
     async def get_order(self, provider_order_id: str) -> MPOrder:
         return await self._call("GET", f"/v1/orders/{_checked(provider_order_id)}")
@@ -209,7 +211,8 @@ class MercadoPago:
         try:
             return MPOrder.model_validate_json(response.content)
         except ValidationError:
-            raise MPUnavailable(f"Mercado Pago answered HTTP {status} with an unreadable order", status) from None
+            message = f"Mercado Pago answered HTTP {status} with an unreadable order"
+            raise MPUnavailable(message, status) from None
 
 
 def _checked(provider_order_id: str) -> str:

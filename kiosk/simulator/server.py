@@ -187,7 +187,8 @@ class Simulator:
             except httpx.HTTPError as exc:
                 record["answers"].append(type(exc).__name__)
             await asyncio.sleep(1 + attempt)
-        logger.warning("webhook %s for %s not acknowledged: %s", notification_id, order.id, record["answers"])
+        logger.warning("webhook %s for %s not acknowledged: %s",
+                       notification_id, order.id, record["answers"])
 
     async def stop(self) -> None:
         self._outbox.put_nowait(None)
@@ -325,7 +326,8 @@ def create_app(sim: Simulator) -> Starlette:
         rows = []
         for o in reversed(list(sim.orders.values())):
             buttons = "".join(
-                f'<form method="post" action="/_sim/terminals/{html.escape(o.terminal_id)}/{a}?redirect=1">'
+                f'<form method="post" '
+                f'action="/_sim/terminals/{html.escape(o.terminal_id)}/{a}?redirect=1">'
                 f'<button>{a}</button></form>'
                 for a in ("approve", "decline", "cancel") if o.status in OPEN
             )
@@ -408,7 +410,9 @@ def _parse_order(body: object, sim: Simulator) -> SimOrder:
     )
 
 
-def run(host: str, port: int, webhook_url: str | None, webhook_secret: str, access_token: str | None) -> None:
+def run(
+    host: str, port: int, webhook_url: str | None, webhook_secret: str, access_token: str | None
+) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -57,7 +57,9 @@ def _text(value: object, name: str, limit: int, required: bool = False) -> str |
     return text
 
 
-def parse(body: bytes, query_data_id: str | None, query_type: str | None, request_id: str | None) -> Notification:
+def parse(
+    body: bytes, query_data_id: str | None, query_type: str | None, request_id: str | None
+) -> Notification:
     """A notification from its raw body and query string; Malformed when it is not one."""
     try:
         payload = json.loads(body)
