@@ -19,7 +19,12 @@ from kiosk import db, health, queue
 from kiosk.admin import routes as admin_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.heartbeat import routes as heartbeat_routes
+from kiosk.catalog.routes import router as catalog_router
+from kiosk.errors import DomainError
+from kiosk.orders.routes import router as orders_router
+from kiosk.payments.routes import router as payments_router
 from kiosk.settings import Settings, load_or_exit
+from kiosk.webhooks.routes import router as webhooks_router
 
 logger = logging.getLogger("kiosk")
 
@@ -43,11 +48,16 @@ async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
+async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
 def create_app(settings: Settings) -> FastAPI:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
+    app.add_exception_handler(DomainError, domain_error)
 
     app.include_router(admin_routes.router)
     app.include_router(schedules_routes.router)
@@ -66,6 +76,10 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready", "revision": state.revision})
 
     app.include_router(heartbeat_routes.router)
+    app.include_router(catalog_router)
+    app.include_router(orders_router)
+    app.include_router(payments_router)
+    app.include_router(webhooks_router)
     return app
 
 

@@ -1,8 +1,9 @@
 """`kiosk dev`: the whole kiosk on one machine, with nothing installed but Python.
 
 Starts the embedded PostgreSQL when DATABASE_URL is not set, migrates, then runs the API (uvicorn)
-and one `procrastinate worker` as child processes with prefixed logs. Ctrl-C or SIGTERM stops the
-children (SIGTERM, then SIGKILL after a grace period) and then the database.
+and one `procrastinate worker` as child processes with prefixed logs, plus the Mercado Pago
+simulator when MP_API_BASE_URL is not set (MP_API_BASE_URL then points at it). Ctrl-C or SIGTERM
+stops the children (SIGTERM, then SIGKILL after a grace period) and then the database.
 """
 
 from __future__ import annotations
@@ -71,12 +72,17 @@ def _dev_defaults(env: dict[str, str], state_dir: Path) -> None:
     env.setdefault("MP_WEBHOOK_SECRET", "dev-webhook-secret")
 
 
-def children(host: str, port: int) -> list[Child]:
+def children(host: str, port: int, simulator_port: int | None = None) -> list[Child]:
     python = sys.executable
-    return [
+    procs = [
         Child("api", [python, "-m", "uvicorn", "kiosk.app:app", "--host", host, "--port", str(port)]),
         Child("worker", [python, "-m", "procrastinate", "--app=tasks.app", "worker"]),
     ]
+    if simulator_port is not None:
+        webhook_url = f"http://{host}:{port}/webhooks/mercadopago"
+        procs.append(Child("simulator", [python, "-m", "kiosk.cli", "simulator", "--host", "127.0.0.1",
+                                         "--port", str(simulator_port), "--webhook-url", webhook_url]))
+    return procs
 
 
 def _wait_ready(url: str, procs: list[Child], timeout: float = 60) -> bool:
@@ -93,12 +99,21 @@ def _wait_ready(url: str, procs: list[Child], timeout: float = 60) -> bool:
     return False
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, state_dir: Path = embedded.DEFAULT_DIR) -> int:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    state_dir: Path = embedded.DEFAULT_DIR,
+    simulator_port: int = 8090,
+) -> int:
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     _dev_defaults(env, state_dir)
+    simulator: int | None = None
+    if not env.get("MP_API_BASE_URL"):
+        simulator = simulator_port
+        env["MP_API_BASE_URL"] = f"http://127.0.0.1:{simulator_port}"
 
     stopping = threading.Event()
 
@@ -110,28 +125,33 @@ def run(host: str = "127.0.0.1", port: int = 8000, state_dir: Path = embedded.DE
 
     if env.get("DATABASE_URL"):
         _log("using the PostgreSQL server in DATABASE_URL")
-        return _serve(env, host, port, stopping)
+        return _serve(env, host, port, stopping, simulator)
     _log(f"starting the embedded PostgreSQL in {state_dir / 'pgdata'}")
     with embedded.embedded_server(state_dir / "pgdata") as server_url:
         env["DATABASE_URL"] = embedded.create_database(server_url, "kiosk")
         _log(f"database   {env['DATABASE_URL']}")
-        code = _serve(env, host, port, stopping)
+        code = _serve(env, host, port, stopping, simulator)
         _log("stopping the embedded PostgreSQL")
     return code
 
 
-def _serve(env: dict[str, str], host: str, port: int, stopping: threading.Event) -> int:
+def _serve(
+    env: dict[str, str], host: str, port: int, stopping: threading.Event, simulator: int | None
+) -> int:
     _log("migrating: alembic upgrade head")
     migrate = subprocess.run([sys.executable, "-m", "kiosk.cli", "migrate"], env=env)
     if migrate.returncode != 0:
         return migrate.returncode
 
-    procs = children(host, port)
+    procs = children(host, port, simulator)
     for child in procs:
         child.start(env)
     base = f"http://{host}:{port}"
     if _wait_ready(f"{base}/readyz", procs):
         _log(f"API        {base}   (health {base}/readyz, API docs {base}/docs)")
+        if simulator is not None:
+            _log(f"simulator  http://127.0.0.1:{simulator}   (Mercado Pago; tap a card: "
+                 f"kiosk tap <terminal_id> --approve, or open the page)")
         _log("press Ctrl-C to stop")
     code = 0
     while not stopping.is_set():

@@ -10,7 +10,14 @@ from __future__ import annotations
 import functools
 import sys
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +70,68 @@ class Settings(BaseSettings):
         if 60 % value:
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
+
+    # payments, webhooks and notifications (docs/payments.md)
+    # Seconds an order keeps its stock reserved while it waits for payment (default 30 minutes).
+    order_ttl: int = Field(default=1800, ge=10, le=7 * 24 * 3600)
+    # How long Mercado Pago keeps a charge open on the terminal (ISO-8601, PT30S..PT3H).
+    payment_expiration: str = "PT5M"
+    mp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Runs of a payment-side job (first run included) before it is left failed.
+    payment_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    webhook_max_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = Field(default="", validate_default=True)
+    smtp_starttls: bool = True
+    # Timeout of one receipt email or notify hook delivery.
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    notify_url: str = ""
+    notify_secret: SecretStr = Field(default=SecretStr(""), validate_default=True)
+
+    @field_validator("payment_expiration")
+    @classmethod
+    def _payment_expiration(cls, value: str) -> str:
+        from kiosk.payments.mercadopago import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
+
+        seconds = parse_duration(value)
+        if not MIN_EXPIRATION <= seconds <= MAX_EXPIRATION:
+            raise ValueError("must be between PT30S and PT3H")
+        return value.upper()
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _smtp_from(cls, value: str, info: ValidationInfo) -> str:
+        from kiosk.orders.store import is_email
+
+        if info.data.get("smtp_host") and not value:
+            raise ValueError("must be set when KIOSK_SMTP_HOST is set")
+        if value and not is_email(value):
+            raise ValueError("must be an email address")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: str) -> str:
+        from kiosk.netguard import UnsafeURL, split_url
+
+        if value:
+            try:
+                split_url(value)
+            except UnsafeURL as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("notify_secret")
+    @classmethod
+    def _notify_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("notify_url") and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters when KIOSK_NOTIFY_URL is set")
+        return value
+    # end of payments, webhooks and notifications
 
     @field_validator("database_url")
     @classmethod

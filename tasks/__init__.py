@@ -8,5 +8,7 @@ from kiosk.queue import app
 # Task modules register themselves on `app` when imported; keep one line per area.
 import periodic  # noqa: E402,F401  (periodic schedules)
 import tasks.schedules  # noqa: E402,F401  (scheduled HTTP requests)
+import tasks.orders  # noqa: E402,F401  (receipt email, notify hook)
+import tasks.payments  # noqa: E402,F401  (Mercado Pago notifications)
 
 __all__ = ["app"]

@@ -1,4 +1,5 @@
-"""`kiosk dev` with no DATABASE_URL: embedded database, API ready, worker registered, clean stop."""
+"""`kiosk dev` with no DATABASE_URL: embedded database, API ready, worker registered, the Mercado
+Pago simulator answering (no MP_API_BASE_URL), clean stop."""
 
 import os
 import re
@@ -8,18 +9,21 @@ import sys
 
 import httpx
 import psycopg
+import pytest
 
 from tests.support import PROJECT_DIR, free_port, wait_for
 
 
 def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
-    port = free_port()
+    port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "KIOSK_ADMIN_TOKEN", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET"}
+           if k not in {"DATABASE_URL", "KIOSK_ADMIN_TOKEN", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET",
+                        "MP_API_BASE_URL"}
            and not k.startswith("PG")}
     log = (tmp_path / "dev.log").open("w+")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "kiosk.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "kiosk.cli", "dev", "--port", str(port), "--state-dir", str(tmp_path / "state"),
+         "--simulator-port", str(sim_port)],
         env=env, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     output = lambda: (tmp_path / "dev.log").read_text()  # noqa: E731
@@ -35,6 +39,9 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
             wait_for(lambda: conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 1,
                      timeout=60, what="a worker row")
         wait_for(lambda: "press Ctrl-C to stop" in output(), timeout=30, what="the URLs banner")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{sim_port}/_sim/orders", timeout=2).status_code == 200,
+                 timeout=30, what="the Mercado Pago simulator")
+        assert f"simulator  http://127.0.0.1:{sim_port}" in output()
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(60)
@@ -42,5 +49,7 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
     text = output()
     assert "Stopped worker" in text and "Finished server process" in text
     assert "stopping the embedded PostgreSQL" in text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{sim_port}/_sim/orders", timeout=2)
     children = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert children.strip() == "", f"processes left behind: {children}"

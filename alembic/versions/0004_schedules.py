@@ -1,14 +1,14 @@
 """schedules: operator-defined scheduled HTTP requests and their runs
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""The catalog: products, their prices and the stock left to sell."""

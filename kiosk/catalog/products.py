@@ -1,0 +1,38 @@
+"""Products: create or replace, list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk import db
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.catalog")
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    price_cents: int
+    stock: int
+
+
+async def put(sku: str, name: str, price_cents: int, stock: int) -> tuple[Product, bool]:
+    """Create or replace; return the product and whether it was created."""
+    async with db.transaction() as conn:
+        row = await db.fetch_one(
+            conn,
+            QUERIES["upsert_product"],
+            {"sku": sku, "name": name, "price_cents": price_cents, "stock": stock},
+        )
+    assert row is not None
+    created = row.pop("created")
+    return Product(**row), created
+
+
+async def list_all() -> list[Product]:
+    async with db.transaction() as conn:
+        rows = await db.fetch_all(conn, QUERIES["list_products"])
+    return [Product(**row) for row in rows]

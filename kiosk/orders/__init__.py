@@ -1,0 +1,1 @@
+"""Orders: items, stock reserved at creation and released once, status transitions."""

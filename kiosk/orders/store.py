@@ -1,0 +1,194 @@
+"""Orders in the database: creation with atomic stock reservation, reads, status transitions.
+
+Status transitions are monotonic and always made on a locked order row (`lock`):
+`pending_payment` -> `paid` | `canceled` | `expired`; `paid` -> `refunded`; and `canceled` or
+`expired` -> `paid` only when a processed payment proves money was taken (the payment wins).
+Stock is taken at creation and given back at most once (`stock_released_at`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+
+from kiosk import db
+from kiosk.errors import Conflict, Invalid, NotFound
+from kiosk.settings import get_settings
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.orders")
+logger = logging.getLogger("kiosk.orders")
+
+STATUSES = ("pending_payment", "paid", "canceled", "expired", "refunded")
+# A deliverable-looking address with nothing that could break an email header.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"^[^@\s<>\"',;]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    sku: str
+    name: str
+    unit_price_cents: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Order:
+    id: uuid.UUID
+    status: str
+    items: tuple[OrderItem, ...]
+    total_cents: int
+    customer_email: str | None
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    closing_status: str | None
+    closing_requested_at: dt.datetime | None
+    paid_at: dt.datetime | None
+
+
+def is_email(value: str) -> bool:
+    return len(value) <= 254 and EMAIL.fullmatch(value) is not None
+
+
+async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -> Order:
+    """Reserve the stock of every line and create the order, all in one transaction.
+
+    Lines for the same sku are added up. Products are taken in sku order, so two orders that
+    share products never deadlock. Not enough stock for any line: Conflict naming the sku, and
+    nothing is taken.
+    """
+    wanted: Counter[str] = Counter()
+    for sku, quantity in lines:
+        wanted[sku] += quantity
+    if not wanted:
+        raise Invalid("an order needs at least one item")
+    if customer_email is not None and not is_email(customer_email):
+        raise Invalid("customer_email is not a valid email address")
+    order_id = uuid.uuid4()
+    async with db.transaction() as conn:
+        taken = []
+        for sku in sorted(wanted):
+            params = {"sku": sku, "quantity": wanted[sku]}
+            row = await db.fetch_one(conn, QUERIES["reserve_stock"], params)
+            if row is None:
+                product = await db.fetch_one(conn, QUERIES["product_stock"], params)
+                if product is None:
+                    raise Invalid(f"unknown sku {sku!r}")
+                raise Conflict(
+                    f"not enough stock for sku {sku!r}: {wanted[sku]} requested, "
+                    f"{product['stock']} left"
+                )
+            taken.append((row, wanted[sku]))
+        total = sum(row["price_cents"] * quantity for row, quantity in taken)
+        await conn.execute(
+            QUERIES["insert_order"],
+            {"id": order_id, "total_cents": total, "customer_email": customer_email,
+             "ttl": get_settings().order_ttl},
+        )
+        for row, quantity in taken:
+            await conn.execute(
+                QUERIES["insert_order_item"],
+                {"order_id": order_id, "sku": row["sku"], "name": row["name"],
+                 "unit_price_cents": row["price_cents"], "quantity": quantity},
+            )
+        return await read(conn, order_id)
+
+
+async def get(order_id: uuid.UUID) -> Order:
+    async with db.transaction() as conn:
+        return await read(conn, order_id)
+
+
+async def read(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> Order:
+    row = await db.fetch_one(conn, QUERIES["get_order"], {"id": order_id})
+    if row is None:
+        raise NotFound(f"order {order_id} not found")
+    return await _order(conn, row)
+
+
+async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> dict:
+    """The order row, locked until the transaction ends; NotFound when there is none."""
+    row = await db.fetch_one(conn, QUERIES["lock_order"], {"id": order_id})
+    if row is None:
+        raise NotFound(f"order {order_id} not found")
+    return row
+
+
+async def _order(conn: psycopg.AsyncConnection, row: dict) -> Order:
+    items = await db.fetch_all(conn, QUERIES["order_items"], {"order_id": row["id"]})
+    return Order(
+        id=row["id"],
+        status=row["status"],
+        items=tuple(OrderItem(**item) for item in items),
+        total_cents=row["total_cents"],
+        customer_email=row["customer_email"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        closing_status=row["closing_status"],
+        closing_requested_at=row["closing_requested_at"],
+        paid_at=row["paid_at"],
+    )
+
+
+async def release_stock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> bool:
+    """Give the order's units back, once per order however often it is called."""
+    if await db.fetch_one(conn, QUERIES["mark_stock_released"], {"id": order_id}) is None:
+        return False
+    await conn.execute(QUERIES["return_stock"], {"order_id": order_id})
+    return True
+
+
+async def close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, status: str) -> bool:
+    """pending_payment -> canceled/expired and release the stock; False when not pending."""
+    assert status in ("canceled", "expired")
+    if await db.fetch_one(conn, QUERIES["close_order"], {"id": order_id, "status": status}) is None:
+        return False
+    await release_stock(conn, order_id)
+    logger.info("order %s %s", order_id, status)
+    return True
+
+
+async def request_close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, status: str) -> None:
+    """Close the order once its open charge ends unpaid (a charge on a terminal cannot be
+    cancelled by API)."""
+    await conn.execute(QUERIES["request_close"], {"id": order_id, "status": status})
+
+
+async def mark_paid(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID
+) -> bool:
+    """Money was taken by `intent_id`: the order becomes paid; False when it already was."""
+    row = await db.fetch_one(conn, QUERIES["mark_paid"], {"id": order_id, "intent_id": intent_id})
+    if row is None:
+        return False
+    if row["stock_released_at"] is not None:
+        # Canceled or expired earlier, paid anyway: the customer has paid for these units.
+        missing = await db.fetch_all(conn, QUERIES["stock_shortfall"], {"order_id": order_id})
+        if missing:
+            logger.warning("order %s paid after its stock was released; oversold: %s",
+                           order_id, ", ".join(f"{m['sku']} x{m['missing']}" for m in missing))
+        await conn.execute(QUERIES["retake_stock"], {"order_id": order_id})
+    logger.info("order %s paid by payment intent %s", order_id, intent_id)
+    return True
+
+
+async def mark_refunded(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID
+) -> bool:
+    params = {"id": order_id, "intent_id": intent_id}
+    return await db.fetch_one(conn, QUERIES["mark_refunded"], params) is not None
+
+
+async def due_for_expiry(limit: int = 100) -> list[uuid.UUID]:
+    """Orders past expires_at still waiting for payment (for the periodic expiry job)."""
+    async with db.transaction() as conn:
+        rows = await db.fetch_all(conn, QUERIES["due_for_expiry"], {"limit": limit})
+    return [row["id"] for row in rows]

@@ -1,0 +1,1 @@
+"""A local Mercado Pago Point simulator for development and tests (`kiosk simulator`)."""
