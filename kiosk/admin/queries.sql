@@ -144,3 +144,37 @@ FROM procrastinate_jobs j
 WHERE {filters}
 ORDER BY j.id
 LIMIT %(limit)s;
+
+-- name: count_jobs
+-- How many jobs match a filter, counting at most %(cap)s; {filters} as in list_jobs
+SELECT count(*) AS count
+FROM (
+    SELECT 1
+    FROM procrastinate_jobs j
+    WHERE {filters}
+    LIMIT %(cap)s
+) AS matching;
+
+-- name: queue_names
+-- Distinct queue names by skipping through procrastinate's queue_name index (no full scan)
+WITH RECURSIVE names AS (
+    (SELECT queue_name AS name FROM procrastinate_jobs ORDER BY queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue_name FROM procrastinate_jobs WHERE queue_name > names.name
+            ORDER BY queue_name LIMIT 1)
+    FROM names
+    WHERE names.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL;
+
+-- name: task_names
+-- Distinct task names by skipping through the kiosk_jobs_task_id index
+WITH RECURSIVE names AS (
+    (SELECT task_name AS name FROM procrastinate_jobs ORDER BY task_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT task_name FROM procrastinate_jobs WHERE task_name > names.name
+            ORDER BY task_name LIMIT 1)
+    FROM names
+    WHERE names.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL;
