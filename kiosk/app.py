@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from kiosk import db, health, queue
 from kiosk.admin import routes as admin_routes
+from kiosk.dashboard import routes as dashboard_routes
 from kiosk.settings import Settings, load_or_exit
 
 logger = logging.getLogger("kiosk")
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
 
     app.include_router(admin_routes.router)
+    app.include_router(dashboard_routes.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

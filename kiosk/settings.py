@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
 
+    # dashboard (kiosk/dashboard, docs/dashboard.md): the admin pages' browser session.
+    # Hours a dashboard sign-in lasts; rotating KIOSK_ADMIN_TOKEN ends every session at once.
+    dashboard_session_hours: float = Field(default=12, gt=0, le=168)
+    # Mark the session cookie Secure even on plain http to loopback (it always is elsewhere).
+    dashboard_secure_cookie: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
