@@ -239,6 +239,19 @@ async def test_workers_periodic_and_audit_pages(ana, pool):
     assert ana.get("/admin/ui/audit", params={"before": "x"}).status_code == 200
 
 
+async def test_slow_statements_are_cancelled(pool):
+    import psycopg
+
+    from kiosk.admin import jobs
+
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, 0.05)
+            await conn.execute("SELECT pg_sleep(2)")
+    async with db.transaction() as conn:  # the bound ends with its transaction
+        await conn.execute("SELECT pg_sleep(0.1)")
+
+
 def test_time_filter_round_trips():
     from kiosk.dashboard import forms
 

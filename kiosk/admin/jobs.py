@@ -131,6 +131,15 @@ def _compose(query_name: str, params: dict[str, Any]) -> sql.Composed:
     return sql.SQL(QUERIES[query_name]).format(filters=where)
 
 
+async def bound_statements(conn: psycopg.AsyncConnection, seconds: float) -> None:
+    """Cancel any statement of this transaction that runs longer (psycopg.errors.QueryCanceled).
+
+    A text search matching few jobs reads the whole table; an operator's page should give up
+    rather than hold a connection for long.
+    """
+    await conn.execute(QUERIES["set_statement_timeout"], {"ms": str(int(seconds * 1000))})
+
+
 async def list_queues(conn: psycopg.AsyncConnection) -> list[QueueStats]:
     counts: dict[str, dict[str, int]] = {}
     for row in await db.fetch_all(conn, QUERIES["queue_counts"]):

@@ -59,16 +59,26 @@ WHERE job_id = %(job_id)s
 ORDER BY at, id;
 
 -- name: first_job_deferred_since
--- The smallest job id deferred at or after a time: turns a time range into an id range
-SELECT min(job_id) AS job_id
-FROM procrastinate_events
-WHERE type = 'deferred' AND at >= %(at)s;
+-- The first job deferred at or after a time: turns a time range into an id range
+-- One probe of kiosk_events_type_at, whatever the table size (min(job_id) read every later event).
+-- Ids and times agree up to the overlap of concurrent deferring transactions.
+SELECT (
+    SELECT job_id
+    FROM procrastinate_events
+    WHERE type = 'deferred' AND at >= %(at)s
+    ORDER BY at, job_id
+    LIMIT 1
+) AS job_id;
 
 -- name: last_job_deferred_before
--- The largest job id deferred before a time
-SELECT max(job_id) AS job_id
-FROM procrastinate_events
-WHERE type = 'deferred' AND at < %(at)s;
+-- The last job deferred before a time; one probe of kiosk_events_type_at, as above
+SELECT (
+    SELECT job_id
+    FROM procrastinate_events
+    WHERE type = 'deferred' AND at < %(at)s
+    ORDER BY at DESC, job_id DESC
+    LIMIT 1
+) AS job_id;
 
 -- name: lock_job
 -- Lock a job row before changing its state
@@ -178,3 +188,7 @@ WITH RECURSIVE names AS (
     WHERE names.name IS NOT NULL
 )
 SELECT name FROM names WHERE name IS NOT NULL;
+
+-- name: set_statement_timeout
+-- Bound every statement of the current transaction (milliseconds), e.g. a text search on a big table
+SELECT set_config('statement_timeout', %(ms)s, true);

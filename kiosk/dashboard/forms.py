@@ -71,7 +71,7 @@ def parse_filter(values: Mapping[str, str]) -> tuple[JobFilter, list[str]]:
     flt = JobFilter(status=status, queue=text("queue", 128), task=text("task", 128), text=text("q", 200),
                     deferred_after=times["deferred_after"], deferred_before=times["deferred_before"],
                     min_attempts=min_attempts)
-    return flt, errors
+    return flt, [f"{error} (ignored)" for error in errors]
 
 
 def filter_params(flt: JobFilter) -> dict[str, str]:

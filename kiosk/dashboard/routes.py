@@ -37,6 +37,9 @@ LOGOUT = "/admin/logout"
 HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
+LIST_TIMEOUT_SECONDS = 10  # a text search over a million jobs takes about one
+TOO_SLOW = (f"The search took longer than {LIST_TIMEOUT_SECONDS} s and was stopped: narrow it with a "
+            "status, task or time range (text alone reads every job).")
 NAV = [
     ("overview", HOME, "Overview"),
     ("jobs", f"{UI}/jobs", "Jobs"),
@@ -248,11 +251,16 @@ async def jobs_page(request: Request, before: str | None = None, sess: session.S
     try:
         cursor = forms.parse_int(before, minimum=1)
     except ValueError:
-        errors.append("before: a job id")
+        errors.append("before: a job id (ignored)")
         cursor = None
     async with db.transaction() as conn:
-        page = await jobs.list_jobs(conn, flt, before=cursor, limit=PAGE_SIZE)
         queue_names, task_names = await jobs.queue_and_task_names(conn)
+    try:
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            page = await jobs.list_jobs(conn, flt, before=cursor, limit=PAGE_SIZE)
+    except psycopg.errors.QueryCanceled:
+        page, errors = jobs.JobPage([], None), [*errors, TOO_SLOW]
     return _page(request, "jobs.html", sess, active="jobs", title="Jobs", page=page, flt=flt,
                  params=forms.filter_params(flt), errors=errors, statuses=jobs.STATUSES,
                  queue_names=queue_names, task_names=task_names, cursor=cursor)
@@ -282,11 +290,18 @@ async def failed_page(request: Request, before: str | None = None, sess: session
     except ValueError:
         cursor = None
     async with db.transaction() as conn:
-        failed_page_ = await jobs.list_jobs(conn, failed, before=cursor, limit=PAGE_SIZE)
-        retrying_page = await jobs.list_jobs(conn, retrying, limit=PAGE_SIZE)
-        failed_count = await jobs.count_jobs(conn, failed)
-        retrying_count = await jobs.count_jobs(conn, retrying)
         queue_names, task_names = await jobs.queue_and_task_names(conn)
+    try:
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            failed_page_ = await jobs.list_jobs(conn, failed, before=cursor, limit=PAGE_SIZE)
+            retrying_page = await jobs.list_jobs(conn, retrying, limit=PAGE_SIZE)
+            failed_count = await jobs.count_jobs(conn, failed)
+            retrying_count = await jobs.count_jobs(conn, retrying)
+    except psycopg.errors.QueryCanceled:
+        failed_page_ = retrying_page = jobs.JobPage([], None)
+        failed_count = retrying_count = 0
+        errors = [*errors, TOO_SLOW]
     return _page(request, "failed.html", sess, active="failed", title="Failed jobs", errors=errors,
                  flt_base=base, base_params=forms.filter_params(base), failed=failed_page_, retrying=retrying_page,
                  failed_params=forms.filter_params(failed), retrying_params=forms.filter_params(retrying),
