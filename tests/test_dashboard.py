@@ -239,6 +239,20 @@ async def test_workers_periodic_and_audit_pages(ana, pool):
     assert ana.get("/admin/ui/audit", params={"before": "x"}).status_code == 200
 
 
+async def test_throughput_series_counts_every_minute(pool):
+    from kiosk.admin import jobs
+
+    await defer("demo.series", n=1)
+    await run_one(Status.SUCCEEDED)
+    await defer("demo.series", n=2)
+    await run_one(Status.FAILED)
+    async with db.transaction() as conn:
+        series = await jobs.throughput_series(conn, 5)
+    assert len(series) == 5 and series == sorted(series, key=lambda r: r["minute"])
+    assert sum(r["succeeded"] for r in series) == 1 and sum(r["failed"] for r in series) == 1
+    assert series[-1]["minute"] <= dt.datetime.now(dt.UTC) < series[-1]["minute"] + dt.timedelta(minutes=1)
+
+
 async def test_slow_statements_are_cancelled(pool):
     import psycopg
 

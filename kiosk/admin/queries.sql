@@ -33,14 +33,17 @@ WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - interval '60 minutes'
 GROUP BY j.queue_name;
 
 -- name: throughput_series
--- Jobs finished per minute over the last N minutes, for the dashboard's charts
-SELECT date_trunc('minute', e.at) AS minute,
-       count(*) FILTER (WHERE e.type = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE e.type = 'failed') AS failed
-FROM procrastinate_events e
-WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - make_interval(mins => %(minutes)s)
-GROUP BY 1
-ORDER BY 1;
+-- Jobs finished per minute over the last N minutes (every minute, the current one included)
+-- Two index-only range counts per minute on kiosk_events_type_at: no sort of the window's events,
+-- 3x faster than a GROUP BY over a day of a million-job table (docs/dashboard.md).
+SELECT m.minute,
+       (SELECT count(*) FROM procrastinate_events e
+        WHERE e.type = 'succeeded' AND e.at >= m.minute AND e.at < m.minute + interval '1 minute') AS succeeded,
+       (SELECT count(*) FROM procrastinate_events e
+        WHERE e.type = 'failed' AND e.at >= m.minute AND e.at < m.minute + interval '1 minute') AS failed
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
+ORDER BY m.minute;
 
 -- name: job
 -- One job with the times of its first and latest events
