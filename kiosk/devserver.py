@@ -132,6 +132,7 @@ def _serve(env: dict[str, str], host: str, port: int, stopping: threading.Event)
     base = f"http://{host}:{port}"
     if _wait_ready(f"{base}/readyz", procs):
         _log(f"API        {base}   (health {base}/readyz, API docs {base}/docs)")
+        _log(f"dashboard  {base}/admin/   (sign in with the admin token)")
         _log("press Ctrl-C to stop")
     code = 0
     while not stopping.is_set():
