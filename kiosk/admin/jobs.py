@@ -126,6 +126,7 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
 
 
 def _compose(query_name: str, params: dict[str, Any]) -> sql.Composed:
+    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all says why)."""
     clauses = [sql.SQL(_CLAUSES[key]) for key in _CLAUSES if key in params]
     where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("true")
     return sql.SQL(QUERIES[query_name]).format(filters=where)
@@ -178,7 +179,7 @@ async def list_jobs(
     if before is not None:
         params["before"] = before
     params["limit"] = max(1, min(limit, MAX_PAGE))
-    rows = await db.fetch_all(conn, _compose("list_jobs", params), params)
+    rows = await db.fetch_all(conn, _compose("list_jobs", params), params, prepare=False)
     next_cursor = rows[-1]["id"] if len(rows) == params["limit"] else None
     return JobPage(rows, next_cursor)
 
@@ -189,7 +190,7 @@ async def count_jobs(conn: psycopg.AsyncConnection, flt: JobFilter, *, cap: int 
     if params is None:
         return 0
     params["cap"] = cap
-    row = await db.fetch_one(conn, _compose("count_jobs", params), params)
+    row = await db.fetch_one(conn, _compose("count_jobs", params), params, prepare=False)
     return row["count"]
 
 
@@ -246,7 +247,7 @@ async def _bulk(conn: psycopg.AsyncConnection, flt: JobFilter, allowed: tuple[st
         return BulkResult(0)
     params["statuses"] = list(allowed if flt.status is None else [s for s in allowed if s == flt.status])
     params["limit"] = MAX_BULK
-    ids = [r["id"] for r in await db.fetch_all(conn, _compose("select_job_ids", params), params)]
+    ids = [r["id"] for r in await db.fetch_all(conn, _compose("select_job_ids", params), params, prepare=False)]
     result = BulkResult(len(ids))
     for job_id in ids:
         try:
