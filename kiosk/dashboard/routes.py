@@ -115,7 +115,9 @@ def signed_in(request: Request) -> session.Session:
     """Dependency of every page: the session, or a redirect to the login form."""
     current = _current(request)
     if current is None:
-        raise Redirect(f"{LOGIN}?next={quote(_here(request), safe='')}")
+        # After signing in, come back to the page; a form's target is no page to come back to.
+        back = _here(request) if request.method == "GET" else HOME
+        raise Redirect(f"{LOGIN}?next={quote(back, safe='')}")
     return current
 
 
@@ -229,18 +231,19 @@ async def logout(request: Request, form: dict[str, str] = Depends(posted)) -> Re
 
 
 @router.get(HOME)
-async def overview(request: Request, window: int = 60, sess: session.Session = Depends(signed_in)) -> Response:
-    window = window if window in charts.WINDOWS else 60
+async def overview(request: Request, window: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    minutes = int(window) if window and window.isdigit() else 60
+    window_minutes = minutes if minutes in charts.WINDOWS else 60
     async with db.transaction() as conn:
         queues = await jobs.list_queues(conn)
-        series = await jobs.throughput_series(conn, window)
+        series = await jobs.throughput_series(conn, window_minutes)
         workers = await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds)
     graphs = [
-        charts.bar_chart(series, "succeeded", window, "Succeeded"),
-        charts.bar_chart(series, "failed", window, "Failed"),
+        charts.bar_chart(series, "succeeded", window_minutes, "Succeeded"),
+        charts.bar_chart(series, "failed", window_minutes, "Failed"),
     ]
     return _page(request, "overview.html", sess, active="overview", title="Overview", queues=queues,
-                 charts=graphs, window=window, windows=charts.WINDOWS, statuses=jobs.STATUSES,
+                 charts=graphs, window=window_minutes, windows=charts.WINDOWS, statuses=jobs.STATUSES,
                  live_workers=sum(not w["stalled"] for w in workers),
                  stalled_workers=sum(w["stalled"] for w in workers))
 
