@@ -23,6 +23,7 @@ from kiosk.catalog.routes import router as catalog_router
 from kiosk.errors import DomainError
 from kiosk.orders.routes import router as orders_router
 from kiosk.payments.routes import router as payments_router
+from kiosk.dashboard import routes as dashboard_routes
 from kiosk.settings import Settings, load_or_exit
 from kiosk.webhooks.routes import router as webhooks_router
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(admin_routes.router)
     app.include_router(schedules_routes.router)
+    app.include_router(dashboard_routes.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

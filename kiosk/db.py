@@ -91,13 +91,24 @@ async def transaction() -> AsyncIterator[psycopg.AsyncConnection]:
             yield conn
 
 
-async def fetch_one(conn: psycopg.AsyncConnection, query: str, params: Any = None) -> dict | None:
+async def fetch_one(
+    conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
+) -> dict | None:
+    """`prepare=False` for a query whose best plan depends on its values (see fetch_all)."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
+        await cur.execute(query, params, prepare=prepare)
         return await cur.fetchone()
 
 
-async def fetch_all(conn: psycopg.AsyncConnection, query: str, params: Any = None) -> list[dict]:
+async def fetch_all(
+    conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
+) -> list[dict]:
+    """Rows as dicts.
+
+    psycopg prepares a query it has run 5 times on a connection, and PostgreSQL may then switch
+    to a generic plan that ignores the values: fine for fixed queries, slow for a filter whose
+    selectivity swings with its values (a rare status on a million jobs). Those pass prepare=False.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
+        await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall()

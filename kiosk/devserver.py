@@ -149,6 +149,7 @@ def _serve(
     base = f"http://{host}:{port}"
     if _wait_ready(f"{base}/readyz", procs):
         _log(f"API        {base}   (health {base}/readyz, API docs {base}/docs)")
+        _log(f"dashboard  {base}/admin/   (sign in with the admin token)")
         if simulator is not None:
             _log(f"simulator  http://127.0.0.1:{simulator}   (Mercado Pago; tap a card: "
                  f"kiosk tap <terminal_id> --approve, or open the page)")

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         return value
     # end of payments, webhooks and notifications
 
+    # dashboard (kiosk/dashboard, docs/dashboard.md): the admin pages' browser session.
+    # Hours a dashboard sign-in lasts; rotating KIOSK_ADMIN_TOKEN ends every session at once.
+    dashboard_session_hours: float = Field(default=12, gt=0, le=168)
+    # Mark the session cookie Secure even on plain http to loopback (it always is elsewhere).
+    dashboard_secure_cookie: bool = False
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -3,14 +3,14 @@
 docs/sql.md shows the questions they answer; tests/test_sql_docs.py runs every query in it.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-25
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -9,6 +10,14 @@ from psycopg.types.json import Jsonb
 
 from kiosk import db
 from kiosk.admin.jobs import QUERIES
+
+_NOT_IN_NAME = re.compile(r"[^\w@.\- ]")
+
+
+def actor_name(raw: str | None, default: str = "admin") -> str:
+    """An operator's self-given name, reduced to safe characters, for the `actor` column."""
+    name = _NOT_IN_NAME.sub("", raw or "")[:64].strip()
+    return name or default
 
 
 async def record(

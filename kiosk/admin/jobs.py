@@ -41,9 +41,18 @@ class JobFilter:
     text: str | None = None  # substring of the JSON arguments
     deferred_after: dt.datetime | None = None
     deferred_before: dt.datetime | None = None
+    min_attempts: int | None = None  # 1: jobs that ran at least once (failed ones waiting to retry)
 
     def is_empty(self) -> bool:
         return all(value is None for value in vars(self).values())
+
+    def describe(self) -> dict[str, Any]:
+        """The fields that are set, JSON-ready, for the audit log."""
+        return {
+            key: value.isoformat() if isinstance(value, dt.datetime) else value
+            for key, value in vars(self).items()
+            if value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ _CLAUSES = {
     "queue": "j.queue_name = %(queue)s",
     "task": "j.task_name = %(task)s",
     "text": "j.args::text ILIKE %(text)s ESCAPE '\\'",
+    "min_attempts": "j.attempts >= %(min_attempts)s",
     "min_id": "j.id >= %(min_id)s",
     "max_id": "j.id <= %(max_id)s",
     "before": "j.id < %(before)s",
@@ -99,6 +109,8 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
         params["task"] = flt.task
     if flt.text:
         params["text"] = _like_pattern(flt.text)
+    if flt.min_attempts is not None:
+        params["min_attempts"] = flt.min_attempts
     # Job ids grow with time: a deferral-time range becomes an id range, which the primary key serves.
     if flt.deferred_after is not None:
         row = await db.fetch_one(conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after})
@@ -114,9 +126,19 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
 
 
 def _compose(query_name: str, params: dict[str, Any]) -> sql.Composed:
+    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all says why)."""
     clauses = [sql.SQL(_CLAUSES[key]) for key in _CLAUSES if key in params]
     where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("true")
     return sql.SQL(QUERIES[query_name]).format(filters=where)
+
+
+async def bound_statements(conn: psycopg.AsyncConnection, seconds: float) -> None:
+    """Cancel any statement of this transaction that runs longer (psycopg.errors.QueryCanceled).
+
+    A text search matching few jobs reads the whole table; an operator's page should give up
+    rather than hold a connection for long.
+    """
+    await conn.execute(QUERIES["set_statement_timeout"], {"ms": str(int(seconds * 1000))})
 
 
 async def list_queues(conn: psycopg.AsyncConnection) -> list[QueueStats]:
@@ -157,9 +179,26 @@ async def list_jobs(
     if before is not None:
         params["before"] = before
     params["limit"] = max(1, min(limit, MAX_PAGE))
-    rows = await db.fetch_all(conn, _compose("list_jobs", params), params)
+    rows = await db.fetch_all(conn, _compose("list_jobs", params), params, prepare=False)
     next_cursor = rows[-1]["id"] if len(rows) == params["limit"] else None
     return JobPage(rows, next_cursor)
+
+
+async def count_jobs(conn: psycopg.AsyncConnection, flt: JobFilter, *, cap: int = MAX_BULK) -> int:
+    """How many jobs match, counting no further than `cap` (a bulk action's reach)."""
+    params = await _filter_params(conn, flt)
+    if params is None:
+        return 0
+    params["cap"] = cap
+    row = await db.fetch_one(conn, _compose("count_jobs", params), params, prepare=False)
+    return row["count"]
+
+
+async def queue_and_task_names(conn: psycopg.AsyncConnection) -> tuple[list[str], list[str]]:
+    """Distinct queue and task names, read from their indexes (fast on a big table)."""
+    queues = [r["name"] for r in await db.fetch_all(conn, QUERIES["queue_names"])]
+    tasks = [r["name"] for r in await db.fetch_all(conn, QUERIES["task_names"])]
+    return queues, tasks
 
 
 async def get_job(conn: psycopg.AsyncConnection, job_id: int) -> dict[str, Any]:
@@ -208,7 +247,7 @@ async def _bulk(conn: psycopg.AsyncConnection, flt: JobFilter, allowed: tuple[st
         return BulkResult(0)
     params["statuses"] = list(allowed if flt.status is None else [s for s in allowed if s == flt.status])
     params["limit"] = MAX_BULK
-    ids = [r["id"] for r in await db.fetch_all(conn, _compose("select_job_ids", params), params)]
+    ids = [r["id"] for r in await db.fetch_all(conn, _compose("select_job_ids", params), params, prepare=False)]
     result = BulkResult(len(ids))
     for job_id in ids:
         try:

@@ -33,14 +33,17 @@ WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - interval '60 minutes'
 GROUP BY j.queue_name;
 
 -- name: throughput_series
--- Jobs finished per minute over the last N minutes, for the dashboard's charts
-SELECT date_trunc('minute', e.at) AS minute,
-       count(*) FILTER (WHERE e.type = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE e.type = 'failed') AS failed
-FROM procrastinate_events e
-WHERE e.type IN ('succeeded', 'failed') AND e.at > now() - make_interval(mins => %(minutes)s)
-GROUP BY 1
-ORDER BY 1;
+-- Jobs finished per minute over the last N minutes (every minute, the current one included)
+-- Two index-only range counts per minute on kiosk_events_type_at: no sort of the window's events,
+-- 3x faster than a GROUP BY over a day of a million-job table (docs/dashboard.md).
+SELECT m.minute,
+       (SELECT count(*) FROM procrastinate_events e
+        WHERE e.type = 'succeeded' AND e.at >= m.minute AND e.at < m.minute + interval '1 minute') AS succeeded,
+       (SELECT count(*) FROM procrastinate_events e
+        WHERE e.type = 'failed' AND e.at >= m.minute AND e.at < m.minute + interval '1 minute') AS failed
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
+ORDER BY m.minute;
 
 -- name: job
 -- One job with the times of its first and latest events
@@ -59,16 +62,26 @@ WHERE job_id = %(job_id)s
 ORDER BY at, id;
 
 -- name: first_job_deferred_since
--- The smallest job id deferred at or after a time: turns a time range into an id range
-SELECT min(job_id) AS job_id
-FROM procrastinate_events
-WHERE type = 'deferred' AND at >= %(at)s;
+-- The first job deferred at or after a time: turns a time range into an id range
+-- One probe of kiosk_events_type_at, whatever the table size (min(job_id) read every later event).
+-- Ids and times agree up to the overlap of concurrent deferring transactions.
+SELECT (
+    SELECT job_id
+    FROM procrastinate_events
+    WHERE type = 'deferred' AND at >= %(at)s
+    ORDER BY at, job_id
+    LIMIT 1
+) AS job_id;
 
 -- name: last_job_deferred_before
--- The largest job id deferred before a time
-SELECT max(job_id) AS job_id
-FROM procrastinate_events
-WHERE type = 'deferred' AND at < %(at)s;
+-- The last job deferred before a time; one probe of kiosk_events_type_at, as above
+SELECT (
+    SELECT job_id
+    FROM procrastinate_events
+    WHERE type = 'deferred' AND at < %(at)s
+    ORDER BY at DESC, job_id DESC
+    LIMIT 1
+) AS job_id;
 
 -- name: lock_job
 -- Lock a job row before changing its state
@@ -144,3 +157,41 @@ FROM procrastinate_jobs j
 WHERE {filters}
 ORDER BY j.id
 LIMIT %(limit)s;
+
+-- name: count_jobs
+-- How many jobs match a filter, counting at most %(cap)s; {filters} as in list_jobs
+SELECT count(*) AS count
+FROM (
+    SELECT 1
+    FROM procrastinate_jobs j
+    WHERE {filters}
+    LIMIT %(cap)s
+) AS matching;
+
+-- name: queue_names
+-- Distinct queue names by skipping through procrastinate's queue_name index (no full scan)
+WITH RECURSIVE names AS (
+    (SELECT queue_name AS name FROM procrastinate_jobs ORDER BY queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue_name FROM procrastinate_jobs WHERE queue_name > names.name
+            ORDER BY queue_name LIMIT 1)
+    FROM names
+    WHERE names.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL;
+
+-- name: task_names
+-- Distinct task names by skipping through the kiosk_jobs_task_id index
+WITH RECURSIVE names AS (
+    (SELECT task_name AS name FROM procrastinate_jobs ORDER BY task_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT task_name FROM procrastinate_jobs WHERE task_name > names.name
+            ORDER BY task_name LIMIT 1)
+    FROM names
+    WHERE names.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL;
+
+-- name: set_statement_timeout
+-- Bound every statement of the current transaction (milliseconds), e.g. a text search on a big table
+SELECT set_config('statement_timeout', %(ms)s, true);

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -11,24 +10,19 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from kiosk import db
-from kiosk.admin import audit, jobs, periodic
+from kiosk.admin import actions, audit, jobs, periodic
 from kiosk.auth import AdminRequired
 from kiosk.settings import get_settings
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminRequired])
 
 Status = Literal["todo", "doing", "succeeded", "failed", "cancelled", "aborted"]
-_ACTOR = re.compile(r"[^\w@.\- ]")
 
 
-def actor(request: Request) -> str:
+def operator(request: Request) -> actions.Operator:
     """Who acts: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
-    name = _ACTOR.sub("", request.headers.get("x-kiosk-actor", ""))[:64].strip()
-    return name or "admin"
-
-
-def client(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return actions.Operator(audit.actor_name(request.headers.get("x-kiosk-actor")),
+                            request.client.host if request.client else None)
 
 
 class JobFilterBody(BaseModel):
@@ -40,6 +34,7 @@ class JobFilterBody(BaseModel):
     text: str | None = Field(None, max_length=200, description="substring of the JSON arguments")
     deferred_after: dt.datetime | None = None
     deferred_before: dt.datetime | None = None
+    min_attempts: int | None = Field(None, ge=0, description="1: jobs that ran at least once")
 
 
 class BulkResponse(BaseModel):
@@ -67,10 +62,11 @@ async def get_jobs(
     q: Annotated[str | None, Query(max_length=200, description="substring of the JSON arguments")] = None,
     deferred_after: dt.datetime | None = None,
     deferred_before: dt.datetime | None = None,
+    min_attempts: Annotated[int | None, Query(ge=0, description="1: jobs that ran at least once")] = None,
     before: Annotated[int | None, Query(ge=1, description="cursor: `next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 50,
 ) -> dict[str, Any]:
-    flt = jobs.JobFilter(status, queue, task, q, deferred_after, deferred_before)
+    flt = jobs.JobFilter(status, queue, task, q, deferred_after, deferred_before, min_attempts)
     async with db.transaction() as conn:
         page = await jobs.list_jobs(conn, flt, before=before, limit=limit)
     return {"jobs": page.jobs, "next_cursor": page.next_cursor}
@@ -88,17 +84,12 @@ async def get_job(job_id: int) -> dict[str, Any]:
 async def _act(request: Request, job_id: int, action: str) -> ActionResponse:
     async with db.transaction() as conn:
         try:
-            if action == "retry":
-                await jobs.retry_job(conn, job_id)
-                result = "retried"
-            else:
-                result = await jobs.cancel_job(conn, job_id)
+            operation = actions.retry_job if action == "retry" else actions.cancel_job
+            result = await operation(conn, job_id, operator(request))
         except jobs.JobNotFound:
             raise HTTPException(404, f"job {job_id} not found") from None
         except jobs.JobStateConflict as exc:
             raise HTTPException(409, str(exc)) from None
-        await audit.record(conn, actor=actor(request), action=f"job.{action}", target=f"job:{job_id}",
-                           details={"result": result}, remote_addr=client(request))
     return ActionResponse(id=job_id, result=result)
 
 
@@ -119,12 +110,7 @@ async def _bulk(request: Request, body: JobFilterBody, action: str) -> BulkRespo
     if flt.is_empty():
         raise HTTPException(422, "give at least one filter (status, queue, task, text or a time range)")
     async with db.transaction() as conn:
-        operation = jobs.bulk_retry if action == "retry" else jobs.bulk_cancel
-        result = await operation(conn, flt)
-        await audit.record(conn, actor=actor(request), action=f"jobs.bulk_{action}", target="jobs",
-                           details={"filter": body.model_dump(mode="json", exclude_none=True),
-                                    "changed": len(result.changed), "skipped": len(result.skipped)},
-                           remote_addr=client(request))
+        result = await actions.bulk(conn, action, flt, operator(request))
     return BulkResponse(**asdict(result))
 
 
@@ -155,13 +141,11 @@ async def get_periodic() -> list[dict[str, Any]]:
 async def run_periodic(request: Request, name: str) -> dict[str, Any]:
     async with db.transaction() as conn:
         try:
-            job_id = await periodic.run_now(conn, name)
+            job_id = await actions.run_periodic(conn, name, operator(request))
         except periodic.PeriodicNotFound:
             raise HTTPException(404, f"no periodic task named {name!r}") from None
         if job_id is None:
             raise HTTPException(409, f"a {name} job is already waiting (queueing lock)")
-        await audit.record(conn, actor=actor(request), action="periodic.run", target=f"periodic:{name}",
-                           details={"job_id": job_id}, remote_addr=client(request))
     return {"name": name, "job_id": job_id}
 
 

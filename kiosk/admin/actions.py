@@ -1,0 +1,64 @@
+"""Admin actions that change something, each written to the audit log in the same transaction.
+
+The JSON API and the dashboard both go through here, so an action and its audit entry are the
+same whichever surface the operator used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from kiosk.admin import audit, jobs, periodic
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who acts (the audit log's actor) and from where."""
+
+    name: str
+    remote_addr: str | None = None
+
+
+async def _record(conn: psycopg.AsyncConnection, by: Operator, action: str, target: str,
+                  details: dict[str, Any]) -> None:
+    await audit.record(conn, actor=by.name, action=action, target=target, details=details,
+                       remote_addr=by.remote_addr)
+
+
+async def retry_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
+    """Raises JobNotFound or JobStateConflict (nothing recorded then)."""
+    await jobs.retry_job(conn, job_id)
+    await _record(conn, by, "job.retry", f"job:{job_id}", {"result": "retried"})
+    return "retried"
+
+
+async def cancel_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
+    """`cancelled` or `abort_requested`; raises JobNotFound or JobStateConflict."""
+    result = await jobs.cancel_job(conn, job_id)
+    await _record(conn, by, "job.cancel", f"job:{job_id}", {"result": result})
+    return result
+
+
+async def bulk(conn: psycopg.AsyncConnection, action: str, flt: jobs.JobFilter, by: Operator) -> jobs.BulkResult:
+    """`retry` or `cancel` every job matching a non-empty filter."""
+    if flt.is_empty():
+        raise ValueError("a bulk action needs at least one filter")
+    operation = {"retry": jobs.bulk_retry, "cancel": jobs.bulk_cancel}[action]
+    result = await operation(conn, flt)
+    await _record(conn, by, f"jobs.bulk_{action}", "jobs",
+                  {"filter": flt.describe(), "changed": len(result.changed), "skipped": len(result.skipped)})
+    return result
+
+
+async def run_periodic(conn: psycopg.AsyncConnection, name: str, by: Operator) -> int | None:
+    """The deferred job's id, or None when one is already waiting (queueing lock): nothing recorded.
+
+    Raises PeriodicNotFound.
+    """
+    job_id = await periodic.run_now(conn, name)
+    if job_id is not None:
+        await _record(conn, by, "periodic.run", f"periodic:{name}", {"job_id": job_id})
+    return job_id

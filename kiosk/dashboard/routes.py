@@ -1,0 +1,408 @@
+"""The dashboard's pages and forms. Thin: read the request, call kiosk.admin, render a template.
+
+Paths (none collides with the JSON API, which never uses these names):
+- `/admin/` overview, `/admin/login`, `/admin/logout`;
+- everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, audit, static.
+
+Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
+the cookie, so a forged cross-site request can never reach it with the operator's credentials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import psycopg_pool
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+
+from kiosk import db
+from kiosk.admin import actions, audit, jobs, periodic
+from kiosk.auth import token_matches
+from kiosk.dashboard import charts, forms, session
+from kiosk.dashboard.render import render
+from kiosk.settings import get_settings
+
+logger = logging.getLogger("kiosk.dashboard")
+
+LOGIN = "/admin/login"
+LOGOUT = "/admin/logout"
+HOME = "/admin/"
+UI = "/admin/ui"
+PAGE_SIZE = 50
+LIST_TIMEOUT_SECONDS = 10  # a text search over a million jobs takes about one
+TOO_SLOW = (f"The search took longer than {LIST_TIMEOUT_SECONDS} s and was stopped: narrow it with a "
+            "status, task or time range (text alone reads every job).")
+NAV = [
+    ("overview", HOME, "Overview"),
+    ("jobs", f"{UI}/jobs", "Jobs"),
+    ("failed", f"{UI}/failed", "Failed"),
+    ("workers", f"{UI}/workers", "Workers"),
+    ("periodic", f"{UI}/periodic", "Periodic"),
+    ("audit", f"{UI}/audit", "Audit log"),
+]
+REFRESH_SECONDS = 5
+SECURITY_HEADERS = {
+    # No script at all, styles from our own file only, forms post to ourselves only.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class Redirect(Exception):
+    def __init__(self, location: str):
+        self.location = location
+
+
+class PageError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+class DashboardRoute(APIRoute):
+    """Turns Redirect / PageError / a database outage into HTML answers, and adds security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except Redirect as exc:
+                response = RedirectResponse(exc.location, status_code=303)
+            except PageError as exc:
+                response = _error_page(request, exc.status, exc.message)
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                logger.warning("database unavailable: %s", type(exc).__name__)
+                response = _error_page(request, 503, "The database is unavailable; try again shortly.")
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return handle
+
+
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
+
+
+def _key() -> bytes:
+    return session.signing_key(get_settings().admin_token.get_secret_value())
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _current(request: Request) -> session.Session | None:
+    return session.read(_key(), request.cookies.get(session.COOKIE))
+
+
+def signed_in(request: Request) -> session.Session:
+    """Dependency of every page: the session, or a redirect to the login form."""
+    current = _current(request)
+    if current is None:
+        # After signing in, come back to the page; a form's target is no page to come back to.
+        back = _here(request) if request.method == "GET" else HOME
+        raise Redirect(f"{LOGIN}?next={quote(back, safe='')}")
+    return current
+
+
+async def posted(request: Request, sess: session.Session = Depends(signed_in)) -> dict[str, str]:
+    """Dependency of every state-changing form: its fields, once the CSRF token checked out."""
+    try:
+        form = forms.parse_body(await request.body())
+    except ValueError:
+        raise PageError(413, "The form is too large.") from None
+    if not session.csrf_ok(_key(), sess, form.get("csrf_token")):
+        raise PageError(403, "This form has expired or did not come from the dashboard "
+                             "(CSRF token missing or wrong). Reload the page and try again.")
+    return form
+
+
+def _secure(request: Request) -> bool:
+    return session.cookie_secure(request.url.scheme, request.client.host if request.client else None,
+                                 get_settings().dashboard_secure_cookie)
+
+
+def _operator(request: Request, sess: session.Session) -> actions.Operator:
+    return actions.Operator(sess.actor, request.client.host if request.client else None)
+
+
+def _page(request: Request, template: str, sess: session.Session | None, *, status: int = 200,
+          active: str = "", title: str = "", **context: Any) -> HTMLResponse:
+    flash_cookie = request.cookies.get(session.FLASH_COOKIE)
+    flash = session.read_flash(_key(), flash_cookie)
+    kind, _, message = (flash or "").partition(":")
+    refresh = request.query_params.get("refresh") == "on"
+    body = render(template, {
+        "session": sess,
+        "csrf": session.csrf_token(_key(), sess) if sess else "",
+        "flash": {"kind": kind, "message": message} if flash else None,
+        "nav": NAV,
+        "active": active,
+        "title": title,
+        "here": _here(request),
+        "path": request.url.path,
+        "query": dict(request.query_params),
+        "refresh": REFRESH_SECONDS if refresh else None,
+        **context,
+    })
+    response = HTMLResponse(body, status_code=status)
+    if flash_cookie:
+        response.delete_cookie(session.FLASH_COOKIE, path=session.COOKIE_PATH)
+    return response
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return _page(request, "error.html", _current(request), status=status, title="Error", message=message)
+
+
+def _flash(request: Request, response: Response, kind: str, message: str) -> Response:
+    response.set_cookie(session.FLASH_COOKIE, session.sign_flash(_key(), f"{kind}:{message}"), max_age=60,
+                        path=session.COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
+    return response
+
+
+def _back(request: Request, form: dict[str, str], default: str, kind: str, message: str) -> Response:
+    response = RedirectResponse(session.safe_next(form.get("next"), default), status_code=303)
+    return _flash(request, response, kind, message)
+
+
+# --- sign in and out -------------------------------------------------------------------------------
+
+
+@router.get(LOGIN)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    if _current(request) is not None:
+        raise Redirect(session.safe_next(next))
+    return _page(request, "login.html", None, title="Sign in", next=session.safe_next(next), error=None,
+                 actor="")
+
+
+@router.post(LOGIN)
+async def login(request: Request) -> Response:
+    form = forms.parse_body(await request.body())
+    target = session.safe_next(form.get("next"))
+    actor = audit.actor_name(form.get("operator"), default="")
+
+    def again(status: int, error: str) -> Response:
+        return _page(request, "login.html", None, status=status, title="Sign in", next=target, error=error,
+                     actor=actor)
+
+    if not token_matches(form.get("token") or None):
+        logger.warning("dashboard sign-in refused from %s", request.client.host if request.client else "?")
+        return again(401, "That is not the admin token.")
+    secure = _secure(request)
+    if secure and request.url.scheme != "https" and not session.is_loopback(
+            request.client.host if request.client else None):
+        return again(400, "Open the dashboard over https: the session cookie is Secure, so a browser "
+                          "would drop it on plain http.")
+    lifetime = get_settings().dashboard_session_hours * 3600
+    _, cookie = session.issue(_key(), actor or "admin", lifetime)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(session.COOKIE, cookie, max_age=int(lifetime), path=session.COOKIE_PATH,
+                        httponly=True, samesite="strict", secure=secure)
+    return response
+
+
+@router.post(LOGOUT)
+async def logout(request: Request, form: dict[str, str] = Depends(posted)) -> Response:
+    response = RedirectResponse(LOGIN, status_code=303)
+    response.delete_cookie(session.COOKIE, path=session.COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=_secure(request))
+    return _flash(request, response, "ok", "Signed out.")
+
+
+# --- pages -----------------------------------------------------------------------------------------
+
+
+@router.get(HOME)
+async def overview(request: Request, window: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    minutes = int(window) if window and window.isdigit() else 60
+    window_minutes = minutes if minutes in charts.WINDOWS else 60
+    async with db.transaction() as conn:
+        queues = await jobs.list_queues(conn)
+        series = await jobs.throughput_series(conn, window_minutes)
+        workers = await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds)
+    graphs = [
+        charts.bar_chart(series, "succeeded", window_minutes, "Succeeded"),
+        charts.bar_chart(series, "failed", window_minutes, "Failed"),
+    ]
+    return _page(request, "overview.html", sess, active="overview", title="Overview", queues=queues,
+                 charts=graphs, window=window_minutes, windows=charts.WINDOWS, statuses=jobs.STATUSES,
+                 live_workers=sum(not w["stalled"] for w in workers),
+                 stalled_workers=sum(w["stalled"] for w in workers))
+
+
+@router.get(f"{UI}/jobs")
+async def jobs_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    flt, errors = forms.parse_filter(request.query_params)
+    try:
+        cursor = forms.parse_int(before, minimum=1)
+    except ValueError:
+        errors.append("before: a job id (ignored)")
+        cursor = None
+    async with db.transaction() as conn:
+        queue_names, task_names = await jobs.queue_and_task_names(conn)
+    try:
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            page = await jobs.list_jobs(conn, flt, before=cursor, limit=PAGE_SIZE)
+    except psycopg.errors.QueryCanceled:
+        page, errors = jobs.JobPage([], None), [*errors, TOO_SLOW]
+    return _page(request, "jobs.html", sess, active="jobs", title="Jobs", page=page, flt=flt,
+                 params=forms.filter_params(flt), errors=errors, statuses=jobs.STATUSES,
+                 queue_names=queue_names, task_names=task_names, cursor=cursor)
+
+
+@router.get(f"{UI}/jobs/{{job_id}}")
+async def job_page(request: Request, job_id: int, sess: session.Session = Depends(signed_in)) -> Response:
+    async with db.transaction() as conn:
+        try:
+            job = await jobs.get_job(conn, job_id)
+        except jobs.JobNotFound:
+            raise PageError(404, f"There is no job {job_id}.") from None
+    return _page(request, "job.html", sess, active="jobs", title=f"Job {job_id}", job=job,
+                 retryable=job["status"] in jobs.RETRYABLE, cancellable=job["status"] in jobs.CANCELLABLE,
+                 finished=job["status"] not in ("todo", "doing"))
+
+
+@router.get(f"{UI}/failed")
+async def failed_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    base, errors = forms.parse_filter(request.query_params)
+    # Only queue, task and text narrow this page; the status is the page's own.
+    base = jobs.JobFilter(queue=base.queue, task=base.task, text=base.text)
+    failed = dataclasses.replace(base, status="failed")
+    retrying = dataclasses.replace(base, status="todo", min_attempts=1)
+    try:
+        cursor = forms.parse_int(before, minimum=1)
+    except ValueError:
+        cursor = None
+    async with db.transaction() as conn:
+        queue_names, task_names = await jobs.queue_and_task_names(conn)
+    try:
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            failed_page_ = await jobs.list_jobs(conn, failed, before=cursor, limit=PAGE_SIZE)
+            retrying_page = await jobs.list_jobs(conn, retrying, limit=PAGE_SIZE)
+            failed_count = await jobs.count_jobs(conn, failed)
+            retrying_count = await jobs.count_jobs(conn, retrying)
+    except psycopg.errors.QueryCanceled:
+        failed_page_ = retrying_page = jobs.JobPage([], None)
+        failed_count = retrying_count = 0
+        errors = [*errors, TOO_SLOW]
+    return _page(request, "failed.html", sess, active="failed", title="Failed jobs", errors=errors,
+                 flt_base=base, base_params=forms.filter_params(base), failed=failed_page_, retrying=retrying_page,
+                 failed_params=forms.filter_params(failed), retrying_params=forms.filter_params(retrying),
+                 failed_count=failed_count, retrying_count=retrying_count, cap=jobs.MAX_BULK,
+                 queue_names=queue_names, task_names=task_names, cursor=cursor)
+
+
+@router.get(f"{UI}/workers")
+async def workers_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    stale_after = get_settings().worker_stale_seconds
+    async with db.transaction() as conn:
+        workers = await jobs.list_workers(conn, stale_after=stale_after)
+    return _page(request, "workers.html", sess, active="workers", title="Workers", workers=workers,
+                 stale_after=stale_after)
+
+
+@router.get(f"{UI}/periodic")
+async def periodic_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    async with db.transaction() as conn:
+        tasks = await periodic.list_periodic(conn)
+    return _page(request, "periodic.html", sess, active="periodic", title="Periodic tasks", tasks=tasks)
+
+
+@router.get(f"{UI}/audit")
+async def audit_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    try:
+        cursor = forms.parse_int(before, minimum=1)
+    except ValueError:
+        cursor = None
+    async with db.transaction() as conn:
+        entries = await audit.list_entries(conn, before=cursor, limit=PAGE_SIZE)
+    next_cursor = entries[-1]["id"] if len(entries) == PAGE_SIZE else None
+    return _page(request, "audit.html", sess, active="audit", title="Audit log", entries=entries,
+                 next_cursor=next_cursor, cursor=cursor)
+
+
+# --- actions: POST + CSRF, then back to the page with a message --------------------------------------
+
+
+@router.post(f"{UI}/jobs/{{job_id}}/{{action}}")
+async def job_action(request: Request, job_id: int, action: str, sess: session.Session = Depends(signed_in),
+                     form: dict[str, str] = Depends(posted)) -> Response:
+    operation = {"retry": actions.retry_job, "cancel": actions.cancel_job}.get(action)
+    if operation is None:
+        raise PageError(404, f"No such action: {action}.")
+    default = f"{UI}/jobs/{job_id}"
+    try:
+        async with db.transaction() as conn:
+            result = await operation(conn, job_id, _operator(request, sess))
+    except jobs.JobNotFound:
+        return _back(request, form, default, "error", f"There is no job {job_id}.")
+    except jobs.JobStateConflict as exc:
+        return _back(request, form, default, "error", str(exc))
+    return _back(request, form, default, "ok", f"Job {job_id}: {result.replace('_', ' ')}.")
+
+
+@router.post(f"{UI}/bulk/{{action}}")
+async def bulk_action(request: Request, action: str, sess: session.Session = Depends(signed_in),
+                      form: dict[str, str] = Depends(posted)) -> Response:
+    if action not in ("retry", "cancel"):
+        raise PageError(404, f"No such action: {action}.")
+    flt, errors = forms.parse_filter(form)
+    default = f"{UI}/jobs"
+    if errors:
+        return _back(request, form, default, "error", "; ".join(errors))
+    if flt.is_empty():
+        return _back(request, form, default, "error",
+                     "A bulk action needs a filter (status, queue, task, text or a time range).")
+    async with db.transaction() as conn:
+        result = await actions.bulk(conn, action, flt, _operator(request, sess))
+    verb = "retried" if action == "retry" else "cancelled"
+    return _back(request, form, default, "ok",
+                 f"{len(result.changed)} of {result.matched} matching jobs {verb}"
+                 + (f"; {len(result.skipped)} skipped (their state changed)." if result.skipped else "."))
+
+
+@router.post(f"{UI}/periodic/{{name}}/run")
+async def periodic_run(request: Request, name: str, sess: session.Session = Depends(signed_in),
+                       form: dict[str, str] = Depends(posted)) -> Response:
+    default = f"{UI}/periodic"
+    try:
+        async with db.transaction() as conn:
+            job_id = await actions.run_periodic(conn, name, _operator(request, sess))
+    except periodic.PeriodicNotFound:
+        return _back(request, form, default, "error", f"There is no periodic task named {name}.")
+    if job_id is None:
+        return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
+    return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+# --- the stylesheet --------------------------------------------------------------------------------
+
+_STATIC = {"dashboard.css": "text/css; charset=utf-8"}
+
+
+@router.get(f"{UI}/static/{{name}}")
+async def static(name: str) -> Response:
+    if name not in _STATIC:
+        raise PageError(404, "Not found.")
+    body = (resources.files("kiosk.dashboard") / "static" / name).read_bytes()
+    return Response(body, media_type=_STATIC[name], headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,141 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright, against a real uvicorn and
+a real worker that fails a job until the test lets it succeed.
+
+Skipped on a machine without /usr/bin/chromium (`apt-get install chromium`; CI installs it in
+.ci/run). Playwright only drives that binary: never `playwright install`.
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kiosk.dashboard import session
+from tests.conftest import ADMIN_TOKEN
+from tests.dashboard_support import defer
+from tests.dashboard_tasks import MARKER_TABLE
+from tests.support import Api, Process, child_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
+async_api = pytest.importorskip("playwright.async_api", reason="playwright is in the dev extra: ./scripts/bootstrap")
+expect = async_api.expect
+SLOW = 60_000  # ms: a worker, a 2-core machine shared with other suites
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, tmp_path_factory):
+    """A real API and a real worker running tests.dashboard_tasks (the flaky task)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(MARKER_TABLE)
+    logs = tmp_path_factory.mktemp("dashboard-browser")
+    env = child_env(database_url)
+    api = Api(env, logs)
+    worker = Process("worker", [sys.executable, "-m", "procrastinate", "--app=tests.dashboard_tasks.app",
+                                "worker", "--fetch-job-polling-interval=0.5"], env, logs)
+    yield api
+    worker.stop()
+    api.stop()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS dashboard_test_marker")
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with async_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser, stack):
+    context = await browser.new_context(base_url=stack.url, viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(30_000)
+    yield await context.new_page()
+    await context.close()
+
+
+async def sign_in(page, token: str = ADMIN_TOKEN, operator: str = "ana") -> None:
+    await page.fill("input[name=token]", token)
+    await page.fill("input[name=operator]", operator)
+    await page.click("button:has-text('Sign in')")
+
+
+async def test_operator_retries_a_failed_job_and_watches_it_succeed(page, stack, pool, database_url, tmp_path):
+    job_id = await defer("dashboard_test.flaky", "dashboard", name="order-7")
+
+    await page.goto("/admin/ui/failed")
+    await expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    await sign_in(page)
+    await expect(page).to_have_url(f"{stack.url}/admin/ui/failed")
+    await expect(page.locator(".operator")).to_have_text("ana")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == session.COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/admin"
+
+    # The worker fails the job; auto-refresh brings it onto the page.
+    await page.click("text=Auto-refresh off")
+    job_link = page.locator(f'a[href="/admin/ui/jobs/{job_id}"]').first
+    await expect(job_link).to_be_visible(timeout=SLOW)
+    await job_link.click()
+    await expect(page).to_have_url(f"{stack.url}/admin/ui/jobs/{job_id}")
+    await expect(page.locator("h1 .status")).to_have_text("failed")
+    await expect(page.locator(".timeline")).to_contain_text("failed")
+    await expect(page.locator("pre.json")).to_contain_text('"order-7"')
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dashboard_test_marker (name) VALUES ('order-7')")
+    await page.click("button:has-text('Retry')")
+    await expect(page.locator(".flash.ok")).to_have_text(f"Job {job_id}: retried.")
+    await page.click("text=Auto-refresh off")
+    await expect(page.locator("h1 .status")).to_have_text("succeeded", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text("retried")
+
+    await page.goto("/admin/ui/audit")
+    first = page.locator("tbody tr").first
+    await expect(first).to_contain_text("ana")
+    await expect(first).to_contain_text("job.retry")
+    await expect(first).to_contain_text(f"job:{job_id}")
+
+    await page.goto("/admin/")
+    await expect(page.locator('[aria-label="Queue dashboard"]')).to_be_visible()
+    shots = Path(os.environ.get("KIOSK_DASHBOARD_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+
+async def test_wrong_token_shows_an_error_and_pages_need_a_sign_in(page, stack):
+    for path in ("/admin/", "/admin/ui/jobs?status=failed", "/admin/ui/workers", "/admin/ui/audit"):
+        await page.goto(path)
+        await expect(page).to_have_url(re.compile(r"/admin/login\?next=%2Fadmin%2F"))
+    await sign_in(page, token="not-the-token-0123456789")
+    await expect(page.locator(".flash.error")).to_contain_text("not the admin token")
+    assert not await page.context.cookies()
+    await sign_in(page)
+    await expect(page).to_have_url(f"{stack.url}/admin/ui/audit")  # back where they were going
+
+    await page.click("button:has-text('Sign out')")
+    await expect(page).to_have_url(f"{stack.url}/admin/login")
+    await page.goto("/admin/ui/jobs")
+    await expect(page).to_have_url(re.compile(r"/admin/login"))
+
+
+async def test_a_form_without_its_csrf_token_is_refused(page, stack):
+    await page.goto("/admin/login")
+    await sign_in(page)
+    await expect(page.locator("h1")).to_have_text("Overview")
+    # Strip the token from the sign-out form, as a forged cross-site form would lack it.
+    await page.locator("form[action='/admin/logout'] input[name=csrf_token]").evaluate("input => input.remove()")
+    await page.click("button:has-text('Sign out')")
+    await expect(page.locator(".flash.error")).to_contain_text("CSRF token missing or wrong")
+    await page.goto("/admin/")
+    await expect(page.locator("h1")).to_have_text("Overview")  # still signed in: the form did nothing
