@@ -21,6 +21,7 @@ from kiosk.schedules import routes as schedules_routes
 from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.catalog.routes import router as catalog_router
 from kiosk.errors import DomainError
+from kiosk.exports.routes import router as exports_router
 from kiosk.orders.routes import router as orders_router
 from kiosk.payments.routes import router as payments_router
 from kiosk.dashboard import routes as dashboard_routes
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(admin_routes.router)
     app.include_router(schedules_routes.router)
+    app.include_router(exports_router)
     app.include_router(dashboard_routes.router)
 
     @app.get("/healthz", tags=["health"])

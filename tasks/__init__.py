@@ -10,5 +10,6 @@ import periodic  # noqa: E402,F401  (periodic schedules)
 import tasks.schedules  # noqa: E402,F401  (scheduled HTTP requests)
 import tasks.orders  # noqa: E402,F401  (receipt email, notify hook)
 import tasks.payments  # noqa: E402,F401  (Mercado Pago notifications)
+import tasks.exports  # noqa: E402,F401  (CSV exports with progress)
 
 __all__ = ["app"]

@@ -17,7 +17,7 @@ from kiosk.dashboard import session
 from tests.conftest import ADMIN_TOKEN
 from tests.dashboard_support import defer
 from tests.dashboard_tasks import MARKER_TABLE
-from tests.support import Api, Process, child_env
+from tests.support import Api, Process, Worker, child_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -139,3 +139,41 @@ async def test_a_form_without_its_csrf_token_is_refused(page, stack):
     await expect(page.locator(".flash.error")).to_contain_text("CSRF token missing or wrong")
     await page.goto("/admin/")
     await expect(page.locator("h1")).to_have_text("Overview")  # still signed in: the form did nothing
+
+
+async def test_an_export_shows_its_progress_and_downloads(page, stack, database_url, tmp_path):
+    # Its own worker: the stack's one does not outlive the table clean-ups between tests.
+    worker = Worker(child_env(database_url), tmp_path, "--queues=exports")
+    try:
+        await _export_and_download(page, stack, database_url, tmp_path)
+    finally:
+        worker.stop()
+
+
+async def _export_and_download(page, stack, database_url, tmp_path):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO orders (id, status, total_cents, customer_email, expires_at, created_at)
+            SELECT gen_random_uuid(), 'paid', 100 * n, NULL, now(), now() - n * interval '1 minute'
+            FROM generate_series(1, 30) AS n
+            """
+        )
+    await page.goto("/admin/ui/exports")
+    await sign_in(page)
+    await expect(page).to_have_url(f"{stack.url}/admin/ui/exports")
+    await page.click("button:has-text('Export orders')")
+    await expect(page.locator(".flash.ok")).to_contain_text("Export started as job")
+    await page.click("text=Auto-refresh off")
+    download_link = page.locator("a:has-text('Download CSV')")
+    await expect(download_link).to_be_visible(timeout=SLOW)
+    row = page.locator("tbody tr").first
+    await expect(row).to_contain_text("100%")
+    await expect(row).to_contain_text("exported 30 orders")
+    async with page.expect_download() as info:
+        await download_link.click()
+    download = await info.value
+    path = tmp_path / download.suggested_filename
+    await download.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("order_id,created_at,status") and len(lines) == 31

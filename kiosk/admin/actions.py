@@ -6,11 +6,13 @@ same whichever surface the operator used.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from kiosk import exports
 from kiosk.admin import audit, jobs, periodic
 
 
@@ -62,3 +64,13 @@ async def run_periodic(conn: psycopg.AsyncConnection, name: str, by: Operator) -
     if job_id is not None:
         await _record(conn, by, "periodic.run", f"periodic:{name}", {"job_id": job_id})
     return job_id
+
+
+async def request_export(
+    conn: psycopg.AsyncConnection, created_from: dt.datetime, created_to: dt.datetime, by: Operator
+) -> dict[str, Any]:
+    """Create an orders CSV export and defer its job; raises InvalidRange (nothing recorded)."""
+    export = await exports.request_export(conn, created_from, created_to, requested_by=by.name)
+    await _record(conn, by, "export.create", f"export:{export['id']}",
+                  {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]})
+    return export

@@ -7,13 +7,13 @@ procrastinate's own SQL functions where one exists, so its triggers record the e
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from kiosk import db
+from kiosk import db, progress
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.admin")
@@ -206,6 +206,8 @@ async def get_job(conn: psycopg.AsyncConnection, job_id: int) -> dict[str, Any]:
     if job is None:
         raise JobNotFound(job_id)
     job["events"] = await db.fetch_all(conn, QUERIES["job_events"], {"job_id": job_id})
+    reported = await progress.get(conn, job_id)
+    job["progress"] = asdict(reported) if reported else None
     return job
 
 

@@ -23,7 +23,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
-from kiosk import db
+import datetime as dt
+import uuid
+
+from kiosk import db, exports
 from kiosk.admin import actions, audit, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
@@ -46,6 +49,7 @@ NAV = [
     ("failed", f"{UI}/failed", "Failed"),
     ("workers", f"{UI}/workers", "Workers"),
     ("periodic", f"{UI}/periodic", "Periodic"),
+    ("exports", f"{UI}/exports", "Exports"),
     ("audit", f"{UI}/audit", "Audit log"),
 ]
 REFRESH_SECONDS = 5
@@ -393,6 +397,45 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
     if job_id is None:
         return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+# --- exports: request, watch, download ------------------------------------------------------------
+
+
+@router.get(f"{UI}/exports")
+async def exports_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    async with db.transaction() as conn:
+        rows = await exports.list_exports(conn)
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=rows,
+                 default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
+                 default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}")
+
+
+@router.post(f"{UI}/exports")
+async def export_create(request: Request, sess: session.Session = Depends(signed_in),
+                        form: dict[str, str] = Depends(posted)) -> Response:
+    default = f"{UI}/exports"
+    try:
+        created_from, created_to = forms.parse_time(form.get("from", "")), forms.parse_time(form.get("to", ""))
+        async with db.transaction() as conn:
+            export = await actions.request_export(conn, created_from, created_to, _operator(request, sess))
+    except ValueError as exc:  # includes exports.InvalidRange
+        return _back(request, form, default, "error", f"Cannot export: {exc}")
+    return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
+
+
+@router.get(f"{UI}/exports/{{export_id}}/download")
+async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(signed_in)) -> Response:
+    async with db.transaction() as conn:
+        try:
+            file = await exports.download(conn, export_id)
+        except exports.ExportNotFound:
+            raise PageError(404, f"There is no export {export_id}.") from None
+        except exports.ExportNotReady as exc:
+            raise PageError(409, str(exc)) from None
+    return Response(file.content, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{file.filename}"'})
 
 
 # --- the stylesheet --------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Admin API for order exports: request one, watch its progress, download the CSV."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from kiosk import db, exports
+from kiosk.admin import actions
+from kiosk.admin.routes import operator
+from kiosk.auth import AdminRequired
+
+router = APIRouter(prefix="/admin/exports", tags=["admin"], dependencies=[AdminRequired])
+
+
+class ExportRequest(BaseModel):
+    from_: dt.datetime = Field(alias="from", description="orders created at or after (with a time zone)")
+    to: dt.datetime = Field(description="orders created before (with a time zone)")
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={422: {"description": "bad range"}},
+             summary="Export the orders created in [from, to) as CSV, in a job that reports progress")
+async def create_export(request: Request, body: ExportRequest) -> dict[str, Any]:
+    try:
+        async with db.transaction() as conn:
+            return await actions.request_export(conn, body.from_, body.to, operator(request))
+    except exports.InvalidRange as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+
+
+@router.get("", summary="Exports, newest first, with their progress")
+async def list_exports() -> list[dict[str, Any]]:
+    async with db.transaction() as conn:
+        return await exports.list_exports(conn)
+
+
+@router.get("/{export_id}", responses={404: {}}, summary="One export: status, progress, row count")
+async def get_export(export_id: uuid.UUID) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        try:
+            return await exports.get_export(conn, export_id)
+        except exports.ExportNotFound:
+            raise HTTPException(404, f"export {export_id} not found") from None
+
+
+@router.get("/{export_id}/download", responses={404: {}, 409: {"description": "not finished"},
+                                                 200: {"content": {"text/csv": {}}}},
+            summary="The CSV of a finished export")
+async def download_export(export_id: uuid.UUID) -> Response:
+    async with db.transaction() as conn:
+        try:
+            file = await exports.download(conn, export_id)
+        except exports.ExportNotFound:
+            raise HTTPException(404, f"export {export_id} not found") from None
+        except exports.ExportNotReady as exc:
+            raise HTTPException(409, str(exc)) from None
+    return Response(file.content, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{file.filename}"'})
