@@ -4,6 +4,10 @@ Rule for the whole code base: domain code defers jobs **by task name**, on the c
 transaction that makes the change (`defer(conn, "payments.process_notification", ...)`). Job code
 in `tasks/` imports the domain, never the other way round, so there is no import circle. The app
 is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+
+The app is a `KioskApp` (kiosk/jobs/app.py): `@app.task(..., timeout=...)`, shutdown-safe retries,
+worker options from KIOSK_WORKER_*; and every job, sync or async, runs inside the outcome
+middleware that records each attempt in `job_outcomes` (docs/workers.md).
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from procrastinate import App, PsycopgConnector, exceptions
+from procrastinate import PsycopgConnector, exceptions
 
 from kiosk import db
+from kiosk.jobs.app import KioskApp
+from kiosk.jobs.outcomes import record_outcome
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database.
-app = App(
+app = KioskApp(
     connector=PsycopgConnector(pool_factory=db.create_pool),
     import_paths=["tasks", "periodic"],
+    worker_defaults={"worker_middleware": [record_outcome]},
 )
 
 
