@@ -75,7 +75,7 @@ async def test_kill_9_mid_job_another_worker_finishes_it_once(pool, database_url
     wait_for(lambda: sql.job(job_id)["status"] == "succeeded", timeout=120, interval=0.5,
              what="the survivor finishing the job")
     took = time.monotonic() - killed_at
-    assert took < 75, f"recovered after {took:.0f}s"
+    assert took < 90, f"recovered after {took:.0f}s"  # sweep each minute + 3 s of silence
 
     effects = sql.all("SELECT * FROM test_job_effects WHERE key = 'k9'")
     assert len(effects) == 1 and effects[0]["pid"] == survivor.pid and effects[0]["attempt"] == 2

@@ -18,7 +18,7 @@ from typing import Any
 
 from procrastinate import App, retry
 
-from kiosk.jobs import timeouts
+from kiosk.jobs import outcomes, timeouts
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.settings import Settings, load_or_exit
 
@@ -73,4 +73,7 @@ class KioskApp(App):
         if problem:
             print(f"kiosk: invalid worker option: {problem}", file=sys.stderr)
             raise SystemExit(2)
-        await super().run_worker_async(**options)
+        try:
+            await super().run_worker_async(**options)
+        finally:
+            await outcomes.writer.release()

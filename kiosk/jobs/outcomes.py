@@ -4,8 +4,9 @@ procrastinate keeps a job's status and events but no result, error or duration. 
 is a worker middleware (wired app-wide in kiosk/queue.py, so it wraps sync and async tasks alike)
 that writes one row per attempt: job id, attempt, worker, task, queue, start, end, duration,
 status, the JSON-safe return value and, for a failure, the error type, message and traceback, all
-truncated. It costs one INSERT per attempt on its own short transaction, after the task's own
-transaction is over; a failure to write is logged and never fails the job.
+truncated. It costs one INSERT per attempt, its own transaction, after the task's own transaction
+is over and before procrastinate marks the job finished (so a finished job always has its row);
+a failure to write is logged and never fails the job.
 
 Statuses: `succeeded`, `failed`, `timed_out` (JobTimeout), `aborted` (an operator asked),
 `interrupted` (cancelled by a worker shutdown, retried), and `worker_lost` (written by the stalled
@@ -111,9 +112,9 @@ async def record_outcome(
         error, status = exc, "failed"
         raise
     finally:
-        await _write(
-            _row(context, worker, status, started_at, time.perf_counter() - clock, result, error)
-        )
+        row = _row(context, worker, status, started_at, time.perf_counter() - clock, result, error)
+        # Shielded: a second cancellation must not cut a statement off mid-flight.
+        await asyncio.shield(writer.write(row))
 
 
 def _row(
@@ -150,18 +151,66 @@ def _row(
     return row
 
 
-async def _write(row: dict[str, Any]) -> None:
-    try:
-        async with db.pool().connection(timeout=5) as conn:
-            # One statement, one round trip: no BEGIN/COMMIT around it. The pool's connections
-            # are not autocommit, so the mode is switched (client-side only) and restored.
+class OutcomeWriter:
+    """Writes outcome rows on one pool connection that a worker keeps while it runs.
+
+    Each row is one INSERT in autocommit, its own transaction, in one round trip: no BEGIN/COMMIT
+    and no pool checkout (with its liveness check) per job. `KioskApp.run_worker_async` gives the
+    connection back when the worker stops. A broken connection is replaced once, then the row is
+    dropped with a warning: bookkeeping never fails the job.
+    """
+
+    def __init__(self) -> None:
+        self._conn: psycopg.AsyncConnection | None = None
+        self._pool: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def write(self, row: dict[str, Any]) -> None:
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            for last_try in (False, True):
+                try:
+                    conn = await self._connection()
+                    await conn.execute(queries["insert_outcome"], row)
+                    return
+                except psycopg.OperationalError:
+                    await self._drop()
+                    if last_try:
+                        logger.warning("could not record the outcome of job %s", row["job_id"], exc_info=True)
+                except Exception:  # noqa: BLE001 - e.g. the pool is closed or exhausted
+                    logger.warning("could not record the outcome of job %s", row["job_id"], exc_info=True)
+                    return
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        pool = db.pool()
+        if self._conn is not None and (self._pool is not pool or self._conn.closed):
+            await self._drop()
+        if self._conn is None:
+            conn = await pool.getconn(timeout=5)
             await conn.set_autocommit(True)
-            try:
-                await conn.execute(queries["insert_outcome"], row)
-            finally:
+            self._conn, self._pool = conn, pool
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, pool, self._conn, self._pool = self._conn, self._pool, None, None
+        if conn is None:
+            return
+        try:
+            if not conn.closed:
                 await conn.set_autocommit(False)
-    except Exception:  # noqa: BLE001 - bookkeeping must never fail the job itself
-        logger.warning("could not record the outcome of job %s", row["job_id"], exc_info=True)
+            await pool.putconn(conn)  # the pool replaces it if it is broken
+        except Exception:  # noqa: BLE001 - the pool may be closing already
+            logger.debug("outcome connection not returned", exc_info=True)
+
+    async def release(self) -> None:
+        """Give the connection back to the pool (the worker is stopping)."""
+        if self._lock is None:
+            return
+        async with self._lock:
+            await self._drop()
+
+
+writer = OutcomeWriter()
 
 
 def json_text(value: Any) -> str:
