@@ -98,23 +98,29 @@ async def test_sigterm_lets_a_short_job_finish(pool, database_url, log_dir, sql,
     assert [o["status"] for o in sql.outcomes(job_id)] == ["succeeded"]
 
 
-async def test_sigterm_aborts_a_long_job_which_is_retried_later(pool, database_url, log_dir, sql, workers):
+async def test_sigterm_aborts_long_jobs_which_are_retried_later(pool, database_url, log_dir, sql, workers):
     # The graceful timeout as a procrastinate flag: it overrides KIOSK_WORKER_SHUTDOWN_TIMEOUT.
-    worker = start(workers, database_url, log_dir, "--shutdown-graceful-timeout=1",
+    worker = start(workers, database_url, log_dir, "--shutdown-graceful-timeout=1", "--concurrency=2",
                    KIOSK_WORKER_SHUTDOWN_TIMEOUT="600")
-    job_id = await defer("tests.effect", key="long", first_sleep=600)
-    wait_for(lambda: started_by(sql, "long"), timeout=60, what="the job to start")
+    jobs = {  # an async job is cancelled; a sync one sees should_abort() and raises JobAborted
+        "long": await defer("tests.effect", key="long", first_sleep=600),
+        "long-sync": await defer("tests.sync_effect", key="long-sync", first_sleep=600),
+    }
+    for key in jobs:
+        wait_for(lambda: started_by(sql, key), timeout=60, what=f"{key} to start")
     worker.signal(signal.SIGTERM)
     worker.popen.wait(30)
     assert worker.popen.returncode == 0, worker.output()
 
-    job = sql.job(job_id)
-    assert (job["status"], job["attempts"]) == ("todo", 1), "back in the queue, not aborted"
-    assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = 'long'") == 0
-    assert [o["status"] for o in sql.outcomes(job_id)] == ["interrupted"]
+    for key, job_id in jobs.items():
+        job = sql.job(job_id)
+        assert (job["status"], job["attempts"]) == ("todo", 1), f"{key}: back in the queue"
+        assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = %s", key) == 0
+        assert [o["status"] for o in sql.outcomes(job_id)] == ["interrupted"]
 
     start(workers, database_url, log_dir, name="next")
-    wait_for(lambda: sql.job(job_id)["status"] == "succeeded", timeout=60, what="the retry")
-    assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = 'long'") == 1
-    assert [(o["attempt"], o["status"]) for o in sql.outcomes(job_id)] == [
-        (1, "interrupted"), (2, "succeeded")]
+    for key, job_id in jobs.items():
+        wait_for(lambda: sql.job(job_id)["status"] == "succeeded", timeout=60, what=f"{key} retried")
+        assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = %s", key) == 1
+        assert [(o["attempt"], o["status"]) for o in sql.outcomes(job_id)] == [
+            (1, "interrupted"), (2, "succeeded")]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
-from procrastinate import JobContext
+import psycopg
+from procrastinate import JobContext, exceptions
 
 from kiosk import db
 from tasks import app
@@ -76,3 +78,21 @@ async def default_limit(seconds: float) -> str:
 async def own_timeout_error() -> None:
     """A TimeoutError the task raises itself is an ordinary failure, not a time limit."""
     raise TimeoutError("upstream said 504")
+
+
+@app.task(name="tests.sync_effect", pass_context=True)
+def sync_effect(context: JobContext, key: str, first_sleep: float = 0) -> str:
+    """A sync task cannot be cancelled: it polls should_abort() and raises JobAborted."""
+    attempt = context.job.attempts + 1
+    url = os.environ["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO test_job_starts (key, attempt, pid) VALUES (%s, %s, %s)",
+                     (key, attempt, os.getpid()))
+        deadline = time.monotonic() + (first_sleep if attempt == 1 else 0)
+        while time.monotonic() < deadline:
+            if context.should_abort():
+                raise exceptions.JobAborted("stopping with the worker")
+            time.sleep(0.05)
+        conn.execute("INSERT INTO test_job_effects (key, attempt, pid) VALUES (%s, %s, %s)",
+                     (key, attempt, os.getpid()))
+    return key
