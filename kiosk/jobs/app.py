@@ -61,8 +61,9 @@ class KioskApp(App):
                     f"timeout= needs an async task; {func.__qualname__} is sync and its thread "
                     "cannot be interrupted"
                 )
-            policy = retry.get_retry_strategy(options.pop("retry", False))
-            return super(KioskApp, self).task(func, retry=ShutdownRetry(policy), **options)
+            policy = retry.get_retry_strategy(options.get("retry", False))
+            task_options = {**options, "retry": ShutdownRetry(policy)}
+            return super(KioskApp, self).task(func, **task_options)
 
         return register if _func is None else register(_func)
 
