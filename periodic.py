@@ -4,8 +4,10 @@ procrastinate defers at most one job per tick and task, whatever the number of w
 row in `procrastinate_periodic_defers`), so every schedule here is safe to run on a fleet.
 """
 
+from kiosk.jobs import maintenance
 from kiosk.queue import app
 from kiosk.schedules import dispatcher
+from kiosk.settings import get_settings
 
 __all__ = ["app"]
 
@@ -18,3 +20,22 @@ async def dispatch_schedules(timestamp: int) -> None:
     Ahead of other jobs (priority) so that busy workers delay it as little as possible.
     """
     await dispatcher.dispatch_due()
+
+
+@app.periodic(cron="* * * * *", periodic_id="every-minute")
+# A queueing lock, not a lock: ticks never pile up, and a sweep held by a dead worker cannot block
+# the very sweep that will free it.
+@app.task(name="jobs.retry_stalled_jobs", queueing_lock="jobs.retry_stalled_jobs", timeout=120)
+async def retry_stalled_jobs(timestamp: int) -> dict[str, list[int]]:
+    """Jobs of workers silent for KIOSK_WORKER_STALLED_AFTER seconds go back to `todo`."""
+    stalled_after = get_settings().worker_stalled_after
+    return {"retried": await maintenance.retry_stalled_jobs(app.job_manager, stalled_after=stalled_after)}
+
+
+@app.periodic(cron="0 * * * *", periodic_id="hourly")
+# A lock: two prunes never run at once (a dead worker's one is freed by the sweep above).
+@app.task(name="jobs.prune_jobs", lock="jobs.prune_jobs", timeout=1800)
+async def prune_jobs(timestamp: int) -> dict[str, int]:
+    """Finished jobs past KIOSK_PRUNE_SUCCEEDED_DAYS / KIOSK_PRUNE_FAILED_DAYS are deleted."""
+    result = await maintenance.prune_jobs()
+    return {"jobs": result.jobs, "old_outcomes": result.old_outcomes, "batches": result.batches}

@@ -4,6 +4,10 @@ Rule for the whole code base: domain code defers jobs **by task name**, on the c
 transaction that makes the change (`defer(conn, "payments.process_notification", ...)`). Job code
 in `tasks/` imports the domain, never the other way round, so there is no import circle. The app
 is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+
+The app is a `KioskApp` (kiosk/jobs/app.py): `@app.task(..., timeout=...)`, shutdown-safe retries,
+worker options from KIOSK_WORKER_*; and every job, sync or async, runs inside the outcome
+middleware that records each attempt in `job_outcomes` (docs/workers.md).
 """
 
 from __future__ import annotations
@@ -13,19 +17,24 @@ import functools
 from typing import Any
 
 import psycopg
-from procrastinate import App, PsycopgConnector, exceptions
+from procrastinate import PsycopgConnector, exceptions
 
 from kiosk import db
+from kiosk.jobs.app import KioskApp
+from kiosk.jobs.outcomes import record_outcome
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
 # (kiosk worker-health finds a host's workers by that name).
-app = App(
+app = KioskApp(
     connector=PsycopgConnector(pool_factory=functools.partial(db.create_pool, role="worker")),
     import_paths=["tasks", "periodic"],
-    # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is found
-    # by polling, so this bounds how late it starts (procrastinate's default is 5 s).
-    worker_defaults={"fetch_job_polling_interval": 1.0},
+    worker_defaults={
+        "worker_middleware": [record_outcome],
+        # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is
+        # found by polling, so this bounds how late it starts (procrastinate's default is 5 s).
+        "fetch_job_polling_interval": 1.0,
+    },
 )
 
 

@@ -139,6 +139,50 @@ class Settings(BaseSettings):
     # Mark the session cookie Secure even on plain http to loopback (it always is elsewhere).
     dashboard_secure_cookie: bool = False
 
+    # Workers and jobs (docs/workers.md). `procrastinate worker` flags override the worker_* ones.
+    worker_concurrency: int = Field(default=1, ge=1, le=100)
+    worker_queues: str = ""  # comma-separated; empty = every queue
+    worker_shutdown_timeout: float = Field(default=20, ge=0, le=3600)
+    worker_heartbeat_interval: float = Field(default=10, ge=0.5, le=300)
+    worker_stalled_after: float = Field(default=30, ge=1, le=86400)
+    job_timeout: float = Field(default=300, ge=0, le=86400)  # async tasks; 0 = no limit
+    prune_succeeded_days: float = Field(default=7, gt=0, le=3650)
+    prune_failed_days: float = Field(default=30, gt=0, le=3650)  # also cancelled and aborted
+    prune_batch_size: int = Field(default=1000, ge=1, le=100_000)
+
+    @field_validator("worker_concurrency")
+    @classmethod
+    def _concurrency_fits_pool(cls, value: int, info: ValidationInfo) -> int:
+        pool_max = info.data.get("db_pool_max_size")
+        if pool_max is not None and value > pool_max:
+            raise ValueError(f"must not exceed KIOSK_DB_POOL_MAX_SIZE ({pool_max})")
+        return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _queue_names(cls, value: str) -> str:
+        for name in (part.strip() for part in value.split(",")):
+            if name and not (
+                len(name) <= 128 and name.isascii() and all(c.isalnum() or c in "._-" for c in name)
+            ):
+                raise ValueError(f"{name!r} is not a queue name (letters, digits, . _ -, at most 128)")
+        return value
+
+    @field_validator("worker_stalled_after")
+    @classmethod
+    def _stalled_after_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("worker_heartbeat_interval")
+        if heartbeat is not None and value < 2 * heartbeat:
+            raise ValueError(
+                f"must be at least twice KIOSK_WORKER_HEARTBEAT_INTERVAL ({heartbeat:g}s), "
+                "or live workers would look stalled"
+            )
+        return value
+
+    @property
+    def worker_queue_list(self) -> list[str]:
+        return [name for name in (part.strip() for part in self.worker_queues.split(",")) if name]
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -1,14 +1,14 @@
 """schedules: operator-defined scheduled HTTP requests and their runs
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-25
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

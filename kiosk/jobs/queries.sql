@@ -1,0 +1,78 @@
+-- name: insert_outcome
+-- Record how one attempt of a job ended; run alone in autocommit, committed without a WAL flush.
+INSERT INTO job_outcomes (
+    job_id, attempt, task_name, queue_name, worker_id, worker_name, status,
+    started_at, ended_at, duration_seconds, result, error_type, error_message, traceback
+)
+SELECT %(job_id)s::bigint, %(attempt)s::integer, %(task_name)s::text, %(queue_name)s::text,
+       %(worker_id)s::bigint, %(worker_name)s::text, %(status)s::text,
+       to_timestamp(%(started_at)s::double precision), to_timestamp(%(ended_at)s::double precision),
+       %(duration_seconds)s::double precision, %(result)s::jsonb, %(error_type)s::text,
+       %(error_message)s::text, %(traceback)s::text
+  -- Bookkeeping, not money: a crash of the server may lose the last few rows, and in exchange the
+  -- commit does not wait for the disk (halves the cost of this statement).
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+
+-- name: insert_lost_outcome
+-- Record the attempt of a stalled job whose worker stopped sending heartbeats mid-job.
+INSERT INTO job_outcomes (
+    job_id, attempt, task_name, queue_name, worker_id, status, started_at, ended_at,
+    duration_seconds, error_type, error_message
+)
+SELECT %(job_id)s, %(attempt)s, %(task_name)s, %(queue_name)s, %(worker_id)s, 'worker_lost',
+       coalesce(started.at, now()), now(),
+       extract(epoch FROM now() - coalesce(started.at, now()))::double precision,
+       'WorkerLost', %(error_message)s
+  FROM (SELECT max(at) AS at FROM procrastinate_events
+         WHERE job_id = %(job_id)s AND type = 'started') AS started
+
+-- name: outcomes_for_job
+-- Every recorded attempt of one job, first attempt first.
+SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
+       ended_at, duration_seconds, result, error_type, error_message, traceback
+  FROM job_outcomes
+ WHERE job_id = %(job_id)s
+ ORDER BY attempt, id
+
+-- name: recent_failures
+-- The latest attempts that did not succeed, newest first.
+SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
+       ended_at, duration_seconds, result, error_type, error_message, traceback
+  FROM job_outcomes
+ WHERE status <> 'succeeded'
+ ORDER BY ended_at DESC, id DESC
+ LIMIT %(limit)s
+
+-- name: recent_failures_of_task
+-- The latest attempts of one task that did not succeed, newest first.
+SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
+       ended_at, duration_seconds, result, error_type, error_message, traceback
+  FROM job_outcomes
+ WHERE status <> 'succeeded' AND task_name = %(task_name)s
+ ORDER BY ended_at DESC, id DESC
+ LIMIT %(limit)s
+
+-- name: prune_finished_jobs
+-- Delete one batch of finished jobs (and their outcomes) whose last event is past its retention.
+WITH doomed AS (
+    SELECT job.id
+      FROM procrastinate_jobs AS job
+     WHERE job.id > %(after_id)s
+       AND job.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND (SELECT max(event.at) FROM procrastinate_events AS event WHERE event.job_id = job.id)
+           < CASE job.status WHEN 'succeeded' THEN %(succeeded_before)s::timestamptz
+                             ELSE %(failed_before)s::timestamptz END
+     ORDER BY job.id
+     LIMIT %(batch_size)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM procrastinate_jobs AS job USING doomed WHERE job.id = doomed.id RETURNING job.id
+), deleted_outcomes AS (
+    DELETE FROM job_outcomes AS outcome USING deleted WHERE outcome.job_id = deleted.id
+)
+SELECT count(*) AS deleted, max(id) AS last_id FROM deleted
+
+-- name: prune_old_outcomes
+-- Delete one batch of outcomes older than the longest retention (their job is gone or kept).
+DELETE FROM job_outcomes
+ WHERE id IN (SELECT id FROM job_outcomes WHERE ended_at < %(before)s LIMIT %(batch_size)s)
