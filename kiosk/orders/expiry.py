@@ -46,7 +46,7 @@ class Expired:
 
 
 def cron() -> str:
-    """The periodic task's cron; without a configuration (a tool importing tasks.app), the default."""
+    """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
     try:
         return get_settings().expire_orders_cron
     except SettingsError:

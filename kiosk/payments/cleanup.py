@@ -32,7 +32,7 @@ logger = logging.getLogger("kiosk.payments")
 CHECK_TASK = "payments.check_stale_intent"
 DEFAULT_CRON = "*/2 * * * *"
 # Beyond the charge's own expiration: Mercado Pago's lag in expiring it, and time for a start
-# that is still waiting for Mercado Pago's answer (bounded by KIOSK_MP_TIMEOUT_SECONDS) to record it.
+# still waiting for Mercado Pago's answer (bounded by KIOSK_MP_TIMEOUT_SECONDS) to record it.
 MARGIN_SECONDS = 60
 BATCH = 500
 
@@ -45,7 +45,7 @@ class Checked:
 
 
 def cron() -> str:
-    """The periodic task's cron; without a configuration (a tool importing tasks.app), the default."""
+    """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
     try:
         return get_settings().cleanup_payment_intents_cron
     except SettingsError:
