@@ -5,6 +5,8 @@ row in `procrastinate_periodic_defers`), so every schedule here is safe to run o
 """
 
 from kiosk.jobs import maintenance
+from kiosk.orders import expiry
+from kiosk.payments import cleanup
 from kiosk.queue import app
 from kiosk.schedules import dispatcher
 from kiosk.settings import get_settings
@@ -39,3 +41,22 @@ async def prune_jobs(timestamp: int) -> dict[str, int]:
     """Finished jobs past KIOSK_PRUNE_SUCCEEDED_DAYS / KIOSK_PRUNE_FAILED_DAYS are deleted."""
     result = await maintenance.prune_jobs()
     return {"jobs": result.jobs, "old_outcomes": result.old_outcomes, "batches": result.batches}
+
+# Payments and orders: each tick only lists the work and defers one job per intent / order with
+# that order's `lock` (tasks/payments.py, tasks/orders.py): provider errors stay per intent, and
+# nothing runs beside a notification job of the same order.
+
+
+@app.periodic(cron=cleanup.cron(), periodic_id="payments.cleanup_payment_intents")
+@app.task(name="payments.cleanup_payment_intents", queueing_lock="payments.cleanup_payment_intents")
+async def cleanup_payment_intents(timestamp: int) -> dict:
+    """Check every open payment intent past its time to live at Mercado Pago."""
+    return {"deferred": await cleanup.defer_checks()}
+
+
+@app.periodic(cron=expiry.cron(), periodic_id="orders.expire_orders")
+@app.task(name="orders.expire_orders", queueing_lock="orders.expire_orders")
+async def expire_orders(timestamp: int) -> dict:
+    """Expire every order still waiting for payment after KIOSK_ORDER_TTL."""
+    return {"deferred": await expiry.defer_expiries()}
+

@@ -183,6 +183,26 @@ class Settings(BaseSettings):
     def worker_queue_list(self) -> list[str]:
         return [name for name in (part.strip() for part in self.worker_queues.split(",")) if name]
 
+    # expiry: the periodic clean-up of stale payment intents and expired orders (docs/payments.md).
+    # procrastinate cron expressions (5 fields, or 6 with seconds last); the defaults are the
+    # intended cadence, tests run them every few seconds.
+    cleanup_payment_intents_cron: str = "*/2 * * * *"
+    expire_orders_cron: str = "*/10 * * * *"
+
+    @field_validator("cleanup_payment_intents_cron", "expire_orders_cron")
+    @classmethod
+    def _periodic_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = " ".join(value.split())
+        fields = 1 if value.startswith("@") else len(value.split(" "))
+        if fields not in (1, 5, 6) or not croniter.is_valid(value):
+            raise ValueError(
+                "must be a cron expression of 5 fields, or 6 with seconds last (e.g. */2 * * * *)"
+            )
+        return value
+    # end of expiry
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -1,10 +1,11 @@
-"""Follow-up jobs of a paid order: the receipt email and the notify hook, each at most once."""
+"""Order jobs: the receipt email and the notify hook of a paid order (each at most once), expiry."""
 
 from __future__ import annotations
 
 import uuid
 
 from kiosk.notifications import deliveries, hook, receipt
+from kiosk.orders import expiry
 from kiosk.queue import app
 from tasks.retry import Backoff
 
@@ -17,3 +18,10 @@ async def send_receipt(order_id: str) -> str:
 @app.task(name="orders.notify_paid", retry=Backoff(deliveries.DeliveryRetry))
 async def notify_paid(order_id: str) -> str:
     return await hook.notify_paid(uuid.UUID(order_id))
+
+
+@app.task(name="orders.expire")
+async def expire(order_id: str) -> dict:
+    """Expire one order past KIOSK_ORDER_TTL (deferred by the periodic `orders.expire_orders`)."""
+    outcome = await expiry.expire(uuid.UUID(order_id))
+    return {"status": outcome.status, "note": outcome.note}

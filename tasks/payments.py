@@ -1,10 +1,12 @@
-"""Payment jobs: follow a Mercado Pago order after a notification."""
+"""Payment jobs: follow a Mercado Pago order after a notification, or when it went quiet."""
 
 from __future__ import annotations
 
+import uuid
+
 from procrastinate import JobContext
 
-from kiosk.payments import mercadopago, processing
+from kiosk.payments import cleanup, mercadopago, processing
 from kiosk.queue import app
 from tasks.retry import Backoff
 
@@ -23,3 +25,12 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
         await processing.release_queueing_lock(context.job.id)
         raise
     return {"intent_status": outcome.intent_status, "note": outcome.note}
+
+
+@app.task(name="payments.check_stale_intent")
+async def check_stale_intent(intent_id: str) -> dict:
+    """Settle a charge Mercado Pago should have ended (deferred by the periodic
+    `payments.cleanup_payment_intents`). Not retried: a provider error fails this job and the
+    next tick checks the intent again."""
+    outcome = await cleanup.check(uuid.UUID(intent_id))
+    return {"status": outcome.status, "note": outcome.note}

@@ -73,3 +73,18 @@ RETURNING *;
 -- name: release_queueing_lock
 -- Drop a running job's queueing lock before it is retried (procrastinate issue #1543).
 UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
+
+-- name: stale_intents
+-- Open charges unchanged for `ttl` seconds: Mercado Pago should have ended them (cleanup job).
+SELECT id, order_id, provider_order_id, status FROM payment_intents
+WHERE status IN ('created', 'at_terminal')
+  AND updated_at <= now() - make_interval(secs => %(ttl)s)
+ORDER BY updated_at LIMIT %(limit)s;
+
+-- name: abandon_intent
+-- A charge whose start never recorded Mercado Pago's answer (its process died): error, maybe charged.
+UPDATE payment_intents
+SET status = 'error', outcome_unknown = true, last_error = %(last_error)s, updated_at = now()
+WHERE id = %(id)s AND status = 'created' AND provider_order_id IS NULL
+  AND updated_at <= now() - make_interval(secs => %(ttl)s)
+RETURNING *;
