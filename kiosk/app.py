@@ -22,6 +22,8 @@ from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.catalog.routes import router as catalog_router
 from kiosk.errors import DomainError
 from kiosk.exports.routes import router as exports_router
+from kiosk.metrics import routes as metrics_routes
+from kiosk.metrics.http import LatencyMiddleware
 from kiosk.orders.routes import router as orders_router
 from kiosk.payments.routes import router as payments_router
 from kiosk.dashboard import routes as dashboard_routes
@@ -59,11 +61,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
+    app.add_middleware(LatencyMiddleware)
     app.add_exception_handler(DomainError, domain_error)
 
     app.include_router(admin_routes.router)
     app.include_router(schedules_routes.router)
     app.include_router(exports_router)
+    app.include_router(metrics_routes.router)
     app.include_router(dashboard_routes.router)
 
     @app.get("/healthz", tags=["health"])

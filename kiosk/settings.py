@@ -133,6 +133,9 @@ class Settings(BaseSettings):
         return value
     # end of payments, webhooks and notifications
 
+    # metrics: Prometheus scrapes GET /metrics with this bearer token (the admin token when unset).
+    metrics_token: SecretStr = SecretStr("")
+
     # dashboard (kiosk/dashboard, docs/dashboard.md): the admin pages' browser session.
     # Hours a dashboard sign-in lasts; rotating KIOSK_ADMIN_TOKEN ends every session at once.
     dashboard_session_hours: float = Field(default=12, gt=0, le=168)
