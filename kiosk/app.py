@@ -17,18 +17,24 @@ from fastapi.responses import JSONResponse
 
 from kiosk import db, health, queue
 from kiosk.admin import routes as admin_routes
-from kiosk.schedules import routes as schedules_routes
-from kiosk.heartbeat import routes as heartbeat_routes
-from kiosk.catalog.routes import router as catalog_router
+from kiosk.catalog import routes as catalog_routes
+from kiosk.dashboard import routes as dashboard_routes
 from kiosk.errors import DomainError
-from kiosk.exports.routes import router as exports_router
+from kiosk.exports import routes as exports_routes
+from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
-from kiosk.orders.routes import router as orders_router
-from kiosk.payments.routes import router as payments_router
-from kiosk.dashboard import routes as dashboard_routes
+from kiosk.orders import routes as orders_routes
+from kiosk.payments import routes as payments_routes
+from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
-from kiosk.webhooks.routes import router as webhooks_router
+from kiosk.webhooks import routes as webhooks_routes
+
+# One router per area: the kiosk's API, then the operators' surface.
+ROUTERS = (
+    catalog_routes, orders_routes, payments_routes, webhooks_routes, heartbeat_routes,
+    admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
+)
 
 logger = logging.getLogger("kiosk")
 
@@ -61,14 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
-    app.add_middleware(LatencyMiddleware)
     app.add_exception_handler(DomainError, domain_error)
-
-    app.include_router(admin_routes.router)
-    app.include_router(schedules_routes.router)
-    app.include_router(exports_router)
-    app.include_router(metrics_routes.router)
-    app.include_router(dashboard_routes.router)
+    app.add_middleware(LatencyMiddleware)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -83,11 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"detail": state.reason}, status_code=503)
         return JSONResponse({"status": "ready", "revision": state.revision})
 
-    app.include_router(heartbeat_routes.router)
-    app.include_router(catalog_router)
-    app.include_router(orders_router)
-    app.include_router(payments_router)
-    app.include_router(webhooks_router)
+    for module in ROUTERS:
+        app.include_router(module.router)
     return app
 
 

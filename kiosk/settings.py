@@ -8,6 +8,7 @@ Secrets are `SecretStr` so that they never reach a log or a repr by accident.
 from __future__ import annotations
 
 import functools
+from typing import Any
 import sys
 
 from pydantic import (
@@ -275,6 +276,18 @@ def get_settings() -> Settings:
         return Settings()  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {_describe(exc)}") from None
+
+
+def value_or_default(field: str) -> Any:
+    """A setting, or its declared default in a process without configuration.
+
+    For values read at import time, such as periodic crons in `periodic.py`: a tool that imports
+    `tasks.app` with no environment (`procrastinate --help`) must still get a working app.
+    """
+    try:
+        return getattr(get_settings(), field)
+    except SettingsError:
+        return Settings.model_fields[field].default
 
 
 def load_or_exit() -> Settings:

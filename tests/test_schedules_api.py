@@ -231,7 +231,7 @@ def test_outcomes_timeout_unreachable_client_error_and_redirects(api, target, da
     for name, fields in cases.items():
         schedule = create(api.url, name=name, cron=YEARLY, **fields)
         run_ids[name] = run_now(api, schedule["id"])["run"]["id"]
-    done = {name: wait_for(lambda i=i: finished(database_url, i), timeout=60, what=name)
+    done = {name: wait_for(lambda i=i: finished(database_url, i), timeout=120, what=name)
             for name, i in run_ids.items()}
 
     hang = done["hang"]

@@ -31,6 +31,7 @@ from kiosk.admin import actions, audit, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render
+from kiosk.exports.routes import csv_response
 from kiosk.settings import get_settings
 
 logger = logging.getLogger("kiosk.dashboard")
@@ -434,8 +435,7 @@ async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(
             raise PageError(404, f"There is no export {export_id}.") from None
         except exports.ExportNotReady as exc:
             raise PageError(409, str(exc)) from None
-    return Response(file.content, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{file.filename}"'})
+    return csv_response(file)
 
 
 # --- the stylesheet --------------------------------------------------------------------------------

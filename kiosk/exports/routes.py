@@ -58,5 +58,10 @@ async def download_export(export_id: uuid.UUID) -> Response:
             raise HTTPException(404, f"export {export_id} not found") from None
         except exports.ExportNotReady as exc:
             raise HTTPException(409, str(exc)) from None
+    return csv_response(file)
+
+
+def csv_response(file: exports.Download) -> Response:
+    """The CSV as an attachment; the dashboard's download link answers with it too."""
     return Response(file.content, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{file.filename}"'})

@@ -29,12 +29,11 @@ from kiosk import db, queue
 from kiosk.errors import Conflict, NotFound
 from kiosk.orders import store
 from kiosk.payments import intents
-from kiosk.settings import SettingsError, get_settings
+from kiosk.settings import value_or_default
 
 logger = logging.getLogger("kiosk.orders")
 
 EXPIRE_TASK = "orders.expire"
-DEFAULT_CRON = "*/10 * * * *"
 BATCH = 500
 
 
@@ -47,10 +46,7 @@ class Expired:
 
 def cron() -> str:
     """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
-    try:
-        return get_settings().expire_orders_cron
-    except SettingsError:
-        return DEFAULT_CRON
+    return value_or_default("expire_orders_cron")
 
 
 async def defer_expiries(limit: int = BATCH) -> int:

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from kiosk import db, queue
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
-from kiosk.settings import SettingsError, get_settings
+from kiosk.settings import get_settings, value_or_default
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.payments")
 logger = logging.getLogger("kiosk.payments")
 
 CHECK_TASK = "payments.check_stale_intent"
-DEFAULT_CRON = "*/2 * * * *"
 # Beyond the charge's own expiration: Mercado Pago's lag in expiring it, and time for a start
 # still waiting for Mercado Pago's answer (bounded by KIOSK_MP_TIMEOUT_SECONDS) to record it.
 MARGIN_SECONDS = 60
@@ -46,10 +45,7 @@ class Checked:
 
 def cron() -> str:
     """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
-    try:
-        return get_settings().cleanup_payment_intents_cron
-    except SettingsError:
-        return DEFAULT_CRON
+    return value_or_default("cleanup_payment_intents_cron")
 
 
 def ttl_seconds() -> int:

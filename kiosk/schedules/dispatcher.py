@@ -28,12 +28,11 @@ import psycopg
 from kiosk import db, queue
 from kiosk.schedules import cron as cron_module
 from kiosk.schedules import store
-from kiosk.settings import SettingsError, get_settings
+from kiosk.settings import get_settings, value_or_default
 
 logger = logging.getLogger("kiosk.schedules")
 
 EXECUTE_TASK = "schedules.execute_run"
-DEFAULT_DISPATCH_EVERY = 60
 # Skipped ticks are recorded one row each, at most this many per dispatch: a per-second cron after
 # a day of outage records the newest ones, and their error says that older ticks were not.
 MAX_SKIPPED_ROWS = 1000
@@ -50,10 +49,7 @@ def dispatch_cron() -> str:
     Read when `periodic.py` is imported; without a configuration (importing `tasks.app` from a
     tool) it falls back to every minute.
     """
-    try:
-        every = get_settings().schedules_dispatch_every
-    except SettingsError:
-        every = DEFAULT_DISPATCH_EVERY
+    every = value_or_default("schedules_dispatch_every")
     return "* * * * *" if every == 60 else f"* * * * * */{every}"
 
 
