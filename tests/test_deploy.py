@@ -65,7 +65,7 @@ def run(argv: list[str], env: dict[str, str], cwd: Path = PROJECT_DIR, timeout: 
 
 def test_compose_declares_db_migrate_api_and_two_workers():
     services = compose()["services"]
-    assert set(services) == {"db", "migrate", "api", "worker"}
+    assert set(services) == {"db", "migrate", "api", "worker", "simulator"}
 
     db = services["db"]
     assert db["image"].startswith("postgres:")
@@ -97,6 +97,13 @@ def test_compose_declares_db_migrate_api_and_two_workers():
     assert "ports" not in worker and "container_name" not in worker  # replicas can coexist
     assert seconds(worker["stop_grace_period"]) > graceful_timeout(worker["command"])
     assert worker["healthcheck"]["test"] == ["CMD", "kiosk", "worker-health"]
+
+    simulator = services["simulator"]  # an optional profile for local demos
+    assert simulator["profiles"] == ["demo"] and simulator["image"] == migrate["image"]
+    assert simulator["command"][:2] == ["kiosk", "simulator"]
+    webhook = simulator["command"][simulator["command"].index("--webhook-url") + 1]
+    assert webhook == "http://api:8000/webhooks/mercadopago"
+    assert simulator["depends_on"] == {"api": {"condition": "service_healthy"}}
 
 
 def test_railway_api_config():
@@ -182,6 +189,7 @@ def deploy_commands() -> dict[str, list[str]]:
     return {
         "compose migrate": services["migrate"]["command"],
         "compose worker": services["worker"]["command"],
+        "compose simulator": services["simulator"]["command"],
         "compose worker healthcheck": healthcheck_argv(services["worker"]["healthcheck"]["test"]),
         "railway api start": shlex.split(api["startCommand"])[2].split()[1:],  # exec uvicorn ...
         "railway pre-deploy": shlex.split(api["preDeployCommand"][0]),
