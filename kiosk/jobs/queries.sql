@@ -34,6 +34,14 @@ SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, statu
  WHERE job_id = %(job_id)s
  ORDER BY attempt, id
 
+-- name: last_errors
+-- The last attempt that did not succeed of each given job (a page of failed jobs), no traceback.
+-- One probe of job_outcomes_job_idx per job, newest attempt first.
+SELECT DISTINCT ON (job_id) job_id, attempt, status, ended_at, error_type, error_message
+  FROM job_outcomes
+ WHERE job_id = ANY(%(job_ids)s::bigint[]) AND status <> 'succeeded'
+ ORDER BY job_id, attempt DESC, id DESC
+
 -- name: recent_failures
 -- The latest attempts that did not succeed, newest first.
 SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
