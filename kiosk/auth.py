@@ -1,4 +1,7 @@
-"""Admin authentication: `Authorization: Bearer <KIOSK_ADMIN_TOKEN>`, compared in constant time."""
+"""Admin authentication: `Authorization: Bearer <KIOSK_ADMIN_TOKEN>`, compared in constant time.
+
+Also who acts on the JSON API (`Actor`), for the audit log of every change.
+"""
 
 from __future__ import annotations
 
