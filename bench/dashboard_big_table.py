@@ -80,6 +80,22 @@ EVENTS = """
     CROSS JOIN LATERAL (VALUES ('deferred', 0), ('started', 1), (timed.status::text, 2)) AS kind(type, offset_s)
     WHERE kind.type = 'deferred' OR timed.status IN ('succeeded', 'failed')
 """
+# One outcome per attempt (job_outcomes): a success for each finished job, a failure with a
+# traceback for every attempt of the failed and retrying ones.
+OUTCOMES = """
+    INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, worker_name, status, started_at,
+                              ended_at, duration_seconds, error_type, error_message, traceback)
+    SELECT j.id, a, j.task_name, j.queue_name, 'bench-worker',
+           CASE j.status WHEN 'succeeded' THEN 'succeeded' ELSE 'failed' END,
+           now() - interval '1 day', now() - interval '1 day' + interval '50 ms', 0.05,
+           CASE WHEN j.status <> 'succeeded' THEN 'TimeoutError' END,
+           CASE WHEN j.status <> 'succeeded' THEN 'gateway timed out after 10 s, attempt ' || a END,
+           CASE WHEN j.status <> 'succeeded'
+                THEN repeat(E'  File "kiosk/payments/mercadopago.py", line 80, in get_order\n', 20) || 'TimeoutError' END
+    FROM procrastinate_jobs j
+    CROSS JOIN LATERAL generate_series(1, greatest(j.attempts, 1)) AS a
+    WHERE j.status IN ('succeeded', 'failed') OR j.attempts > 0
+"""
 AUDIT = """
     INSERT INTO admin_audit (at, actor, action, target, details)
     SELECT now() - g * interval '1 minute', 'ana', 'job.retry', 'job:' || g, '{"result": "retried"}'
@@ -98,12 +114,13 @@ def fill(url: str, rows: int) -> float:
             for statement in FILL:
                 conn.execute(statement, params)
             conn.execute(EVENTS, params)
+            conn.execute(OUTCOMES)
             conn.execute(AUDIT)
         # Two workers: one live running a job, one stalled.
         conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now()), (now() - interval '1 hour')")
         conn.execute("""UPDATE procrastinate_jobs SET status = 'doing', worker_id = (SELECT min(id) FROM procrastinate_workers)
                         WHERE id = (SELECT max(id) FROM procrastinate_jobs)""")
-        conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, admin_audit")
+        conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes, admin_audit")
     return time.perf_counter() - started
 
 
@@ -135,6 +152,7 @@ def endpoints(url: str) -> list[tuple[str, str, dict]]:
         ("page  failed, task", "/admin/ui/failed?task=mail.receipt", "html"),
         ("page  workers", "/admin/ui/workers", "html"),
         ("page  periodic", "/admin/ui/periodic", "html"),
+        ("page  schedules", "/admin/ui/schedules", "html"),
         ("page  audit", "/admin/ui/audit", "html"),
         ("json  GET /admin/queues", "/admin/queues", "json"),
         ("json  GET /admin/jobs", "/admin/jobs", "json"),
@@ -143,10 +161,14 @@ def endpoints(url: str) -> list[tuple[str, str, dict]]:
         ("json  GET /admin/jobs/{id}", f"/admin/jobs/{failed}", "json"),
         ("json  GET /admin/workers", "/admin/workers", "json"),
         ("json  GET /admin/audit", "/admin/audit", "json"),
+        # docs/sql.md, straight to the database: the failures an engineer looks at first.
+        ("sql   kiosk_failed_jobs, latest 20",
+         "SELECT * FROM kiosk_failed_jobs ORDER BY failed_at DESC NULLS LAST LIMIT 20", "sql"),
     ]
 
 
 def measure(api_url: str, targets: list[tuple[str, str, str]], repeat: int) -> dict[str, float]:
+    database = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
     html = httpx.Client(base_url=api_url, timeout=120)
     assert html.post("/admin/login", data={"token": TOKEN, "operator": "bench"}).status_code in (200, 303)
     json = httpx.Client(base_url=api_url, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -156,6 +178,10 @@ def measure(api_url: str, targets: list[tuple[str, str, str]], repeat: int) -> d
         times = []
         for _ in range(repeat + 1):
             started = time.perf_counter()
+            if kind == "sql":
+                database.execute(path).fetchall()
+                times.append((time.perf_counter() - started) * 1000)
+                continue
             response = client.get(path)
             times.append((time.perf_counter() - started) * 1000)
             missing_ok = response.status_code == 404 and ("detail" in label or "{id}" in label)  # empty table
@@ -165,6 +191,7 @@ def measure(api_url: str, targets: list[tuple[str, str, str]], repeat: int) -> d
         print(f"  {label:<40} {figures[label]:8.1f} ms", flush=True)
     html.close()
     json.close()
+    database.close()
     return figures
 
 

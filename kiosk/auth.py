@@ -1,12 +1,17 @@
-"""Admin authentication: `Authorization: Bearer <KIOSK_ADMIN_TOKEN>`, compared in constant time."""
+"""Admin authentication: `Authorization: Bearer <KIOSK_ADMIN_TOKEN>`, compared in constant time.
+
+Also who acts on the JSON API (`Actor`), for the audit log of every change.
+"""
 
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kiosk.admin.audit import Operator, actor_name
 from kiosk.settings import get_settings
 
 # Declared as a security scheme so the OpenAPI schema documents the token on every admin route.
@@ -29,3 +34,19 @@ async def require_admin(credentials: HTTPAuthorizationCredentials | None = Depen
 
 
 AdminRequired = Depends(require_admin)
+# Documented on every admin router: what a caller without the token gets.
+UNAUTHORIZED = {401: {"description": "admin token missing or wrong"}}
+
+
+async def acting_operator(
+    request: Request,
+    x_kiosk_actor: Annotated[str | None, Header(
+        description="your name, recorded as the actor of this action in the audit log (default `admin`)",
+    )] = None,
+) -> Operator:
+    """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
+    return Operator(actor_name(x_kiosk_actor), request.client.host if request.client else None)
+
+
+# Route parameter of every JSON action that changes something: `by: Actor`.
+Actor = Annotated[Operator, Depends(acting_operator)]

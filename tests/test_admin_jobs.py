@@ -1,11 +1,14 @@
 """Admin API over the job queue, against a real uvicorn and real procrastinate rows."""
 
+import re
+
 import httpx
 import pytest
 from procrastinate.jobs import Status
 
 from kiosk import db, queue
 from tests.conftest import ADMIN_TOKEN
+from tests.dashboard_support import record_outcome
 from tests.support import Api
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Kiosk-Actor": "ana"}
@@ -50,6 +53,30 @@ def test_every_admin_route_needs_the_token(api):
             assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_every_admin_json_route_is_documented(database_url):
+    """Each /admin JSON route: the bearer scheme, an explicit summary, its 401; actions name their actor."""
+    from kiosk.app import app
+
+    schema = app.openapi()
+    assert schema["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    operations = [(method.upper(), path, op) for path, ops in schema["paths"].items()
+                  if path.startswith("/admin") for method, op in ops.items()]
+    assert len(operations) >= 23
+    for method, path, op in operations:
+        assert op.get("security") == [{"adminToken": []}], (method, path)
+        assert "401" in op["responses"], (method, path)
+        if method != "GET":
+            assert "x-kiosk-actor" in [p["name"] for p in op.get("parameters", [])], (method, path)
+    # Without one, FastAPI makes a summary up from the function name (which the operationId starts
+    # with): every admin route writes its own.
+    made_up = []
+    for method, path, op in operations:
+        function = op["operationId"].removesuffix(re.sub(r"\W", "_", path) + "_" + method.lower())
+        if op.get("summary", "") in ("", function.replace("_", " ").title()):
+            made_up.append((method, path))
+    assert made_up == []
+
+
 async def test_queues_counts_and_throughput(api, pool):
     for n in range(3):
         await defer("demo.a", "mail", n=n)
@@ -89,13 +116,24 @@ async def test_jobs_filters_and_keyset_pagination(api, pool):
     assert api.get("/admin/jobs", params={"deferred_after": "2999-01-01T00:00:00Z"}).json()["jobs"] == []
 
 
-async def test_job_detail_with_timeline(api, pool):
+async def test_job_detail_with_timeline_and_outcomes(api, pool):
     job_id = await defer("demo.detail", "default", lock="L1", queueing_lock="Q1", x=1)
+    assert api.get(f"/admin/jobs/{job_id}").json()["outcomes"] == []
     await run_one(Status.FAILED)
+    await record_outcome(job_id, 1, "failed", task="demo.detail", error=ValueError("card declined"),
+                         traceback="Traceback (most recent call last):\nValueError: card declined")
+    await record_outcome(job_id, 2, "succeeded", task="demo.detail", result='{"rows": 3}')
     job = api.get(f"/admin/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["args"] == {"x": 1}
     assert job["lock"] == "L1" and job["queueing_lock"] == "Q1" and job["attempts"] == 1
     assert [e["type"] for e in job["events"]] == ["deferred", "started", "failed"]
+    first, second = job["outcomes"]
+    assert (first["attempt"], first["status"], first["error_type"], first["error_message"]) == (
+        1, "failed", "ValueError", "card declined")
+    assert first["traceback"].endswith("ValueError: card declined") and first["worker_name"] == "test-worker"
+    assert first["duration_seconds"] == 0.25 and first["started_at"] < first["ended_at"]
+    assert (second["attempt"], second["status"], second["result"], second["error_type"]) == (
+        2, "succeeded", {"rows": 3}, None)
     assert api.get("/admin/jobs/999999").status_code == 404
 
 

@@ -1,6 +1,7 @@
 """The dashboard over HTTP: sign-in, cookie, CSRF, paths, pages and actions, against a real uvicorn."""
 
 import datetime as dt
+import re
 
 import httpx
 import pytest
@@ -10,11 +11,11 @@ from kiosk import db, queue
 from kiosk.dashboard import routes as dashboard_routes
 from kiosk.dashboard import session
 from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import csrf_of, defer, sign_in
+from tests.dashboard_support import csrf_of, defer, record_outcome, sign_in
 from tests.support import Api
 
 PAGES = ["/admin/", "/admin/ui/jobs", "/admin/ui/jobs/1", "/admin/ui/failed", "/admin/ui/workers",
-         "/admin/ui/periodic", "/admin/ui/audit"]
+         "/admin/ui/periodic", "/admin/ui/schedules", "/admin/ui/schedules/1", "/admin/ui/audit"]
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +287,107 @@ def test_time_filter_round_trips():
     flt, errors = forms.parse_filter({"deferred_after": "2026-11-25T15:09", "min_attempts": "1", "status": "failed"})
     assert not errors and flt.deferred_after == dt.datetime(2026, 11, 25, 15, 9, tzinfo=dt.UTC)
     assert forms.parse_filter(forms.filter_params(flt))[0] == flt
+
+
+async def test_job_page_shows_every_attempt_and_failed_page_the_last_error(ana, pool):
+    job_id = await defer("demo.outcomes", n=1)
+    await run_one(Status.FAILED)
+    quiet = await defer("demo.outcomes", n=2)
+    await run_one(Status.FAILED)  # failed without an outcome row (e.g. before outcomes existed)
+    await record_outcome(job_id, 1, "failed", task="demo.outcomes", error=ValueError("card <b>declined</b>"),
+                         traceback="Traceback (most recent call last):\n  File \"x.py\"\nValueError: card declined")
+    await record_outcome(job_id, 2, "timed_out", task="demo.outcomes", error=TimeoutError("over 5 s"))
+
+    page = ana.get(f"/admin/ui/jobs/{job_id}").text
+    attempts = page.split('id="outcomes-h"')[1]
+    assert attempts.index("ValueError") < attempts.index("TimeoutError")
+    assert "card &lt;b&gt;declined&lt;/b&gt;" in attempts and "<b>declined" not in attempts
+    assert "<details>" in attempts and "<summary>Traceback</summary>" in attempts
+    assert "File &#34;x.py&#34;" in attempts and "timed out" in attempts and "250 ms" in attempts
+    assert "No attempt recorded yet" in ana.get(f"/admin/ui/jobs/{quiet}").text
+
+    failed = ana.get("/admin/ui/failed").text
+    row = failed.split(f'href="/admin/ui/jobs/{job_id}"')[1].split("</tr>")[0]
+    assert "TimeoutError" in row and "over 5 s" in row and "(attempt 2)" in row and "ValueError" not in row
+    quiet_row = failed.split(f'href="/admin/ui/jobs/{quiet}"')[1].split("</tr>")[0]
+    assert "Error" not in quiet_row and "Last error" in failed
+
+
+async def test_last_errors_of_many_jobs_in_one_query(pool):
+    from kiosk.jobs import outcomes
+
+    await record_outcome(1, 1, "failed", error=KeyError("a"))
+    await record_outcome(1, 2, "failed", error=RuntimeError("b"))
+    await record_outcome(2, 1, "succeeded")
+    await record_outcome(3, 1, "worker_lost", error=Exception("worker 7 stopped"))
+    async with db.transaction() as conn:
+        last = await outcomes.last_errors(conn, [1, 2, 3, 4])
+        assert await outcomes.last_errors(conn, []) == {}
+    assert {k: (v.attempt, v.status, v.error_type) for k, v in last.items()} == {
+        1: (2, "failed", "RuntimeError"), 3: (1, "worker_lost", "Exception")}
+
+
+async def test_schedules_pages_and_run_now(ana, pool, database_url):
+    from kiosk.admin.audit import Operator
+    from kiosk.schedules import service
+    from kiosk.schedules.spec import ScheduleSpec
+
+    secret = "s3cr3t-in-a-header"
+    spec = ScheduleSpec(name="price-sync <b>", cron="0 0 1 1 *", url="http://93.184.215.14/sync", method="POST",
+                        headers={"X-Api-Key": secret, "Accept": "text/plain"})
+    schedule_id = (await service.create(spec, by=Operator("setup"))).schedule.id
+    listing = ana.get("/admin/ui/schedules").text
+    assert 'href="/admin/ui/schedules" aria-current="page"' in listing
+    assert "price-sync &lt;b&gt;" in listing and "0 0 1 1 *" in listing and "never ran" in listing
+    assert "http://93.184.215.14/sync" in listing and "active" in listing and "Run now" in listing
+    detail = ana.get(f"/admin/ui/schedules/{schedule_id}").text
+    assert secret not in listing + detail
+    assert "X-Api-Key: ********" in detail and "Accept: text/plain" in detail and "No run yet." in detail
+
+    token = csrf_of(ana)
+    assert ana.post(f"/admin/ui/schedules/{schedule_id}/run", data={}).status_code == 403
+    done = ana.post(f"/admin/ui/schedules/{schedule_id}/run",
+                    data={"csrf_token": token, "next": "/admin/ui/schedules"})
+    assert done.status_code == 303 and done.headers["location"] == "/admin/ui/schedules"
+    async with db.transaction() as conn:
+        run = await db.fetch_one(conn, "SELECT id, job_id, trigger FROM schedule_runs")
+    assert run["trigger"] == "manual"
+    assert f"Run {run['id']} queued as job {run['job_id']}." in ana.get("/admin/ui/schedules").text
+    history = ana.get(f"/admin/ui/schedules/{schedule_id}").text.split('id="history-h"')[1]
+    assert "manual" in history and "pending" in history and f'href="/admin/ui/jobs/{run["job_id"]}"' in history
+    missing = ana.post("/admin/ui/schedules/999999/run", data={"csrf_token": token})
+    assert "There is no schedule 999999." in ana.get(missing.headers["location"]).text
+    assert ana.get("/admin/ui/schedules/999999").status_code == 404
+
+    audit = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["entries"]
+    assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
+        ("ana", "schedule.run", f"schedule:{schedule_id}"), ("setup", "schedule.create", f"schedule:{schedule_id}")]
+    assert f'href="/admin/ui/schedules/{schedule_id}"' in ana.get("/admin/ui/audit").text
+
+
+async def test_schedule_history_is_paginated_newest_first(ana, pool):
+    from kiosk.admin.audit import Operator
+    from kiosk.dashboard.routes import PAGE_SIZE
+    from kiosk.schedules import service
+    from kiosk.schedules.spec import ScheduleSpec
+
+    spec = ScheduleSpec(name="busy", cron="* * * * *", url="http://93.184.215.14/busy", active=False)
+    schedule_id = (await service.create(spec, by=Operator("setup"))).schedule.id
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for, outcome, attempts, http_status,"
+            " duration_ms, finished_at, error) SELECT %s, 'cron', now() - make_interval(mins => n),"
+            " CASE WHEN mod(n, 2) = 0 THEN 'success' ELSE 'failed' END, 1,"
+            " CASE WHEN mod(n, 2) = 0 THEN 200 ELSE 503 END, 40 + n, now(),"
+            " CASE WHEN mod(n, 2) = 1 THEN 'HTTP 503 run-' || n END FROM generate_series(1, %s) n",
+            (schedule_id, PAGE_SIZE + 3))
+    first = ana.get(f"/admin/ui/schedules/{schedule_id}").text
+    assert first.count("<tr>") == PAGE_SIZE + 1  # the header row too
+    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", first)] == list(range(1, PAGE_SIZE + 1, 2))
+    assert "41 ms" in first and "None: the schedule is paused." in first
+    older = re.search(r'href="(/admin/ui/schedules/\d+\?cursor=[^"]+)" rel="next"', first).group(1)
+    second = ana.get(older.replace("&amp;", "&")).text
+    assert second.count("<tr>") == 3 + 1 and "« Newest" in second
+    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", second)] == [PAGE_SIZE + 1, PAGE_SIZE + 3]
+    bad = ana.get(f"/admin/ui/schedules/{schedule_id}", params={"cursor": "nope"})
+    assert bad.status_code == 200 and "cursor: not a page of this history (ignored)" in bad.text

@@ -17,6 +17,7 @@ from kiosk.dashboard import session
 from tests.conftest import ADMIN_TOKEN
 from tests.dashboard_support import defer
 from tests.dashboard_tasks import MARKER_TABLE
+from tests.schedules_support import ALLOW_LOOPBACK, Target, create
 from tests.support import Api, Process, Worker, child_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,11 +35,14 @@ SLOW = 60_000  # ms: a worker, a 2-core machine shared with other suites
 
 @pytest.fixture(scope="module")
 def stack(database_url, tmp_path_factory):
-    """A real API and a real worker running tests.dashboard_tasks (the flaky task)."""
+    """A real API and a real worker running tests.dashboard_tasks (the flaky task).
+
+    Both may reach 127.0.0.1 (KIOSK_OUTBOUND_ALLOW_HOSTS): schedules call a local target.
+    """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(MARKER_TABLE)
     logs = tmp_path_factory.mktemp("dashboard-browser")
-    env = child_env(database_url)
+    env = child_env(database_url, **ALLOW_LOOPBACK)
     api = Api(env, logs)
     worker = Process("worker", [sys.executable, "-m", "procrastinate", "--app=tests.dashboard_tasks.app",
                                 "worker", "--fetch-job-polling-interval=0.5"], env, logs)
@@ -177,3 +181,30 @@ async def _export_and_download(page, stack, database_url, tmp_path):
     await download.save_as(path)
     lines = path.read_text().splitlines()
     assert lines[0].startswith("order_id,created_at,status") and len(lines) == 31
+
+
+async def test_run_now_on_a_schedule_shows_a_successful_run(page, stack, database_url, tmp_path):
+    target = Target()
+    worker = Worker(child_env(database_url, **ALLOW_LOOPBACK), tmp_path)
+    try:
+        schedule = create(stack.url, name="partner-ping", cron="0 0 1 1 *", url=f"{target.url}/ping",
+                          headers={"X-Api-Key": "browser-s3cr3t"})
+        await page.goto("/admin/ui/schedules")
+        await sign_in(page)
+        row = page.locator("tbody tr", has_text="partner-ping")
+        await expect(row).to_contain_text("never ran")
+        await row.locator("button:has-text('Run now')").click()
+        await expect(page.locator(".flash.ok")).to_contain_text("queued as job")
+        await page.click("a:has-text('partner-ping')")
+        await expect(page).to_have_url(f"{stack.url}/admin/ui/schedules/{schedule['id']}")
+        await expect(page.locator("dl.fields")).to_contain_text("X-Api-Key: ********")
+        await page.click("text=Auto-refresh off")
+        run = page.locator("table.runs tbody tr").first
+        await expect(run).to_contain_text("success", timeout=SLOW)
+        await expect(run).to_contain_text("manual")
+        await expect(run).to_contain_text("200")
+        assert "browser-s3cr3t" not in await page.content()
+        assert len(target.hits_for("/ping")) == 1
+    finally:
+        worker.stop()
+        target.close()

@@ -9,10 +9,12 @@ import datetime as dt
 import pytest
 
 from kiosk import db
+from kiosk.admin.audit import Operator
 from kiosk.schedules import dispatcher, service
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 
 PUBLIC = "http://93.184.215.14/hook"  # a public literal address: validation needs no DNS
+BY = Operator("test")
 
 
 def spec(**changes) -> ScheduleSpec:
@@ -44,7 +46,7 @@ async def dispatch(schedule_id: int, **options) -> int:
 
 
 async def test_creating_dispatches_the_horizon_with_one_job_per_run(pool):
-    view = await service.create(spec())
+    view = await service.create(spec(), by=BY)
     runs = await cron_runs(view.schedule.id)
     horizon = dispatcher.horizon_seconds(60)
     assert horizon - 1 <= len(runs) <= horizon
@@ -60,7 +62,7 @@ async def test_creating_dispatches_the_horizon_with_one_job_per_run(pool):
 
 
 async def test_concurrent_dispatches_and_a_rewound_cursor_never_duplicate_a_tick(pool):
-    view = await service.create(spec())
+    view = await service.create(spec(), by=BY)
     schedule_id = view.schedule.id
     # Five dispatchers at once, then a "restart" that lost its cursor 30 s back.
     await asyncio.gather(*(dispatch(schedule_id, horizon=120) for _ in range(5)))
@@ -79,7 +81,7 @@ async def test_concurrent_dispatches_and_a_rewound_cursor_never_duplicate_a_tick
 
 
 async def test_missed_ticks_are_caught_up_to_the_limit_and_the_rest_skipped(pool):
-    view = await service.create(spec(cron="*/10 * * * * *"))
+    view = await service.create(spec(cron="*/10 * * * * *"), by=BY)
     schedule_id = view.schedule.id
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM schedule_runs")
@@ -104,23 +106,23 @@ async def test_missed_ticks_are_caught_up_to_the_limit_and_the_rest_skipped(pool
 
 
 async def test_deactivating_drops_pending_runs_and_their_jobs(pool):
-    view = await service.create(spec())
+    view = await service.create(spec(), by=BY)
     schedule_id = view.schedule.id
     assert await waiting_jobs()
-    paused = await service.update(schedule_id, {"active": False})
+    paused = await service.update(schedule_id, {"active": False}, by=BY)
     assert paused.next_runs == [] and not paused.schedule.active
     assert await cron_runs(schedule_id) == [] and await waiting_jobs() == []
     assert await dispatcher.dispatch_due() == 0
     assert await cron_runs(schedule_id) == []
 
-    resumed = await service.update(schedule_id, {"active": True})
+    resumed = await service.update(schedule_id, {"active": True}, by=BY)
     assert resumed.next_runs and await cron_runs(schedule_id)
     assert min(r["scheduled_for"] for r in await cron_runs(schedule_id)) > resumed.schedule.updated_at
 
 
 async def test_changing_the_cron_replaces_the_runs_ahead(pool):
-    view = await service.create(spec())
-    updated = await service.update(view.schedule.id, {"cron": "*/15 * * * * *"})
+    view = await service.create(spec(), by=BY)
+    updated = await service.update(view.schedule.id, {"cron": "*/15 * * * * *"}, by=BY)
     ticks = [r["scheduled_for"] for r in await cron_runs(view.schedule.id)]
     assert ticks and all(t.second % 15 == 0 for t in ticks)
     assert len(await waiting_jobs()) == len(ticks)
@@ -128,21 +130,21 @@ async def test_changing_the_cron_replaces_the_runs_ahead(pool):
 
 
 async def test_invalid_edit_changes_nothing(pool):
-    view = await service.create(spec(headers={"Authorization": "Bearer s3cr3t"}))
+    view = await service.create(spec(headers={"Authorization": "Bearer s3cr3t"}), by=BY)
     with pytest.raises(InvalidSchedule, match="internal address"):
-        await service.update(view.schedule.id, {"url": "http://10.0.0.1/", "cron": "0 * * * *"})
+        await service.update(view.schedule.id, {"url": "http://10.0.0.1/", "cron": "0 * * * *"}, by=BY)
     again = await service.get(view.schedule.id)
     assert again.schedule == view.schedule
     # Sending the mask back keeps the stored secret.
-    kept = await service.update(view.schedule.id, {"headers": {"Authorization": "********", "X-Extra": "1"}})
+    kept = await service.update(view.schedule.id, {"headers": {"Authorization": "********", "X-Extra": "1"}}, by=BY)
     assert kept.schedule.headers == {"Authorization": "Bearer s3cr3t", "X-Extra": "1"}
 
 
 async def test_deleting_removes_the_schedule_its_runs_and_waiting_jobs(pool):
-    view = await service.create(spec())
-    run, _ = await service.run_now(view.schedule.id)
+    view = await service.create(spec(), by=BY)
+    run, _ = await service.run_now(view.schedule.id, by=BY)
     assert run.trigger == "manual" and run.job_id
-    await service.delete(view.schedule.id)
+    await service.delete(view.schedule.id, by=BY)
     assert await rows("SELECT id FROM schedule_runs") == []
     assert await waiting_jobs() == []
     with pytest.raises(service.ScheduleNotFound):
@@ -150,7 +152,7 @@ async def test_deleting_removes_the_schedule_its_runs_and_waiting_jobs(pool):
 
 
 async def test_history_is_newest_first_with_keyset_pages(pool):
-    view = await service.create(spec(cron="0 0 1 1 *", active=False))
+    view = await service.create(spec(cron="0 0 1 1 *", active=False), by=BY)
     schedule_id = view.schedule.id
     async with db.transaction() as conn:
         await conn.execute(
@@ -162,7 +164,7 @@ async def test_history_is_newest_first_with_keyset_pages(pool):
             "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for) VALUES (%s, 'cron', now() + interval '1 hour')",
             (schedule_id,),
         )
-    manual, _ = await service.run_now(schedule_id)
+    manual, _ = await service.run_now(schedule_id, by=BY)
     seen, cursor = [], None
     while True:
         page = await service.history(schedule_id, limit=3, cursor=cursor)
@@ -178,6 +180,6 @@ async def test_history_is_newest_first_with_keyset_pages(pool):
 
 
 async def test_duplicate_name_is_a_conflict(pool):
-    await service.create(spec())
+    await service.create(spec(), by=BY)
     with pytest.raises(service.ScheduleConflict):
-        await service.create(spec())
+        await service.create(spec(), by=BY)

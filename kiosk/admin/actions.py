@@ -7,40 +7,26 @@ same whichever surface the operator used.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from kiosk import exports
 from kiosk.admin import audit, jobs, periodic
-
-
-@dataclass(frozen=True)
-class Operator:
-    """Who acts (the audit log's actor) and from where."""
-
-    name: str
-    remote_addr: str | None = None
-
-
-async def _record(conn: psycopg.AsyncConnection, by: Operator, action: str, target: str,
-                  details: dict[str, Any]) -> None:
-    await audit.record(conn, actor=by.name, action=action, target=target, details=details,
-                       remote_addr=by.remote_addr)
+from kiosk.admin.audit import Operator
 
 
 async def retry_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
     """Raises JobNotFound or JobStateConflict (nothing recorded then)."""
     await jobs.retry_job(conn, job_id)
-    await _record(conn, by, "job.retry", f"job:{job_id}", {"result": "retried"})
+    await audit.record_by(conn, by, "job.retry", f"job:{job_id}", {"result": "retried"})
     return "retried"
 
 
 async def cancel_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
     """`cancelled` or `abort_requested`; raises JobNotFound or JobStateConflict."""
     result = await jobs.cancel_job(conn, job_id)
-    await _record(conn, by, "job.cancel", f"job:{job_id}", {"result": result})
+    await audit.record_by(conn, by, "job.cancel", f"job:{job_id}", {"result": result})
     return result
 
 
@@ -50,7 +36,7 @@ async def bulk(conn: psycopg.AsyncConnection, action: str, flt: jobs.JobFilter, 
         raise ValueError("a bulk action needs at least one filter")
     operation = {"retry": jobs.bulk_retry, "cancel": jobs.bulk_cancel}[action]
     result = await operation(conn, flt)
-    await _record(conn, by, f"jobs.bulk_{action}", "jobs",
+    await audit.record_by(conn, by, f"jobs.bulk_{action}", "jobs",
                   {"filter": flt.describe(), "changed": len(result.changed), "skipped": len(result.skipped)})
     return result
 
@@ -62,7 +48,7 @@ async def run_periodic(conn: psycopg.AsyncConnection, name: str, by: Operator) -
     """
     job_id = await periodic.run_now(conn, name)
     if job_id is not None:
-        await _record(conn, by, "periodic.run", f"periodic:{name}", {"job_id": job_id})
+        await audit.record_by(conn, by, "periodic.run", f"periodic:{name}", {"job_id": job_id})
     return job_id
 
 
@@ -71,6 +57,6 @@ async def request_export(
 ) -> dict[str, Any]:
     """Create an orders CSV export and defer its job; raises InvalidRange (nothing recorded)."""
     export = await exports.request_export(conn, created_from, created_to, requested_by=by.name)
-    await _record(conn, by, "export.create", f"export:{export['id']}",
+    await audit.record_by(conn, by, "export.create", f"export:{export['id']}",
                   {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]})
     return export

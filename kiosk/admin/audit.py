@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from kiosk import db
-from kiosk.admin.jobs import QUERIES
+from kiosk.sql import load_queries
+
+# Its own copy of the admin queries: importing the audit log must not pull in the jobs module.
+QUERIES = load_queries("kiosk.admin")
 
 _NOT_IN_NAME = re.compile(r"[^\w@.\- ]")
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who acts (the audit log's actor) and from where.
+
+    Here rather than in kiosk.admin.actions so that any domain code that changes something on an
+    operator's behalf (catalog, schedules) can take one and record it without importing the
+    admin actions.
+    """
+
+    name: str
+    remote_addr: str | None = None
 
 
 def actor_name(raw: str | None, default: str = "admin") -> str:
@@ -35,6 +52,13 @@ async def record(
         {"actor": actor, "action": action, "target": target, "details": Jsonb(details or {}),
          "remote_addr": remote_addr},
     )
+
+
+async def record_by(
+    conn: psycopg.AsyncConnection, by: Operator, action: str, target: str, details: dict[str, Any] | None = None
+) -> None:
+    """`record` for an Operator: the usual call from domain code, on the connection of its change."""
+    await record(conn, actor=by.name, action=action, target=target, details=details, remote_addr=by.remote_addr)
 
 
 async def list_entries(conn: psycopg.AsyncConnection, *, before: int | None, limit: int) -> list[dict[str, Any]]:

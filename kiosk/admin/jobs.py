@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from kiosk import db, progress
+from kiosk.jobs import outcomes
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.admin")
@@ -208,6 +209,7 @@ async def get_job(conn: psycopg.AsyncConnection, job_id: int) -> dict[str, Any]:
     job["events"] = await db.fetch_all(conn, QUERIES["job_events"], {"job_id": job_id})
     reported = await progress.get(conn, job_id)
     job["progress"] = asdict(reported) if reported else None
+    job["outcomes"] = [asdict(o) for o in await outcomes.for_job(conn, job_id)]
     return job
 
 

@@ -6,23 +6,17 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from kiosk import db
 from kiosk.admin import actions, audit, jobs, periodic
-from kiosk.auth import AdminRequired
+from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.settings import get_settings
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminRequired])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED)
 
 Status = Literal["todo", "doing", "succeeded", "failed", "cancelled", "aborted"]
-
-
-def operator(request: Request) -> actions.Operator:
-    """Who acts: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
-    return actions.Operator(audit.actor_name(request.headers.get("x-kiosk-actor")),
-                            request.client.host if request.client else None)
 
 
 class JobFilterBody(BaseModel):
@@ -72,7 +66,8 @@ async def get_jobs(
     return {"jobs": page.jobs, "next_cursor": page.next_cursor}
 
 
-@router.get("/jobs/{job_id}", summary="One job: arguments, state, lock fields, event timeline")
+@router.get("/jobs/{job_id}", responses={404: {}},
+            summary="One job: arguments, state, locks, event timeline, outcome of every attempt, progress")
 async def get_job(job_id: int) -> dict[str, Any]:
     async with db.transaction() as conn:
         try:
@@ -81,11 +76,11 @@ async def get_job(job_id: int) -> dict[str, Any]:
             raise HTTPException(404, f"job {job_id} not found") from None
 
 
-async def _act(request: Request, job_id: int, action: str) -> ActionResponse:
+async def _act(by: actions.Operator, job_id: int, action: str) -> ActionResponse:
     async with db.transaction() as conn:
         try:
             operation = actions.retry_job if action == "retry" else actions.cancel_job
-            result = await operation(conn, job_id, operator(request))
+            result = await operation(conn, job_id, by)
         except jobs.JobNotFound:
             raise HTTPException(404, f"job {job_id} not found") from None
         except jobs.JobStateConflict as exc:
@@ -95,33 +90,35 @@ async def _act(request: Request, job_id: int, action: str) -> ActionResponse:
 
 @router.post("/jobs/{job_id}/retry", summary="Run a failed, cancelled or aborted job again",
              responses={404: {}, 409: {"description": "the job's state does not allow it"}})
-async def retry_job(request: Request, job_id: int) -> ActionResponse:
-    return await _act(request, job_id, "retry")
+async def retry_job(job_id: int, by: Actor) -> ActionResponse:
+    return await _act(by, job_id, "retry")
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a waiting job, or ask a running one to abort",
              responses={404: {}, 409: {"description": "the job's state does not allow it"}})
-async def cancel_job(request: Request, job_id: int) -> ActionResponse:
-    return await _act(request, job_id, "cancel")
+async def cancel_job(job_id: int, by: Actor) -> ActionResponse:
+    return await _act(by, job_id, "cancel")
 
 
-async def _bulk(request: Request, body: JobFilterBody, action: str) -> BulkResponse:
+async def _bulk(by: actions.Operator, body: JobFilterBody, action: str) -> BulkResponse:
     flt = jobs.JobFilter(**body.model_dump())
     if flt.is_empty():
         raise HTTPException(422, "give at least one filter (status, queue, task, text or a time range)")
     async with db.transaction() as conn:
-        result = await actions.bulk(conn, action, flt, operator(request))
+        result = await actions.bulk(conn, action, flt, by)
     return BulkResponse(**asdict(result))
 
 
-@router.post("/jobs/retry", summary=f"Retry every matching job (at most {jobs.MAX_BULK} per call)")
-async def bulk_retry(request: Request, body: JobFilterBody) -> BulkResponse:
-    return await _bulk(request, body, "retry")
+@router.post("/jobs/retry", summary=f"Retry every matching job (at most {jobs.MAX_BULK} per call)",
+             responses={422: {"description": "no filter given"}})
+async def bulk_retry(body: JobFilterBody, by: Actor) -> BulkResponse:
+    return await _bulk(by, body, "retry")
 
 
-@router.post("/jobs/cancel", summary=f"Cancel every matching job (at most {jobs.MAX_BULK} per call)")
-async def bulk_cancel(request: Request, body: JobFilterBody) -> BulkResponse:
-    return await _bulk(request, body, "cancel")
+@router.post("/jobs/cancel", summary=f"Cancel every matching job (at most {jobs.MAX_BULK} per call)",
+             responses={422: {"description": "no filter given"}})
+async def bulk_cancel(body: JobFilterBody, by: Actor) -> BulkResponse:
+    return await _bulk(by, body, "cancel")
 
 
 @router.get("/workers", summary="Workers: heartbeat age, stalled or live, running jobs")
@@ -137,11 +134,11 @@ async def get_periodic() -> list[dict[str, Any]]:
 
 
 @router.post("/periodic/{name}/run", summary="Defer a periodic task now, outside its schedule",
-             responses={404: {}})
-async def run_periodic(request: Request, name: str) -> dict[str, Any]:
+             responses={404: {}, 409: {"description": "one is already waiting (queueing lock)"}})
+async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
     async with db.transaction() as conn:
         try:
-            job_id = await actions.run_periodic(conn, name, operator(request))
+            job_id = await actions.run_periodic(conn, name, by)
         except periodic.PeriodicNotFound:
             raise HTTPException(404, f"no periodic task named {name!r}") from None
         if job_id is None:

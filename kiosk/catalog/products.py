@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kiosk import db
+from kiosk.admin import audit
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.catalog")
@@ -19,16 +20,18 @@ class Product:
     stock: int
 
 
-async def put(sku: str, name: str, price_cents: int, stock: int) -> tuple[Product, bool]:
-    """Create or replace; return the product and whether it was created."""
+async def put(sku: str, name: str, price_cents: int, stock: int, by: audit.Operator) -> tuple[Product, bool]:
+    """Create or replace; return the product and whether it was created.
+
+    The audit entry (`product.create` / `product.replace`) commits with the change.
+    """
+    values = {"name": name, "price_cents": price_cents, "stock": stock}
     async with db.transaction() as conn:
-        row = await db.fetch_one(
-            conn,
-            QUERIES["upsert_product"],
-            {"sku": sku, "name": name, "price_cents": price_cents, "stock": stock},
-        )
-    assert row is not None
-    created = row.pop("created")
+        row = await db.fetch_one(conn, QUERIES["upsert_product"], {"sku": sku, **values})
+        assert row is not None
+        created = row.pop("created")
+        await audit.record_by(conn, by, "product.create" if created else "product.replace",
+                              f"product:{sku}", values)
     return Product(**row), created
 
 

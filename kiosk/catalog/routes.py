@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field
 
-from kiosk.auth import AdminRequired
+from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.catalog import products
 
 router = APIRouter(tags=["catalog"])
@@ -30,10 +30,14 @@ class ProductOut(BaseModel):
 Sku = Annotated[str, Path(pattern=products.SKU_PATTERN)]
 
 
-@router.put("/admin/products/{sku}", dependencies=[AdminRequired], response_model=ProductOut)
-async def put_product(sku: Sku, body: ProductIn, response: Response) -> dict:
-    """Create (201) or replace (200) a product; `stock` is the number of units left to sell."""
-    product, created = await products.put(sku, body.name, body.price_cents, body.stock)
+@router.put("/admin/products/{sku}", dependencies=[AdminRequired], response_model=ProductOut,
+            summary="Create or replace a product", responses={201: {"description": "created"}, **UNAUTHORIZED})
+async def put_product(sku: Sku, body: ProductIn, response: Response, by: Actor) -> dict:
+    """Create (201) or replace (200) a product; `stock` is the number of units left to sell.
+
+    Recorded in the audit log (`product.create` / `product.replace`).
+    """
+    product, created = await products.put(sku, body.name, body.price_cents, body.stock, by)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return asdict(product)
 

@@ -45,6 +45,17 @@ def age(seconds: float | None) -> str:
     return f"{days}d {hours}h"
 
 
+def duration(seconds: float | None) -> str:
+    """A run time: milliseconds under a second, then seconds, then as `age`."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    return age(seconds)
+
+
 def since(value: dt.datetime | None) -> str:
     if value is None:
         return "—"
@@ -67,7 +78,7 @@ def url(path: str, params: dict[str, Any] | None = None, **more: Any) -> str:
     return f"{path}?{query}" if query else path
 
 
-_env.filters.update(ts=ts, age=age, since=since, pretty_json=pretty_json, short_json=short_json)
+_env.filters.update(ts=ts, age=age, duration=duration, since=since, pretty_json=pretty_json, short_json=short_json)
 _env.globals.update(url=url)
 
 

@@ -2,7 +2,8 @@
 
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout`;
-- everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, audit, static.
+- everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
+  schedules/{id}, exports, audit, static.
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
 the cookie, so a forged cross-site request can never reach it with the operator's credentials.
@@ -32,6 +33,9 @@ from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render
 from kiosk.exports.routes import csv_response
+from kiosk.jobs import outcomes
+from kiosk.schedules import service as schedules
+from kiosk.schedules.spec import InvalidSchedule, mask_headers
 from kiosk.settings import get_settings
 
 logger = logging.getLogger("kiosk.dashboard")
@@ -50,6 +54,7 @@ NAV = [
     ("failed", f"{UI}/failed", "Failed"),
     ("workers", f"{UI}/workers", "Workers"),
     ("periodic", f"{UI}/periodic", "Periodic"),
+    ("schedules", f"{UI}/schedules", "Schedules"),
     ("exports", f"{UI}/exports", "Exports"),
     ("audit", f"{UI}/audit", "Audit log"),
 ]
@@ -306,14 +311,19 @@ async def failed_page(request: Request, before: str | None = None, sess: session
             retrying_page = await jobs.list_jobs(conn, retrying, limit=PAGE_SIZE)
             failed_count = await jobs.count_jobs(conn, failed)
             retrying_count = await jobs.count_jobs(conn, retrying)
+            # One query for every listed job, not one per row.
+            last_errors = await outcomes.last_errors(
+                conn, [job["id"] for job in failed_page_.jobs + retrying_page.jobs])
     except psycopg.errors.QueryCanceled:
         failed_page_ = retrying_page = jobs.JobPage([], None)
         failed_count = retrying_count = 0
+        last_errors = {}
         errors = [*errors, TOO_SLOW]
     return _page(request, "failed.html", sess, active="failed", title="Failed jobs", errors=errors,
                  flt_base=base, base_params=forms.filter_params(base), failed=failed_page_, retrying=retrying_page,
                  failed_params=forms.filter_params(failed), retrying_params=forms.filter_params(retrying),
                  failed_count=failed_count, retrying_count=retrying_count, cap=jobs.MAX_BULK,
+                 last_errors=last_errors,
                  queue_names=queue_names, task_names=task_names, cursor=cursor)
 
 
@@ -398,6 +408,44 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
     if job_id is None:
         return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+# --- schedules: list, history, run now ---------------------------------------------------------------
+
+
+@router.get(f"{UI}/schedules")
+async def schedules_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    views = await schedules.list_all()
+    return _page(request, "schedules.html", sess, active="schedules", title="Schedules", schedules=views)
+
+
+@router.get(f"{UI}/schedules/{{schedule_id}}")
+async def schedule_page(request: Request, schedule_id: int, cursor: str | None = None,
+                        sess: session.Session = Depends(signed_in)) -> Response:
+    errors: list[str] = []
+    try:
+        view = await schedules.get(schedule_id)
+        try:
+            history = await schedules.history(schedule_id, limit=PAGE_SIZE, cursor=cursor or None)
+        except InvalidSchedule:
+            errors.append("cursor: not a page of this history (ignored)")
+            cursor, history = None, await schedules.history(schedule_id, limit=PAGE_SIZE)
+    except schedules.ScheduleNotFound:
+        raise PageError(404, f"There is no schedule {schedule_id}.") from None
+    return _page(request, "schedule.html", sess, active="schedules", title=f"Schedule {view.schedule.name}",
+                 view=view, headers=mask_headers(view.schedule.headers), history=history, cursor=cursor,
+                 errors=errors)
+
+
+@router.post(f"{UI}/schedules/{{schedule_id}}/run")
+async def schedule_run(request: Request, schedule_id: int, sess: session.Session = Depends(signed_in),
+                       form: dict[str, str] = Depends(posted)) -> Response:
+    default = f"{UI}/schedules/{schedule_id}"
+    try:
+        run, _ = await schedules.run_now(schedule_id, by=_operator(request, sess))
+    except schedules.ScheduleNotFound:
+        return _back(request, form, f"{UI}/schedules", "error", f"There is no schedule {schedule_id}.")
+    return _back(request, form, default, "ok", f"Run {run.id} queued as job {run.job_id}.")
 
 
 # --- exports: request, watch, download ------------------------------------------------------------

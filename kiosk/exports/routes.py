@@ -6,15 +6,14 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
 from kiosk import db, exports
 from kiosk.admin import actions
-from kiosk.admin.routes import operator
-from kiosk.auth import AdminRequired
+from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 
-router = APIRouter(prefix="/admin/exports", tags=["admin"], dependencies=[AdminRequired])
+router = APIRouter(prefix="/admin/exports", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED)
 
 
 class ExportRequest(BaseModel):
@@ -24,10 +23,10 @@ class ExportRequest(BaseModel):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses={422: {"description": "bad range"}},
              summary="Export the orders created in [from, to) as CSV, in a job that reports progress")
-async def create_export(request: Request, body: ExportRequest) -> dict[str, Any]:
+async def create_export(body: ExportRequest, by: Actor) -> dict[str, Any]:
     try:
         async with db.transaction() as conn:
-            return await actions.request_export(conn, body.from_, body.to, operator(request))
+            return await actions.request_export(conn, body.from_, body.to, by)
     except exports.InvalidRange as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
 

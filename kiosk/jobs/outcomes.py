@@ -65,6 +65,26 @@ async def for_job(conn: psycopg.AsyncConnection, job_id: int) -> list[JobOutcome
     return [JobOutcome(**row) for row in rows]
 
 
+@dataclass(frozen=True)
+class LastError:
+    """How the latest attempt of a job that did not succeed ended: what a list of failures shows."""
+
+    job_id: int
+    attempt: int
+    status: str
+    ended_at: datetime
+    error_type: str | None
+    error_message: str | None
+
+
+async def last_errors(conn: psycopg.AsyncConnection, job_ids: list[int]) -> dict[int, LastError]:
+    """The last attempt that did not succeed of each given job, in one query (by job id)."""
+    if not job_ids:
+        return {}
+    rows = await db.fetch_all(conn, queries["last_errors"], {"job_ids": list(job_ids)})
+    return {row["job_id"]: LastError(**row) for row in rows}
+
+
 async def recent_failures(
     conn: psycopg.AsyncConnection, *, task_name: str | None = None, limit: int = 50
 ) -> list[JobOutcome]:

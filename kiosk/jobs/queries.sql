@@ -34,6 +34,20 @@ SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, statu
  WHERE job_id = %(job_id)s
  ORDER BY attempt, id
 
+-- name: last_errors
+-- The last attempt that did not succeed of each given job (a page of failed jobs), no traceback.
+-- One backward probe of job_outcomes_job_idx per job, whatever the number of failures stored
+-- (job_id = ANY(...) let the planner scan every failure through job_outcomes_failures_idx).
+SELECT o.job_id, o.attempt, o.status, o.ended_at, o.error_type, o.error_message
+  FROM unnest(%(job_ids)s::bigint[]) AS wanted (job_id)
+ CROSS JOIN LATERAL (
+       SELECT job_id, attempt, status, ended_at, error_type, error_message
+         FROM job_outcomes
+        WHERE job_id = wanted.job_id AND status <> 'succeeded'
+        ORDER BY attempt DESC, id DESC
+        LIMIT 1
+ ) AS o
+
 -- name: recent_failures
 -- The latest attempts that did not succeed, newest first.
 SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,

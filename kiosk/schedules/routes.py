@@ -13,11 +13,15 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from kiosk.auth import AdminRequired
+from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.schedules import service, spec as spec_module, store
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 
-router = APIRouter(prefix="/admin/schedules", tags=["schedules"], dependencies=[AdminRequired])
+router = APIRouter(prefix="/admin/schedules", tags=["schedules"], dependencies=[AdminRequired],
+                   responses=UNAUTHORIZED)
+NOT_FOUND = {404: {"description": "no such schedule"}}
+INVALID = {422: {"description": "refused, with the reason; nothing stored"}}
+TAKEN = {409: {"description": "another schedule has that name"}}
 
 
 class ScheduleIn(BaseModel):
@@ -87,15 +91,16 @@ def _not_found(schedule_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"schedule {schedule_id} not found")
 
 
-@router.get("")
+@router.get("", summary="Schedules, with their next run times and last run")
 async def list_schedules() -> dict[str, Any]:
     return {"schedules": [schedule_json(v) for v in await service.list_all()]}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_schedule(body: ScheduleIn) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a schedule",
+             responses={**INVALID, **TAKEN})
+async def create_schedule(body: ScheduleIn, by: Actor) -> dict[str, Any]:
     try:
-        view = await service.create(ScheduleSpec(**body.model_dump()))
+        view = await service.create(ScheduleSpec(**body.model_dump()), by=by)
     except InvalidSchedule as exc:
         raise _unprocessable(exc) from None
     except service.ScheduleConflict as exc:
@@ -103,7 +108,7 @@ async def create_schedule(body: ScheduleIn) -> dict[str, Any]:
     return schedule_json(view)
 
 
-@router.get("/{schedule_id}")
+@router.get("/{schedule_id}", summary="One schedule; secret header values masked", responses=NOT_FOUND)
 async def get_schedule(schedule_id: int) -> dict[str, Any]:
     try:
         return schedule_json(await service.get(schedule_id))
@@ -111,14 +116,15 @@ async def get_schedule(schedule_id: int) -> dict[str, Any]:
         raise _not_found(schedule_id) from None
 
 
-@router.patch("/{schedule_id}")
-async def patch_schedule(schedule_id: int, body: SchedulePatch) -> dict[str, Any]:
+@router.patch("/{schedule_id}", summary="Change the fields sent",
+              responses={**NOT_FOUND, **INVALID, **TAKEN})
+async def patch_schedule(schedule_id: int, body: SchedulePatch, by: Actor) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE)
     try:
         if nulls:
             raise InvalidSchedule(f"may not be null: {', '.join(nulls)}")
-        view = await service.update(schedule_id, changes)
+        view = await service.update(schedule_id, changes, by=by)
     except InvalidSchedule as exc:
         raise _unprocessable(exc) from None
     except service.ScheduleNotFound:
@@ -128,25 +134,28 @@ async def patch_schedule(schedule_id: int, body: SchedulePatch) -> dict[str, Any
     return schedule_json(view)
 
 
-@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(schedule_id: int) -> Response:
+@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a schedule with its history", responses=NOT_FOUND)
+async def delete_schedule(schedule_id: int, by: Actor) -> Response:
     try:
-        await service.delete(schedule_id)
+        await service.delete(schedule_id, by=by)
     except service.ScheduleNotFound:
         raise _not_found(schedule_id) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{schedule_id}/run", status_code=status.HTTP_202_ACCEPTED)
-async def run_schedule_now(schedule_id: int) -> dict[str, Any]:
+@router.post("/{schedule_id}/run", status_code=status.HTTP_202_ACCEPTED,
+             summary="Run a schedule now: a manual run, due at once", responses=NOT_FOUND)
+async def run_schedule_now(schedule_id: int, by: Actor) -> dict[str, Any]:
     try:
-        run, upcoming = await service.run_now(schedule_id)
+        run, upcoming = await service.run_now(schedule_id, by=by)
     except service.ScheduleNotFound:
         raise _not_found(schedule_id) from None
     return {"run": run_json(run), "next_runs": [_time(t) for t in upcoming]}
 
 
-@router.get("/{schedule_id}/runs")
+@router.get("/{schedule_id}/runs", summary="Run history, newest tick first, keyset-paginated",
+            responses={**NOT_FOUND, 422: {"description": "bad limit or cursor"}})
 async def list_runs(
     schedule_id: int,
     limit: int = Query(50, description=f"runs per page, 1 to {service.MAX_PAGE}"),

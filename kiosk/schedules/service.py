@@ -4,6 +4,10 @@ Writes that change when a schedule fires (a new cron or time zone, deactivation)
 created ahead that have not started and cancel their jobs in the same transaction; writes that
 make it fire dispatch it at once, so the next ticks have their runs without waiting for the
 dispatcher. Deleting a schedule removes it with its whole history (see docs/schedules.md).
+
+Every change takes the operator who asks (`by`) and writes its audit entry on the same
+connection, so the change and its record commit together; a refused change records nothing.
+Audit details never hold header values (they may be secrets), a body or a URL's query string.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from typing import Any
 import psycopg
 
 from kiosk import db, queue
+from kiosk.admin import audit
+from kiosk.admin.audit import Operator
 from kiosk.schedules import cron as cron_module
 from kiosk.schedules import dispatcher, spec as spec_module, store
+from kiosk.schedules.executor import loggable_url
 from kiosk.schedules.dispatcher import EXECUTE_TASK
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 from kiosk.settings import get_settings
@@ -66,17 +73,35 @@ async def _view(conn: psycopg.AsyncConnection, schedule_id: int) -> ScheduleView
     return ScheduleView(schedule, next_runs(schedule), last.get(schedule.id))
 
 
+def audit_details(spec: ScheduleSpec, fields: set[str] | None = None) -> dict[str, Any]:
+    """What the audit log keeps of a schedule (only `fields` when given): nothing secret.
+
+    Header names without their values, whether there is a body, the URL without its query.
+    """
+    details = {
+        "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
+        "url": loggable_url(spec.url), "headers": sorted(spec.headers), "body": spec.body is not None,
+        "timeout_seconds": spec.timeout_seconds, "max_attempts": spec.max_attempts, "active": spec.active,
+    }
+    return details if fields is None else {k: v for k, v in details.items() if k in fields}
+
+
+def _target(schedule_id: int) -> str:
+    return f"schedule:{schedule_id}"
+
+
 async def _cancel(conn: psycopg.AsyncConnection, job_ids: list[int]) -> None:
     for job_id in job_ids:
         await queue.cancel(conn, job_id)
 
 
-async def create(spec: ScheduleSpec) -> ScheduleView:
+async def create(spec: ScheduleSpec, *, by: Operator) -> ScheduleView:
     spec = await spec_module.validate(spec, get_settings().outbound_allowed)
     try:
         async with db.transaction() as conn:
             schedule = await store.insert_schedule(conn, spec)
             await dispatcher.dispatch_schedule(conn, schedule.id)
+            await audit.record_by(conn, by, "schedule.create", _target(schedule.id), audit_details(schedule.spec))
             return await _view(conn, schedule.id)
     except psycopg.errors.UniqueViolation:
         raise ScheduleConflict(f"a schedule named {spec.name!r} already exists") from None
@@ -103,7 +128,7 @@ def _merge(current: store.Schedule, changes: dict[str, Any]) -> ScheduleSpec:
     return current.spec.evolve(**changes)
 
 
-async def update(schedule_id: int, changes: dict[str, Any]) -> ScheduleView:
+async def update(schedule_id: int, changes: dict[str, Any], *, by: Operator) -> ScheduleView:
     """Apply the given fields. Validation (with DNS) runs before the row is locked."""
     async with db.transaction() as conn:
         current = await store.get_schedule(conn, schedule_id)
@@ -123,21 +148,27 @@ async def update(schedule_id: int, changes: dict[str, Any]) -> ScheduleView:
             reset = new.active and (retimed or not current.active)
             await store.update_schedule(conn, schedule_id, new, reset_cursor=reset)
             await dispatcher.dispatch_schedule(conn, schedule_id)
+            await audit.record_by(conn, by, "schedule.update", _target(schedule_id),
+                                  {"changed": sorted(changes), **audit_details(new, set(changes))})
             return await _view(conn, schedule_id)
     except psycopg.errors.UniqueViolation:
         raise ScheduleConflict(f"a schedule named {changes.get('name')!r} already exists") from None
 
 
-async def delete(schedule_id: int) -> None:
+async def delete(schedule_id: int, *, by: Operator) -> None:
     """Remove the schedule and its runs; jobs that have not started are cancelled with them."""
     async with db.transaction() as conn:
-        if await store.get_schedule(conn, schedule_id, lock=True) is None:
+        schedule = await store.get_schedule(conn, schedule_id, lock=True)
+        if schedule is None:
             raise ScheduleNotFound(schedule_id)
-        await _cancel(conn, await store.waiting_job_ids(conn, schedule_id))
+        waiting = await store.waiting_job_ids(conn, schedule_id)
+        await _cancel(conn, waiting)
         await store.delete_schedule(conn, schedule_id)
+        await audit.record_by(conn, by, "schedule.delete", _target(schedule_id),
+                              {**audit_details(schedule.spec, {"name", "cron", "url"}), "jobs_cancelled": len(waiting)})
 
 
-async def run_now(schedule_id: int) -> tuple[store.Run, list[dt.datetime]]:
+async def run_now(schedule_id: int, *, by: Operator) -> tuple[store.Run, list[dt.datetime]]:
     """A manual run, due at once, whether the schedule is active or not."""
     async with db.transaction() as conn:
         schedule = await store.get_schedule(conn, schedule_id)
@@ -147,6 +178,8 @@ async def run_now(schedule_id: int) -> tuple[store.Run, list[dt.datetime]]:
         job_id = await queue.defer(conn, EXECUTE_TASK, run_id=run.id)
         await store.set_job_ids(conn, [(run.id, job_id)])
         run = await store.get_run(conn, run.id)
+        await audit.record_by(conn, by, "schedule.run", _target(schedule_id),
+                              {"name": schedule.name, "run_id": run.id, "job_id": job_id})
     return run, next_runs(schedule)
 
 
