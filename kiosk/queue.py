@@ -65,6 +65,13 @@ async def defer(
             return await deferrer.defer_async(**task_kwargs)
     except exceptions.AlreadyEnqueued:
         return None
+    except exceptions.ConnectorException as exc:
+        raise _unwrapped(exc) from None
+
+
+def _unwrapped(exc: exceptions.ConnectorException) -> BaseException:
+    """The psycopg error procrastinate wrapped, so callers see a database outage as one (503)."""
+    return exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
 
 
 async def defer_many(
@@ -92,6 +99,8 @@ async def defer_many(
         return [job.id for job in deferred]
     except exceptions.AlreadyEnqueued:
         pass
+    except exceptions.ConnectorException as exc:
+        raise _unwrapped(exc) from None
     return [await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
             for queueing_lock, lock, kwargs in jobs]
 

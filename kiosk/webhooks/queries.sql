@@ -2,8 +2,8 @@
 -- Keep a batch of notifications (ids seen before: nothing), each `received` when its provider order has a payment intent, else `ignored`.
 WITH incoming AS (
     SELECT n.*, intent.order_id
-    FROM unnest(%(notification_ids)s::text[], %(types)s::text[], %(actions)s::text[],
-                %(resource_ids)s::text[], %(request_ids)s::text[], %(payloads)s::text[])
+    FROM unnest(%(notification_ids)b::text[], %(types)b::text[], %(actions)b::text[],
+                %(resource_ids)b::text[], %(request_ids)b::text[], %(payloads)b::text[])
         WITH ORDINALITY AS n(notification_id, type, action, resource_id, request_id, payload, position)
     LEFT JOIN payment_intents AS intent
         ON n.type = 'order' AND intent.provider_order_id = n.resource_id
@@ -23,7 +23,7 @@ FROM inserted JOIN incoming USING (notification_id);
 -- name: set_notification_jobs
 -- Record the job each newly stored notification deferred.
 UPDATE webhook_inbox SET job_id = batch.job_id
-FROM unnest(%(ids)s::bigint[], %(job_ids)s::bigint[]) AS batch(id, job_id)
+FROM unnest(%(ids)b::bigint[], %(job_ids)b::bigint[]) AS batch(id, job_id)
 WHERE webhook_inbox.id = batch.id;
 
 -- name: last_received
