@@ -437,7 +437,9 @@ def show(label: str, r: Run) -> None:
           f"p50 {r.p50:6.1f}  p95 {r.p95:6.1f}  p99 {r.p99:7.1f}  max {r.max:7.1f} ms  "
           f"errors {errors}  commits/notification {r.commits / max(1, r.sent):.2f}  "
           f"cpu api {r.cpu['api']:.2f} pg {r.cpu['postgres']:.2f} client {r.cpu['client']:.2f} "
-          f"machine {r.cpu['machine']:.2f}/{os.cpu_count()}  check {check}", flush=True)
+          f"machine {r.cpu['machine']:.2f}/{os.cpu_count()} (cores busy)  "
+          f"per notification: api {r.cpu['api'] / r.achieved * 1e6:.0f} us, "
+          f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  check {check}", flush=True)
 
 
 def main() -> int:

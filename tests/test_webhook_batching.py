@@ -87,13 +87,13 @@ def killer(database_url: str) -> Iterator[None]:
 async def test_concurrent_notifications_share_one_transaction(pool, database_url):
     orders = [f"ORD0GROUP{n}" for n in range(30)]
     seed(database_url, *orders)
-    before = inbox.batcher.batches
+    before = inbox.batcher().batches
     results = await asyncio.gather(*(inbox.accept(notification(f"g-{n}", order))
                                      for n, order in enumerate(orders)))
     assert [r.state for r in results] == ["received"] * 30
-    assert inbox.batcher.batches - before < 30  # grouped: fewer transactions than notifications
+    assert inbox.batcher().batches - before < 30  # grouped: fewer transactions than notifications
     notes, jobs = stored(database_url)
-    assert len({row["xid"] for row in notes}) == inbox.batcher.batches - before
+    assert len({row["xid"] for row in notes}) == inbox.batcher().batches - before
     # Each answer names its own row and its own job, committed (read from another connection).
     assert {r.inbox_id for r in results} == set(range(1, 31))
     assert sorted(r.job_id for r in results) == [job["id"] for job in jobs]

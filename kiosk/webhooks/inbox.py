@@ -18,6 +18,7 @@ import psycopg
 
 from kiosk import db, queue
 from kiosk.payments.mercadopago import ID_PATTERN
+from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 from kiosk.webhooks.batcher import Batcher
 
@@ -122,7 +123,7 @@ async def accept(notification: Notification) -> Accepted:
     Concurrent notifications of this process share one transaction (`batcher`); the answer comes
     only after that transaction committed, and a database error reaches every caller in it.
     """
-    return await batcher.submit(notification)
+    return await batcher().submit(notification)
 
 
 async def store(notifications: Sequence[Notification]) -> list[Accepted | Exception]:
@@ -206,7 +207,18 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
     return results
 
 
-batcher: Batcher[Notification, Accepted] = Batcher(store)
+_batcher: Batcher[Notification, Accepted] | None = None
+
+
+def batcher() -> Batcher[Notification, Accepted]:
+    """This process's batcher, sized by the settings on first use (not at import)."""
+    global _batcher
+    if _batcher is None:
+        settings = get_settings()
+        _batcher = Batcher(store, max_items=settings.webhook_batch_max,
+                           linger=settings.webhook_batch_wait_ms / 1000,
+                           max_in_flight=settings.webhook_batch_concurrency)
+    return _batcher
 
 
 async def last_received(conn: psycopg.AsyncConnection, resource_id: str) -> int | None:
