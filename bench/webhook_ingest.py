@@ -313,9 +313,33 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def others_busy(pids: list[int], seconds: float = 1.0) -> float:
+    """Cores kept busy by processes other than `pids` (other people's work) over `seconds`."""
+    ours0, busy0 = cpu_seconds(pids), machine_busy()
+    time.sleep(seconds)
+    ours1, busy1 = cpu_seconds(pids), machine_busy()
+    busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * os.cpu_count()
+    ours = sum(ours1.get(p, 0) - v for p, v in ours0.items()) / seconds
+    return max(0.0, busy - ours)
+
+
+def wait_quiet(pids: list[int], below: float, patience: float) -> float:
+    """Wait (at most `patience` seconds) until others use less than `below` cores; their use."""
+    deadline = time.monotonic() + patience
+    while True:
+        others = others_busy(pids)
+        if others < below or time.monotonic() > deadline:
+            return others
+
+
+QUIET = {"below": 0.3, "patience": 0.0}
+
+
 def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: float, seconds: float,
         clients: int, connections: int, unknown_share: float, tag: str) -> Run:
     reset(url)
+    pg_all = [postmaster, *children(postmaster)] if postmaster else []
+    others_before = wait_quiet(api.pids() + pg_all, QUIET["below"], QUIET["patience"])
     count = int(rate * seconds)
     if count > len(orders):
         raise SystemExit(f"{count} notifications need more seeded orders (--orders)")
@@ -375,7 +399,9 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
         "postgres": sum(pg_cpu1.get(p, 0) - v for p, v in pg_cpu0.items()) / elapsed,
         "client": client_cpu / elapsed,
         "machine": busy,
+        "before": others_before,
     }
+    cpu["others"] = max(0.0, busy - cpu["api"] - cpu["postgres"] - cpu["client"])
     result = Run(rate, count, len(ok_lat), errors, percentile(ok_lat, .5) * 1000,
                  percentile(ok_lat, .95) * 1000, percentile(ok_lat, .99) * 1000,
                  (ok_lat[-1] if ok_lat else float("nan")) * 1000,
@@ -437,7 +463,7 @@ def show(label: str, r: Run) -> None:
           f"p50 {r.p50:6.1f}  p95 {r.p95:6.1f}  p99 {r.p99:7.1f}  max {r.max:7.1f} ms  "
           f"errors {errors}  commits/notification {r.commits / max(1, r.sent):.2f}  "
           f"cpu api {r.cpu['api']:.2f} pg {r.cpu['postgres']:.2f} client {r.cpu['client']:.2f} "
-          f"machine {r.cpu['machine']:.2f}/{os.cpu_count()} (cores busy)  "
+          f"others {r.cpu['others']:.2f} (before {r.cpu['before']:.2f})  "
           f"per notification: api {r.cpu['api'] / r.achieved * 1e6:.0f} us, "
           f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  check {check}", flush=True)
 
@@ -456,7 +482,12 @@ def main() -> int:
     parser.add_argument("--uvicorn-args", default="", help="extra uvicorn options, e.g. '--http h11'")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="stop stepping after this")
+    parser.add_argument("--quiet-below", type=float, default=0.3,
+                        help="before each run, wait until other processes use fewer cores than this")
+    parser.add_argument("--quiet-wait", type=float, default=0.0,
+                        help="...but at most this many seconds (0: do not wait)")
     args = parser.parse_args()
+    QUIET.update(below=args.quiet_below, patience=args.quiet_wait)
 
     ramp = [float(x) for x in args.ramp.split(",") if x]
     fixed = [float(x) for x in args.fixed.split(",") if x]
