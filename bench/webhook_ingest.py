@@ -334,7 +334,29 @@ def wait_quiet(pids: list[int], below: float, patience: float) -> float:
             return others
 
 
-QUIET = {"below": 0.3, "patience": 0.0}
+QUIET = {"below": 0.3, "patience": 0.0, "retries": 0}
+
+
+def measured(api: Api, url: str, postmaster: int | None, orders: list[str], rate: float,
+             seconds: float, clients: int, connections: int, unknown_share: float,
+             tag: str, fixed: bool) -> Run:
+    """`run`, again (at most `retries` times) when other processes took CPU during it and it did
+    not pass (ramp) or at all (fixed rates): the least disturbed attempt is kept."""
+    best: Run | None = None
+    for attempt in range(1 + QUIET["retries"]):
+        r = run(api, url, postmaster, orders, rate, seconds, clients, connections, unknown_share,
+                f"{tag}-{attempt}")
+        if r.problems:
+            return r
+        if best is None or (r.sustained, -r.cpu["others"]) > (best.sustained, -best.cpu["others"]):
+            best = r
+        if r.cpu["others"] <= QUIET["below"] or (r.sustained and not fixed):
+            break
+        if attempt < QUIET["retries"]:
+            print(f"  (others used {r.cpu['others']:.2f} cores during {rate:.0f}/s: again)",
+                  flush=True)
+    assert best is not None
+    return best
 
 
 def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: float, seconds: float,
@@ -488,8 +510,11 @@ def main() -> int:
                         help="before each run, wait until other processes use fewer cores than this")
     parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="...but at most this many seconds (0: do not wait)")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="run a step again when others took more than --quiet-below cores "
+                             "during it (fixed rates; ramp steps that failed); best one kept")
     args = parser.parse_args()
-    QUIET.update(below=args.quiet_below, patience=args.quiet_wait)
+    QUIET.update(below=args.quiet_below, patience=args.quiet_wait, retries=args.retries)
 
     ramp = [float(x) for x in args.ramp.split(",") if x]
     fixed = [float(x) for x in args.fixed.split(",") if x]
@@ -512,8 +537,9 @@ def main() -> int:
                 run(api, url, postmaster, orders, 200, 2, args.clients, args.connections,
                     args.unknown_share, tag + "-warm")
                 for rate in fixed:
-                    r = run(api, url, postmaster, orders, rate, args.step_seconds, args.clients,
-                            args.connections, args.unknown_share, f"{tag}-f{int(rate)}")
+                    r = measured(api, url, postmaster, orders, rate, args.step_seconds,
+                                 args.clients, args.connections, args.unknown_share,
+                                 f"{tag}-f{int(rate)}", fixed=True)
                     show("fixed", r)
                     failed |= bool(r.problems)
                 best = None
@@ -521,8 +547,9 @@ def main() -> int:
                     if time.monotonic() > deadline:
                         print("  time budget spent; stopping the ramp", flush=True)
                         break
-                    r = run(api, url, postmaster, orders, rate, args.step_seconds, args.clients,
-                            args.connections, args.unknown_share, f"{tag}-r{int(rate)}")
+                    r = measured(api, url, postmaster, orders, rate, args.step_seconds,
+                                 args.clients, args.connections, args.unknown_share,
+                                 f"{tag}-r{int(rate)}", fixed=False)
                     show("ramp", r)
                     failed |= bool(r.problems)
                     if not r.sustained:
