@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -73,6 +74,44 @@ async def defer(
             return await deferrer.defer_async(**task_kwargs)
     except exceptions.AlreadyEnqueued:
         return None
+    except exceptions.ConnectorException as exc:
+        raise _unwrapped(exc) from None
+
+
+def _unwrapped(exc: exceptions.ConnectorException) -> BaseException:
+    """The psycopg error procrastinate wrapped, so callers see a database outage as one (503)."""
+    return exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+
+
+async def defer_many(
+    conn: psycopg.AsyncConnection,
+    task_name: str,
+    jobs: Sequence[tuple[str | None, str | None, Mapping[str, Any]]],
+) -> list[int | None]:
+    """Defer many jobs of one task in the caller's transaction: `(queueing_lock, lock, kwargs)` each.
+
+    One statement for all (procrastinate's batch defer) when no queueing lock clashes; on a clash
+    the batch is undone in its savepoint and every job is deferred alone, so only the clashing ones
+    get None (as `defer` does) and the others still get their job. Concurrent callers should pass
+    jobs sorted by queueing lock, so that two batches never wait on each other in opposite orders.
+    """
+    if not jobs:
+        return []
+    made = [
+        app.configure_task(task_name, connection=conn, queueing_lock=queueing_lock, lock=lock)
+        .make_new_job(**kwargs)
+        for queueing_lock, lock, kwargs in jobs
+    ]
+    try:
+        async with conn.transaction():
+            deferred = await app.job_manager.batch_defer_jobs_async(made, connection=conn)
+        return [job.id for job in deferred]
+    except exceptions.AlreadyEnqueued:
+        pass
+    except exceptions.ConnectorException as exc:
+        raise _unwrapped(exc) from None
+    return [await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
+            for queueing_lock, lock, kwargs in jobs]
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

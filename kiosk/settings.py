@@ -207,6 +207,15 @@ class Settings(BaseSettings):
         return value
     # end of expiry
 
+    # webhook ingestion: group commit of concurrent notifications (kiosk/webhooks/batcher.py,
+    # docs/benchmarks.md). A batch is written when this many wait, or after this many
+    # milliseconds while another batch of this process is being written.
+    webhook_batch_max: int = Field(default=100, ge=1, le=1000)
+    webhook_batch_wait_ms: float = Field(default=1.0, ge=0, le=50)
+    # Batches of one process written at once (each holds a pooled connection).
+    webhook_batch_concurrency: int = Field(default=1, ge=1, le=20)
+    # end of webhook ingestion
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

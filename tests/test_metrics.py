@@ -61,6 +61,8 @@ async def test_numbers_match_the_database(api, pool, database_url):
     await manager.fetch_job(queues=None, worker_id=live)  # one doing, one todo left
 
     httpx.get(f"{api.url}/orders/not-a-uuid")  # a 4xx on a templated route
+    unsigned = httpx.post(f"{api.url}/webhooks/mercadopago?data.id=ORD1&type=order", json={"id": 1})
+    assert unsigned.status_code == 401
     values = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
 
     with psycopg.connect(database_url) as conn:
@@ -74,6 +76,7 @@ async def test_numbers_match_the_database(api, pool, database_url):
     assert values[("kiosk_workers", (("state", "live"),))] == 1
     assert values[("kiosk_workers", (("state", "stalled"),))] == 1
     assert values[("kiosk_webhook_inbox_backlog", ())] == 0
+    assert values[key("kiosk_webhook_notifications_total", outcome="bad_signature")] == 1
     route = {"method": "GET", "route": "/orders/{order_id}", "status": "422"}
     assert values[key("kiosk_http_request_duration_seconds_count", **route)] == 1
     assert values[key("kiosk_http_request_duration_seconds_bucket", le="+Inf", **route)] == 1

@@ -9,18 +9,23 @@ collapse into one waiting job (`queueing_lock`), and jobs of one kiosk order nev
 from __future__ import annotations
 
 import json
+import re
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from kiosk import db, queue
-from kiosk.payments import intents
 from kiosk.payments.mercadopago import ID_PATTERN
+from kiosk.settings import get_settings
 from kiosk.sql import load_queries
+from kiosk.webhooks.batcher import Batcher
 
 QUERIES = load_queries("kiosk.webhooks")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 PROCESS_TASK = "payments.process_notification"
+logger = logging.getLogger("kiosk.webhooks")
 
 
 class Malformed(ValueError):
@@ -35,6 +40,7 @@ class Notification:
     resource_id: str | None
     request_id: str | None
     payload: dict
+    body: str  # the JSON text as received, stored as the row's payload (jsonb)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class Accepted:
     inbox_id: int | None
     state: str  # received (job deferred or collapsed), ignored, duplicate
     job_id: int | None = None
+
+
+DUPLICATE = Accepted(None, "duplicate")
 
 
 def _text(value: object, name: str, limit: int, required: bool = False) -> str | None:
@@ -60,11 +69,18 @@ def _text(value: object, name: str, limit: int, required: bool = False) -> str |
 def parse(
     body: bytes, query_data_id: str | None, query_type: str | None, request_id: str | None
 ) -> Notification:
-    """A notification from its raw body and query string; Malformed when it is not one."""
+    """A notification from its raw body and query string; Malformed when it is not one.
+
+    Anything PostgreSQL would refuse to store (a NUL character, a lone UTF-16 surrogate, text that
+    is not UTF-8) is refused here, so a stored batch never fails because of one bad request.
+    """
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Malformed("body is not JSON") from None
+    if "\\u" in text and not _storable(payload):
+        raise Malformed("body holds a NUL character or a lone surrogate")
     if not isinstance(payload, dict):
         raise Malformed("body must be a JSON object")
     notification_id = _text(payload.get("id"), "id", 100, required=True)
@@ -80,42 +96,129 @@ def parse(
     if kind == "order" and not (resource_id and ID_PATTERN.match(resource_id)):
         raise Malformed("an order notification needs a valid data.id")
     assert notification_id is not None and kind is not None
-    return Notification(notification_id, kind, action, resource_id, request_id, payload)
+    if any(value and not _storable(value) for value in (kind, resource_id, request_id)):
+        raise Malformed("type, data.id or x-request-id holds a NUL character or a lone surrogate")
+    return Notification(notification_id, kind, action, resource_id, request_id, payload, text)
+
+
+def _storable(value: object) -> bool:
+    """No NUL and no lone surrogate in any string (keys included) of a parsed JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or _SURROGATE.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 async def accept(notification: Notification) -> Accepted:
-    """Store the notification and defer its processing job, in one transaction."""
+    """Store the notification and defer its processing job; answer once both are committed.
+
+    Concurrent notifications of this process share one transaction (`batcher`); the answer comes
+    only after that transaction committed, and a database error reaches every caller in it.
+    """
+    return await batcher().submit(notification)
+
+
+async def store(notifications: Sequence[Notification]) -> list[Accepted | Exception]:
+    """Store notifications with their jobs in one transaction: one result each, in order.
+
+    A notification id seen before (in the table or earlier in this batch) is a duplicate and does
+    nothing. A known provider order gets its job, unless a job for it is already waiting
+    (`queueing_lock`, also within the batch): then the row is kept and the waiting job covers it.
+    Should the batch fail for a reason other than the database being unreachable (a row the
+    database refuses), each notification is stored alone, so one bad row cannot sink the others.
+    """
+    try:
+        return list(await _store(notifications))
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error:
+        if len(notifications) == 1:
+            raise
+        logger.warning("webhook batch of %d failed; storing one by one", len(notifications),
+                       exc_info=True)
+    results: list[Accepted | Exception] = []
+    for notification in notifications:
+        try:
+            results.extend(await _store([notification]))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            results.append(exc)
+    return results
+
+
+async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
+    first: dict[str, Notification] = {}
+    for notification in notifications:
+        first.setdefault(notification.notification_id, notification)
+    # Sorted, so that two concurrent batches lock the same ids and queueing locks in one order.
+    unique = sorted(first.values(), key=lambda n: n.notification_id)
+    outcome: dict[str, Accepted] = {}
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["insert_notification"], {
-            "notification_id": notification.notification_id, "type": notification.type,
-            "action": notification.action, "resource_id": notification.resource_id,
-            "request_id": notification.request_id, "payload": Jsonb(notification.payload),
-            "state": "received",
+        rows = await db.fetch_all(conn, QUERIES["insert_notifications"], {
+            "notification_ids": [n.notification_id for n in unique],
+            "types": [n.type for n in unique],
+            "actions": [n.action for n in unique],
+            "resource_ids": [n.resource_id for n in unique],
+            "request_ids": [n.request_id for n in unique],
+            "payloads": [n.body for n in unique],
         })
-        if row is None:
-            return Accepted(None, "duplicate")
-        inbox_id = row["id"]
-        intent = None
-        if notification.type == "order" and notification.resource_id:
-            intent = await intents.find_by_provider_order(conn, notification.resource_id)
-        if intent is None:
-            await _outcome(conn, inbox_id, "ignored", None)
-            return Accepted(inbox_id, "ignored")
-        job_id = await queue.defer(
-            conn,
-            PROCESS_TASK,
-            queueing_lock=f"mp-order-{notification.resource_id}",
-            lock=f"order-{intent.order_id}",
-            provider_order_id=notification.resource_id,
-        )
-        await _outcome(conn, inbox_id, "received", job_id)
-        return Accepted(inbox_id, "received", job_id)
+        # One job per provider order in the batch; a later notification of it is collapsed.
+        waiting: dict[str, dict] = {}
+        for row in sorted(rows, key=lambda r: r["resource_id"] or ""):
+            if row["state"] == "received":
+                waiting.setdefault(row["resource_id"], row)
+            else:
+                outcome[row["notification_id"]] = Accepted(row["id"], row["state"])
+        job_ids = await queue.defer_many(conn, PROCESS_TASK, [
+            (f"mp-order-{resource_id}", f"order-{row['order_id']}",
+             {"provider_order_id": resource_id})
+            for resource_id, row in waiting.items()
+        ])
+        job_of = dict(zip(waiting, job_ids, strict=True))
+        deferred = [(row["id"], job_of[row["resource_id"]]) for row in waiting.values()
+                    if job_of[row["resource_id"]] is not None]
+        if deferred:
+            await conn.execute(QUERIES["set_notification_jobs"], {
+                "ids": [inbox_id for inbox_id, _ in deferred],
+                "job_ids": [job_id for _, job_id in deferred],
+            })
+        for row in rows:
+            if row["state"] == "received":
+                job_id = job_of[row["resource_id"]] if waiting[row["resource_id"]] is row else None
+                outcome[row["notification_id"]] = Accepted(row["id"], "received", job_id)
+    logger.debug("webhook batch: %d notifications, %d stored, %d jobs", len(notifications),
+                 len(rows), len(deferred))
+    # Ids stored by an earlier transaction, and later copies within this batch: duplicates.
+    results = []
+    for notification in notifications:
+        accepted = outcome.get(notification.notification_id)
+        if accepted is None or first[notification.notification_id] is not notification:
+            accepted = DUPLICATE
+        results.append(accepted)
+    return results
 
 
-async def _outcome(conn: psycopg.AsyncConnection, inbox_id: int, state: str, job_id: int | None) -> None:
-    await conn.execute(
-        QUERIES["set_notification_outcome"], {"id": inbox_id, "state": state, "job_id": job_id}
-    )
+_batcher: Batcher[Notification, Accepted] | None = None
+
+
+def batcher() -> Batcher[Notification, Accepted]:
+    """This process's batcher, sized by the settings on first use (not at import)."""
+    global _batcher
+    if _batcher is None:
+        settings = get_settings()
+        _batcher = Batcher(store, max_items=settings.webhook_batch_max,
+                           linger=settings.webhook_batch_wait_ms / 1000,
+                           max_in_flight=settings.webhook_batch_concurrency)
+    return _batcher
 
 
 async def last_received(conn: psycopg.AsyncConnection, resource_id: str) -> int | None:

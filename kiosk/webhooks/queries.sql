@@ -1,16 +1,30 @@
--- name: insert_notification
--- Keep an accepted notification; nothing when its id was seen before (a repeated delivery).
-INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id, payload, state)
-VALUES (%(notification_id)s, %(type)s, %(action)s, %(resource_id)s, %(request_id)s, %(payload)s,
-        %(state)s)
-ON CONFLICT (notification_id) DO NOTHING
-RETURNING id;
+-- name: insert_notifications
+-- Keep a batch of notifications (ids seen before: nothing), each `received` when its provider order has a payment intent, else `ignored`.
+WITH incoming AS (
+    SELECT n.*, intent.order_id
+    FROM unnest(%(notification_ids)b::text[], %(types)b::text[], %(actions)b::text[],
+                %(resource_ids)b::text[], %(request_ids)b::text[], %(payloads)b::text[])
+        WITH ORDINALITY AS n(notification_id, type, action, resource_id, request_id, payload, position)
+    LEFT JOIN payment_intents AS intent
+        ON n.type = 'order' AND intent.provider_order_id = n.resource_id
+), inserted AS (
+    INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id, payload,
+                               state, processed_at)
+    SELECT notification_id, type, action, resource_id, request_id, payload::jsonb,
+           CASE WHEN order_id IS NULL THEN 'ignored' ELSE 'received' END,
+           CASE WHEN order_id IS NULL THEN now() END
+    FROM incoming ORDER BY position
+    ON CONFLICT (notification_id) DO NOTHING
+    RETURNING id, notification_id, resource_id, state
+)
+SELECT inserted.id, inserted.notification_id, inserted.resource_id, inserted.state, incoming.order_id
+FROM inserted JOIN incoming USING (notification_id);
 
--- name: set_notification_outcome
--- What the webhook did with a notification: its state and the job it deferred.
-UPDATE webhook_inbox SET state = %(state)s, job_id = %(job_id)s,
-    processed_at = CASE WHEN %(state)s = 'received' THEN NULL ELSE now() END
-WHERE id = %(id)s;
+-- name: set_notification_jobs
+-- Record the job each newly stored notification deferred.
+UPDATE webhook_inbox SET job_id = batch.job_id
+FROM unnest(%(ids)b::bigint[], %(job_ids)b::bigint[]) AS batch(id, job_id)
+WHERE webhook_inbox.id = batch.id;
 
 -- name: last_received
 -- The newest notification still waiting for a provider order: processing covers it and older ones.
