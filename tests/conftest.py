@@ -18,6 +18,9 @@ from kiosk import embedded, migrations
 from kiosk.settings import get_settings
 from tests.support import PROJECT_DIR, child_env
 
+# The payments stack (API, simulator, SMTP and hook receivers, workers) as fixtures for every module.
+pytest_plugins = ("tests.payments_support",)
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "test-webhook-secret"
 ACCESS_TOKEN = "test-access-token"

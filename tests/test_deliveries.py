@@ -1,19 +1,7 @@
 """Receipt email and notify hook: at most once per order, whatever the failures and retries."""
 
 from kiosk import db, queue
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    TERMINAL,
-    api,
-    hook,
-    jobs,
-    kiosk,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-    start_worker,
-)
+from tests.payments_support import TERMINAL, jobs, rows
 from tests.support import wait_for
 
 

@@ -20,20 +20,7 @@ from kiosk.orders import expiry
 from kiosk.payments import cleanup
 from kiosk.settings import get_settings
 from tests.conftest import ADMIN_TOKEN
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    TERMINAL,
-    api,
-    hook,
-    jobs,
-    kiosk,
-    notify,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-    start_worker,
-)
+from tests.payments_support import TERMINAL, jobs, notify, rows
 from tests.support import wait_for
 
 # No periodic tick of these two during a test (a worker defers the latest past tick at start).

@@ -9,16 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    api,
-    hook,
-    kiosk,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-)
+from tests.payments_support import rows
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -10,21 +10,7 @@ import json
 
 import httpx
 
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    HOOK_SECRET,
-    MAIL_FROM,
-    TERMINAL,
-    api,
-    hook,
-    jobs,
-    kiosk,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-    start_worker,
-)
+from tests.payments_support import HOOK_SECRET, MAIL_FROM, TERMINAL, jobs, rows
 from tests.support import wait_for
 
 

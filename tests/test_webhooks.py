@@ -8,20 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    TERMINAL,
-    api,
-    hook,
-    jobs,
-    kiosk,
-    notify,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-    start_worker,
-)
+from tests.payments_support import TERMINAL, jobs, notify, rows
 from tests.support import wait_for
 
 TASK = "payments.process_notification"
