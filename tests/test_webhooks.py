@@ -47,7 +47,7 @@ def test_refused_requests_store_nothing(case, status, kiosk, sim, database_url):
     elif case == "stale":
         response = notify(kiosk.url, data_id, 1, ts=int(time.time()) - 301)
     elif case == "future":
-        response = notify(kiosk.url, data_id, 1, ts=int(time.time()) + 600)  # well past the 300 s window however slow the machine
+        response = notify(kiosk.url, data_id, 1, ts=int(time.time()) + 600)  # far outside the window
     elif case == "malformed":
         response = notify(kiosk.url, data_id, 1, body=b'{"id": 1, "type": ')
     elif case == "not an object":
