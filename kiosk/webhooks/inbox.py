@@ -65,6 +65,8 @@ def parse(
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("body is not JSON") from None
+    except RecursionError:  # nested deeper than Python's recursion limit, within the size cap
+        raise Malformed("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise Malformed("body must be a JSON object")
     notification_id = _text(payload.get("id"), "id", 100, required=True)
