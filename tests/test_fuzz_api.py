@@ -41,6 +41,7 @@ def seeded(hostile_api, database_url):  # noqa: F811
     return hostile_api
 
 
+@pytest.mark.timeout(max(300, EXAMPLES * 32 * 0.5))  # 32 operations, generous per example
 def test_no_server_error_and_no_row_from_a_refused_request(seeded, database_url):  # noqa: F811
     # Strategies per operation (schemathesis' Python API): its pytest loader for a live server
     # (`from_fixture`) does not run under pytest 9.

@@ -304,6 +304,12 @@ class Supervisor:
         with self.lock:
             return [s for s in self.slots if s.process is not None and s.process.alive()]
 
+    def ready(self) -> bool:
+        """Every slot runs a worker that has started its loop (and so handles SIGTERM)."""
+        with self.lock:
+            return all(s.process is not None and s.process.alive()
+                       and "Starting worker on" in s.process.output() for s in self.slots)
+
     def restarts(self) -> int:
         return sum(max(s.starts - 1, 0) for s in self.slots)
 

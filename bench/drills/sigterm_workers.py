@@ -43,7 +43,7 @@ def main() -> int:
             harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
                          or time.monotonic() - began >= args.duration * share,
                          args.duration + 60, "the round's turn")
-            harness.wait(lambda: len(supervisor.running()) == args.workers, 60, "every worker running")
+            harness.wait(supervisor.ready, 60, "every worker running")
             running = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
             exits_before = [len(s.exits) for s in supervisor.slots]
             supervisor.pause()
