@@ -10,8 +10,9 @@ killed with SIGKILL; the supervisor starts it again (as Compose and Railway do) 
 sweep puts the dead worker's jobs back once its heartbeat is `--stalled-after` seconds old.
 
 `--during any` kills at whatever moment the schedule says. `--during mp-read` first makes the
-simulator answer the next reads late, so the victim dies while its jobs wait for Mercado Pago
-(deterministic: the short test uses it). Exit status 1 when anything was lost or duplicated.
+simulator answer every read late and kills once notification jobs wait on it and no receipt or
+hook is in flight (deterministic: the short test uses it). Exit status 1 when anything was lost or
+duplicated.
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def jobs_running(stack: Stack) -> dict[str, int]:
     return {r["task_name"]: r["n"] for r in rows}
 
 
-def hold_mp_reads(stack: Stack, slots: int, seconds: float) -> bool:
-    """Make every worker slot wait on a slow Mercado Pago read; True once they all do."""
-    stack.sim.control("/_sim/faults", {"delay_next": slots, "delay_seconds": seconds, "method": "GET"})
+def hold_mp_reads(stack: Stack, seconds: float) -> bool:
+    """Make Mercado Pago answer every read `seconds` late, and wait until notification jobs are
+    waiting on it while no receipt or hook job runs or waits (none can appear: no order gets
+    paid while the reads hang). True once so, False after `seconds`."""
+    stack.sim.control("/_sim/faults", {"delay_next": 1000, "delay_seconds": seconds, "method": "GET"})
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         running = jobs_running(stack)
-        if running.get("payments.process_notification", 0) >= slots and len(running) == 1:
+        deliveries = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name LIKE 'orders.%%' "
+                              "AND status IN ('todo', 'doing')")[0]["n"]
+        if running.get("payments.process_notification") and not deliveries and len(running) == 1:
             return True
         time.sleep(0.05)
     return False
@@ -64,7 +69,7 @@ def main() -> int:
             harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
                          or time.monotonic() - began >= args.duration * share,
                          args.duration + 60, "the kill's turn")
-            held = args.during == "mp-read" and hold_mp_reads(stack, args.workers * args.concurrency, 4)
+            held = args.during == "mp-read" and hold_mp_reads(stack, 4)
             running = harness.wait(stack.supervisor.running, 60, "a running worker")
             victim = rng.choice(running)
             doing = jobs_running(stack)
@@ -73,6 +78,10 @@ def main() -> int:
                          f"{len(load.sales)} orders in, jobs running everywhere: {doing or 'none'}"
                          + (" (held on Mercado Pago reads)" if held else ""))
             log(f"kill -9 {kills[-1]}")
+            if args.during == "mp-read":
+                stack.sim.control("/_sim/faults", {})  # reads answer at once again
+                if not held:
+                    report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
         load.join(args.duration + 120)
         load.stop()
         settled = harness.settle(stack, load, args.settle_timeout)

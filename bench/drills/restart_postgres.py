@@ -36,7 +36,7 @@ import httpx  # noqa: E402
 from bench.drills import harness  # noqa: E402
 from bench.drills.harness import Load, Report, Stack, log  # noqa: E402
 
-SLOW_ANSWER = 8.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
+SLOW_ANSWER = 12.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
 
 
 class Probe:
