@@ -15,11 +15,9 @@ from procrastinate.jobs import Job
 from kiosk import db, queue
 from tasks.retry import Backoff
 from tests.payments_support import (  # noqa: F401 (fixtures)
-    TERMINAL,
     api,
     hook,
     kiosk,
-    rows,
     sim,
     sim_port,
     smtp,
@@ -119,13 +117,14 @@ def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, da
 
 def test_requests_get_503_within_the_pool_timeout_when_the_database_is_down(database_url, log_dir):
     env = child_env("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1", KIOSK_DB_POOL_TIMEOUT="1")
-    api = Api(env, log_dir)
+    server = Api(env, log_dir)
     try:
         began = time.monotonic()
-        response = httpx.get(f"{api.url}/orders/{uuid.uuid4()}", timeout=30)
+        response = httpx.get(f"{server.url}/orders/{uuid.uuid4()}", timeout=30)
         assert response.status_code == 503 and response.json() == {"detail": "database unavailable"}
         assert time.monotonic() - began < 10
-        response = httpx.post(f"{api.url}/orders", json={"items": [{"sku": "tea", "quantity": 1}]}, timeout=30)
+        response = httpx.post(f"{server.url}/orders", json={"items": [{"sku": "tea", "quantity": 1}]},
+                              timeout=30)
         assert response.status_code == 503
     finally:
-        api.stop()
+        server.stop()

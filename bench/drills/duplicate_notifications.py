@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx  # noqa: E402
 
-from bench.drills import harness  # noqa: E402
-from bench.drills.harness import Load, Report, Stack, log  # noqa: E402
+from bench.drills import counts, harness  # noqa: E402
+from bench.drills.counts import Report  # noqa: E402
+from bench.drills.harness import Load, Stack, log  # noqa: E402
 
 
 async def blast(api_url: str, copies: list[tuple[str, int]], senders: int
@@ -97,7 +98,7 @@ def main() -> int:
         began = time.monotonic()
         answers, dropped, latencies = asyncio.run(blast(stack.api.url, copies, args.senders))
         took = time.monotonic() - began
-        settled = harness.settle(stack, load, args.settle_timeout)
+        settled = counts.settle(stack, load, args.settle_timeout)
         latencies.sort()
 
         inbox = stack.db("SELECT notification_id, count(*) AS n, count(job_id) AS jobs FROM webhook_inbox "
@@ -132,9 +133,9 @@ def main() -> int:
             if not sale.approved:
                 report.fail("problems", f"sale {sale.n}: {sale.note}")
         if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {harness.unfinished(stack)}")
-        harness.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
-        return harness.finish(report, stack, args)
+            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
+        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        return counts.finish(report, stack, args)
 
 
 if __name__ == "__main__":

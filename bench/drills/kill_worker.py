@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.drills import harness  # noqa: E402
-from bench.drills.harness import Load, Report, Stack, log  # noqa: E402
+from bench.drills import counts, harness  # noqa: E402
+from bench.drills.counts import Report  # noqa: E402
+from bench.drills.harness import Load, Stack, log  # noqa: E402
 
 
 def jobs_running(stack: Stack) -> dict[str, int]:
@@ -84,10 +85,10 @@ def main() -> int:
                     report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
         load.join(args.duration + 120)
         load.stop()
-        settled = harness.settle(stack, load, args.settle_timeout)
-        redelivered = harness.redeliver_unacknowledged(stack)
+        settled = counts.settle(stack, load, args.settle_timeout)
+        redelivered = counts.redeliver_unacknowledged(stack)
         if redelivered:
-            settled = harness.settle(stack, load, args.settle_timeout)
+            settled = counts.settle(stack, load, args.settle_timeout)
         elapsed = time.monotonic() - began
 
         approved = load.approved()
@@ -104,9 +105,9 @@ def main() -> int:
             if not sale.approved:
                 report.fail("problems", f"sale {sale.n}: {sale.note}")
         if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {harness.unfinished(stack)}")
-        harness.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
-        return harness.finish(report, stack, args)
+            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
+        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        return counts.finish(report, stack, args)
 
 
 if __name__ == "__main__":

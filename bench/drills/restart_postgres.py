@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx  # noqa: E402
 
-from bench.drills import harness  # noqa: E402
-from bench.drills.harness import Load, Report, Stack, log  # noqa: E402
+from bench.drills import counts, harness  # noqa: E402
+from bench.drills.counts import Report  # noqa: E402
+from bench.drills.harness import Load, Stack, log  # noqa: E402
 
 SLOW_ANSWER = 12.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
 
@@ -149,10 +150,10 @@ def main() -> int:
                 report.fail("problems", f"outage {i + 1}: the API did not recover in {args.recover_timeout}s")
         load.join(args.duration + 180)
         load.stop()
-        settled = harness.settle(stack, load, args.settle_timeout)
-        redelivered = harness.redeliver_unacknowledged(stack)
+        settled = counts.settle(stack, load, args.settle_timeout)
+        redelivered = counts.redeliver_unacknowledged(stack)
         if redelivered:
-            settled = harness.settle(stack, load, args.settle_timeout)
+            settled = counts.settle(stack, load, args.settle_timeout)
         elapsed = time.monotonic() - began
         probe.close()
 
@@ -172,13 +173,13 @@ def main() -> int:
             if not sale.approved:
                 report.fail("lost" if sale.order_id else "problems", f"sale {sale.n}: {sale.note}")
         if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {harness.unfinished(stack)}")
-        harness.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
+        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
         if exit_codes:
             logs = [p for p in stack.supervisor.logs() if "Traceback" in p.read_text(errors="replace")]
             if logs:
                 report.notes.append(f"how a worker ended ({logs[0].name}):\n" + harness.tail(logs[0], 3))
-        return harness.finish(report, stack, args)
+        return counts.finish(report, stack, args)
 
 
 if __name__ == "__main__":
