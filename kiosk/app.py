@@ -66,6 +66,13 @@ async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
+async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
+    """A value the database cannot take (a NUL byte in text, an integer beyond bigint): bad input."""
+    message = str(exc).split("\n", 1)[0]
+    logger.warning("refused a value the database cannot store: %s", message)
+    return JSONResponse({"detail": f"invalid value: {message}"}, status_code=422)
+
+
 async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
@@ -75,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, **NO_TELEMETRY)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
+    app.add_exception_handler(psycopg.DataError, invalid_value)
     app.add_exception_handler(DomainError, domain_error)
     app.add_middleware(LatencyMiddleware)
     for module in ROUTERS:

@@ -57,6 +57,9 @@ def create_pool(*, role: str = "app", **kwargs: Any) -> AsyncConnectionPool:
         "open": False,
         "check": AsyncConnectionPool.check_connection,
         "name": "kiosk",
+        # While the database is down, a request gets its 503 and a job its retry after this
+        # (not psycopg's 30 s, longer than a worker's graceful stop, which would abort the job).
+        "timeout": settings.db_pool_timeout,
     }
     options.update(kwargs)
     # procrastinate opens its LISTEN connection with the pool's kwargs: it carries the name too.

@@ -55,7 +55,10 @@ async def defer(
 
     A `queueing_lock` clash (a job with that lock is already waiting) returns None instead of
     raising: the waiting job will do the work. The insert runs inside a savepoint so that the clash
-    does not abort the caller's transaction.
+    does not abort the caller's transaction. The waiting job is then held (a row lock, which
+    workers' `FOR UPDATE SKIP LOCKED` fetch passes over) until the caller's transaction ends, so
+    it cannot start without seeing the caller's rows; if it started meanwhile, a job is deferred
+    after all.
     """
     options: dict[str, Any] = {"connection": conn}
     for key, value in (
@@ -69,13 +72,28 @@ async def defer(
         if value is not None:
             options[key] = value
     deferrer = app.configure_task(task_name, **options)
-    try:
-        async with conn.transaction():
-            return await deferrer.defer_async(**task_kwargs)
-    except exceptions.AlreadyEnqueued:
-        return None
-    except exceptions.ConnectorException as exc:
-        raise _unwrapped(exc) from None
+    for _ in range(_CLASHES):
+        try:
+            async with conn.transaction():
+                return await deferrer.defer_async(**task_kwargs)
+        except exceptions.AlreadyEnqueued:
+            pass
+        except exceptions.ConnectorException as exc:
+            raise _unwrapped(exc) from None
+        cursor = await conn.execute(_HOLD_WAITING, {"queueing_lock": queueing_lock})
+        if await cursor.fetchone():
+            return None
+    return None
+
+
+# The job waiting with a queueing lock, locked until the caller's transaction ends.
+_HOLD_WAITING = """
+    SELECT id FROM procrastinate_jobs
+    WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
+    FOR KEY SHARE
+"""
+# A clash, then no waiting job (it started), then a clash again...: give up after this many.
+_CLASHES = 5
 
 
 def _unwrapped(exc: exceptions.ConnectorException) -> BaseException:

@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     # metrics: Prometheus scrapes GET /metrics with this bearer token (the admin token when unset).
     metrics_token: SecretStr = SecretStr("")
 
+    # drills (docs/drills.md): how the API behaves while the database is away.
+    # Seconds a request or a job waits for a database connection (the database restarts, or every
+    # connection is busy) before the request is answered 503 or the job fails (and is retried).
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
+    # end of drills
+
     # dashboard (kiosk/dashboard, docs/dashboard.md): the admin pages' browser session.
     # Hours a dashboard sign-in lasts; rotating KIOSK_ADMIN_TOKEN ends every session at once.
     dashboard_session_hours: float = Field(default=12, gt=0, le=168)

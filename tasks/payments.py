@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from procrastinate import JobContext
 
 from kiosk.payments import cleanup, mercadopago, processing
 from kiosk.queue import app
-from tasks.retry import Backoff
+from tasks.retry import Backoff, database_unavailable
 
 
 @app.task(
@@ -23,6 +24,14 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
     except mercadopago.MPUnavailable:
         assert context.job.id is not None
         await processing.release_queueing_lock(context.job.id)
+        raise
+    except Exception as exc:
+        if database_unavailable(exc):
+            # Retried too (tasks/retry.py). While the database is still down neither this nor
+            # the retry can be written: the job stays `doing` for the stalled-job sweep.
+            assert context.job.id is not None
+            with contextlib.suppress(Exception):
+                await processing.release_queueing_lock(context.job.id)
         raise
     return {"intent_status": outcome.intent_status, "note": outcome.note}
 

@@ -113,7 +113,6 @@ async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
 
 
 async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge]:
-    settings = get_settings()
     async with db.transaction() as conn:
         order = await orders.lock(conn, order_id)
         if order["status"] != "pending_payment":
@@ -127,6 +126,11 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
             raise Conflict("order expires in less than 30 seconds: create a new order")
         params = {"order_id": order_id, "terminal_id": terminal_id}
         current = await db.fetch_one(conn, QUERIES["open_intent_of_order"], params)
+        if current and current["provider_order_id"] is None and current["terminal_id"] == terminal_id:
+            # A start that never recorded Mercado Pago's answer (the database went away during
+            # the call, or the call is still running): ask again with the same idempotency key,
+            # so Mercado Pago answers with the charge it may hold instead of queueing another.
+            return current, _charge(current, order_id, terminal_id, remaining)
         if current:
             raise Conflict(
                 f"order already has an open payment intent {current['id']} on terminal "
@@ -152,15 +156,18 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
             # Another order took the terminal between the check and the insert.
             raise Conflict(f"terminal {terminal_id} is busy with another charge") from None
     assert row is not None
-    expiration = min(mp.parse_duration(settings.payment_expiration), remaining)
-    charge = mp.Charge(
+    return row, _charge(row, order_id, terminal_id, remaining)
+
+
+def _charge(row: dict, order_id: uuid.UUID, terminal_id: str, remaining: int) -> mp.Charge:
+    expiration = min(mp.parse_duration(get_settings().payment_expiration), remaining)
+    return mp.Charge(
         external_reference=row["external_reference"],
         amount_cents=row["amount_cents"],
         terminal_id=terminal_id,
         expiration_seconds=expiration,
         description=f"Kiosk order {str(order_id)[:8]}",
     )
-    return row, charge
 
 
 async def _fail(intent_id: uuid.UUID, error: str, *, outcome_unknown: bool) -> None:

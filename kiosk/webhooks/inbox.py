@@ -77,7 +77,9 @@ def parse(
     try:
         text = body.decode("utf-8")
         payload = json.loads(text)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:  # nested deeper than Python's recursion limit, within the size cap
+        raise Malformed("body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
         raise Malformed("body is not JSON") from None
     if "\\u" in text and not _storable(payload):
         raise Malformed("body holds a NUL character or a lone surrogate")

@@ -43,7 +43,7 @@ def parse(value: str) -> tuple[str, str]:
     ts, v1 = fields.get("ts"), fields.get("v1")
     if not ts or not v1:
         raise InvalidSignature("x-signature must carry ts and v1")
-    if not ts.isdigit():
+    if not (ts.isascii() and ts.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         raise InvalidSignature("x-signature ts is not unix seconds")
     return ts, v1.lower()
 

@@ -1,0 +1,636 @@
+"""Shared machinery of the failure drills (docs/drills.md): the whole kiosk on loopback, load, counts.
+
+A drill owns everything it runs: a private embedded PostgreSQL in a temporary folder (never a
+server someone else uses), uvicorn, the Mercado Pago simulator, `procrastinate worker` processes
+under a supervisor that restarts them the way production does (Compose `restart: unless-stopped`,
+Railway `ALWAYS`), a real SMTP server (aiosmtpd) and a notify-hook receiver; customers paying
+orders; the stalled-job sweep. bench/drills/counts.py settles and counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import email
+import hashlib
+import hmac
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+
+from tests.support import Api, Process, Worker, free_port  # noqa: E402
+
+ADMIN_TOKEN = "drill-admin-token-0123456789"
+WEBHOOK_SECRET = "drill-webhook-secret"
+ACCESS_TOKEN = "drill-access-token"
+HOOK_SECRET = "drill-notify-secret-0123456789"
+MAIL_FROM = "kiosk@example.com"
+SKU = "drill-coffee"
+PRICE_CENTS = 250
+# Workers run with the production flags (docker-compose.yml, railway.worker.json).
+WORKER_FLAGS = ("--shutdown-graceful-timeout=25",)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------
+
+class PrivatePostgres:
+    """An embedded PostgreSQL (pgserver) in its own temporary folder, stopped and started with its
+    own pg_ctl. It listens on a Unix socket in that folder only: no TCP port, nothing shared."""
+
+    def __init__(self, base: Path):
+        import warnings
+
+        warnings.filterwarnings("ignore", module="platformdirs")
+        import pgserver
+
+        self.pgdata = base / "pgdata"
+        self.server = pgserver.get_server(self.pgdata, cleanup_mode="delete")
+        self.socket_dir = self.server.get_postmaster_info().socket_dir
+        self.url = self.server.get_uri()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.pgdata, user=self.server.system_user, timeout=60)
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m fast` (clients are disconnected) or `immediate` (a crash)."""
+        self._pg_ctl("-w", "-m", mode, "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
+                     "-l", str(self.server.log), "start")
+
+    def create_database(self, name: str) -> str:
+        from kiosk import embedded
+
+        return embedded.create_database(self.url, name, replace=True)
+
+    def close(self) -> None:
+        self.server.cleanup()
+
+
+def migrate(database_url: str) -> None:
+    from kiosk import migrations
+
+    with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - alembic's INFO lines
+        migrations.upgrade(database_url)
+
+
+def query(database_url: str, sql: str, params: Any = None) -> list[dict]:
+    with psycopg.connect(database_url, row_factory=dict_row, connect_timeout=10) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+# -- receivers: SMTP and the notify hook ----------------------------------------------------------
+
+_RECEIPT_ID = re.compile(r"<receipt\.([0-9a-f-]{36})@")
+
+
+class SmtpCounter:
+    """aiosmtpd on a free loopback port; counts receipts per order (by their stable Message-ID)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.per_order: Counter[str] = Counter()
+        self.unrecognised = 0
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+        message = email.message_from_bytes(envelope.content)
+        match = _RECEIPT_ID.search(message.get("Message-ID", ""))
+        with self.lock:
+            if match:
+                self.per_order[match.group(1)] += 1
+            else:
+                self.unrecognised += 1
+        return "250 OK"
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+class HookCounter:
+    """An HTTP server counting the notify hook's signed POSTs per order (by Idempotency-Key)."""
+
+    def __init__(self) -> None:
+        self.per_order: Counter[str] = Counter()
+        self.bad_signature = 0
+        self.lock = threading.Lock()
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                key = self.headers.get("Idempotency-Key", "")
+                valid = counter.signed(self.headers.get("X-Kiosk-Signature", ""), body)
+                with counter.lock:
+                    if valid and key.startswith("order-paid-"):
+                        counter.per_order[key.removeprefix("order-paid-")] += 1
+                    else:
+                        counter.bad_signature += 1
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/order-paid"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def signed(header: str, body: bytes) -> bool:
+        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+        expected = hmac.new(HOOK_SECRET.encode(), f"{parts.get('t')}.".encode() + body,
+                            hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts.get("v1", ""))
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+# -- the Mercado Pago simulator ---------------------------------------------------------------------
+
+class Simulator(Process):
+    def __init__(self, env: dict[str, str], log_dir: Path, port: int, webhook_url: str):
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__("simulator", [sys.executable, "-m", "kiosk.cli", "simulator", "--port",
+                                       str(port), "--webhook-url", webhook_url], env, log_dir)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if self.http.get("/_sim/orders").status_code == 200:
+                    break
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def control(self, path: str, body: dict | None = None) -> dict:
+        response = self.http.post(path, json=body or {})
+        response.raise_for_status()
+        return response.json()
+
+    def orders(self) -> list[dict]:
+        return self.http.get("/_sim/orders").json()
+
+    def webhooks(self) -> list[dict]:
+        return self.http.get("/_sim/webhooks").json()
+
+
+def notify(client: httpx.Client, api_url: str, provider_order_id: str, notification_id: int,
+           action: str) -> httpx.Response:
+    """POST one notification signed like Mercado Pago (a fresh request id and timestamp)."""
+    from kiosk.webhooks import signature
+
+    request_id = str(uuid.uuid4())
+    body = {"id": notification_id, "type": "order", "action": action, "api_version": "v1",
+            "application_id": "2836150016842090", "date_created": "2026-11-25T12:01:07Z",
+            "live_mode": False, "user_id": "1243567810",
+            "data": {"id": provider_order_id, "status": action.removeprefix("order.")}}
+    headers = {"x-signature": signature.header(WEBHOOK_SECRET, provider_order_id, request_id),
+               "x-request-id": request_id}
+    return client.post(f"{api_url}/webhooks/mercadopago",
+                       params={"data.id": provider_order_id, "type": "order"},
+                       json=body, headers=headers)
+
+
+# -- workers under a supervisor -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Slot:
+    name: str
+    process: Worker | None = None
+    wanted: bool = True
+    starts: int = 0
+    exits: list[tuple[float, int | None]] = dataclasses.field(default_factory=list)
+
+
+class Supervisor:
+    """Keeps `count` worker processes running: one that exits is started again after
+    `restart_delay` seconds, as Docker Compose and Railway do with the workers' restart policy."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, count: int, concurrency: int,
+                 restart_delay: float = 1.0):
+        self.env, self.log_dir, self.concurrency = env, log_dir, concurrency
+        self.restart_delay = restart_delay
+        self.slots = [Slot(f"worker{i}") for i in range(count)]
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        for slot in self.slots:
+            self._start(slot)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _start(self, slot: Slot) -> None:
+        slot.starts += 1
+        slot.process = Worker(self.env, self.log_dir, "--concurrency", str(self.concurrency),
+                              "--fetch-job-polling-interval", "0.5", *WORKER_FLAGS,
+                              name=f"{slot.name}-{slot.starts}")
+
+    def _watch(self) -> None:
+        exited_at: dict[str, float] = {}
+        while not self._stop.wait(0.1):
+            with self.lock:
+                for slot in self.slots:
+                    proc = slot.process
+                    if proc is not None and not proc.alive():
+                        code = proc.popen.returncode
+                        slot.exits.append((time.monotonic(), code))
+                        self.events.append(f"{slot.name} (pid {proc.pid}) exited with code {code}")
+                        proc.stop()
+                        slot.process = None
+                        exited_at[slot.name] = time.monotonic()
+                    if slot.process is None and slot.wanted and \
+                            time.monotonic() - exited_at.get(slot.name, 0) >= self.restart_delay:
+                        self._start(slot)
+                        self.events.append(f"{slot.name} started again (start #{slot.starts})")
+
+    def signal(self, slot: Slot, signum: int) -> int | None:
+        with self.lock:
+            if slot.process is None:
+                return None
+            slot.process.signal(signum)
+            return slot.process.pid
+
+    def pause(self) -> None:
+        """Leave stopped workers stopped (a deploy that stops them all first)."""
+        with self.lock:
+            for slot in self.slots:
+                slot.wanted = False
+
+    def resume(self) -> None:
+        with self.lock:
+            for slot in self.slots:
+                slot.wanted = True
+
+    def running(self) -> list[Slot]:
+        with self.lock:
+            return [s for s in self.slots if s.process is not None and s.process.alive()]
+
+    def ready(self) -> bool:
+        """Every slot runs a worker that has started its loop (and so handles SIGTERM)."""
+        with self.lock:
+            return all(s.process is not None and s.process.alive()
+                       and "Starting worker on" in s.process.output() for s in self.slots)
+
+    def restarts(self) -> int:
+        return sum(max(s.starts - 1, 0) for s in self.slots)
+
+    def logs(self) -> list[Path]:
+        return sorted(self.log_dir.glob("worker*.log"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.process.stop(timeout=30)
+
+
+# -- the stalled-job sweep ------------------------------------------------------------------------
+
+async def drill_retry_stalled_jobs(job_manager: Any, *, stalled_after: float) -> list[int]:
+    """Put the jobs of workers silent for `stalled_after` seconds back to `todo`; their ids.
+
+    procrastinate's public API: `get_stalled_jobs` then `retry_job`. A stalled job whose queueing
+    lock is now held by a newer waiting job cannot go back to `todo` (unique index), and that
+    waiting job cannot start while the stalled one holds their shared `lock`: first drop the
+    stalled job's queueing lock, as `tasks/payments.py` does before its own retries (#1543).
+    """
+    from procrastinate import exceptions
+
+    from kiosk.payments import processing
+
+    retried = []
+    for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
+        assert job.id is not None
+        try:
+            await job_manager.retry_job(job)
+        except exceptions.ConnectorException:
+            await processing.release_queueing_lock(job.id)
+            try:
+                await job_manager.retry_job(job)
+            except exceptions.ConnectorException:
+                continue  # it finished (or was retried) meanwhile
+        retried.append(job.id)
+    return retried
+
+
+# The sweep the drills run. When the worker branch's periodic `jobs.retry_stalled_jobs` lands,
+# switch with one line: `from kiosk.jobs.maintenance import retry_stalled_jobs as retry_stalled`
+# (same signature), or set `Sweeper.enabled = False` and let the workers' periodic task do it.
+retry_stalled = drill_retry_stalled_jobs
+
+
+class Sweeper:
+    """Runs the stalled-job sweep every `every` seconds in a thread of the drill process."""
+
+    enabled = True
+
+    def __init__(self, stalled_after: float, every: float = 2.0):
+        self.stalled_after, self.every = stalled_after, every
+        self.retried: list[int] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        if self.enabled:
+            self.thread.start()
+
+    async def _run(self) -> None:
+        from kiosk import db
+        from kiosk.queue import app
+
+        pool = db.create_pool(role="drill", min_size=1, max_size=2, timeout=5)
+        await pool.open(wait=False)
+        await app.open_async(pool)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.retried += await retry_stalled(app.job_manager, stalled_after=self.stalled_after)
+                except Exception:  # noqa: BLE001 - the database may be down: try again later
+                    self.errors += 1
+                await asyncio.sleep(self.every)
+        finally:
+            await app.close_async()
+            await db.close_pool()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+
+
+# -- load: customers paying orders ----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Sale:
+    n: int
+    terminal: str
+    order_id: str | None = None
+    provider_order_id: str | None = None
+    approved: bool = False
+    note: str = ""
+
+
+class Load:
+    """`customers` threads, each in a loop: create an order, charge it on its own terminal, tap an
+    approving card at the simulator. A refused call (503, no connection) is retried, as a kiosk
+    front end would, until `give_up` seconds have passed for that step."""
+
+    def __init__(self, api_url: str, sim: Simulator, *, orders: int, duration: float,
+                 customers: int = 4, give_up: float = 120.0, rate: float | None = None):
+        self.api_url, self.sim = api_url, sim
+        self.orders, self.duration, self.give_up = orders, duration, give_up
+        self.interval = customers / rate if rate else 0.0
+        self.sales: list[Sale] = []
+        self.refused: Counter[str] = Counter()  # "POST /orders 503" ...
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._next = 0
+        self.threads = [threading.Thread(target=self._customer, daemon=True) for _ in range(customers)]
+        for thread in self.threads:
+            thread.start()
+
+    def _take(self) -> Sale | None:
+        with self.lock:
+            if self._stop.is_set() or self._next >= self.orders or \
+                    time.monotonic() - self.started > self.duration:
+                return None
+            self._next += 1
+            sale = Sale(self._next, f"DRILL_{self._next}_{uuid.uuid4().hex[:6]}")
+            self.sales.append(sale)
+            return sale
+
+    def _call(self, client: httpx.Client, method: str, url: str, body: dict, ok: set[int],
+              what: str) -> httpx.Response | None:
+        deadline = time.monotonic() + self.give_up
+        while time.monotonic() < deadline:
+            try:
+                response = client.request(method, url, json=body)
+            except httpx.HTTPError as exc:
+                with self.lock:
+                    self.refused[f"{what} {type(exc).__name__}"] += 1
+            else:
+                if response.status_code in ok:
+                    return response
+                with self.lock:
+                    self.refused[f"{what} {response.status_code}"] += 1
+                if response.status_code < 500:
+                    return response
+            time.sleep(0.5)
+        return None
+
+    def _customer(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while (sale := self._take()) is not None:
+                began = time.monotonic()
+                self._sell(client, sale)
+                if self.interval:
+                    time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _sell(self, client: httpx.Client, sale: Sale) -> None:
+        order = self._call(client, "POST", f"{self.api_url}/orders", {
+            "items": [{"sku": SKU, "quantity": 1}],
+            "customer_email": f"customer{sale.n}@example.com"}, {201}, "POST /orders")
+        if order is None or order.status_code != 201:
+            sale.note = f"order not created ({order.status_code if order else 'gave up'})"
+            return
+        sale.order_id = order.json()["id"]
+        intent = self._call(client, "POST", f"{self.api_url}/orders/{sale.order_id}/payment-intents",
+                            {"terminal_id": sale.terminal}, {201}, "POST payment-intents")
+        if intent is None or intent.status_code != 201:
+            sale.note = f"charge not started ({intent.text if intent else 'gave up'})"
+            return
+        sale.provider_order_id = intent.json()["provider_order_id"]
+        tap = self._call(client, "POST", f"{self.sim.url}/_sim/terminals/{sale.terminal}/approve", {},
+                         {200}, "tap")
+        if tap is not None and tap.status_code == 200 and tap.json()["status"] == "processed":
+            sale.approved = True
+        else:
+            sale.note = f"tap failed ({tap.text if tap else 'gave up'})"
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+
+    def done(self) -> bool:
+        return not any(t.is_alive() for t in self.threads)
+
+    def approved(self) -> list[Sale]:
+        return [s for s in self.sales if s.approved]
+
+
+# -- the stack --------------------------------------------------------------------------------------
+
+class Stack:
+    """Everything a drill runs, started in order and stopped in reverse."""
+
+    def __init__(self, args: argparse.Namespace, name: str):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix=f"kiosk-drill-{name}-"))
+        self.log_dir = self.work / "logs"
+        self.log_dir.mkdir()
+        self._close: list[Callable[[], None]] = []
+        try:
+            self._open(name)
+        except BaseException:
+            self.close(keep_logs=True)
+            raise
+
+    def _open(self, name: str) -> None:
+        args = self.args
+        self.pg = PrivatePostgres(self.work)
+        self._close.append(self.pg.close)
+        self.database_url = self.pg.create_database(f"drill_{name}")
+        self.smtp = SmtpCounter()
+        self._close.append(self.smtp.close)
+        self.hook = HookCounter()
+        self._close.append(self.hook.close)
+        self.sim_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KIOSK_", "MP_"))}
+        env.update({
+            "DATABASE_URL": self.database_url, "PYTHONUNBUFFERED": "1",
+            "KIOSK_ADMIN_TOKEN": ADMIN_TOKEN, "MP_ACCESS_TOKEN": ACCESS_TOKEN,
+            "MP_WEBHOOK_SECRET": WEBHOOK_SECRET, "MP_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
+            "KIOSK_MP_TIMEOUT_SECONDS": "5", "KIOSK_PAYMENT_MAX_ATTEMPTS": "8",
+            "KIOSK_SMTP_HOST": "127.0.0.1", "KIOSK_SMTP_PORT": str(self.smtp.port),
+            "KIOSK_SMTP_STARTTLS": "false", "KIOSK_SMTP_FROM": MAIL_FROM,
+            "KIOSK_NOTIFY_URL": self.hook.url, "KIOSK_NOTIFY_SECRET": HOOK_SECRET,
+            "KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1", "KIOSK_DELIVERY_TIMEOUT_SECONDS": "10",
+            "KIOSK_LOG_LEVEL": "WARNING",
+        })
+        self.env = env
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("KIOSK_", "MP_", "DATABASE_URL"))})
+        from kiosk.settings import get_settings
+
+        get_settings.cache_clear()
+        migrate(self.database_url)
+        self.api = Api(env, self.log_dir, workers=args.api_processes)
+        self._close.append(self.api.stop)
+        self.sim = Simulator(env, self.log_dir, self.sim_port, f"{self.api.url}/webhooks/mercadopago")
+        self._close.append(self.sim.stop)
+        response = httpx.put(f"{self.api.url}/admin/products/{SKU}", timeout=30,
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                             json={"name": "Drill coffee", "price_cents": PRICE_CENTS, "stock": 1_000_000})
+        response.raise_for_status()
+        self.supervisor = Supervisor(env, self.log_dir, args.workers, args.concurrency)
+        self._close.append(self.supervisor.close)
+        self.sweeper = Sweeper(args.stalled_after)
+        self._close.append(self.sweeper.close)
+
+    def close(self, keep_logs: bool = False) -> None:
+        for close in reversed(self._close):
+            with contextlib.suppress(Exception):
+                close()
+        self._close.clear()
+        if keep_logs:
+            log(f"logs kept in {self.log_dir}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(keep_logs=getattr(self, "keep_logs", False) or exc[0] is not None)
+
+    def db(self, sql: str, params: Any = None) -> list[dict]:
+        return query(self.database_url, sql, params)
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+def parser(description: str, *, orders: int, duration: float, workers: int = 2) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--orders", type=int, default=orders, help="paid orders to attempt (at most)")
+    p.add_argument("--duration", type=float, default=duration, help="seconds of load (at most)")
+    p.add_argument("--customers", type=int, default=4, help="concurrent customers")
+    p.add_argument("--rate", type=float, default=None, help="orders per second (default: as fast as it goes)")
+    p.add_argument("--workers", type=int, default=workers, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=3, help="jobs per worker process")
+    p.add_argument("--api-processes", type=int, default=1, help="uvicorn --workers")
+    p.add_argument("--stalled-after", type=float, default=15.0,
+                   help="seconds without a heartbeat before a worker's jobs are retried "
+                        "(procrastinate beats every 10 s)")
+    p.add_argument("--settle-timeout", type=float, default=120.0,
+                   help="seconds to wait for everything to finish after the load")
+    p.add_argument("--seed", type=int, default=None, help="random seed (victims, timings)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
+    return p
+
+
+def seeded(args: argparse.Namespace) -> random.Random:
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    args.seed = seed
+    return random.Random(seed)
+
+
+def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if value := condition():
+                return value
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def until(condition: Callable[[], Any], timeout: float) -> bool:
+    """Like `wait`, but False instead of an error after `timeout`."""
+    try:
+        return bool(wait(condition, timeout, "condition"))
+    except TimeoutError:
+        return False
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def signal_name(code: int | None) -> str:
+    if code is not None and code < 0:
+        return signal.Signals(-code).name
+    return str(code)
+
