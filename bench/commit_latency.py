@@ -1,0 +1,161 @@
+"""Commit-to-start latency: from a committed defer to the job's first line, in an idle worker.
+
+    .venv/bin/python bench/commit_latency.py                  # 500 jobs per variant, then 40 polled
+    .venv/bin/python bench/commit_latency.py --samples 1000 --polled 0
+
+Two idle workers on a scratch database, each on its own queue: kiosk's (`tasks.app`, polling
+every 1 s as kiosk/queue.py sets it) and bare procrastinate's (its default, 5 s), both with
+LISTEN/NOTIFY. This process defers one `bench.stamp` job at a time the way application code does
+(`kiosk.queue.defer` on a pooled connection, in a transaction), alternating the two queues, and
+notes `time.time()` as soon as COMMIT returns; the job's first act is to note `time.time()` too
+(bench/apps.py; same machine, same clock). Then it waits a random 50-150 ms, so the worker is idle
+again and the next commit falls at a random moment of its polling cycle. Printed: p50/p95/p99/max
+per variant, and the COMMIT's own duration.
+
+Then --polled jobs for a third kiosk worker started with --no-listen-notify: the delay polling
+alone gives (uniform over the 1 s interval), to show what NOTIFY saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+
+from bench import scratch  # noqa: E402
+
+WORKERS = {  # name: (app, queue, extra flags)
+    "kiosk": ("bench.apps.kiosk_app", "bench-kiosk", ()),
+    "bare": ("bench.apps.bare_app", "bench-bare", ()),
+    "kiosk-polled": ("bench.apps.kiosk_app", "bench-polled", ("--no-listen-notify",)),
+}
+
+
+class Stamps:
+    """The `seq time` lines the workers append to one file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seen: dict[int, float] = {}
+        self._offset = 0
+
+    async def wait(self, seq: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while seq not in self.seen:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {seq} did not start within {timeout:g} s")
+            with self.path.open() as f:
+                f.seek(self._offset)
+                chunk = f.read()
+            complete = chunk[: chunk.rfind("\n") + 1]
+            self._offset += len(complete)
+            for line in complete.splitlines():
+                number, at = line.split()
+                self.seen[int(number)] = float(at)
+            if seq not in self.seen:
+                await asyncio.sleep(0.002)
+        return self.seen[seq]
+
+
+async def sample(names: list[str], count: int, stamps: Stamps, first_seq: int,
+                 gap: tuple[float, float]) -> dict[str, dict[str, list[float]]]:
+    from kiosk import db, queue
+
+    figures = {name: {"latency": [], "commit": []} for name in names}
+    seq = first_seq
+    for _ in range(count):
+        for name in random.sample(names, len(names)):  # each pair in random order
+            async with db.pool().connection() as conn:
+                before = time.time()
+                async with conn.transaction():
+                    await queue.defer(conn, "bench.stamp", queue=WORKERS[name][1], seq=seq)
+                committed = time.time()
+            await asyncio.sleep(random.uniform(*gap))
+            started = await stamps.wait(seq, timeout=10)
+            figures[name]["latency"].append(1000 * (started - committed))
+            figures[name]["commit"].append(1000 * (committed - before))
+            seq += 1
+    return figures
+
+
+async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
+    from kiosk import db, queue
+
+    scratch.use(url)
+    pool = db.create_pool(role="bench", min_size=1, max_size=2)
+    await pool.open(wait=True)
+    await queue.app.open_async(pool)
+    try:
+        figures = {}
+        if args.samples:
+            figures.update(await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15)))
+        if args.polled:
+            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 0.6)))
+        return figures
+    finally:
+        await queue.app.close_async()
+        await db.close_pool()
+
+
+async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
+                   gap: tuple[float, float]) -> dict:
+    env = scratch.env(url, BENCH_STAMPS=str(stamps.path))
+    since = scratch.db_now(url)
+    workers = [scratch.worker(f"bench-{name}", WORKERS[name][0], env, f"--queues={WORKERS[name][1]}",
+                              *WORKERS[name][2]) for name in names]
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if any("--no-listen-notify" in WORKERS[name][2] for name in names):
+                scratch.wait_for(lambda: conn.execute(
+                    "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat >= %s",
+                    (since,)).fetchone()[0] >= len(names), 60, "workers registered")
+            else:
+                scratch.wait_listening(conn, workers, since)
+        await asyncio.sleep(1)
+        print(f"  {', '.join(names)}: {count} jobs each, load {scratch.load():.1f}", flush=True)
+        figures = await sample(names, count, stamps, first_seq, gap)
+        print(f"  done, load {scratch.load():.1f}", flush=True)
+        return figures
+    finally:
+        scratch.stop_all(workers)
+
+
+def main() -> int:
+    scratch.stop_cleanly()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=500, help="jobs per variant with NOTIFY (default 500)")
+    parser.add_argument("--polled", type=int, default=40, help="jobs for the polling-only worker (default 40)")
+    args = parser.parse_args()
+    print(scratch.machine())
+    stamps = Stamps(scratch.LOGS / f"stamps-{os.getpid()}.txt")
+    scratch.LOGS.mkdir(parents=True, exist_ok=True)
+    stamps.path.write_text("")
+    try:
+        with scratch.server() as server, scratch.database(server, "latency") as url:
+            print(scratch.server_version(url))
+            figures = asyncio.run(measure(url, args, stamps))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stamps.path.unlink(missing_ok=True)
+    print("\ncommit-to-start, milliseconds")
+    print("| worker | jobs | p50 | p95 | p99 | max | COMMIT p50 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, values in figures.items():
+        latency = values["latency"]
+        p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
+        print(f"| {name} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
+              f"{scratch.percentile(values['commit'], 50):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
