@@ -9,8 +9,11 @@ LISTEN/NOTIFY. This process defers one `bench.stamp` job at a time the way appli
 (`kiosk.queue.defer` on a pooled connection, in a transaction), alternating the two queues, and
 notes `time.time()` as soon as COMMIT returns; the job's first act is to note `time.time()` too
 (bench/apps.py; same machine, same clock). Then it waits a random 50-150 ms, so the worker is idle
-again and the next commit falls at a random moment of its polling cycle. Printed: p50/p95/p99/max
-per variant, and the COMMIT's own duration.
+again and the next commit falls at a random moment of its polling cycle. Every 50 jobs per
+variant it waits (up to 30 s) for a second in which the cores are at most 30 % busy: the machine is
+shared. Printed: p50/p95/p99/max per variant, when procrastinate's fetch had returned the job (p50/p99, same origin), the defer
+transaction's own duration (BEGIN to
+COMMIT returned), and the CPU other processes used meanwhile.
 
 Then --polled jobs for a third kiosk worker started with --no-listen-notify: the delay polling
 alone gives (uniform over the 1 s interval), to show what NOTIFY saves.
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -32,6 +36,7 @@ import psycopg  # noqa: E402
 
 from bench import scratch  # noqa: E402
 
+BLOCK = 50  # jobs per variant between two waits for a quiet moment
 WORKERS = {  # name: (app, queue, extra flags)
     "kiosk": ("bench.apps.kiosk_app", "bench-kiosk", ()),
     "bare": ("bench.apps.bare_app", "bench-bare", ()),
@@ -44,10 +49,10 @@ class Stamps:
 
     def __init__(self, path: Path):
         self.path = path
-        self.seen: dict[int, float] = {}
+        self.seen: dict[int, tuple[float, float]] = {}  # seq: (started, fetched)
         self._offset = 0
 
-    async def wait(self, seq: int, timeout: float) -> float:
+    async def wait(self, seq: int, timeout: float) -> tuple[float, float]:
         deadline = time.monotonic() + timeout
         while seq not in self.seen:
             if time.monotonic() > deadline:
@@ -58,20 +63,33 @@ class Stamps:
             complete = chunk[: chunk.rfind("\n") + 1]
             self._offset += len(complete)
             for line in complete.splitlines():
-                number, at = line.split()
-                self.seen[int(number)] = float(at)
+                number, started, fetched = line.split()
+                self.seen[int(number)] = float(started), float(fetched)
             if seq not in self.seen:
                 await asyncio.sleep(0.002)
         return self.seen[seq]
 
 
-async def sample(names: list[str], count: int, stamps: Stamps, first_seq: int,
-                 gap: tuple[float, float]) -> dict[str, dict[str, list[float]]]:
+async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
+                 gap: tuple[float, float], pids: list[int]) -> dict[str, dict[str, list[float]]]:
     from kiosk import db, queue
 
-    figures = {name: {"latency": [], "commit": []} for name in names}
+    figures = {name: {"latency": [], "fetched": [], "commit": [], "others": [], "busy": []} for name in names}
+
+    def ours() -> float:  # CPU seconds of this process, the workers and the server
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime + scratch.process_cpu(pids) + scratch.server_cpu(url)
+
     seq = first_seq
-    for _ in range(count):
+    for n in range(count):
+        if n % BLOCK == 0:  # a quiet moment for each block; what the others used during it
+            if n:
+                for name in names:
+                    figures[name]["others"].append(others.cores(ours() - ours_before))
+            busy = scratch.wait_quiet(0.3, 30)
+            for name in names:
+                figures[name]["busy"].append(busy)
+            others, ours_before = scratch.Others(), ours()
         for name in random.sample(names, len(names)):  # each pair in random order
             async with db.pool().connection() as conn:
                 before = time.time()
@@ -79,10 +97,13 @@ async def sample(names: list[str], count: int, stamps: Stamps, first_seq: int,
                     await queue.defer(conn, "bench.stamp", queue=WORKERS[name][1], seq=seq)
                 committed = time.time()
             await asyncio.sleep(random.uniform(*gap))
-            started = await stamps.wait(seq, timeout=10)
+            started, fetched = await stamps.wait(seq, timeout=10)
             figures[name]["latency"].append(1000 * (started - committed))
+            figures[name]["fetched"].append(1000 * (fetched - committed))
             figures[name]["commit"].append(1000 * (committed - before))
             seq += 1
+    for name in names:
+        figures[name]["others"].append(others.cores(ours() - ours_before))
     return figures
 
 
@@ -121,7 +142,7 @@ async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first
                 scratch.wait_listening(conn, workers, since)
         await asyncio.sleep(1)
         print(f"  {', '.join(names)}: {count} jobs each, load {scratch.load():.1f}", flush=True)
-        figures = await sample(names, count, stamps, first_seq, gap)
+        figures = await sample(url, names, count, stamps, first_seq, gap, [w.pid for w in workers])
         print(f"  done, load {scratch.load():.1f}", flush=True)
         return figures
     finally:
@@ -147,13 +168,17 @@ def main() -> int:
     finally:
         stamps.path.unlink(missing_ok=True)
     print("\ncommit-to-start, milliseconds")
-    print("| worker | jobs | p50 | p95 | p99 | max | COMMIT p50 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores | busy before |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for name, values in figures.items():
         latency = values["latency"]
         p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
+        others, busy = values["others"], values["busy"]
+        fetched = values["fetched"]
         print(f"| {name} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
-              f"{scratch.percentile(values['commit'], 50):.2f} |")
+              f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
+              f"{scratch.percentile(values['commit'], 50):.2f} | {min(others):.2f}–{max(others):.2f} | "
+              f"{min(busy):.2f}–{max(busy):.2f} |")
     return 0
 
 

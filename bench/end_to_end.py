@@ -118,28 +118,39 @@ async def burst(api: str, orders: list[Order], senders: int) -> None:
         await asyncio.gather(*(sender() for _ in range(senders)))
 
 
-def wait_paid(url: str, orders: list[Order], timeout: float, with_deliveries: bool) -> dict[str, float]:
-    """Wait until every order is paid (and its deliveries are done); when each was paid."""
+def wait_paid(url: str, orders: list[Order], timeout: float) -> dict[str, tuple[float, float]]:
+    """Wait until every order is paid and its receipt and hook are delivered; for each order, when
+    the job that paid it started and returned (its outcome row)."""
     ids = [o.id for o in orders]
     with psycopg.connect(url, autocommit=True) as conn:
         def done() -> bool:
             paid = conn.execute("SELECT count(*) FROM orders WHERE status = 'paid' AND id = ANY(%s::uuid[])",
                                 (ids,)).fetchone()[0]
-            if paid < len(ids) or not with_deliveries:
-                return paid == len(ids)
+            if paid < len(ids):
+                return False
             sent = conn.execute("SELECT count(*) FROM order_deliveries WHERE state = 'sent' "
                                 "AND order_id = ANY(%s::uuid[])", (ids,)).fetchone()[0]
             return sent == 2 * len(ids)
 
         scratch.wait_for(done, timeout, f"{len(ids)} orders paid", interval=0.1)
         rows = conn.execute(
-            "SELECT pi.provider_order_id, extract(epoch FROM max(jo.ended_at))::float "
+            "SELECT pi.provider_order_id, extract(epoch FROM max(jo.started_at))::float, "
+            "       extract(epoch FROM max(jo.ended_at))::float "
             "FROM payment_intents pi JOIN orders o ON o.id = pi.order_id AND o.paid_intent_id = pi.id "
             "JOIN procrastinate_jobs j ON j.task_name = 'payments.process_notification' "
             "     AND j.args->>'provider_order_id' = pi.provider_order_id "
             "JOIN job_outcomes jo ON jo.job_id = j.id AND jo.status = 'succeeded' "
             "WHERE o.id = ANY(%s::uuid[]) GROUP BY 1", (ids,)).fetchall()
-        return dict(rows)
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def durations(url: str, since: float) -> dict[str, float]:
+    """Median duration (ms) of each task's attempts that ended after `since`."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_name, 1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) "
+            "FROM job_outcomes WHERE ended_at > to_timestamp(%s) GROUP BY 1 ORDER BY 1", (since,)).fetchall()
+    return dict(rows)
 
 
 def deliveries_done(url: str, orders: list[Order]) -> float:
@@ -224,18 +235,24 @@ def run(url: str, api: str, env: dict[str, str], processes: int, args: argparse.
         time.sleep(1)
         quiet = scratch.wait_quiet(0.3, 30)
         load = scratch.load()
+        began = time.time()
         asyncio.run(at_rate(api, steady, args.rate))
-        paid = wait_paid(url, steady, 120, with_deliveries=True)
-        lat = [1000 * (paid[o.provider_order_id] - o.acked) for o in steady]
+        paid = wait_paid(url, steady, 120)
+        lat = [1000 * (paid[o.provider_order_id][1] - o.acked) for o in steady]
+        to_start = [1000 * (paid[o.provider_order_id][0] - o.acked) for o in steady]
+        took = durations(url, began)
         print(f"  {processes} workers, {len(steady)} at {args.rate:g}/s: p50 {scratch.percentile(lat, 50):.0f} ms, "
-              f"p95 {scratch.percentile(lat, 95):.0f} ms (busy before {quiet:.2f})", flush=True)
+              f"p95 {scratch.percentile(lat, 95):.0f} ms; 200 to job start p50 "
+              f"{scratch.percentile(to_start, 50):.1f} ms; job durations p50 "
+              + ", ".join(f"{task} {ms:.0f} ms" for task, ms in took.items())
+              + f" (busy before {quiet:.2f})", flush=True)
 
         asyncio.run(burst(api, rush, args.senders))
-        paid_rush = wait_paid(url, rush, 300, with_deliveries=True)
+        paid_rush = wait_paid(url, rush, 300)
         first_sent = min(o.sent for o in rush)
-        last_paid = max(paid_rush.values())
+        last_paid = max(ended for _, ended in paid_rush.values())
         rate = len(rush) / (last_paid - first_sent)
-        rush_lat = [1000 * (paid_rush[o.provider_order_id] - o.acked) for o in rush]
+        rush_lat = [1000 * (paid_rush[o.provider_order_id][1] - o.acked) for o in rush]
         follow = deliveries_done(url, rush) - first_sent
         print(f"  {processes} workers, burst of {len(rush)}: {rate:.0f} orders/s, p50 "
               f"{scratch.percentile(rush_lat, 50):.0f} ms, p95 {scratch.percentile(rush_lat, 95):.0f} ms; "
