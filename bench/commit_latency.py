@@ -10,8 +10,9 @@ LISTEN/NOTIFY. This process defers one `bench.stamp` job at a time the way appli
 notes `time.time()` as soon as COMMIT returns; the job's first act is to note `time.time()` too
 (bench/apps.py; same machine, same clock). Then it waits a random 50-150 ms, so the worker is idle
 again and the next commit falls at a random moment of its polling cycle. Every 50 jobs per
-variant it waits (up to 30 s) for a second in which the cores are at most 30 % busy: the machine is
-shared. Printed: p50/p95/p99/max per variant, when procrastinate's fetch had returned the job (p50/p99, same origin), the defer
+variant it waits (up to --quiet-wait s) for a second in which the cores are at most --max-busy
+busy: the machine is shared. The jobs of blocks during which other processes used at most
+--max-others cores are also reported apart. Printed: p50/p95/p99/max per variant, when procrastinate's fetch had returned the job (p50/p99, same origin), the defer
 transaction's own duration (BEGIN to
 COMMIT returned), and the CPU other processes used meanwhile.
 
@@ -71,7 +72,7 @@ class Stamps:
 
 
 async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
-                 gap: tuple[float, float], pids: list[int]) -> dict[str, dict[str, list[float]]]:
+                 gap: tuple[float, float], pids: list[int], quiet: tuple[float, float]) -> dict:
     from kiosk import db, queue
 
     figures = {name: {"latency": [], "fetched": [], "commit": [], "others": [], "busy": []} for name in names}
@@ -80,13 +81,18 @@ async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_s
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime + scratch.process_cpu(pids) + scratch.server_cpu(url)
 
+    def end_block() -> None:  # every sample of the block gets the cores others used meanwhile
+        cores = others.cores(ours() - ours_before)
+        for name in names:
+            values = figures[name]
+            values["others"] += [cores] * (len(values["latency"]) - len(values["others"]))
+
     seq = first_seq
     for n in range(count):
-        if n % BLOCK == 0:  # a quiet moment for each block; what the others used during it
+        if n % BLOCK == 0:  # a quiet moment for each block
             if n:
-                for name in names:
-                    figures[name]["others"].append(others.cores(ours() - ours_before))
-            busy = scratch.wait_quiet(0.3, 30)
+                end_block()
+            busy = scratch.wait_quiet(*quiet)
             for name in names:
                 figures[name]["busy"].append(busy)
             others, ours_before = scratch.Others(), ours()
@@ -102,8 +108,7 @@ async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_s
             figures[name]["fetched"].append(1000 * (fetched - committed))
             figures[name]["commit"].append(1000 * (committed - before))
             seq += 1
-    for name in names:
-        figures[name]["others"].append(others.cores(ours() - ours_before))
+    end_block()
     return figures
 
 
@@ -117,9 +122,9 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
     try:
         figures = {}
         if args.samples:
-            figures.update(await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15)))
+            figures.update(await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15), args))
         if args.polled:
-            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 0.6)))
+            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 0.6), args))
         return figures
     finally:
         await queue.app.close_async()
@@ -127,7 +132,7 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
 
 
 async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
-                   gap: tuple[float, float]) -> dict:
+                   gap: tuple[float, float], args: argparse.Namespace) -> dict:
     env = scratch.env(url, BENCH_STAMPS=str(stamps.path))
     since = scratch.db_now(url)
     workers = [scratch.worker(f"bench-{name}", WORKERS[name][0], env, f"--queues={WORKERS[name][1]}",
@@ -142,7 +147,8 @@ async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first
                 scratch.wait_listening(conn, workers, since)
         await asyncio.sleep(1)
         print(f"  {', '.join(names)}: {count} jobs each, load {scratch.load():.1f}", flush=True)
-        figures = await sample(url, names, count, stamps, first_seq, gap, [w.pid for w in workers])
+        figures = await sample(url, names, count, stamps, first_seq, gap, [w.pid for w in workers],
+                               (args.max_busy, args.quiet_wait))
         print(f"  done, load {scratch.load():.1f}", flush=True)
         return figures
     finally:
@@ -154,6 +160,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=500, help="jobs per variant with NOTIFY (default 500)")
     parser.add_argument("--polled", type=int, default=40, help="jobs for the polling-only worker (default 40)")
+    parser.add_argument("--max-busy", type=float, default=0.3,
+                        help="before each block of 50, wait for a second with the cores at most this busy")
+    parser.add_argument("--quiet-wait", type=float, default=30, help="... for at most this many seconds (default 30)")
+    parser.add_argument("--max-others", type=float, default=0.3,
+                        help="also report the jobs of blocks during which other processes used at most "
+                             "this many cores (default 0.3)")
     args = parser.parse_args()
     print(scratch.machine())
     stamps = Stamps(scratch.LOGS / f"stamps-{os.getpid()}.txt")
@@ -168,17 +180,19 @@ def main() -> int:
     finally:
         stamps.path.unlink(missing_ok=True)
     print("\ncommit-to-start, milliseconds")
-    print("| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores | busy before |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, values in figures.items():
-        latency = values["latency"]
-        p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
-        others, busy = values["others"], values["busy"]
-        fetched = values["fetched"]
-        print(f"| {name} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
-              f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
-              f"{scratch.percentile(values['commit'], 50):.2f} | {min(others):.2f}–{max(others):.2f} | "
-              f"{min(busy):.2f}–{max(busy):.2f} |")
+        rows = list(zip(values["latency"], values["fetched"], values["commit"], values["others"]))
+        quiet = [row for row in rows if row[3] <= args.max_others]
+        for label, chosen in ((name, rows), (f"{name}, quiet blocks only", quiet)):
+            if not chosen or (chosen is quiet and len(quiet) == len(rows)):
+                continue
+            latency, fetched, commit, others = (list(column) for column in zip(*chosen))
+            p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
+            print(f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
+                  f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
+                  f"{scratch.percentile(commit, 50):.2f} | {min(others):.2f}–{max(others):.2f} |")
     return 0
 
 
