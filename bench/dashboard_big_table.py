@@ -29,99 +29,11 @@ sys.path.insert(0, str(PROJECT_DIR))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.bigtable import fill  # noqa: E402
 from kiosk import embedded, migrations  # noqa: E402
 from tests.support import Api, child_env  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789"
-QUEUES = ["default", "mail", "payments", "exports"]
-TASKS = ["orders.expire", "mail.receipt", "payments.process_notification", "exports.orders_csv",
-         "orders.notify", "mail.digest", "payments.reconcile", "exports.cleanup"]
-
-FILL = [
-    # Finished jobs, oldest first, spread over the last 7 days: job i of N at now - 7d + i * 7d / N.
-    """
-    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts)
-    SELECT (%(queues)s::text[])[1 + (g %% 8) %% 4], (%(tasks)s::text[])[1 + g %% 8], 0,
-           jsonb_build_object('order_id', g, 'email', 'customer' || g || '@example.com'),
-           'succeeded', 1
-    FROM generate_series(1, %(rows)s) AS g
-    """,
-    # Failed ones (gave up), recent: the last 2 days.
-    """
-    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts)
-    SELECT (%(queues)s::text[])[1 + (g %% 8) %% 4], (%(tasks)s::text[])[1 + g %% 8], 0,
-           jsonb_build_object('order_id', 5000000 + g, 'error', 'timeout'), 'failed', 3
-    FROM generate_series(1, %(failed)s) AS g
-    """,
-    # Waiting: fresh ones, and some that failed an attempt and wait to retry.
-    """
-    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts, scheduled_at)
-    SELECT (%(queues)s::text[])[1 + (g %% 8) %% 4], (%(tasks)s::text[])[1 + g %% 8], 0,
-           jsonb_build_object('order_id', 6000000 + g), 'todo',
-           CASE WHEN g %% 10 = 0 THEN 1 ELSE 0 END,
-           CASE WHEN g %% 10 = 0 THEN now() + interval '5 minutes' END
-    FROM generate_series(1, %(todo)s) AS g
-    """,
-]
-EVENTS = """
-    WITH bounds AS (SELECT max(id) AS n FROM procrastinate_jobs WHERE status = 'succeeded'),
-    timed AS (
-        SELECT j.id, j.status,
-               CASE j.status
-                   WHEN 'succeeded' THEN now() - interval '7 days' + j.id * (interval '7 days' / b.n)
-                   WHEN 'failed' THEN now() - interval '2 days' + (j.id - b.n) * (interval '2 days' / %(failed)s)
-                   ELSE now() - interval '10 minutes' + (j.id %% 600) * interval '1 second'
-               END AS at
-        FROM procrastinate_jobs j, bounds b
-    )
-    INSERT INTO procrastinate_events (job_id, type, at)
-    SELECT id, kind.type::procrastinate_job_event_type, at + kind.offset_s * interval '1 second'
-    FROM timed
-    CROSS JOIN LATERAL (VALUES ('deferred', 0), ('started', 1), (timed.status::text, 2)) AS kind(type, offset_s)
-    WHERE kind.type = 'deferred' OR timed.status IN ('succeeded', 'failed')
-"""
-# One outcome per attempt (job_outcomes): a success for each finished job, a failure with a
-# traceback for every attempt of the failed and retrying ones.
-OUTCOMES = """
-    INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, worker_name, status, started_at,
-                              ended_at, duration_seconds, error_type, error_message, traceback)
-    SELECT j.id, a, j.task_name, j.queue_name, 'bench-worker',
-           CASE j.status WHEN 'succeeded' THEN 'succeeded' ELSE 'failed' END,
-           now() - interval '1 day', now() - interval '1 day' + interval '50 ms', 0.05,
-           CASE WHEN j.status <> 'succeeded' THEN 'TimeoutError' END,
-           CASE WHEN j.status <> 'succeeded' THEN 'gateway timed out after 10 s, attempt ' || a END,
-           CASE WHEN j.status <> 'succeeded'
-                THEN repeat(E'  File "kiosk/payments/mercadopago.py", line 80, in get_order\n', 20) || 'TimeoutError' END
-    FROM procrastinate_jobs j
-    CROSS JOIN LATERAL generate_series(1, greatest(j.attempts, 1)) AS a
-    WHERE j.status IN ('succeeded', 'failed') OR j.attempts > 0
-"""
-AUDIT = """
-    INSERT INTO admin_audit (at, actor, action, target, details)
-    SELECT now() - g * interval '1 minute', 'ana', 'job.retry', 'job:' || g, '{"result": "retried"}'
-    FROM generate_series(1, 2000) AS g
-"""
-
-
-def fill(url: str, rows: int) -> float:
-    started = time.perf_counter()
-    params = {"rows": rows, "failed": max(10, rows // 500), "todo": max(10, rows // 200),
-              "queues": QUEUES, "tasks": TASKS}
-    with psycopg.connect(url, autocommit=True) as conn:
-        with conn.transaction():
-            # Triggers off (procrastinate's event and notify triggers): events are written below.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            for statement in FILL:
-                conn.execute(statement, params)
-            conn.execute(EVENTS, params)
-            conn.execute(OUTCOMES)
-            conn.execute(AUDIT)
-        # Two workers: one live running a job, one stalled.
-        conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now()), (now() - interval '1 hour')")
-        conn.execute("""UPDATE procrastinate_jobs SET status = 'doing', worker_id = (SELECT min(id) FROM procrastinate_workers)
-                        WHERE id = (SELECT max(id) FROM procrastinate_jobs)""")
-        conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes, admin_audit")
-    return time.perf_counter() - started
 
 
 def endpoints(url: str) -> list[tuple[str, str, dict]]:

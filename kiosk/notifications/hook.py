@@ -17,6 +17,7 @@ import uuid
 
 import httpx
 
+from kiosk import tls
 from kiosk.netguard import UnsafeURL, check_url
 from kiosk.notifications import deliveries
 from kiosk.orders import store as orders
@@ -69,7 +70,7 @@ async def notify_paid(order_id: uuid.UUID) -> str:
             ),
         }
         timeout = settings.delivery_timeout_seconds
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls.http()) as client:
             try:
                 response = await client.post(url, content=body, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

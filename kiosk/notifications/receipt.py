@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 import uuid
 from email.message import EmailMessage
 from email.utils import format_datetime, formatdate
 
+from kiosk import tls
 from kiosk.notifications import deliveries
 from kiosk.orders import store as orders
 from kiosk.payments.mercadopago import amount
@@ -66,7 +66,7 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
         try:
             smtp.ehlo()
             if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=tls.smtp())
                 smtp.ehlo()
             if settings.smtp_username:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())

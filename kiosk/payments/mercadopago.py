@@ -18,6 +18,8 @@ from types import TracebackType
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from kiosk import tls
+
 logger = logging.getLogger("kiosk.mercadopago")
 
 ORDER_STATUSES = frozenset(
@@ -156,6 +158,7 @@ class MercadoPago:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
             follow_redirects=False,
+            verify=tls.http(),
         )
 
     @classmethod

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kiosk import db, netguard
+from kiosk import db, netguard, tls
 from kiosk.schedules import store
 from kiosk.settings import get_settings
 
@@ -124,7 +124,8 @@ async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
     headers.setdefault("User-Agent", USER_AGENT)
     headers["X-Kiosk-Run"] = str(run.run_id)
     timeout = httpx.Timeout(run.timeout_seconds)
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout,
+                                 verify=tls.http(trust_env=False)) as client:
         request = client.build_request(
             run.method, run.url, headers=headers,
             content=run.body.encode() if run.body is not None else None,
