@@ -142,7 +142,7 @@ def main() -> int:
         print("empty tables:")
         columns = {"empty": measure(api.url, endpoints(url), args.repeat)}
         print(f"filling: {args.rows:,} finished jobs and their events ...", flush=True)
-        seconds = fill(url, args.rows)
+        seconds = fill(url, args.rows, outcomes=True)
         with psycopg.connect(url) as conn:
             jobs, events = conn.execute(
                 "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)"
