@@ -346,3 +346,31 @@ def test_unknown_ids_of_every_shape(http, database_url):
             response = http.request(method, path, headers=AUTH)
             assert response.status_code in (404, 422), (method, path, response.status_code, response.text)
     assert not changed(before, fingerprint(database_url))
+
+
+def test_dashboard_filters_and_forms_with_sql_and_markup(hostile_api, database_url):  # noqa: F811
+    from tests.dashboard_support import csrf_of, sign_in
+
+    client = sign_in(hostile_api.url)
+    texts = [t for t in HOSTILE if NUL not in t] + ["<script>alert(1)</script>"]
+    before = fingerprint(database_url)
+    try:
+        for text in texts:
+            for params in ({"q": text}, {"queue": text}, {"task": text}, {"status": text},
+                           {"deferred_after": text}, {"before": text}, {"min_attempts": text}):
+                page = client.get("/admin/ui/jobs", params=params)
+                assert page.status_code == 200, (params, page.status_code, page.text[:300])
+                assert "<script>alert(1)</script>" not in page.text
+            page = client.get(f"/admin/ui/jobs/{quote(text, safe='')}")
+            assert page.status_code in (404, 405, 422), (text, page.status_code)
+            csrf = csrf_of(client, "/admin/ui/jobs")
+            for form in ({"text": text}, {"queue": text}, {"task": text}, {"status": text}):
+                response = client.post("/admin/ui/bulk/cancel", data={**form, "csrf_token": csrf})
+                assert response.status_code == 303, (form, response.status_code, response.text[:300])
+            response = client.post("/admin/ui/exports", data={"from": text, "to": text, "csrf_token": csrf})
+            assert response.status_code == 303, (text, response.status_code)
+    finally:
+        client.close()
+    # Sign-in and bulk actions are audited; nothing else changes.
+    diff = changed(before, fingerprint(database_url))
+    assert set(diff) <= {"admin_audit"}, diff

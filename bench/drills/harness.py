@@ -302,6 +302,11 @@ class Supervisor:
         with self.lock:
             return [s for s in self.slots if s.process is not None and s.process.alive()]
 
+    def stopped(self) -> bool:
+        """Every worker has exited and its exit is recorded (the supervisor is paused)."""
+        with self.lock:
+            return all(s.process is None for s in self.slots)
+
     def ready(self) -> bool:
         """Every slot runs a worker that has started its loop (and so handles SIGTERM)."""
         with self.lock:
@@ -590,9 +595,9 @@ def parser(description: str, *, orders: int, duration: float, workers: int = 2) 
     p.add_argument("--workers", type=int, default=workers, help="worker processes")
     p.add_argument("--concurrency", type=int, default=3, help="jobs per worker process")
     p.add_argument("--api-processes", type=int, default=1, help="uvicorn --workers")
-    p.add_argument("--stalled-after", type=float, default=15.0,
+    p.add_argument("--stalled-after", type=float, default=20.0,
                    help="seconds without a heartbeat before a worker's jobs are retried "
-                        "(procrastinate beats every 10 s)")
+                        "(procrastinate beats every 10 s: twice that, less a margin)")
     p.add_argument("--settle-timeout", type=float, default=120.0,
                    help="seconds to wait for everything to finish after the load")
     p.add_argument("--seed", type=int, default=None, help="random seed (victims, timings)")

@@ -35,17 +35,21 @@ def jobs_running(stack: Stack) -> dict[str, int]:
     return {r["task_name"]: r["n"] for r in rows}
 
 
-def hold_mp_reads(stack: Stack, seconds: float) -> bool:
-    """Make Mercado Pago answer every read `seconds` late, and wait until notification jobs are
-    waiting on it while no receipt or hook job runs or waits (none can appear: no order gets
-    paid while the reads hang). True once so, False after `seconds`."""
+def hold_mp_reads(stack: Stack, workers: int, seconds: float) -> bool:
+    """Make Mercado Pago answer every read `seconds` late, and wait until every worker has a
+    notification job waiting on it while no receipt or hook job runs or waits (none can appear: no
+    order gets paid while the reads hang). True once so, False after `seconds`."""
     stack.sim.control("/_sim/faults", {"delay_next": 1000, "delay_seconds": seconds, "method": "GET"})
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        running = jobs_running(stack)
-        deliveries = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name LIKE 'orders.%%' "
-                              "AND status IN ('todo', 'doing')")[0]["n"]
-        if running.get("payments.process_notification") and not deliveries and len(running) == 1:
+        row = stack.db("""
+            SELECT count(DISTINCT worker_id) FILTER (WHERE task_name = 'payments.process_notification'
+                                                      AND status = 'doing') AS holding,
+                   count(*) FILTER (WHERE task_name LIKE 'orders.%%') AS deliveries,
+                   count(*) FILTER (WHERE status = 'doing'
+                                    AND task_name <> 'payments.process_notification') AS others
+            FROM procrastinate_jobs WHERE status IN ('todo', 'doing')""")[0]
+        if row["holding"] >= workers and not row["deliveries"] and not row["others"]:
             return True
         time.sleep(0.05)
     return False
@@ -70,7 +74,7 @@ def main() -> int:
             harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
                          or time.monotonic() - began >= args.duration * share,
                          args.duration + 60, "the kill's turn")
-            held = args.during == "mp-read" and hold_mp_reads(stack, 4)
+            held = args.during == "mp-read" and hold_mp_reads(stack, args.workers, 4)
             running = harness.wait(stack.supervisor.running, 60, "a running worker")
             victim = rng.choice(running)
             doing = jobs_running(stack)

@@ -51,7 +51,7 @@ def main() -> int:
             signalled = time.monotonic()
             for slot in supervisor.slots:
                 supervisor.signal(slot, signal.SIGTERM)
-            stopped = harness.until(lambda: not supervisor.running(), GRACE)
+            stopped = harness.until(supervisor.stopped, GRACE)
             took = time.monotonic() - signalled
             codes = [harness.signal_name(code) for slot, n in zip(supervisor.slots, exits_before)
                      for _, code in slot.exits[n:]]
@@ -67,7 +67,7 @@ def main() -> int:
             log(f"round {i + 1}: {rounds[-1]}")
             if not stopped:
                 report.fail("problems", f"round {i + 1}: workers still running {GRACE}s after SIGTERM")
-            if any(code != "0" for code in codes):
+            if len(codes) != args.workers or any(code != "0" for code in codes):
                 report.fail("problems", f"round {i + 1}: exit codes {codes}")
             if stranded:
                 report.fail("problems", f"round {i + 1}: {stranded} jobs left 'doing' by a graceful stop")
