@@ -132,6 +132,23 @@ async def defer_many(
             for queueing_lock, lock, kwargs in jobs]
 
 
+async def release_queueing_lock(job_id: int) -> None:
+    """Let a running or stalled job go back to `todo` while a newer job with its lock waits.
+
+    procrastinate retries a job by putting its row back to `todo`, which violates the unique
+    queueing lock when a newer job already waits with that lock (procrastinate issue #1543) and
+    would leave the job stuck in `doing`. Dropping the job's own queueing lock first lets the retry
+    through; a shared `lock` still runs the two one at a time.
+    """
+    async with db.transaction() as conn:
+        await conn.execute(_RELEASE_QUEUEING_LOCK, {"job_id": job_id})
+
+
+_RELEASE_QUEUEING_LOCK = """
+    UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing'
+"""
+
+
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:
     """Delete a job that has not started yet, in the caller's transaction.
 

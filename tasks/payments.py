@@ -8,6 +8,7 @@ import uuid
 from procrastinate import JobContext
 
 from kiosk.payments import cleanup, mercadopago, processing
+from kiosk import queue
 from kiosk.queue import app
 from tasks.retry import Backoff, database_unavailable
 
@@ -23,7 +24,7 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
         outcome = await processing.process_notification(provider_order_id)
     except mercadopago.MPUnavailable:
         assert context.job.id is not None
-        await processing.release_queueing_lock(context.job.id)
+        await queue.release_queueing_lock(context.job.id)
         raise
     except Exception as exc:
         if database_unavailable(exc):
@@ -31,7 +32,7 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
             # the retry can be written: the job stays `doing` for the stalled-job sweep.
             assert context.job.id is not None
             with contextlib.suppress(Exception):
-                await processing.release_queueing_lock(context.job.id)
+                await queue.release_queueing_lock(context.job.id)
         raise
     return {"intent_status": outcome.intent_status, "note": outcome.note}
 

@@ -141,3 +141,18 @@ async def test_prune_of_a_periodic_job_keeps_its_schedule_row(pool, sql):
         "VALUES ('jobs.prune_jobs', 1, %s, 'hourly')", (job_id,))
     assert (await maintenance.prune_jobs()).jobs == 1
     assert sql.value("SELECT job_id FROM procrastinate_periodic_defers") is None
+
+
+async def test_a_stalled_job_goes_back_although_a_newer_job_waits_with_its_queueing_lock(pool, sql):
+    """procrastinate #1543: the retry would clash on the queueing lock and leave the job `doing`,
+    while the newer job waits on their shared `lock` forever."""
+    stalled_job = await defer("tests.effect", queueing_lock="order-7-q", lock="order-7", key="a")
+    running_on(sql, stalled_job, "5 minutes")
+    newer_job = await defer("tests.effect", queueing_lock="order-7-q", lock="order-7", key="b")
+
+    retried = await maintenance.retry_stalled_jobs(queue.app.job_manager, stalled_after=30)
+
+    assert retried == [stalled_job]
+    stalled, newer = sql.job(stalled_job), sql.job(newer_job)
+    assert (stalled["status"], stalled["queueing_lock"]) == ("todo", None)
+    assert (newer["status"], newer["queueing_lock"]) == ("todo", "order-7-q")

@@ -339,7 +339,7 @@ async def drill_retry_stalled_jobs(job_manager: Any, *, stalled_after: float) ->
     """
     from procrastinate import exceptions
 
-    from kiosk.payments import processing
+    from kiosk import queue
 
     retried = []
     for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
@@ -347,7 +347,7 @@ async def drill_retry_stalled_jobs(job_manager: Any, *, stalled_after: float) ->
         try:
             await job_manager.retry_job(job)
         except exceptions.ConnectorException:
-            await processing.release_queueing_lock(job.id)
+            await queue.release_queueing_lock(job.id)
             try:
                 await job_manager.retry_job(job)
             except exceptions.ConnectorException:

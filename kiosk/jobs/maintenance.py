@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from procrastinate import exceptions, manager
 
-from kiosk import db
+from kiosk import db, queue
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -32,9 +32,15 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
         try:
             await job_manager.retry_job(job)
         except exceptions.ConnectorException:
-            # It finished (or was retried) between the two queries: nothing left to do.
-            logger.info("stalled job %s changed state before its retry", job.id)
-            continue
+            # A newer job waits with its queueing lock (#1543): drop the lock, try once more.
+            assert job.id is not None
+            await queue.release_queueing_lock(job.id)
+            try:
+                await job_manager.retry_job(job)
+            except exceptions.ConnectorException:
+                # It finished (or was retried) between the queries: nothing left to do.
+                logger.info("stalled job %s changed state before its retry", job.id)
+                continue
         assert job.id is not None
         retried.append(job.id)
         logger.warning("job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id)

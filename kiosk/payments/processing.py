@@ -52,13 +52,3 @@ async def process_notification(provider_order_id: str) -> Outcome:
     return Outcome(provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}")
 
 
-async def release_queueing_lock(job_id: int) -> None:
-    """Let a failed job be retried while a newer job for the same order waits.
-
-    procrastinate retries a job by putting its row back to `todo`, which violates the unique
-    queueing lock when a newer notification already deferred a job with that lock
-    (procrastinate issue #1543) and would leave the job stuck in `doing`. A job about to be
-    retried drops its own queueing lock first; the `lock` still runs them one at a time.
-    """
-    async with db.transaction() as conn:
-        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})

@@ -70,10 +70,6 @@ WHERE id = %(id)s AND (
 )
 RETURNING *;
 
--- name: release_queueing_lock
--- Drop a running job's queueing lock before it is retried (procrastinate issue #1543).
-UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
-
 -- name: stale_intents
 -- Open charges unchanged for `ttl` seconds: Mercado Pago should have ended them (cleanup job).
 SELECT id, order_id, provider_order_id, status FROM payment_intents
