@@ -9,8 +9,8 @@ collapse into one waiting job (`queueing_lock`), and jobs of one kiosk order nev
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,9 +23,9 @@ from kiosk.sql import load_queries
 from kiosk.webhooks.batcher import Batcher
 
 QUERIES = load_queries("kiosk.webhooks")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 PROCESS_TASK = "payments.process_notification"
 logger = logging.getLogger("kiosk.webhooks")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Malformed(ValueError):

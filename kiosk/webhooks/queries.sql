@@ -21,10 +21,10 @@ SELECT inserted.id, inserted.notification_id, inserted.resource_id, inserted.sta
 FROM inserted JOIN incoming USING (notification_id);
 
 -- name: set_notification_jobs
--- Record the job each newly stored notification deferred.
+-- Record the job each newly stored notification deferred (`id = ANY`: found by primary key, never a scan of the inbox).
 UPDATE webhook_inbox SET job_id = batch.job_id
 FROM unnest(%(ids)b::bigint[], %(job_ids)b::bigint[]) AS batch(id, job_id)
-WHERE webhook_inbox.id = batch.id;
+WHERE webhook_inbox.id = ANY(%(ids)b::bigint[]) AND webhook_inbox.id = batch.id;
 
 -- name: last_received
 -- The newest notification still waiting for a provider order: processing covers it and older ones.
