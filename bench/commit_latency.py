@@ -8,16 +8,17 @@ every 1 s as kiosk/queue.py sets it) and bare procrastinate's (its default, 5 s)
 LISTEN/NOTIFY. This process defers one `bench.stamp` job at a time the way application code does
 (`kiosk.queue.defer` on a pooled connection, in a transaction), alternating the two queues, and
 notes `time.time()` as soon as COMMIT returns; the job's first act is to note `time.time()` too
-(bench/apps.py; same machine, same clock). Then it waits a random 50-150 ms, so the worker is idle
-again and the next commit falls at a random moment of its polling cycle. Every 50 jobs per
+(bench/apps.py; same machine, same clock). Before each defer it waits a random 50-150 ms after
+the previous job started, so the worker is idle again (waiting on NOTIFY) when the commit comes. Every 50 jobs per
 variant it waits (up to --quiet-wait s) for a second in which the cores are at most --max-busy
 busy: the machine is shared. The jobs of blocks during which other processes used at most
 --max-others cores are also reported apart. Printed: p50/p95/p99/max per variant, when procrastinate's fetch had returned the job (p50/p99, same origin), the defer
 transaction's own duration (BEGIN to
 COMMIT returned), and the CPU other processes used meanwhile.
 
-Then --polled jobs for a third kiosk worker started with --no-listen-notify: the delay polling
-alone gives (uniform over the 1 s interval), to show what NOTIFY saves.
+Then --polled jobs for a third kiosk worker started with --no-listen-notify, each deferred a
+random 50-1050 ms after the previous one started, so the commit falls anywhere in the worker's 1 s
+polling interval: the delay polling alone gives (spread over 0-1 s), to show what NOTIFY saves.
 """
 
 from __future__ import annotations
@@ -97,12 +98,13 @@ async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_s
                 figures[name]["busy"].append(busy)
             others, ours_before = scratch.Others(), ours()
         for name in random.sample(names, len(names)):  # each pair in random order
+            # The worker finished the previous job; the commit falls at a random moment after it.
+            await asyncio.sleep(random.uniform(*gap))
             async with db.pool().connection() as conn:
                 before = time.time()
                 async with conn.transaction():
                     await queue.defer(conn, "bench.stamp", queue=WORKERS[name][1], seq=seq)
                 committed = time.time()
-            await asyncio.sleep(random.uniform(*gap))
             started, fetched = await stamps.wait(seq, timeout=10)
             figures[name]["latency"].append(1000 * (started - committed))
             figures[name]["fetched"].append(1000 * (fetched - committed))
@@ -124,7 +126,7 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
         if args.samples:
             figures.update(await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15), args))
         if args.polled:
-            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 0.6), args))
+            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 1.05), args))
         return figures
     finally:
         await queue.app.close_async()
