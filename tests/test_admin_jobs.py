@@ -7,6 +7,7 @@ import pytest
 from procrastinate.jobs import Status
 
 from kiosk import db, queue
+from kiosk.admin import jobs
 from tests.conftest import ADMIN_TOKEN
 from tests.dashboard_support import record_outcome
 from tests.support import Api
@@ -210,3 +211,22 @@ async def test_workers_live_and_stalled(api, pool):
 def test_periodic_unknown_is_404(api):
     assert api.post("/admin/periodic/nope/run").status_code == 404
     assert isinstance(api.get("/admin/periodic").json(), list)
+
+
+async def test_queue_counts_past_the_cap_are_estimated_and_flagged(api, pool):
+    for n in range(4):
+        await defer("demo.many", "bulk", n=n)
+    await run_one(Status.SUCCEEDED)
+    await run_one(Status.SUCCEEDED)
+
+    async with db.transaction() as conn:
+        exact = {q.name: q for q in await jobs.list_queues(conn)}["bulk"]
+        capped = {q.name: q for q in await jobs.list_queues(conn, exact_up_to=1, exact_succeeded_up_to=1)}["bulk"]
+    assert exact.counts["todo"] == 2 and exact.counts["succeeded"] == 2 and exact.estimated == []
+    # Over its cap a count is the planner's estimate, never below what is known to be there.
+    assert sorted(capped.estimated) == ["succeeded", "todo"]
+    assert capped.counts["todo"] >= 2 and capped.counts["succeeded"] >= 2
+    assert capped.counts["failed"] == 0
+
+    listed = {q["name"]: q for q in api.get("/admin/queues").json()}["bulk"]
+    assert listed["estimated"] == [] and listed["counts"]["todo"] == 2

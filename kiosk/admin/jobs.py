@@ -24,6 +24,10 @@ RETRYABLE = ("failed", "cancelled", "aborted")
 CANCELLABLE = ("todo", "doing")
 MAX_PAGE = 500
 MAX_BULK = 10_000
+# Queue counts are exact up to these; a larger one is the planner's estimate (QueueStats.estimated).
+# Finished history grows without bound, so its exact count stops early.
+EXACT_COUNT = 10_000
+EXACT_SUCCEEDED_COUNT = 1_000
 
 
 class JobNotFound(LookupError):
@@ -65,6 +69,7 @@ class QueueStats:
     failed_5m: int = 0
     succeeded_60m: int = 0
     failed_60m: int = 0
+    estimated: list[str] = field(default_factory=list)  # statuses whose count is an estimate
 
 
 @dataclass
@@ -142,11 +147,19 @@ async def bound_statements(conn: psycopg.AsyncConnection, seconds: float) -> Non
     await conn.execute(QUERIES["set_statement_timeout"], {"ms": str(int(seconds * 1000))})
 
 
-async def list_queues(conn: psycopg.AsyncConnection) -> list[QueueStats]:
-    counts: dict[str, dict[str, int]] = {}
-    for row in await db.fetch_all(conn, QUERIES["queue_counts"]):
-        counts.setdefault(row["queue_name"], dict.fromkeys(STATUSES, 0))[row["status"]] = row["count"]
-    oldest = {r["queue_name"]: r["age_seconds"] for r in await db.fetch_all(conn, QUERIES["queue_oldest_runnable"])}
+async def list_queues(
+    conn: psycopg.AsyncConnection, *, exact_up_to: int = EXACT_COUNT,
+    exact_succeeded_up_to: int = EXACT_SUCCEEDED_COUNT,
+) -> list[QueueStats]:
+    """Every queue with its jobs per status, oldest runnable job and recent throughput.
+
+    A count above its cap is estimated, so the cost stays flat however much history the table
+    keeps (docs/dashboard.md, "With a million jobs").
+    """
+    names = [r["name"] for r in await db.fetch_all(conn, QUERIES["queue_names"])]
+    counts, estimated = await _queue_counts(conn, names, exact_up_to, exact_succeeded_up_to)
+    oldest = {r["queue_name"]: r["age_seconds"]
+              for r in await db.fetch_all(conn, QUERIES["queue_oldest_runnable"], {"queues": names})}
     rates = {r["queue_name"]: r for r in await db.fetch_all(conn, QUERIES["queue_throughput"])}
     names = sorted(set(counts) | set(rates))
     result = []
@@ -162,9 +175,34 @@ async def list_queues(conn: psycopg.AsyncConnection) -> list[QueueStats]:
                 failed_5m=rate.get("failed_5m", 0),
                 succeeded_60m=rate.get("succeeded_60m", 0),
                 failed_60m=rate.get("failed_60m", 0),
+                estimated=estimated.get(name, []),
             )
         )
     return result
+
+
+async def _queue_counts(
+    conn: psycopg.AsyncConnection, names: list[str], cap: int, succeeded_cap: int
+) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Counts per queue and status, and per queue the statuses whose count was estimated."""
+    counts = {name: dict.fromkeys(STATUSES, 0) for name in names}
+    estimated: dict[str, list[str]] = {}
+    params = {"queues": names, "statuses": list(STATUSES), "cap": cap, "succeeded_cap": succeeded_cap}
+    for row in await db.fetch_all(conn, QUERIES["queue_counts"], params):
+        name, status, count = row["queue_name"], row["status"], row["count"]
+        limit = succeeded_cap if status == "succeeded" else cap
+        if count > limit:
+            # At least limit + 1 are there whatever stale statistics say.
+            count = max(limit + 1, await _estimate(conn, name, status))
+            estimated.setdefault(name, []).append(status)
+        counts[name][status] = count
+    return counts, estimated
+
+
+async def _estimate(conn: psycopg.AsyncConnection, queue: str, status: str) -> int:
+    row = await db.fetch_one(conn, QUERIES["estimate_queue_count"], {"queue": queue, "status": status},
+                             prepare=False)
+    return int(next(iter(row.values()))[0]["Plan"]["Plan Rows"])
 
 
 async def throughput_series(conn: psycopg.AsyncConnection, minutes: int = 60) -> list[dict[str, Any]]:
