@@ -79,7 +79,10 @@ async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
 
 def create_app(settings: Settings) -> FastAPI:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, **NO_TELEMETRY)
+    # max_body_size: every route refuses (413) a body past the limit while it streams in, so a
+    # huge JSON body is never buffered whole; the webhook's own limit is smaller.
+    app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
+                  **NO_TELEMETRY)
     app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
     app.add_exception_handler(psycopg.DataError, invalid_value)

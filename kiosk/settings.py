@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
+    # Largest request body any route reads (413 above); the webhook and the dashboard's forms
+    # have smaller limits of their own.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
     # Hosts, IPs or CIDRs that outbound requests may reach although internal (kiosk/netguard.py).
     outbound_allow_hosts: str = ""
 

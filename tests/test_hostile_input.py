@@ -215,6 +215,39 @@ def test_json_api_bodies_huge_deep_or_broken(http, database_url):
     assert not changed(before, fingerprint(database_url))
 
 
+
+def test_every_route_refuses_a_body_past_the_api_limit(http, database_url):
+    """KIOSK_MAX_BODY_BYTES (1 MiB): 413 whether Content-Length says so or the body streams in
+    chunked past it, never read whole, nothing stored."""
+    before = fingerprint(database_url)
+    big = b'{"items": [' + b'{"sku": "tea", "quantity": 1},' * 40_000 + b'{}]}'  # 1.2 MB
+    for path in ("/orders", "/admin/schedules", "/admin/exports", "/admin/jobs/retry"):
+        response = http.post(path, content=big, headers={**AUTH, "content-type": "application/json"})
+        assert response.status_code == 413, (path, response.status_code, response.text[:300])
+    assert raw_post(http, "/orders", {"content-length": "100000000", "content-type": "application/json"},
+                    b"{}").startswith(b"HTTP/1.1 413")
+    assert chunked_post(http, "/orders", chunks=64, chunk=b"x" * 65_536).startswith(b"HTTP/1.1 413")
+    # Under the limit the body is read and judged as usual.
+    small = http.post("/orders", content=b'{"items": []}', headers={"content-type": "application/json"})
+    assert small.status_code == 422, small.text
+    assert not changed(before, fingerprint(database_url))
+
+
+def chunked_post(http: httpx.Client, path: str, *, chunks: int, chunk: bytes) -> bytes:
+    """A body with no Content-Length, sent chunk by chunk until the server stops taking it."""
+    url = httpx.URL(str(http.base_url))
+    head = (f"POST {path} HTTP/1.1\r\nHost: {url.host}\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        try:
+            for _ in range(chunks):
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused midway: the answer is already there
+        return sock.recv(4096)
+
 # -- SQL-looking strings everywhere ----------------------------------------------------------------
 
 def test_sql_looking_strings_in_products_orders_and_intents(http, database_url):
