@@ -2,44 +2,94 @@
 
 Nothing is stored for a request that is too big (413), unsigned or badly signed or stale (401), or
 malformed (400). No call to Mercado Pago happens here: a worker does that.
+
+`handle` is the endpoint, free of Starlette's request and response objects. It is served by
+`FastPath`, a pure ASGI middleware in front of FastAPI's routing (the hottest path skips the
+router, the request object and the response class: docs/benchmarks.md), and by the FastAPI route
+below, which documents it in the OpenAPI schema and serves it when the fast path is not installed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import ClientDisconnect
 
 from kiosk.metrics import WEBHOOKS
 from kiosk.settings import get_settings
 from kiosk.webhooks import inbox, signature
 
+PATH = "/webhooks/mercadopago"
 router = APIRouter(tags=["webhooks"])
 logger = logging.getLogger("kiosk.webhooks")
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, str]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, detail: str, outcome: str):
+        super().__init__(detail)
+        self.answer = Answer(status, {"detail": detail})
+        self.outcome = outcome  # the kiosk_webhook_notifications_total label
+
+
+async def read_capped(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
     """The request body, refusing (413) more than `limit` bytes whatever Content-Length says."""
-    declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="invalid Content-Length")
+            raise Refused(400, "invalid Content-Length", "malformed")
         if int(declared) > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                                detail=f"body larger than {limit} bytes")
+            raise Refused(413, f"body larger than {limit} bytes", "too_large")
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                                detail=f"body larger than {limit} bytes")
+            raise Refused(413, f"body larger than {limit} bytes", "too_large")
     return bytes(body)
 
 
+async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> Answer:
+    """Mercado Pago's notification: the answer to send. Database errors propagate (503 upstream)."""
+    settings = get_settings()
+    data_id = query.get("data.id")
+    request_id = headers.get("x-request-id")
+    try:
+        body = await read_capped(headers.get("content-length"), chunks, settings.webhook_max_bytes)
+        try:
+            signature.verify(headers.get("x-signature"), data_id, request_id,
+                             settings.mp_webhook_secret.get_secret_value(), settings.webhook_tolerance_seconds)
+        except signature.InvalidSignature as exc:
+            logger.warning("webhook refused (request id %s): %s", request_id, exc)
+            raise Refused(401, str(exc), "bad_signature") from None
+        try:
+            notification = inbox.parse(body, data_id, query.get("type"), request_id)
+        except inbox.Malformed as exc:
+            logger.warning("webhook malformed (request id %s): %s", request_id, exc)
+            raise Refused(400, str(exc), "malformed") from None
+    except Refused as refused:
+        WEBHOOKS.inc(1, refused.outcome)
+        return refused.answer
+    accepted = await inbox.accept(notification)
+    WEBHOOKS.inc(1, accepted.state)
+    # DEBUG: the inbox row records the same (refusals above are warnings).
+    logger.debug("webhook %s for %s: %s", notification.notification_id, notification.resource_id,
+                 accepted.state)
+    return Answer(200, {"status": accepted.state})
+
+
 @router.post(
-    "/webhooks/mercadopago",
-    # The answer is built here: no response model to validate and serialize on the hot path.
+    PATH,
     response_model=None,
     responses={200: {"description": "stored (received or ignored) or a duplicate",
                      "content": {"application/json": {"example": {"status": "received"}}}},
@@ -48,35 +98,50 @@ async def read_capped(request: Request, limit: int) -> bytes:
 )
 async def mercadopago(request: Request) -> JSONResponse:
     """Mercado Pago's notification endpoint (signed with MP_WEBHOOK_SECRET)."""
-    settings = get_settings()
-    try:
-        body = await read_capped(request, settings.webhook_max_bytes)
-    except HTTPException as exc:
-        WEBHOOKS.inc(1, "too_large" if exc.status_code == 413 else "malformed")
-        raise
-    data_id = request.query_params.get("data.id")
-    request_id = request.headers.get("x-request-id")
-    try:
-        signature.verify(
-            request.headers.get("x-signature"),
-            data_id,
-            request_id,
-            settings.mp_webhook_secret.get_secret_value(),
-            settings.webhook_tolerance_seconds,
-        )
-    except signature.InvalidSignature as exc:
-        logger.warning("webhook refused (request id %s): %s", request_id, exc)
-        WEBHOOKS.inc(1, "bad_signature")
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(exc)) from None
-    try:
-        notification = inbox.parse(body, data_id, request.query_params.get("type"), request_id)
-    except inbox.Malformed as exc:
-        logger.warning("webhook malformed (request id %s): %s", request_id, exc)
-        WEBHOOKS.inc(1, "malformed")
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
-    accepted = await inbox.accept(notification)
-    WEBHOOKS.inc(1, accepted.state)
-    # DEBUG: the inbox row records the same (refusals above are warnings).
-    logger.debug("webhook %s for %s: %s", notification.notification_id, notification.resource_id,
-                accepted.state)
-    return JSONResponse({"status": accepted.state})
+    answer = await handle(request.query_params, request.headers, request.stream())
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+class FastPath:
+    """Serves `POST /webhooks/mercadopago` with `handle` before FastAPI's routing; everything else
+    goes on. An exception the app has a handler for (a database outage: 503) is answered by that
+    handler, as FastAPI would."""
+
+    def __init__(self, app: Any, route: Any = None):
+        self.app = app
+        self.route = route  # the documented route, for the latency metric's label
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                yield message.get("body", b"")
+                if not message.get("more_body", False):
+                    return
+
+        try:
+            answer = await handle(QueryParams(scope["query_string"]), Headers(scope=scope), chunks())
+        except Exception as exc:
+            handler = _handler_for(scope, exc)
+            if handler is None:
+                raise
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        body = json.dumps(answer.body, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _handler_for(scope: dict, exc: Exception) -> Any:
+    handlers = scope["app"].exception_handlers
+    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
