@@ -182,3 +182,20 @@ def test_retry_while_a_newer_job_waits_does_not_get_stuck(kiosk, sim, start_work
     wait_for(lambda: [j["status"] for j in jobs(database_url, TASK)] == ["succeeded", "succeeded"],
              timeout=60, what="both jobs succeeded")
     assert jobs(database_url, TASK)[0]["attempts"] == 2  # failed once, then succeeded
+
+
+async def test_the_documented_route_answers_as_the_fast_path(kiosk):
+    """The FastAPI route (the one in the OpenAPI schema) wraps the handler the fast path serves:
+    the same refusal, the same body; and the schema still lists it."""
+    from fastapi import FastAPI
+
+    from kiosk.webhooks import routes
+
+    bare = FastAPI()
+    bare.include_router(routes.router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url="http://kiosk") as client:
+        direct = await client.post(routes.PATH, params={"data.id": "ORD01"}, json={"id": 1, "type": "order"})
+    served = httpx.post(f"{kiosk.url}{routes.PATH}", params={"data.id": "ORD01"}, json={"id": 1, "type": "order"})
+    assert direct.status_code == served.status_code == 401
+    assert direct.json() == served.json() and "x-signature" in served.json()["detail"].lower()
+    assert "post" in httpx.get(f"{kiosk.url}/openapi.json").json()["paths"][routes.PATH]
