@@ -91,8 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     # The webhook skips FastAPI's routing (kiosk/webhooks/routes.py); the latency middleware,
     # added last, stays outermost and times it too.
-    webhook_route = next(r for r in app.routes if getattr(r, "path", None) == webhooks_routes.PATH)
-    app.add_middleware(webhooks_routes.FastPath, route=webhook_route)
+    app.add_middleware(webhooks_routes.FastPath)
     app.add_middleware(LatencyMiddleware)
 
     @app.get("/healthz", tags=["health"])

@@ -18,6 +18,7 @@ from tests.payments_support import (  # noqa: F401 (fixtures)
     api,
     hook,
     kiosk,
+    notify,
     sim,
     sim_port,
     smtp,
@@ -126,5 +127,8 @@ def test_requests_get_503_within_the_pool_timeout_when_the_database_is_down(data
         response = httpx.post(f"{server.url}/orders", json={"items": [{"sku": "tea", "quantity": 1}]},
                               timeout=30)
         assert response.status_code == 503
+        # The webhook (served ahead of FastAPI's routing) answers the same way: Mercado Pago retries.
+        response = notify(server.url, "ORD01DOWN", 1)
+        assert response.status_code == 503 and response.json() == {"detail": "database unavailable"}
     finally:
         server.stop()

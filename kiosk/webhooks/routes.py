@@ -107,9 +107,10 @@ class FastPath:
     goes on. An exception the app has a handler for (a database outage: 503) is answered by that
     handler, as FastAPI would."""
 
-    def __init__(self, app: Any, route: Any = None):
+    def __init__(self, app: Any):
         self.app = app
-        self.route = route  # the documented route, for the latency metric's label
+        # The documented route, set in the scope as FastAPI's routing would (the latency label).
+        self.route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
