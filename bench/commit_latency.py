@@ -9,12 +9,12 @@ LISTEN/NOTIFY. This process defers one `bench.stamp` job at a time the way appli
 (`kiosk.queue.defer` on a pooled connection, in a transaction), alternating the two queues, and
 notes `time.time()` as soon as COMMIT returns; the job's first act is to note `time.time()` too
 (bench/apps.py; same machine, same clock). Before each defer it waits a random 50-150 ms after
-the previous job started, so the worker is idle again (waiting on NOTIFY) when the commit comes. Every 50 jobs per
-variant it waits (up to --quiet-wait s) for a second in which the cores are at most --max-busy
-busy: the machine is shared. The jobs of blocks during which other processes used at most
---max-others cores are also reported apart. Printed: p50/p95/p99/max per variant, when procrastinate's fetch had returned the job (p50/p99, same origin), the defer
-transaction's own duration (BEGIN to
-COMMIT returned), and the CPU other processes used meanwhile.
+the previous job started, so the worker is idle again (waiting on NOTIFY) when the commit comes.
+Every 50 jobs per variant it waits (up to --quiet-wait s) for a second in which the cores are at
+most --max-busy busy: the machine is shared. The jobs of blocks during which other processes used
+at most --max-others cores are also reported apart. Printed: p50/p95/p99/max per variant, when
+procrastinate's fetch had returned the job (p50/p99, same origin), the defer transaction's own
+duration (BEGIN to COMMIT returned), and the CPU other processes used meanwhile.
 
 Then --polled jobs for a third kiosk worker started with --no-listen-notify, each deferred a
 random 50-1050 ms after the previous one started, so the commit falls anywhere in the worker's 1 s

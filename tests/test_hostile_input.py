@@ -215,7 +215,6 @@ def test_json_api_bodies_huge_deep_or_broken(http, database_url):
     assert not changed(before, fingerprint(database_url))
 
 
-
 def test_every_route_refuses_a_body_past_the_api_limit(http, database_url):
     """KIOSK_MAX_BODY_BYTES (1 MiB): 413 whether Content-Length says so or the body streams in
     chunked past it, never read whole, nothing stored."""
@@ -247,6 +246,7 @@ def chunked_post(http: httpx.Client, path: str, *, chunks: int, chunk: bytes) ->
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused midway: the answer is already there
         return sock.recv(4096)
+
 
 # -- SQL-looking strings everywhere ----------------------------------------------------------------
 

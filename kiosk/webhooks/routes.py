@@ -38,6 +38,8 @@ class Answer:
 
 
 class Refused(Exception):
+    """A request answered with an error before anything is stored."""
+
     def __init__(self, status: int, detail: str, outcome: str):
         super().__init__(detail)
         self.answer = Answer(status, {"detail": detail})
