@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,21 @@ _pool: AsyncConnectionPool | None = None
 
 # PostgreSQL keeps 63 bytes of application_name; the host is cut so that the pid survives.
 _HOST_CHARS = 40
+
+# A connection given back to the pool less than this long ago is lent again without the check's
+# round trip (one of the two to five a job or a webhook transaction makes: docs/benchmarks.md);
+# an older one is checked first, so connections left over from a database restart are replaced.
+CHECK_AFTER_IDLE_SECONDS = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
+    if time.monotonic() - _returned_at.get(conn, 0.0) >= CHECK_AFTER_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _note_return(conn: psycopg.AsyncConnection) -> None:
+    _returned_at[conn] = time.monotonic()
 
 
 class DatabaseNotReady(RuntimeError):
@@ -55,7 +72,8 @@ def create_pool(*, role: str = "app", **kwargs: Any) -> AsyncConnectionPool:
         "min_size": settings.db_pool_min_size,
         "max_size": max(settings.db_pool_max_size, settings.db_pool_min_size),
         "open": False,
-        "check": AsyncConnectionPool.check_connection,
+        "check": _check_if_idle,
+        "reset": _note_return,
         "name": "kiosk",
         # While the database is down, a request gets its 503 and a job its retry after this
         # (not psycopg's 30 s, longer than a worker's graceful stop, which would abort the job).
