@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -26,6 +25,7 @@ if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
 from kiosk import embedded, migrations  # noqa: E402
+from tests.support import Process  # noqa: E402
 
 LOGS = PROJECT_DIR / ".kiosk" / "bench-logs"
 # Settings every kiosk process needs; the values only have to be valid.
@@ -94,38 +94,17 @@ def server_version(url: str) -> str:
 
 # -- processes ----------------------------------------------------------------------------------------
 
-class Child:
+class Child(Process):
     """A child process logging to .kiosk/bench-logs, stopped with SIGTERM, then SIGKILL."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]):
         LOGS.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log_path = LOGS / f"{name}-{os.getpid()}.log"
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(argv, env=env, cwd=PROJECT_DIR, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
+        super().__init__(name, argv, env, LOGS)
 
     def check(self) -> None:
+        """Exit the benchmark, with the end of the child's log, if the child has exited."""
         if not self.alive():
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-        self._log.close()
+            raise SystemExit(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-2000:]}")
 
 
 def worker(name: str, app: str, env: dict[str, str], *flags: str) -> Child:

@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import multiprocessing
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +45,10 @@ import psycopg
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
+
+from bench import scratch  # noqa: E402
+from kiosk.webhooks import signature  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 TASK = "payments.process_notification"
@@ -67,13 +67,11 @@ def build_request(port: int, notification_id: str, data_id: str, ts: int) -> byt
         "live_mode": False, "user_id": "1243567810",
         "data": {"id": data_id, "status": "processed"},
     }).encode()
-    manifest = f"id:{data_id};request-id:{request_id};ts:{ts};".encode()
-    v1 = hmac.new(SECRET.encode(), manifest, hashlib.sha256).hexdigest()
     head = (
         f"POST /webhooks/mercadopago?data.id={data_id}&type=order HTTP/1.1\r\n"
         f"Host: {HOST}:{port}\r\n"
         "Content-Type: application/json\r\n"
-        f"x-signature: ts={ts},v1={v1}\r\n"
+        f"x-signature: {signature.header(SECRET, data_id, request_id, ts)}\r\n"
         f"x-request-id: {request_id}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
@@ -151,12 +149,6 @@ def client_main(k: int, port: int, items: list[tuple[str, str]], rate: float, co
 
 
 # -- processes and the database ---------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
 
 @contextmanager
 def database(keep: bool):
@@ -279,12 +271,6 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return result
 
 
-def machine_busy() -> tuple[float, float]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
 # -- one run ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -317,9 +303,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def others_busy(pids: list[int], seconds: float = 1.0) -> float:
     """Cores kept busy by processes other than `pids` (other people's work) over `seconds`."""
-    ours0, busy0 = cpu_seconds(pids), machine_busy()
+    ours0, busy0 = cpu_seconds(pids), scratch.cpu_times()
     time.sleep(seconds)
-    ours1, busy1 = cpu_seconds(pids), machine_busy()
+    ours1, busy1 = cpu_seconds(pids), scratch.cpu_times()
     busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * os.cpu_count()
     ours = sum(ours1.get(p, 0) - v for p, v in ours0.items()) / seconds
     return max(0.0, busy - ours)
@@ -391,10 +377,10 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
     api_pids = api.pids()
     commits0 = xact_commits(url)
     time.sleep(max(0.0, start - time.time()))
-    api_cpu0, pg_cpu0, busy0 = cpu_seconds(api_pids), cpu_seconds(pg_pids), machine_busy()
+    api_cpu0, pg_cpu0, busy0 = cpu_seconds(api_pids), cpu_seconds(pg_pids), scratch.cpu_times()
     results = [queue.get(timeout=seconds + 4 * REQUEST_TIMEOUT + 30) for _ in procs]
     elapsed = time.time() - start
-    api_cpu1, pg_cpu1, busy1 = cpu_seconds(api_pids), cpu_seconds(pg_pids), machine_busy()
+    api_cpu1, pg_cpu1, busy1 = cpu_seconds(api_pids), cpu_seconds(pg_pids), scratch.cpu_times()
     for proc in procs:
         proc.join(10)
     # Results come back in completion order; match each to its slice by length and order.

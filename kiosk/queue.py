@@ -23,6 +23,9 @@ from procrastinate import PsycopgConnector, exceptions
 from kiosk import db
 from kiosk.jobs.app import KioskApp
 from kiosk.jobs.outcomes import record_outcome
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.jobs")
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
@@ -80,18 +83,12 @@ async def defer(
             pass
         except exceptions.ConnectorException as exc:
             raise _unwrapped(exc) from None
-        cursor = await conn.execute(_HOLD_WAITING, {"queueing_lock": queueing_lock})
+        cursor = await conn.execute(QUERIES["hold_waiting_job"], {"queueing_lock": queueing_lock})
         if await cursor.fetchone():
             return None
     return None
 
 
-# The job waiting with a queueing lock, locked until the caller's transaction ends.
-_HOLD_WAITING = """
-    SELECT id FROM procrastinate_jobs
-    WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
-    FOR KEY SHARE
-"""
 # A clash, then no waiting job (it started), then a clash again...: give up after this many.
 _CLASHES = 5
 
@@ -141,12 +138,7 @@ async def release_queueing_lock(job_id: int) -> None:
     through; a shared `lock` still runs the two one at a time.
     """
     async with db.transaction() as conn:
-        await conn.execute(_RELEASE_QUEUEING_LOCK, {"job_id": job_id})
-
-
-_RELEASE_QUEUEING_LOCK = """
-    UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing'
-"""
+        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

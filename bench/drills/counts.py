@@ -46,6 +46,41 @@ def settle(stack: Stack, load: Load, timeout: float) -> bool:
     return False
 
 
+def settle_all(stack: Stack, load: Load, timeout: float) -> tuple[bool, int]:
+    """Settle; send again what the simulator gave up on and settle once more if anything was.
+    Whether it settled, and how many notifications were sent again."""
+    settled = settle(stack, load, timeout)
+    redelivered = redeliver_unacknowledged(stack)
+    if redelivered:
+        settled = settle(stack, load, timeout)
+    return settled, redelivered
+
+
+def load_figures(stack: Stack, load: Load, elapsed: float, redelivered: int) -> dict[str, object]:
+    """The figures every drill under the customers' load reports."""
+    return {
+        "orders attempted / approved": f"{len(load.sales)} / {len(load.approved())}",
+        "elapsed": f"{elapsed:.1f} s",
+        "stalled jobs put back by the sweep": len(stack.sweeper.retried),
+        "notifications re-sent after the simulator gave up": redelivered,
+        "refused calls (retried by the customers)": dict(load.refused),
+    }
+
+
+def conclude(report: Report, stack: Stack, load: Load, settled: bool, timeout: float, *,
+             unapproved_created_is_lost: bool = False) -> None:
+    """Fail the report for a sale not approved, a stack that did not settle, or what `audit` finds.
+    `unapproved_created_is_lost`: a sale whose order exists but whose charge never went through
+    counts as lost, not as a mere problem."""
+    for sale in load.sales:
+        if not sale.approved:
+            kind = "lost" if unapproved_created_is_lost and sale.order_id else "problems"
+            report.fail(kind, f"sale {sale.n}: {sale.note}")
+    if not settled:
+        report.fail("problems", f"not settled after {timeout}s: {unfinished(stack)}")
+    audit(stack, report, {s.order_id: s.provider_order_id for s in load.approved()})
+
+
 def redeliver_unacknowledged(stack: Stack) -> int:
     """Send again the notifications the simulator gave up on (three quick tries), as Mercado Pago
     does later (every 15 minutes at first): an answer other than 200 is never an acknowledgement."""

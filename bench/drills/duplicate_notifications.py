@@ -129,12 +129,7 @@ def main() -> int:
         for r in jobs:
             if r["n"] != 1:
                 report.fail("duplicated", f"{r['n']} jobs for Mercado Pago order {r['p']}")
-        for sale in load.sales:
-            if not sale.approved:
-                report.fail("problems", f"sale {sale.n}: {sale.note}")
-        if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
-        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        counts.conclude(report, stack, load, settled, args.settle_timeout)
         return counts.finish(report, stack, args)
 
 

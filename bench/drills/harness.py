@@ -501,6 +501,11 @@ class Load:
     def done(self) -> bool:
         return not any(t.is_alive() for t in self.threads)
 
+    def reached(self, share: float) -> bool:
+        """Finished, or `share` of its orders or of its duration is behind it: a drill's cue."""
+        return (self.done() or len(self.sales) >= self.orders * share
+                or time.monotonic() - self.started >= self.duration * share)
+
     def approved(self) -> list[Sale]:
         return [s for s in self.sales if s.approved]
 

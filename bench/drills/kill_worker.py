@@ -71,9 +71,7 @@ def main() -> int:
         kills = []
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
-            harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
-                         or time.monotonic() - began >= args.duration * share,
-                         args.duration + 60, "the kill's turn")
+            harness.wait(lambda: load.reached(share), args.duration + 60, "the kill's turn")
             held = args.during == "mp-read" and hold_mp_reads(stack, args.workers, 4)
             running = harness.wait(stack.supervisor.running, 60, "a running worker")
             victim = rng.choice(running)
@@ -89,28 +87,10 @@ def main() -> int:
                     report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
         load.join(args.duration + 120)
         load.stop()
-        settled = counts.settle(stack, load, args.settle_timeout)
-        redelivered = counts.redeliver_unacknowledged(stack)
-        if redelivered:
-            settled = counts.settle(stack, load, args.settle_timeout)
-        elapsed = time.monotonic() - began
-
-        approved = load.approved()
-        report.figures.update({
-            "orders attempted / approved": f"{len(load.sales)} / {len(approved)}",
-            "elapsed": f"{elapsed:.1f} s",
-            "kills": kills,
-            "worker restarts (supervisor)": stack.supervisor.restarts(),
-            "stalled jobs put back by the sweep": len(stack.sweeper.retried),
-            "notifications re-sent after the simulator gave up": redelivered,
-            "refused calls (retried)": dict(load.refused),
-        })
-        for sale in load.sales:
-            if not sale.approved:
-                report.fail("problems", f"sale {sale.n}: {sale.note}")
-        if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
-        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
+        report.figures.update(counts.load_figures(stack, load, time.monotonic() - began, redelivered))
+        report.figures.update({"kills": kills, "worker restarts (supervisor)": stack.supervisor.restarts()})
+        counts.conclude(report, stack, load, settled, args.settle_timeout)
         return counts.finish(report, stack, args)
 
 

@@ -103,9 +103,7 @@ def main() -> int:
         outages = []
         for i in range(args.outages):
             share = (i + 1) / (args.outages + 1)
-            harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
-                         or time.monotonic() - began >= args.duration * share,
-                         args.duration + 60, "the outage's turn")
+            harness.wait(lambda: load.reached(share), args.duration + 60, "the outage's turn")
             exits_before = sum(len(s.exits) for s in stack.supervisor.slots)
             stack.pg.stop(args.mode)
             stopped = time.monotonic()  # pg_ctl -w returned: the server is down
@@ -150,31 +148,18 @@ def main() -> int:
                 report.fail("problems", f"outage {i + 1}: the API did not recover in {args.recover_timeout}s")
         load.join(args.duration + 180)
         load.stop()
-        settled = counts.settle(stack, load, args.settle_timeout)
-        redelivered = counts.redeliver_unacknowledged(stack)
-        if redelivered:
-            settled = counts.settle(stack, load, args.settle_timeout)
+        settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
         elapsed = time.monotonic() - began
         probe.close()
 
-        approved = load.approved()
         exit_codes = Counter(harness.signal_name(code) for s in stack.supervisor.slots for _, code in s.exits)
+        report.figures.update(counts.load_figures(stack, load, elapsed, redelivered))
         report.figures.update({
-            "orders attempted / approved": f"{len(load.sales)} / {len(approved)}",
-            "elapsed": f"{elapsed:.1f} s",
             "outages": outages,
             "worker exits (exit code: count)": dict(exit_codes),
             "worker restarts (supervisor)": stack.supervisor.restarts(),
-            "stalled jobs put back by the sweep": len(stack.sweeper.retried),
-            "notifications re-sent after the simulator gave up": redelivered,
-            "refused calls (retried by the customers)": dict(load.refused),
         })
-        for sale in load.sales:
-            if not sale.approved:
-                report.fail("lost" if sale.order_id else "problems", f"sale {sale.n}: {sale.note}")
-        if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
-        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        counts.conclude(report, stack, load, settled, args.settle_timeout, unapproved_created_is_lost=True)
         if exit_codes:
             logs = [p for p in stack.supervisor.logs() if "Traceback" in p.read_text(errors="replace")]
             if logs:

@@ -41,9 +41,7 @@ def main() -> int:
         rounds = []
         for i in range(args.rounds):
             share = (i + 1) / (args.rounds + 1)
-            harness.wait(lambda: load.done() or len(load.sales) >= args.orders * share
-                         or time.monotonic() - began >= args.duration * share,
-                         args.duration + 60, "the round's turn")
+            harness.wait(lambda: load.reached(share), args.duration + 60, "the round's turn")
             harness.wait(supervisor.ready, 60, "every worker running")
             running = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
             exits_before = [len(s.exits) for s in supervisor.slots]
@@ -73,29 +71,12 @@ def main() -> int:
                 report.fail("problems", f"round {i + 1}: {stranded} jobs left 'doing' by a graceful stop")
         load.join(args.duration + 120)
         load.stop()
-        settled = counts.settle(stack, load, args.settle_timeout)
-        redelivered = counts.redeliver_unacknowledged(stack)
-        if redelivered:
-            settled = counts.settle(stack, load, args.settle_timeout)
-        elapsed = time.monotonic() - began
-
-        approved = load.approved()
-        report.figures.update({
-            "orders attempted / approved": f"{len(load.sales)} / {len(approved)}",
-            "elapsed": f"{elapsed:.1f} s",
-            "rounds": rounds,
-            "stalled jobs put back by the sweep": len(stack.sweeper.retried),
-            "notifications re-sent after the simulator gave up": redelivered,
-            "refused calls (retried)": dict(load.refused),
-        })
+        settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
+        report.figures.update(counts.load_figures(stack, load, time.monotonic() - began, redelivered))
+        report.figures["rounds"] = rounds
         if stack.sweeper.retried:
             report.fail("problems", f"the sweep had to put back jobs {stack.sweeper.retried}")
-        for sale in load.sales:
-            if not sale.approved:
-                report.fail("problems", f"sale {sale.n}: {sale.note}")
-        if not settled:
-            report.fail("problems", f"not settled after {args.settle_timeout}s: {counts.unfinished(stack)}")
-        counts.audit(stack, report, {s.order_id: s.provider_order_id for s in approved})
+        counts.conclude(report, stack, load, settled, args.settle_timeout)
         return counts.finish(report, stack, args)
 
 

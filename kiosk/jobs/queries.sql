@@ -90,3 +90,13 @@ SELECT count(*) AS deleted, max(id) AS last_id FROM deleted
 -- Delete one batch of outcomes older than the longest retention (their job is gone or kept).
 DELETE FROM job_outcomes
  WHERE id IN (SELECT id FROM job_outcomes WHERE ended_at < %(before)s LIMIT %(batch_size)s)
+
+-- name: hold_waiting_job
+-- The job waiting with a queueing lock, locked until the caller's transaction ends (kiosk.queue.defer)
+SELECT id FROM procrastinate_jobs
+WHERE queueing_lock = %(queueing_lock)s AND status = 'todo'
+FOR KEY SHARE;
+
+-- name: release_queueing_lock
+-- Drop a running job's queueing lock before it goes back to todo (procrastinate issue #1543)
+UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
