@@ -59,7 +59,7 @@ async def prepare(api: str, sim: SimulatorProcess, count: int, first: int) -> li
     """`count` orders, each charged on its own terminal, approved there (no webhook yet)."""
     made: list[Order] = []
     gate = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(base_url=api, timeout=60) as client, \
+    async with httpx.AsyncClient(base_url=api, timeout=60, headers=ADMIN) as client, \
             httpx.AsyncClient(base_url=sim.url, timeout=60) as simc:
         async def one(n: int) -> None:
             async with gate:

@@ -20,6 +20,7 @@ from kiosk import db, health, queue
 from kiosk.admin import routes as admin_routes
 from kiosk.catalog import routes as catalog_routes
 from kiosk.dashboard import routes as dashboard_routes
+from kiosk.devices import routes as devices_routes
 from kiosk.errors import DomainError
 from kiosk.exports import routes as exports_routes
 from kiosk.heartbeat import routes as heartbeat_routes
@@ -36,6 +37,7 @@ from kiosk.webhooks import routes as webhooks_routes
 ROUTERS = (
     webhooks_routes, catalog_routes, orders_routes, payments_routes, heartbeat_routes,
     admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
+    devices_routes,
 )
 
 logger = logging.getLogger("kiosk")
@@ -74,7 +76,7 @@ async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
 
 
 async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers() or None)
 
 
 def create_app(settings: Settings) -> FastAPI:

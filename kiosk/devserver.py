@@ -2,8 +2,11 @@
 
 Starts the embedded PostgreSQL when DATABASE_URL is not set, migrates, then runs the API (uvicorn)
 and one `procrastinate worker` as child processes with prefixed logs, plus the Mercado Pago
-simulator when MP_API_BASE_URL is not set (MP_API_BASE_URL then points at it). Ctrl-C or SIGTERM
-stops the children (SIGTERM, then SIGKILL after a grace period) and then the database.
+simulator when MP_API_BASE_URL is not set (MP_API_BASE_URL then points at it). Once the API is
+ready, a dev device bound to the simulator's terminals is created (or the one of the last run
+kept while its token still works), its token printed and kept in `<state dir>/dev-device-token`.
+Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after a grace period) and then the
+database.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import httpx
 from kiosk import embedded
 
 GRACE_SECONDS = 15
+# The card terminals of the README walkthrough: the simulator takes a charge on any terminal id;
+# the dev device may charge on these.
+DEV_TERMINALS = ("KIOSK_TERMINAL_1", "KIOSK_TERMINAL_2")
+DEV_DEVICE_NAME = "kiosk dev"
 
 
 @dataclass
@@ -70,6 +77,31 @@ def _dev_defaults(env: dict[str, str], state_dir: Path) -> None:
         _log(f"admin token (dev only, kept in {token_file}): {env['KIOSK_ADMIN_TOKEN']}")
     env.setdefault("MP_ACCESS_TOKEN", "dev-access-token")
     env.setdefault("MP_WEBHOOK_SECRET", "dev-webhook-secret")
+
+
+def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
+    """The dev device's token: the one in `dev-device-token` while the API still accepts it, else
+    a new device (the previous dev device, whose token is lost, is revoked first)."""
+    token_file = state_dir / "dev-device-token"
+    if token_file.exists():
+        token = token_file.read_text().strip()
+        # An unknown order id: 404 with a valid token, 401 without one.
+        probe = httpx.get(f"{base}/orders/00000000-0000-0000-0000-000000000000", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"})
+        if probe.status_code == 404:
+            return token
+    admin = {"Authorization": f"Bearer {admin_token}", "X-Kiosk-Actor": "kiosk-dev"}
+    with httpx.Client(base_url=base, timeout=10, headers=admin) as http:
+        for device in http.get("/admin/devices").raise_for_status().json():
+            if device["name"] == DEV_DEVICE_NAME and device["revoked_at"] is None:
+                http.delete(f"/admin/devices/{device['id']}").raise_for_status()
+        created = http.post("/admin/devices", json={"name": DEV_DEVICE_NAME,
+                                                    "terminal_ids": list(DEV_TERMINALS)})
+        created.raise_for_status()
+    token = created.json()["token"]
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    return token
 
 
 def children(host: str, port: int, simulator_port: int | None = None) -> list[Child]:
@@ -125,18 +157,19 @@ def run(
 
     if env.get("DATABASE_URL"):
         _log("using the PostgreSQL server in DATABASE_URL")
-        return _serve(env, host, port, stopping, simulator)
+        return _serve(env, host, port, stopping, simulator, state_dir)
     _log(f"starting the embedded PostgreSQL in {state_dir / 'pgdata'}")
     with embedded.embedded_server(state_dir / "pgdata") as server_url:
         env["DATABASE_URL"] = embedded.create_database(server_url, "kiosk")
         _log(f"database   {env['DATABASE_URL']}")
-        code = _serve(env, host, port, stopping, simulator)
+        code = _serve(env, host, port, stopping, simulator, state_dir)
         _log("stopping the embedded PostgreSQL")
     return code
 
 
 def _serve(
-    env: dict[str, str], host: str, port: int, stopping: threading.Event, simulator: int | None
+    env: dict[str, str], host: str, port: int, stopping: threading.Event, simulator: int | None,
+    state_dir: Path,
 ) -> int:
     _log("migrating: alembic upgrade head")
     migrate = subprocess.run([sys.executable, "-m", "kiosk.cli", "migrate"], env=env)
@@ -150,6 +183,14 @@ def _serve(
     if _wait_ready(f"{base}/readyz", procs):
         _log(f"API        {base}   (health {base}/readyz, API docs {base}/docs)")
         _log(f"dashboard  {base}/admin/   (sign in with the admin token)")
+        try:
+            token = dev_device(base, env["KIOSK_ADMIN_TOKEN"], state_dir)
+        except httpx.HTTPError as exc:
+            _log(f"could not create the dev device: {exc}")
+        else:
+            _log(f"device token (dev only, kept in {state_dir / 'dev-device-token'}): {token}")
+            _log(f"           the orders API takes it; device {DEV_DEVICE_NAME!r} charges on "
+                 f"{', '.join(DEV_TERMINALS)}")
         if simulator is not None:
             _log(f"simulator  http://127.0.0.1:{simulator}   (Mercado Pago; tap a card: "
                  f"kiosk tap <terminal_id> --approve, or open the page)")

@@ -13,6 +13,34 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the answer (none by default)."""
+        return {}
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class TooManyRequests(DomainError):
+    """A limit was reached; trying again after `retry_after` seconds can succeed."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class NotFound(DomainError):
     status = 404

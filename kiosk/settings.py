@@ -225,6 +225,16 @@ class Settings(BaseSettings):
     webhook_batch_concurrency: int = Field(default=1, ge=1, le=20)
     # end of webhook ingestion
 
+    # devices (kiosk/devices, README "Kiosk devices"): bearer tokens on the order endpoints.
+    # Unpaid orders (pending_payment, not yet past expires_at) one device may hold; one more: 429.
+    device_max_open_orders: int = Field(default=5, ge=1, le=1000)
+    # Failed authentications on the order endpoints from one client address within the window,
+    # after which that address is answered 429 until its oldest failure leaves the window.
+    # Counted in each API process's memory (a sliding window), not shared between processes.
+    auth_failure_limit: int = Field(default=20, ge=1, le=100_000)
+    auth_failure_window_seconds: float = Field(default=60, ge=1, le=86400)
+    # end of devices
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -128,7 +128,9 @@ class HookSink:
 class Kiosk:
     def __init__(self, url: str):
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=30)
+        # The admin token works on the order endpoints for any order and terminal
+        # (tests/test_devices.py covers device tokens).
+        self.http = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
     def product(self, sku: str, price_cents: int = 250, stock: int = 10, name: str | None = None) -> dict:
         response = self.http.put(f"/admin/products/{sku}", json={

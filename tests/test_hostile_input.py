@@ -25,7 +25,8 @@ NUL = "\x00"
 
 @pytest.fixture
 def http(hostile_api, database_url):  # noqa: F811
-    with httpx.Client(base_url=hostile_api.url, timeout=60) as client:
+    # The admin token: the order endpoints take it (or a device token) like the admin API.
+    with httpx.Client(base_url=hostile_api.url, timeout=60, headers=AUTH) as client:
         yield client
 
 

@@ -60,7 +60,7 @@ async def test_numbers_match_the_database(api, pool, database_url):
         await manager.finish_job(job, status=status, delete_job=False)
     await manager.fetch_job(queues=None, worker_id=live)  # one doing, one todo left
 
-    httpx.get(f"{api.url}/orders/not-a-uuid")  # a 4xx on a templated route
+    httpx.get(f"{api.url}/orders/not-a-uuid", headers=AUTH)  # a 4xx on a templated route
     unsigned = httpx.post(f"{api.url}/webhooks/mercadopago?data.id=ORD1&type=order", json={"id": 1})
     assert unsigned.status_code == 401
     values = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)

@@ -78,7 +78,7 @@ def test_twenty_customers_race_for_the_last_five_units(kiosk, database_url):
     barrier = threading.Barrier(20)
 
     def buy(_):
-        with httpx.Client(base_url=kiosk.url, timeout=60) as client:
+        with httpx.Client(base_url=kiosk.url, timeout=60, headers=ADMIN) as client:
             barrier.wait()
             return client.post("/orders", json={"items": [{"sku": "last-croissants", "quantity": 1}]})
 
@@ -99,7 +99,7 @@ def test_orders_sharing_products_in_any_order_do_not_deadlock(kiosk):
 
     def buy(i):
         items = [{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": 1}]
-        with httpx.Client(base_url=kiosk.url, timeout=60) as client:
+        with httpx.Client(base_url=kiosk.url, timeout=60, headers=ADMIN) as client:
             barrier.wait()
             return client.post("/orders", json={"items": items if i % 2 else items[::-1]}).status_code
 

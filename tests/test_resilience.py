@@ -14,6 +14,7 @@ from procrastinate.jobs import Job
 
 from kiosk import db, queue
 from tasks.retry import Backoff
+from tests.conftest import ADMIN_TOKEN
 from tests.payments_support import (  # noqa: F401 (fixtures)
     api,
     hook,
@@ -25,6 +26,8 @@ from tests.payments_support import (  # noqa: F401 (fixtures)
     stack_env,
 )
 from tests.support import Api, child_env
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 TASK = "tests.probe"
 
@@ -121,11 +124,11 @@ def test_requests_get_503_within_the_pool_timeout_when_the_database_is_down(data
     server = Api(env, log_dir)
     try:
         began = time.monotonic()
-        response = httpx.get(f"{server.url}/orders/{uuid.uuid4()}", timeout=30)
+        response = httpx.get(f"{server.url}/orders/{uuid.uuid4()}", headers=ADMIN, timeout=30)
         assert response.status_code == 503 and response.json() == {"detail": "database unavailable"}
         assert time.monotonic() - began < 10
         response = httpx.post(f"{server.url}/orders", json={"items": [{"sku": "tea", "quantity": 1}]},
-                              timeout=30)
+                              headers=ADMIN, timeout=30)
         assert response.status_code == 503
         # The webhook (served ahead of FastAPI's routing) answers the same way: Mercado Pago retries.
         response = notify(server.url, "ORD01DOWN", 1)

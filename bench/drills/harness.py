@@ -43,6 +43,8 @@ from psycopg.rows import dict_row  # noqa: E402
 from tests.support import Api, Process, Worker, free_port  # noqa: E402
 
 ADMIN_TOKEN = "drill-admin-token-0123456789"
+# The order endpoints take a device token or the admin token; the drills use the admin token.
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WEBHOOK_SECRET = "drill-webhook-secret"
 ACCESS_TOKEN = "drill-access-token"
 HOOK_SECRET = "drill-notify-secret-0123456789"
@@ -443,11 +445,11 @@ class Load:
             return sale
 
     def _call(self, client: httpx.Client, method: str, url: str, body: dict, ok: set[int],
-              what: str) -> httpx.Response | None:
+              what: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
         deadline = time.monotonic() + self.give_up
         while time.monotonic() < deadline:
             try:
-                response = client.request(method, url, json=body)
+                response = client.request(method, url, json=body, headers=headers)
             except httpx.HTTPError as exc:
                 with self.lock:
                     self.refused[f"{what} {type(exc).__name__}"] += 1
@@ -472,13 +474,13 @@ class Load:
     def _sell(self, client: httpx.Client, sale: Sale) -> None:
         order = self._call(client, "POST", f"{self.api_url}/orders", {
             "items": [{"sku": SKU, "quantity": 1}],
-            "customer_email": f"customer{sale.n}@example.com"}, {201}, "POST /orders")
+            "customer_email": f"customer{sale.n}@example.com"}, {201}, "POST /orders", ADMIN_AUTH)
         if order is None or order.status_code != 201:
             sale.note = f"order not created ({order.status_code if order else 'gave up'})"
             return
         sale.order_id = order.json()["id"]
         intent = self._call(client, "POST", f"{self.api_url}/orders/{sale.order_id}/payment-intents",
-                            {"terminal_id": sale.terminal}, {201}, "POST payment-intents")
+                            {"terminal_id": sale.terminal}, {201}, "POST payment-intents", ADMIN_AUTH)
         if intent is None or intent.status_code != 201:
             sale.note = f"charge not started ({intent.text if intent else 'gave up'})"
             return

@@ -41,7 +41,7 @@ SLOW_ANSWER = 12.0  # seconds: an answer slower than this counts as a hang (KIOS
 
 
 class Probe:
-    """GET /orders/<unknown id> every `every` seconds, each on its own thread so that a slow answer
+    """GET /orders/<unknown id> (with the admin token) every `every` seconds, each on its own thread so that a slow answer
     never delays the next question: 404 when the database answers, 503 when it does not."""
 
     def __init__(self, api_url: str, every: float = 0.2):
@@ -56,7 +56,7 @@ class Probe:
     def _ask(self) -> None:
         asked = time.monotonic()
         try:
-            status: int | str = httpx.get(self.url, timeout=60).status_code
+            status: int | str = httpx.get(self.url, headers=harness.ADMIN_AUTH, timeout=60).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         self.answers.append((asked, time.monotonic(), status))

@@ -3,7 +3,7 @@
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout`;
 - everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
-  schedules/{id}, exports, audit, static.
+  schedules/{id}, exports, devices, audit, static.
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
 the cookie, so a forged cross-site request can never reach it with the operator's credentials.
@@ -32,6 +32,8 @@ from kiosk.admin import actions, audit, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render
+from kiosk.devices import store as devices
+from kiosk.errors import DomainError
 from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
 from kiosk.schedules import service as schedules
@@ -56,6 +58,7 @@ NAV = [
     ("periodic", f"{UI}/periodic", "Periodic"),
     ("schedules", f"{UI}/schedules", "Schedules"),
     ("exports", f"{UI}/exports", "Exports"),
+    ("devices", f"{UI}/devices", "Devices"),
     ("audit", f"{UI}/audit", "Audit log"),
 ]
 REFRESH_SECONDS = 5
@@ -484,6 +487,47 @@ async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(
         except exports.ExportNotReady as exc:
             raise PageError(409, str(exc)) from None
     return csv_response(file)
+
+
+# --- devices: list, create (the token shown once), revoke ------------------------------------------
+
+
+async def _devices_page(request: Request, sess: session.Session, *, new: devices.NewDevice | None = None,
+                        form: dict[str, str] | None = None, error: str | None = None,
+                        status: int = 200) -> Response:
+    return _page(request, "devices.html", sess, status=status, active="devices", title="Devices",
+                 devices=await devices.list_all(), new=new, form=form or {}, error=error)
+
+
+@router.get(f"{UI}/devices")
+async def devices_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    return await _devices_page(request, sess)
+
+
+@router.post(f"{UI}/devices")
+async def device_create(request: Request, sess: session.Session = Depends(signed_in),
+                        form: dict[str, str] = Depends(posted)) -> Response:
+    """Answered with the page itself, not a redirect: the token is in this answer only (never in
+    a cookie or a URL), and `Cache-Control: no-store` keeps it out of the browser's cache."""
+    terminals = [t for t in form.get("terminal_ids", "").replace(",", " ").split() if t]
+    try:
+        new = await devices.create(form.get("name", ""), terminals, _operator(request, sess))
+    except DomainError as exc:  # Invalid or Conflict: shown above the form, which keeps its values
+        return await _devices_page(request, sess, form=form, error=exc.detail, status=exc.status)
+    return await _devices_page(request, sess, new=new, status=201)
+
+
+@router.post(f"{UI}/devices/{{device_id}}/revoke")
+async def device_revoke(request: Request, device_id: int, sess: session.Session = Depends(signed_in),
+                        form: dict[str, str] = Depends(posted)) -> Response:
+    default = f"{UI}/devices"
+    if form.get("confirm") != "yes":
+        return _back(request, form, default, "error", "Tick the box to confirm the revocation.")
+    try:
+        device = await devices.revoke(device_id, _operator(request, sess))
+    except DomainError as exc:
+        return _back(request, form, default, "error", exc.detail)
+    return _back(request, form, default, "ok", f"Device {device.name} revoked: its token is refused from now on.")
 
 
 # --- the stylesheet --------------------------------------------------------------------------------

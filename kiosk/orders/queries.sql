@@ -10,8 +10,9 @@ SELECT sku, stock FROM products WHERE sku = %(sku)s;
 
 -- name: insert_order
 -- A new order waiting for payment, holding its stock until expires_at.
-INSERT INTO orders (id, total_cents, customer_email, expires_at)
-VALUES (%(id)s, %(total_cents)s, %(customer_email)s, now() + make_interval(secs => %(ttl)s));
+INSERT INTO orders (id, total_cents, customer_email, expires_at, device_id)
+VALUES (%(id)s, %(total_cents)s, %(customer_email)s, now() + make_interval(secs => %(ttl)s),
+        %(device_id)s);
 
 -- name: insert_order_item
 -- One line of an order, with the name and price it was sold at.
@@ -21,6 +22,10 @@ VALUES (%(order_id)s, %(sku)s, %(name)s, %(unit_price_cents)s, %(quantity)s);
 -- name: get_order
 -- One order.
 SELECT * FROM orders WHERE id = %(id)s;
+
+-- name: order_device
+-- The device that created an order (NULL: the admin token), to check who may see it.
+SELECT device_id FROM orders WHERE id = %(id)s;
 
 -- name: lock_order
 -- One order, locked until the end of the transaction: every status change goes through this.

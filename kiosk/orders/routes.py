@@ -10,10 +10,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kiosk.catalog.products import SKU_PATTERN
+from kiosk.devices.access import RESPONSES as AUTH_RESPONSES, DeviceCaller
 from kiosk.orders import store
 from kiosk.payments import intents
 
-router = APIRouter(tags=["orders"])
+# Every order endpoint takes a device token (or the admin token): kiosk/devices/access.py.
+router = APIRouter(tags=["orders"], responses=AUTH_RESPONSES)
+NOT_YOURS = {404: {"description": "no such order, or an order of another device"}}
 
 
 class ItemIn(BaseModel):
@@ -71,15 +74,21 @@ def order_out(order: store.Order, with_intents: list[intents.Intent] | None = No
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut,
              response_model_exclude_none=False,
              responses={409: {"description": "not enough stock (the detail names the sku)"}})
-async def create_order(body: OrderIn) -> OrderOut:
-    """Create an order and reserve its stock until `expires_at` (KIOSK_ORDER_TTL)."""
-    order = await store.create([(i.sku, i.quantity) for i in body.items], body.customer_email)
+async def create_order(body: OrderIn, caller: DeviceCaller) -> OrderOut:
+    """Create an order and reserve its stock until `expires_at` (KIOSK_ORDER_TTL).
+
+    The order belongs to the calling device, which may hold KIOSK_DEVICE_MAX_OPEN_ORDERS unpaid
+    orders at a time (429 with `Retry-After` beyond).
+    """
+    order = await store.create([(i.sku, i.quantity) for i in body.items], body.customer_email,
+                               caller.device_id)
     return order_out(order, [])
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: uuid.UUID) -> OrderOut:
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=NOT_YOURS)
+async def get_order(order_id: uuid.UUID, caller: DeviceCaller) -> OrderOut:
     order = await store.get(order_id)
+    caller.check_owns(order_id, order.device_id)
     return order_out(order, await intents.list_for_order(order_id))
 
 
@@ -87,10 +96,11 @@ async def get_order(order_id: uuid.UUID) -> OrderOut:
     "/orders/{order_id}/cancel",
     response_model=OrderOut,
     responses={202: {"description": "the charge is on the terminal: canceled once it ends unpaid"},
-               409: {"description": "the order is paid"}},
+               409: {"description": "the order is paid"}, **NOT_YOURS},
 )
-async def cancel_order(order_id: uuid.UUID) -> JSONResponse:
+async def cancel_order(order_id: uuid.UUID, caller: DeviceCaller) -> JSONResponse:
     """Cancel the order and release its stock (200), or 202 while a charge is on the terminal."""
+    await store.check_owner(order_id, caller.device_id)
     order = await intents.close_order(order_id, "canceled")
     out = order_out(order, await intents.list_for_order(order_id))
     code = status.HTTP_200_OK if order.status == "canceled" else status.HTTP_202_ACCEPTED

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import psycopg
 
 from kiosk import db
+from kiosk.devices import store as devices
 from kiosk.errors import Conflict, Invalid, NotFound
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
@@ -52,18 +53,23 @@ class Order:
     closing_status: str | None
     closing_requested_at: dt.datetime | None
     paid_at: dt.datetime | None
+    # The device that created the order; None when made with the admin token (or before devices).
+    device_id: int | None = None
 
 
 def is_email(value: str) -> bool:
     return len(value) <= 254 and EMAIL.fullmatch(value) is not None
 
 
-async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -> Order:
+async def create(
+    lines: Iterable[tuple[str, int]], customer_email: str | None, device_id: int | None = None
+) -> Order:
     """Reserve the stock of every line and create the order, all in one transaction.
 
     Lines for the same sku are added up. Products are taken in sku order, so two orders that
     share products never deadlock. Not enough stock for any line: Conflict naming the sku, and
-    nothing is taken.
+    nothing is taken. An order of a device (`device_id`) first takes one of the device's
+    open-order slots in the same transaction (TooManyRequests when none is left).
     """
     wanted: Counter[str] = Counter()
     for sku, quantity in lines:
@@ -74,6 +80,8 @@ async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -
         raise Invalid("customer_email is not a valid email address")
     order_id = uuid.uuid4()
     async with db.transaction() as conn:
+        if device_id is not None:
+            await devices.take_order_slot(conn, device_id)
         taken = []
         for sku in sorted(wanted):
             params = {"sku": sku, "quantity": wanted[sku]}
@@ -91,7 +99,7 @@ async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -
         await conn.execute(
             QUERIES["insert_order"],
             {"id": order_id, "total_cents": total, "customer_email": customer_email,
-             "ttl": get_settings().order_ttl},
+             "ttl": get_settings().order_ttl, "device_id": device_id},
         )
         for row, quantity in taken:
             await conn.execute(
@@ -105,6 +113,18 @@ async def create(lines: Iterable[tuple[str, int]], customer_email: str | None) -
 async def get(order_id: uuid.UUID) -> Order:
     async with db.transaction() as conn:
         return await read(conn, order_id)
+
+
+async def check_owner(order_id: uuid.UUID, device_id: int | None) -> None:
+    """NotFound, as for an unknown order, unless the order exists and device `device_id` created
+    it; `device_id` None (the admin token) may act on any order. An order's device never changes,
+    so the check holds for the transaction that follows."""
+    if device_id is None:
+        return
+    async with db.transaction() as conn:
+        row = await db.fetch_one(conn, QUERIES["order_device"], {"id": order_id})
+    if row is None or row["device_id"] != device_id:
+        raise NotFound(f"order {order_id} not found")
 
 
 async def read(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> Order:
@@ -135,6 +155,7 @@ async def _order(conn: psycopg.AsyncConnection, row: dict) -> Order:
         closing_status=row["closing_status"],
         closing_requested_at=row["closing_requested_at"],
         paid_at=row["paid_at"],
+        device_id=row["device_id"],
     )
 
 
