@@ -42,6 +42,19 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{sim_port}/_sim/orders", timeout=2).status_code == 200,
                  timeout=30, what="the Mercado Pago simulator")
         assert f"simulator  http://127.0.0.1:{sim_port}" in output()
+        # The dev device: its token printed and kept beside the admin token, bound to the
+        # simulator's terminals of the README walkthrough.
+        wait_for(lambda: "device token" in output(), timeout=30, what="the dev device token")
+        token = (tmp_path / "state" / "dev-device-token").read_text().strip()
+        assert f"device token (dev only, kept in {tmp_path / 'state' / 'dev-device-token'}): {token}" in output()
+        admin = (tmp_path / "state" / "dev-admin-token").read_text().strip()
+        devices = httpx.get(f"http://127.0.0.1:{port}/admin/devices", timeout=10,
+                            headers={"Authorization": f"Bearer {admin}"}).json()
+        assert [(d["name"], d["terminal_ids"]) for d in devices] == [
+            ("kiosk dev", ["KIOSK_TERMINAL_1", "KIOSK_TERMINAL_2"])]
+        probe = httpx.get(f"http://127.0.0.1:{port}/orders/00000000-0000-0000-0000-000000000000",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert probe.status_code == 404, probe.text
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(60)

@@ -314,3 +314,21 @@ def test_dashboard_devices_page_creates_shows_the_token_once_and_revokes(api, da
                            {"actor": "carla", "action": "device.revoke", "target": f"device:{device['id']}"}]
     finally:
         client.close()
+
+
+def test_kiosk_dev_keeps_its_device_while_the_token_works(api, database_url, tmp_path):  # noqa: F811
+    from kiosk import devserver
+
+    token = devserver.dev_device(api.url, ADMIN_TOKEN, tmp_path)
+    assert (tmp_path / "dev-device-token").read_text() == token
+    assert oct((tmp_path / "dev-device-token").stat().st_mode & 0o777) == "0o600"
+    assert devserver.dev_device(api.url, ADMIN_TOKEN, tmp_path) == token  # the next run: the same
+    assert len(rows(database_url, "SELECT id FROM devices")) == 1
+    # Its token lost (or another database): the old dev device is revoked, a new one made.
+    (tmp_path / "dev-device-token").write_text("kdt_lost")
+    fresh = devserver.dev_device(api.url, ADMIN_TOKEN, tmp_path)
+    assert fresh != token
+    devices = rows(database_url, "SELECT name, terminal_ids, revoked_at IS NOT NULL AS revoked FROM devices ORDER BY id")
+    assert devices == [{"name": "kiosk dev", "terminal_ids": ["KIOSK_TERMINAL_1", "KIOSK_TERMINAL_2"], "revoked": True},
+                       {"name": "kiosk dev", "terminal_ids": ["KIOSK_TERMINAL_1", "KIOSK_TERMINAL_2"], "revoked": False}]
+    assert [e["actor"] for e in audit(database_url, "device.create")] == ["kiosk-dev", "kiosk-dev"]

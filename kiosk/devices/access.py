@@ -10,6 +10,7 @@ lookup.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -19,6 +20,8 @@ from kiosk.auth import token_matches
 from kiosk.devices import store
 from kiosk.devices.limiter import FailureWindow
 from kiosk.settings import get_settings
+
+logger = logging.getLogger("kiosk.devices")
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="deviceToken",
@@ -58,6 +61,10 @@ async def order_caller(
         if device is not None:
             return store.Caller(device)
     window.fail(address)
+    if window.retry_after(address):
+        # Once per lock-out: from now on this address is refused before its token is read.
+        logger.warning("order endpoints: %s failed authentication %d times in %g s; refused for %d s",
+                       address, window.limit, window.window, window.retry_after(address))
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         detail="device token required: Authorization: Bearer <device token>" if not token
