@@ -208,3 +208,32 @@ async def test_run_now_on_a_schedule_shows_a_successful_run(page, stack, databas
     finally:
         worker.stop()
         target.close()
+
+
+async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(page, stack, database_url):
+    import httpx
+
+    await page.goto("/admin/")
+    await sign_in(page, operator="dora")
+    await page.click("nav >> text=Devices")
+    await expect(page).to_have_url(f"{stack.url}/admin/ui/devices")
+    await page.fill("input[name=name]", "front door")
+    await page.fill("input[name=terminal_ids]", "TERM_1, TERM_2")
+    await page.click("button:has-text('Create device')")
+    token = (await page.locator("#device-token").text_content()).strip()
+    assert token.startswith("kdt_")
+    orders = f"{stack.url}/orders/00000000-0000-0000-0000-000000000000"
+    assert httpx.get(orders, headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    row = page.locator("tbody tr", has_text="front door")
+    await expect(row).to_contain_text("TERM_2")
+    # Shown once: the list, opened again, never shows it.
+    await page.goto("/admin/ui/devices")
+    assert token not in await page.content()
+    await row.locator("input[name=confirm]").check()
+    await row.locator("button:has-text('Revoke')").click()
+    await expect(page.locator(".flash.ok")).to_contain_text("front door revoked")
+    await expect(row).to_contain_text("revoked")
+    assert httpx.get(orders, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    with psycopg.connect(database_url) as conn:
+        actions = conn.execute("SELECT actor, action FROM admin_audit WHERE action LIKE 'device.%' ORDER BY id").fetchall()
+    assert actions == [("dora", "device.create"), ("dora", "device.revoke")]
