@@ -78,7 +78,7 @@ def parse(
     """
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text, parse_constant=_constant, parse_float=_number)
+        payload = _DECODER.decode(text)
     except Malformed:
         raise
     except RecursionError:  # nested deeper than Python's recursion limit, within the size cap
@@ -120,6 +120,10 @@ def _number(literal: str) -> float:
     if math.isinf(value) or len(literal) > 1000 or (exponent and int(exponent) < -1000):
         raise Malformed("body holds a number beyond the range of a double")
     return value
+
+
+# One decoder for every request (json.loads with hooks would build one per call).
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_number)
 
 
 def _storable(value: object) -> bool:
