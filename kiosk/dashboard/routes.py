@@ -23,6 +23,7 @@ import psycopg_pool
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 import datetime as dt
 import uuid
@@ -149,10 +150,13 @@ async def _form(request: Request) -> dict[str, str]:
     if declared and declared.isdigit() and int(declared) > forms.MAX_BODY:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > forms.MAX_BODY:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > forms.MAX_BODY:
+                raise too_large
+    except ClientDisconnect:  # gone mid-form: nobody reads the answer, and it is no server error
+        raise PageError(400, "The form did not arrive whole.") from None
     return forms.parse_body(bytes(body))
 
 
