@@ -32,10 +32,10 @@ from kiosk import db, exports
 from kiosk.admin import actions, audit, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
-from kiosk.logclip import clip
 from kiosk.dashboard.render import render
 from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
+from kiosk.logclip import clip
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule, mask_headers
 from kiosk.settings import get_settings
