@@ -24,6 +24,8 @@ from kiosk.devices import routes as devices_routes
 from kiosk.errors import DomainError
 from kiosk.exports import routes as exports_routes
 from kiosk.heartbeat import routes as heartbeat_routes
+from kiosk.http_limits import HeadLimit
+from kiosk.logclip import ClipArgs, clip
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
 from kiosk.orders import routes as orders_routes
@@ -70,7 +72,7 @@ async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
     """A value the database cannot take (a NUL byte in text, an integer beyond bigint): bad input."""
-    message = str(exc).split("\n", 1)[0]
+    message = clip(str(exc).split("\n", 1)[0])  # PostgreSQL may quote the value it refused
     logger.warning("refused a value the database cannot store: %s", message)
     return JSONResponse({"detail": f"invalid value: {message}"}, status_code=422)
 
@@ -81,6 +83,10 @@ async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
 
 def create_app(settings: Settings) -> FastAPI:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # uvicorn's access log writes the request target as sent: at most 1000 characters of it.
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, ClipArgs) for f in access_log.filters):
+        access_log.addFilter(ClipArgs(limit=1000))
     # max_body_size: every route refuses (413) a body past the limit while it streams in, so a
     # huge JSON body is never buffered whole; the webhook's own limit is smaller.
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
@@ -91,9 +97,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(DomainError, domain_error)
     for module in ROUTERS:
         app.include_router(module.router)
-    # The webhook skips FastAPI's routing (kiosk/webhooks/routes.py); the latency middleware,
-    # added last, stays outermost and times it too.
+    # The webhook skips FastAPI's routing (kiosk/webhooks/routes.py); an oversized request head is
+    # refused before it (kiosk/http_limits.py); the latency middleware, added last, stays outermost
+    # and times both.
     app.add_middleware(webhooks_routes.FastPath)
+    app.add_middleware(HeadLimit, max_bytes=settings.max_header_bytes)
     app.add_middleware(LatencyMiddleware)
 
     @app.get("/healthz", tags=["health"])

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # Mark the session cookie Secure even on plain http to loopback (it always is elsewhere).
     dashboard_secure_cookie: bool = False
 
+    # Request heads (kiosk/http_limits.py): header names and values together past this many bytes
+    # are answered 431, a request target (path and query) past it 414, before any route runs.
+    max_header_bytes: int = Field(default=16 * 1024, ge=4 * 1024, le=1024 * 1024)
+
     # Workers and jobs (docs/workers.md). `procrastinate worker` flags override the worker_* ones.
     worker_concurrency: int = Field(default=1, ge=1, le=100)
     worker_queues: str = ""  # comma-separated; empty = every queue

@@ -127,7 +127,7 @@ async def test_wrong_token_shows_an_error_and_pages_need_a_sign_in(page, stack):
     await sign_in(page)
     await expect(page).to_have_url(f"{stack.url}/admin/ui/audit")  # back where they were going
 
-    await page.click("button:has-text('Sign out')")
+    await page.click("button:text-is('Sign out')")
     await expect(page).to_have_url(f"{stack.url}/admin/login")
     await page.goto("/admin/ui/jobs")
     await expect(page).to_have_url(re.compile(r"/admin/login"))
@@ -139,7 +139,7 @@ async def test_a_form_without_its_csrf_token_is_refused(page, stack):
     await expect(page.locator("h1")).to_have_text("Overview")
     # Strip the token from the sign-out form, as a forged cross-site form would lack it.
     await page.locator("form[action='/admin/logout'] input[name=csrf_token]").evaluate("input => input.remove()")
-    await page.click("button:has-text('Sign out')")
+    await page.click("button:text-is('Sign out')")
     await expect(page.locator(".flash.error")).to_contain_text("CSRF token missing or wrong")
     await page.goto("/admin/")
     await expect(page.locator("h1")).to_have_text("Overview")  # still signed in: the form did nothing

@@ -1,7 +1,7 @@
 """The dashboard's pages and forms. Thin: read the request, call kiosk.admin, render a template.
 
 Paths (none collides with the JSON API, which never uses these names):
-- `/admin/` overview, `/admin/login`, `/admin/logout`;
+- `/admin/` overview, `/admin/login`, `/admin/logout` (with `everywhere=yes`: every session ends);
 - everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
   schedules/{id}, exports, devices, audit, static.
 
@@ -23,6 +23,7 @@ import psycopg_pool
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 import datetime as dt
 import uuid
@@ -36,6 +37,7 @@ from kiosk.devices import store as devices
 from kiosk.errors import DomainError
 from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
+from kiosk.logclip import clip
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule, mask_headers
 from kiosk.settings import get_settings
@@ -115,31 +117,55 @@ def _key() -> bytes:
     return session.signing_key(get_settings().admin_token.get_secret_value())
 
 
+def _fingerprint() -> bytes:
+    return session.token_fingerprint(get_settings().admin_token.get_secret_value())
+
+
 def _here(request: Request) -> str:
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 
 
-def _current(request: Request) -> session.Session | None:
-    return session.read(_key(), request.cookies.get(session.COOKIE))
+async def _current(request: Request) -> session.Session | None:
+    """The request's live session: a cookie HMAC check, then one primary-key lookup."""
+    session_id = session.cookie_id(_key(), request.cookies.get(session.COOKIE))
+    if session_id is None:
+        return None  # no cookie, a forged one or one of another admin token: no database work
+    async with db.transaction() as conn:
+        return await session.find(conn, _fingerprint(), session_id)
 
 
-def signed_in(request: Request) -> session.Session:
+async def signed_in(request: Request) -> session.Session:
     """Dependency of every page: the session, or a redirect to the login form."""
-    current = _current(request)
+    current = await _current(request)
     if current is None:
         # After signing in, come back to the page; a form's target is no page to come back to.
         back = _here(request) if request.method == "GET" else HOME
         raise Redirect(f"{LOGIN}?next={quote(back, safe='')}")
+    request.state.dashboard_session = current  # for an error page, without a second lookup
     return current
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The posted form, never read past forms.MAX_BODY bytes: 413 beyond."""
+    too_large = PageError(413, f"The form is too large (more than {forms.MAX_BODY // 1024} KiB).")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > forms.MAX_BODY:
+        raise too_large
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > forms.MAX_BODY:
+                raise too_large
+    except ClientDisconnect:  # gone mid-form: nobody reads the answer, and it is no server error
+        raise PageError(400, "The form did not arrive whole.") from None
+    return forms.parse_body(bytes(body))
 
 
 async def posted(request: Request, sess: session.Session = Depends(signed_in)) -> dict[str, str]:
     """Dependency of every state-changing form: its fields, once the CSRF token checked out."""
-    try:
-        form = forms.parse_body(await request.body())
-    except ValueError:
-        raise PageError(413, "The form is too large.") from None
+    form = await _form(request)
     if not session.csrf_ok(_key(), sess, form.get("csrf_token")):
         raise PageError(403, "This form has expired or did not come from the dashboard "
                              "(CSRF token missing or wrong). Reload the page and try again.")
@@ -181,7 +207,10 @@ def _page(request: Request, template: str, sess: session.Session | None, *, stat
 
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return _page(request, "error.html", _current(request), status=status, title="Error", message=message)
+    # The session the page's dependency found, if it got that far: no database work here, which
+    # may be what just failed.
+    sess = getattr(request.state, "dashboard_session", None)
+    return _page(request, "error.html", sess, status=status, title="Error", message=message)
 
 
 def _flash(request: Request, response: Response, kind: str, message: str) -> Response:
@@ -200,7 +229,7 @@ def _back(request: Request, form: dict[str, str], default: str, kind: str, messa
 
 @router.get(LOGIN)
 async def login_form(request: Request, next: str | None = None) -> Response:
-    if _current(request) is not None:
+    if await _current(request) is not None:
         raise Redirect(session.safe_next(next))
     return _page(request, "login.html", None, title="Sign in", next=session.safe_next(next), error=None,
                  actor="")
@@ -208,7 +237,7 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 
 @router.post(LOGIN)
 async def login(request: Request) -> Response:
-    form = forms.parse_body(await request.body())
+    form = await _form(request)
     target = session.safe_next(form.get("next"))
     actor = audit.actor_name(form.get("operator"), default="")
 
@@ -217,7 +246,7 @@ async def login(request: Request) -> Response:
                      actor=actor)
 
     if not token_matches(form.get("token") or None):
-        logger.warning("dashboard sign-in refused from %s", request.client.host if request.client else "?")
+        logger.warning("dashboard sign-in refused from %s", clip(request.client.host if request.client else "?"))
         return again(401, "That is not the admin token.")
     secure = _secure(request)
     if secure and request.url.scheme != "https" and not session.is_loopback(
@@ -225,7 +254,9 @@ async def login(request: Request) -> Response:
         return again(400, "Open the dashboard over https: the session cookie is Secure, so a browser "
                           "would drop it on plain http.")
     lifetime = get_settings().dashboard_session_hours * 3600
-    _, cookie = session.issue(_key(), actor or "admin", lifetime)
+    async with db.transaction() as conn:
+        _, cookie = await session.start(conn, _key(), _fingerprint(), actor or "admin", lifetime,
+                                        request.client.host if request.client else None)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(session.COOKIE, cookie, max_age=int(lifetime), path=session.COOKIE_PATH,
                         httponly=True, samesite="strict", secure=secure)
@@ -233,11 +264,22 @@ async def login(request: Request) -> Response:
 
 
 @router.post(LOGOUT)
-async def logout(request: Request, form: dict[str, str] = Depends(posted)) -> Response:
+async def logout(request: Request, sess: session.Session = Depends(signed_in),
+                 form: dict[str, str] = Depends(posted)) -> Response:
+    """End this session on the server; with `everywhere=yes`, every dashboard session (audited)."""
+    async with db.transaction() as conn:
+        if form.get("everywhere") == "yes":
+            ended = await session.end_all(conn)
+            await audit.record_by(conn, _operator(request, sess), "dashboard.sign_out_everywhere",
+                                  "dashboard_sessions", {"ended": ended})
+            message = f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended)."
+        else:
+            await session.end(conn, sess)
+            message = "Signed out."
     response = RedirectResponse(LOGIN, status_code=303)
     response.delete_cookie(session.COOKIE, path=session.COOKIE_PATH, httponly=True, samesite="strict",
                            secure=_secure(request))
-    return _flash(request, response, "ok", "Signed out.")
+    return _flash(request, response, "ok", message)
 
 
 # --- pages -----------------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""The dashboard's browser session: a signed cookie and the CSRF token derived from it.
+"""The dashboard's browser session: a server-side row, a signed cookie naming it, a CSRF token.
 
-Stateless on purpose: nothing is stored server-side. The cookie holds expiry, a random nonce and
-the operator name, signed with HMAC-SHA256 under a key derived from KIOSK_ADMIN_TOKEN, so rotating
-the token invalidates every session at once. The CSRF token is an HMAC of the session's nonce
-under the same key: it changes with each sign-in and cannot be computed without the key.
+Signing in stores a row in `dashboard_sessions` and sets a cookie holding a random session id
+(32 bytes) and an HMAC-SHA256 of it under a key derived from KIOSK_ADMIN_TOKEN. The table holds
+only the id's SHA-256, the operator name, the expiry and a fingerprint of the admin token. A page
+checks the cookie's HMAC first (no database work for a forged or stale cookie), then finds the row
+by primary key. Signing out deletes the row, "sign out everywhere" deletes every row, and a new
+admin token ends every session at once: the old cookies' HMAC no longer checks out, and the rows
+made with the old token never match (they are deleted at the next sign-in). The CSRF token is an
+HMAC of the session id under the same key: new with every sign-in, unknown without the key.
 """
 
 from __future__ import annotations
@@ -17,22 +21,33 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import psycopg
+
+from kiosk import db
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.dashboard")
 COOKIE = "kiosk_admin_session"
 FLASH_COOKIE = "kiosk_admin_flash"
 COOKIE_PATH = "/admin"
-_VERSION = b"v1"
+_VERSION = b"v2"  # v1 cookies (the whole session, signed) are no longer accepted
 
 
 @dataclass(frozen=True)
 class Session:
+    id: str  # the secret in the cookie; only its hash is stored
     actor: str
     expires: int  # unix seconds
-    nonce: str
 
 
 def signing_key(admin_token: str) -> bytes:
     """A key for this purpose only: the token itself never signs or leaves the server."""
     return hmac.new(admin_token.encode(), b"kiosk.dashboard.session." + _VERSION, hashlib.sha256).digest()
+
+
+def token_fingerprint(admin_token: str) -> bytes:
+    """Which admin token a session was made with, stored beside it; not the token, not the key."""
+    return hmac.new(admin_token.encode(), b"kiosk.dashboard.token-fingerprint", hashlib.sha256).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -47,34 +62,59 @@ def _sign(key: bytes, purpose: bytes, payload: bytes) -> str:
     return _b64(hmac.new(key, purpose + b"\x00" + payload, hashlib.sha256).digest())
 
 
-def issue(key: bytes, actor: str, lifetime_seconds: float, now: float | None = None) -> tuple[Session, str]:
-    """A new session and its cookie value."""
-    session = Session(actor, int((now or time.time()) + lifetime_seconds), secrets.token_urlsafe(16))
-    payload = f"{session.expires}:{session.nonce}:{session.actor}".encode()
-    return session, f"{_b64(payload)}.{_sign(key, b'session', payload)}"
+def _id_hash(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode()).digest()
 
 
-def read(key: bytes, cookie: str | None, now: float | None = None) -> Session | None:
-    """The session in a cookie value, or None when it is missing, forged, malformed or expired."""
-    if not cookie or "." not in cookie or len(cookie) > 1024:
+def new_cookie(key: bytes) -> tuple[str, str]:
+    """A fresh session id and the cookie value naming it."""
+    session_id = secrets.token_urlsafe(32)
+    return session_id, f"{session_id}.{_sign(key, b'session', session_id.encode())}"
+
+
+def cookie_id(key: bytes, cookie: str | None) -> str | None:
+    """The session id in a cookie value whose HMAC checks out, else None (no database work)."""
+    if not cookie or "." not in cookie or len(cookie) > 200:
         return None
-    body, signature = cookie.rsplit(".", 1)
-    try:
-        payload = _unb64(body)
-    except (binascii.Error, ValueError):
+    session_id, signature = cookie.rsplit(".", 1)
+    if not hmac.compare_digest(signature.encode(), _sign(key, b"session", session_id.encode()).encode()):
         return None
-    if not hmac.compare_digest(signature.encode(), _sign(key, b"session", payload).encode()):
-        return None
-    try:
-        expires, nonce, actor = payload.decode().split(":", 2)
-        session = Session(actor, int(expires), nonce)
-    except ValueError:
-        return None
-    return session if session.expires > (now or time.time()) else None
+    return session_id
+
+
+async def start(conn: psycopg.AsyncConnection, key: bytes, fingerprint: bytes, actor: str,
+                lifetime_seconds: float, remote_addr: str | None) -> tuple[Session, str]:
+    """Store a new session (and drop the expired ones and those of another token); its cookie."""
+    session_id, cookie = new_cookie(key)
+    session = Session(session_id, actor, int(time.time() + lifetime_seconds))
+    await conn.execute(QUERIES["delete_dead_sessions"], {"fingerprint": fingerprint})
+    await conn.execute(QUERIES["insert_session"], {
+        "id_hash": _id_hash(session_id), "actor": actor, "fingerprint": fingerprint,
+        "expires": session.expires, "remote_addr": remote_addr,
+    })
+    return session, cookie
+
+
+async def find(conn: psycopg.AsyncConnection, fingerprint: bytes, session_id: str) -> Session | None:
+    """The live session of an id (from `cookie_id`), or None: signed out, expired, or made with
+    another admin token."""
+    row = await db.fetch_one(conn, QUERIES["find_session"],
+                             {"id_hash": _id_hash(session_id), "fingerprint": fingerprint})
+    return Session(session_id, row["actor"], row["expires"]) if row else None
+
+
+async def end(conn: psycopg.AsyncConnection, session: Session) -> None:
+    await conn.execute(QUERIES["delete_session"], {"id_hash": _id_hash(session.id)})
+
+
+async def end_all(conn: psycopg.AsyncConnection) -> int:
+    """Sign out everywhere; the number of sessions ended."""
+    cursor = await conn.execute(QUERIES["delete_all_sessions"])
+    return cursor.rowcount
 
 
 def csrf_token(key: bytes, session: Session) -> str:
-    return _sign(key, b"csrf", session.nonce.encode())
+    return _sign(key, b"csrf", session.id.encode())
 
 
 def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:

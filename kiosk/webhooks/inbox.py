@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,11 +73,14 @@ def parse(
     """A notification from its raw body and query string; Malformed when it is not one.
 
     Anything PostgreSQL would refuse to store (a NUL character, a lone UTF-16 surrogate, text that
-    is not UTF-8) is refused here, so a stored batch never fails because of one bad request.
+    is not UTF-8, `NaN` or `Infinity`, a number beyond jsonb's range) is refused here, so a stored
+    batch never fails because of one bad request.
     """
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text)
+        payload = _DECODER.decode(text)
+    except Malformed:
+        raise
     except RecursionError:  # nested deeper than Python's recursion limit, within the size cap
         raise Malformed("body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
@@ -101,6 +105,25 @@ def parse(
     if any(value and not _storable(value) for value in (kind, resource_id, request_id)):
         raise Malformed("type, data.id or x-request-id holds a NUL character or a lone surrogate")
     return Notification(notification_id, kind, action, resource_id, request_id, payload, text)
+
+
+def _constant(name: str) -> float:
+    """`NaN`, `Infinity`, `-Infinity`: Python's json takes them, JSON and jsonb do not."""
+    raise Malformed(f"body holds {name}, which is not JSON")
+
+
+def _number(literal: str) -> float:
+    """A JSON number with a fraction or exponent, refused beyond a double's range (I-JSON,
+    RFC 7493) or with an exponent below -1000: jsonb cannot hold 1e200000 or 1e-20000."""
+    value = float(literal)
+    exponent = literal.lower().partition("e")[2]
+    if math.isinf(value) or len(literal) > 1000 or (exponent and int(exponent) < -1000):
+        raise Malformed("body holds a number beyond the range of a double")
+    return value
+
+
+# One decoder for every request (json.loads with hooks would build one per call).
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_number)
 
 
 def _storable(value: object) -> bool:

@@ -1,7 +1,8 @@
 """`POST /webhooks/mercadopago`: size cap, signature, parse, then one transaction, then 200.
 
 Nothing is stored for a request that is too big (413), unsigned or badly signed or stale (401), or
-malformed (400). No call to Mercado Pago happens here: a worker does that.
+malformed (400). A client that goes away before its body is in is a client abort (499, which
+nobody receives), not an error. No call to Mercado Pago happens here: a worker does that.
 
 `handle` is the endpoint, free of Starlette's request and response objects. It is served by
 `FastPath`, a pure ASGI middleware in front of FastAPI's routing (the hottest path skips the
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
 
+from kiosk.logclip import clip
 from kiosk.metrics import WEBHOOKS
 from kiosk.settings import get_settings
 from kiosk.webhooks import inbox, signature
@@ -54,10 +56,16 @@ async def read_capped(declared: str | None, chunks: AsyncIterator[bytes], limit:
         if int(declared) > limit:
             raise Refused(413, f"body larger than {limit} bytes", "too_large")
     body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            raise Refused(413, f"body larger than {limit} bytes", "too_large")
+    try:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise Refused(413, f"body larger than {limit} bytes", "too_large")
+    except ClientDisconnect:
+        # nginx's "client closed request": the answer goes nowhere, but the latency metric gets
+        # a status that is neither the server's fault (500) nor a refusal.
+        raise Refused(499, "client closed the connection before sending the whole body",
+                      "client_abort") from None
     return bytes(body)
 
 
@@ -72,21 +80,23 @@ async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: A
             signature.verify(headers.get("x-signature"), data_id, request_id,
                              settings.mp_webhook_secret.get_secret_value(), settings.webhook_tolerance_seconds)
         except signature.InvalidSignature as exc:
-            logger.warning("webhook refused (request id %s): %s", request_id, exc)
+            logger.warning("webhook refused (request id %s): %s", clip(request_id), exc)
             raise Refused(401, str(exc), "bad_signature") from None
         try:
             notification = inbox.parse(body, data_id, query.get("type"), request_id)
         except inbox.Malformed as exc:
-            logger.warning("webhook malformed (request id %s): %s", request_id, exc)
+            logger.warning("webhook malformed (request id %s): %s", clip(request_id), exc)
             raise Refused(400, str(exc), "malformed") from None
     except Refused as refused:
+        if refused.outcome == "client_abort":
+            logger.info("webhook client went away mid-body (request id %s)", clip(request_id))
         WEBHOOKS.inc(1, refused.outcome)
         return refused.answer
     accepted = await inbox.accept(notification)
     WEBHOOKS.inc(1, accepted.state)
-    # DEBUG: the inbox row records the same (refusals above are warnings).
-    logger.debug("webhook %s for %s: %s", notification.notification_id, notification.resource_id,
-                 accepted.state)
+    if logger.isEnabledFor(logging.DEBUG):  # the inbox row records the same (refusals are warnings)
+        logger.debug("webhook %s for %s: %s", clip(notification.notification_id),
+                     clip(notification.resource_id), accepted.state)
     return Answer(200, {"status": accepted.state})
 
 

@@ -4,17 +4,26 @@ Pure functions, no database: a request is verified before anything is stored. Th
 `id:{data.id};request-id:{x-request-id};ts:{ts};`, a missing part left out; the HMAC-SHA256 of it
 with the webhook secret must equal `v1` (compared in constant time) and `ts` (unix seconds) must
 be within the tolerance of now. A `data.id` signed lowercased (older senders) is accepted too.
+
+A `data.id` or `x-request-id` holding `;`, `,` or `:` is refused before any HMAC: such a value
+could splice the manifest, e.g. a signature for `data.id=X` with request id `R` would also verify
+`data.id="X;request-id:R"` sent with no request id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 
 class InvalidSignature(Exception):
     """Missing, malformed, wrong or stale signature; the message says which (never the secret)."""
+
+
+# The manifest's own separators, and the x-signature header's.
+_SEPARATORS = re.compile("[;,:]")
 
 
 def manifest(data_id: str | None, request_id: str | None, ts: str | None) -> str:
@@ -59,6 +68,8 @@ def verify(
     """Check a notification's signature; return its timestamp or raise InvalidSignature."""
     if not signature:
         raise InvalidSignature("x-signature header missing")
+    if (data_id and _SEPARATORS.search(data_id)) or (request_id and _SEPARATORS.search(request_id)):
+        raise InvalidSignature("data.id and x-request-id may not hold ';', ',' or ':'")
     ts, v1 = parse(signature)
     candidates = [data_id] if not data_id or data_id == data_id.lower() else [data_id, data_id.lower()]
     # Compare with every candidate, so the time taken does not depend on which one matched.
