@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -116,8 +116,18 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
     return bytes(data), False
 
 
-def _excerpt(data: bytes, truncated: bool, cap: int) -> str:
-    text = data.decode("utf-8", errors="replace")
+def scrub(text: str | None, secrets: list[str]) -> str | None:
+    """The text with every secret value replaced by the mask."""
+    if text is None:
+        return None
+    for value in secrets:
+        text = text.replace(value, MASK)
+    return text
+
+
+def _excerpt(data: bytes, truncated: bool, cap: int, secrets: list[str]) -> str:
+    # Masked before the cut, so no secret is left half-visible at the end.
+    text = scrub(data.decode("utf-8", errors="replace"), secrets)
     if len(text) > EXCERPT_CHARS:
         text = text[:EXCERPT_CHARS] + "…"
     elif truncated:
@@ -128,13 +138,13 @@ def _excerpt(data: bytes, truncated: bool, cap: int) -> str:
 
 
 @dataclass(frozen=True)
-class Request:
+class Outgoing:
     """The real request of an attempt, secrets decrypted: never logged, never stored."""
 
     method: str
-    url: str
-    headers: dict[str, str]
-    body: str | None
+    url: str = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+    body: str | None = field(repr=False)
 
     def secret_values(self, secret_headers: set[str]) -> list[str]:
         """What must not reach a stored error or excerpt, longest first."""
@@ -145,27 +155,19 @@ class Request:
         return sorted({v for v in values if len(v) >= MIN_SCRUBBED}, key=len, reverse=True)
 
 
-def scrub(text: str | None, secrets: list[str]) -> str | None:
-    if text is None:
-        return None
-    for value in secrets:
-        text = text.replace(value, MASK)
-    return text
-
-
 async def _send(
-    run: store.ClaimedRun, request_: Request, cap: int, allowed: frozenset[str],
+    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], cap: int, allowed: frozenset[str],
     resolver: netguard.Resolver | None,
 ) -> Attempt:
-    headers = httpx.Headers(request_.headers)
+    headers = httpx.Headers(outgoing.headers)
     headers.setdefault("User-Agent", USER_AGENT)
     headers["X-Kiosk-Run"] = str(run.run_id)
     timeout = httpx.Timeout(run.timeout_seconds)
     async with netguard.pinned_client(allowed, timeout=timeout, verify=tls.http(trust_env=False),
                                       resolver=resolver) as client:
         request = client.build_request(
-            request_.method, request_.url, headers=headers,
-            content=request_.body.encode() if request_.body is not None else None,
+            outgoing.method, outgoing.url, headers=headers,
+            content=outgoing.body.encode() if outgoing.body is not None else None,
         )
         origin = _origin(request.url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -178,7 +180,7 @@ async def _send(
                         else "server_error" if response.status_code >= 500
                         else "failed"
                     )
-                    return Attempt(kind, response.status_code, excerpt=_excerpt(data, truncated, cap))
+                    return Attempt(kind, response.status_code, excerpt=_excerpt(data, truncated, cap, secrets))
                 next_request = response.next_request
             finally:
                 await response.aclose()
@@ -209,20 +211,20 @@ async def perform(
         url, headers, body = run.request(keys)
     except (secretbox.SecretKeyMissing, secretbox.SecretUnreadable) as exc:
         return Attempt("failed", duration_ms=elapsed(), error=exc.detail)
-    request = Request(run.method, url, headers, body)
-    secrets = request.secret_values({name.lower() for name in headers} - {name.lower() for name in run.headers})
-    attempt = await _attempt(run, request, allowed, cap, resolver, elapsed)
-    return Attempt(attempt.kind, attempt.http_status, attempt.duration_ms,
-                   scrub(attempt.excerpt, secrets), scrub(attempt.error, secrets))
+    outgoing = Outgoing(run.method, url, headers, body)
+    secrets = outgoing.secret_values({name.lower() for name in headers} - {name.lower() for name in run.headers})
+    attempt = await _attempt(run, outgoing, secrets, allowed, cap, resolver, elapsed)
+    return Attempt(attempt.kind, attempt.http_status, attempt.duration_ms, attempt.excerpt,
+                   scrub(attempt.error, secrets))
 
 
 async def _attempt(
-    run: store.ClaimedRun, request: Request, allowed: frozenset[str], cap: int,
+    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], allowed: frozenset[str], cap: int,
     resolver: netguard.Resolver | None, elapsed: Callable[[], int],
 ) -> Attempt:
     try:
         async with asyncio.timeout(run.timeout_seconds):
-            attempt = await _send(run, request, cap, allowed, resolver)
+            attempt = await _send(run, outgoing, secrets, cap, allowed, resolver)
     except netguard.Unresolvable as exc:  # DNS trouble is a network error: retry
         return Attempt("error", duration_ms=elapsed(), error=str(exc))
     except netguard.UnsafeURL as exc:
