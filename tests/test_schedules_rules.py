@@ -113,8 +113,8 @@ async def test_internal_targets_are_refused_unless_allowed(url):
 def test_header_values_are_secret_unless_plain_by_name_or_by_mark():
     headers = {"Authorization": "Bearer s", "X-Bearer": "b", "X-Client-Code": "c", "X-Store": "12",
                "Content-Type": "application/json", "user-agent": "ua"}
-    checked = spec.check_static(good(headers=headers, plain_headers=["X-STORE"]))
-    assert checked.plain_headers == ("x-store",)
+    checked = spec.check_static(good(name="marked", headers=headers, plain_headers=["X-STORE"]))
+    assert checked.plain_headers == ("x-store",) and checked.name == "marked"
     plain, secret = spec.split_headers(checked)
     assert plain == {"X-Store": "12", "Content-Type": "application/json", "user-agent": "ua"}
     assert secret == {"Authorization": "Bearer s", "X-Bearer": "b", "X-Client-Code": "c"}

@@ -173,13 +173,13 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
     if MASK in spec.url:
         raise InvalidSchedule("url holds a masked query value; send the whole URL with its real values")
     check_headers(spec.headers)
-    names = {name.lower() for name in spec.headers}
-    plain = tuple(sorted({name.lower() for name in spec.plain_headers}))
-    for name in plain:
-        if name not in names:
-            raise InvalidSchedule(f"plain_headers names {name!r}, which is not among the headers")
-        if always_secret(name):
-            raise InvalidSchedule(f"header {name!r} always holds a secret and cannot be marked plain")
+    sent = {header.lower() for header in spec.headers}
+    plain = tuple(sorted({header.lower() for header in spec.plain_headers}))
+    for header in plain:
+        if header not in sent:
+            raise InvalidSchedule(f"plain_headers names {header!r}, which is not among the headers")
+        if always_secret(header):
+            raise InvalidSchedule(f"header {header!r} always holds a secret and cannot be marked plain")
     if spec.body is not None and len(spec.body.encode()) > MAX_BODY_BYTES:
         raise InvalidSchedule(f"body is larger than {MAX_BODY_BYTES} bytes")
     if spec.body == MASK:
