@@ -195,8 +195,9 @@ def _merge(current: store.Schedule, changes: dict[str, Any], keys: secretbox.Key
         kept.append("the query string")
     new = real.evolve(**changes)
     marked = {name.lower() for name in changes.get("plain_headers") or ()} - set(real.plain_headers)
-    for name in sorted(marked & {k.lower() for k in kept}):
-        raise InvalidSchedule(f"header {name!r} holds a stored secret; send its value to mark it plain")
+    revealed = sorted(marked & {k.lower() for k in kept})
+    if revealed:
+        raise InvalidSchedule(f"header {revealed[0]!r} holds a stored secret; send its value to mark it plain")
     try:
         moved = spec_module.origin(new.url) != spec_module.origin(real.url)
     except netguard.UnsafeURL:
