@@ -16,7 +16,7 @@ import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from kiosk import db, health, queue
+from kiosk import db, health, queue, secretbox
 from kiosk.admin import routes as admin_routes
 from kiosk.catalog import routes as catalog_routes
 from kiosk.dashboard import routes as dashboard_routes
@@ -53,6 +53,7 @@ NO_TELEMETRY = ({"telemetry": {"tracing": False, "metrics": False, "logs": False
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    secretbox.warn_if_missing(logger)
     pool = db.create_pool(role="api")
     # Not waiting: the API comes up while the database is down and /readyz says why.
     await pool.open(wait=False)

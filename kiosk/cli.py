@@ -1,4 +1,5 @@
-"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`, `kiosk tap`."""
+"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`, `kiosk tap`,
+`kiosk secret-key`, `kiosk rotate-secrets`."""
 
 from __future__ import annotations
 
@@ -65,6 +66,44 @@ def _worker_health(args: argparse.Namespace) -> int:
     return check.run(host=args.host)
 
 
+def _secret_key(args: argparse.Namespace) -> int:
+    from kiosk.secretbox import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def _rotate_secrets(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kiosk import db, secretbox
+    from kiosk.schedules import service
+    from kiosk.settings import load_or_exit
+
+    load_or_exit()
+    keys = secretbox.keyring()
+    if not keys.available:
+        print("kiosk rotate-secrets: KIOSK_SECRET_KEY is not set", file=sys.stderr)
+        return 2
+
+    async def rotate() -> tuple[int, int]:
+        pool = db.create_pool(role="app", min_size=1, max_size=1)
+        await pool.open(wait=True)
+        try:
+            return await service.rotate_secrets(keys)
+        finally:
+            await db.close_pool()
+
+    try:
+        rotated, total = asyncio.run(rotate())
+    except secretbox.SecretUnreadable as exc:
+        print(f"kiosk rotate-secrets: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"re-encrypted the secrets of {rotated} schedules with the first key "
+          f"({total} hold secrets); older keys may now be removed from KIOSK_SECRET_KEY")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: $KIOSK_SIMULATOR_URL or http://127.0.0.1:8090",
     )
     tap.set_defaults(func=_tap)
+
+    key = sub.add_parser("secret-key", help="print a new key for KIOSK_SECRET_KEY (docs/deploy.md)")
+    key.set_defaults(func=_secret_key)
+    rotate = sub.add_parser(
+        "rotate-secrets",
+        help="re-encrypt stored secrets with the first key of KIOSK_SECRET_KEY (docs/deploy.md)",
+    )
+    rotate.set_defaults(func=_rotate_secrets)
     return parser
 
 

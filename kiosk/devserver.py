@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from kiosk import embedded
+from kiosk.secretbox import generate_key
 
 GRACE_SECONDS = 15
 # The card terminals of the README walkthrough: the simulator takes a charge on any terminal id;
@@ -77,6 +78,14 @@ def _dev_defaults(env: dict[str, str], state_dir: Path) -> None:
         _log(f"admin token (dev only, kept in {token_file}): {env['KIOSK_ADMIN_TOKEN']}")
     env.setdefault("MP_ACCESS_TOKEN", "dev-access-token")
     env.setdefault("MP_WEBHOOK_SECRET", "dev-webhook-secret")
+    # A local key for the schedules' secrets, kept beside the database it encrypts.
+    key_file = state_dir / "dev-secret-key"
+    if not env.get("KIOSK_SECRET_KEY"):
+        if not key_file.exists():
+            with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(generate_key())
+        env["KIOSK_SECRET_KEY"] = key_file.read_text().strip()
+        _log(f"secret key (dev only) in {key_file}")
 
 
 def dev_device(base: str, admin_token: str, state_dir: Path) -> str:

@@ -75,6 +75,25 @@ class Settings(BaseSettings):
             raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
         return value
 
+    # secrets at rest (kiosk/secretbox.py, docs/deploy.md#secret-key): Fernet keys, comma-separated;
+    # the first encrypts stored secrets (schedule header values, bodies, query strings), all decrypt.
+    secret_key: SecretStr = SecretStr("")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_keys(cls, value: SecretStr) -> SecretStr:
+        from kiosk.secretbox import parse_keys
+
+        parse_keys(value.get_secret_value())
+        return value
+
+    @property
+    def secret_keys(self) -> list[str]:
+        from kiosk.secretbox import parse_keys
+
+        return parse_keys(self.secret_key.get_secret_value())
+    # end of secrets at rest
+
     # payments, webhooks and notifications (docs/payments.md)
     # Seconds an order keeps its stock reserved while it waits for payment (default 30 minutes).
     order_ttl: int = Field(default=1800, ge=10, le=7 * 24 * 3600)

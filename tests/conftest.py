@@ -24,6 +24,8 @@ pytest_plugins = ("tests.payments_support",)
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "test-webhook-secret"
 ACCESS_TOKEN = "test-access-token"
+# Encrypts schedule secrets in tests (KIOSK_SECRET_KEY); child processes inherit it.
+SECRET_KEY = "uVZ9m0sDqfX1cH7o2kq8QvJr4Yb6tNw3LpE5aGdIhMc="
 
 # Tables whose rows survive a clean-up: alembic's bookkeeping.
 KEEP_TABLES = {"alembic_version"}
@@ -49,6 +51,7 @@ def database_url(server_url: str) -> Iterator[str]:
             "KIOSK_ADMIN_TOKEN": ADMIN_TOKEN,
             "MP_ACCESS_TOKEN": ACCESS_TOKEN,
             "MP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "KIOSK_SECRET_KEY": SECRET_KEY,
         }
     )
     get_settings.cache_clear()

@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from kiosk import secretbox
 from tests.support import PROJECT_DIR, free_port, wait_for
 
 
@@ -18,7 +19,7 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
     port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "KIOSK_ADMIN_TOKEN", "MP_ACCESS_TOKEN", "MP_WEBHOOK_SECRET",
-                        "MP_API_BASE_URL"}
+                        "MP_API_BASE_URL", "KIOSK_SECRET_KEY"}
            and not k.startswith("PG")}
     log = (tmp_path / "dev.log").open("w+")
     dev = subprocess.Popen(
@@ -55,6 +56,10 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
         probe = httpx.get(f"http://127.0.0.1:{port}/orders/00000000-0000-0000-0000-000000000000",
                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert probe.status_code == 404, probe.text
+        # A local key for schedule secrets, readable by its owner only; the API found it.
+        key_file = tmp_path / "state" / "dev-secret-key"
+        assert secretbox.parse_keys(key_file.read_text()) and key_file.stat().st_mode & 0o777 == 0o600
+        assert "KIOSK_SECRET_KEY is not set" not in output()
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(60)

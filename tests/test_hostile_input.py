@@ -13,8 +13,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from kiosk import secretbox
 from kiosk.webhooks import signature
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
 from tests.hostile_support import AUTH, changed, fingerprint, hostile_api  # noqa: F401 (fixture)
 from tests.payments_support import hook, rows, sim_port, smtp, stack_env  # noqa: F401 (fixtures)
 
@@ -291,18 +292,25 @@ def test_sql_looking_strings_in_products_orders_and_intents(http, database_url):
     assert rows(database_url, "SELECT count(*) AS n FROM orders")[0]["n"] == len(names)
 
 
+def stored_body(database_url: str, schedule_id: int) -> str | None:
+    token = rows(database_url, "SELECT secrets FROM schedules WHERE id = %s", (schedule_id,))[0]["secrets"]
+    return secretbox.Keyring([SECRET_KEY]).open(token)["body"]
+
+
 def test_sql_looking_strings_in_schedules(http, database_url):
     created = 0
     for text in HOSTILE:
         before = fingerprint(database_url)
-        # In the name, a header value and the body: stored verbatim (or a NUL refused).
+        # In the name, a header value and the body: stored verbatim (or a NUL refused); the body
+        # is a secret, stored encrypted: read back with the key.
         body = {"name": f"s {text}", "cron": "0 0 * * *", "url": "http://127.0.0.1:9/hook",
-                "headers": {"X-Note": text}, "body": text, "method": "POST"}
+                "headers": {"X-Note": text}, "plain_headers": ["X-Note"], "body": text, "method": "POST"}
         response = http.post("/admin/schedules", headers=AUTH, json=body)
         if response.status_code == 422:  # a NUL anywhere; a header value that is not printable ASCII
             assert NUL in text or not text.isascii(), response.text
             assert not changed(before, fingerprint(database_url))
-            response = http.post("/admin/schedules", headers=AUTH, json={**body, "headers": {}})
+            response = http.post("/admin/schedules", headers=AUTH,
+                                 json={**body, "headers": {}, "plain_headers": []})
         if NUL in text:
             assert response.status_code == 422, response.text
             assert not changed(before, fingerprint(database_url))
@@ -310,10 +318,11 @@ def test_sql_looking_strings_in_schedules(http, database_url):
             assert response.status_code == 201, (text, response.text)
             created += 1
             schedule = response.json()
-            assert (schedule["name"], schedule["body"]) == (f"s {text}", text)
+            assert (schedule["name"], schedule["body"]) == (f"s {text}", "********")
+            assert stored_body(database_url, schedule["id"]) == text
             assert schedule["headers"] in ({"X-Note": text}, {})
             patched = http.patch(f"/admin/schedules/{schedule['id']}", headers=AUTH, json={"body": text * 2})
-            assert patched.status_code == 200 and patched.json()["body"] == text * 2
+            assert patched.status_code == 200 and stored_body(database_url, schedule["id"]) == text * 2
         # In the cron, the URL, the time zone, the method, a header name: refused.
         before = fingerprint(database_url)
         for field, value in (("cron", text), ("url", text), ("timezone", text), ("method", text)):
@@ -324,10 +333,10 @@ def test_sql_looking_strings_in_schedules(http, database_url):
         assert not changed(before, fingerprint(database_url))
         # A header name: a valid HTTP token ("%s", "_") is kept as sent, anything else refused.
         response = http.post("/admin/schedules", headers=AUTH,
-                             json={**body, "name": f"h {text}", "headers": {text: "v"}})
+                             json={**body, "name": f"h {text}", "headers": {text: "v"}, "plain_headers": []})
         if response.status_code == 201:
             created += 1
-            assert response.json()["headers"] == {text: "v"}
+            assert response.json()["headers"] == {text: "********"}  # a secret by default
         else:
             assert response.status_code == 422, response.text
             assert not changed(before, fingerprint(database_url))

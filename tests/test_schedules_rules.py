@@ -86,6 +86,11 @@ def good(**changes) -> ScheduleSpec:
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_attempts": 11}, "max_attempts"),
         ({"cron": "* * *"}, "has 3 fields"),
+        ({"body": spec.MASK}, "mask of a stored body"),
+        ({"url": f"{PUBLIC}?api_key={spec.MASK}"}, "masked query value"),
+        ({"headers": {"X-Store": "1"}, "plain_headers": ["X-Other"]}, "not among the headers"),
+        ({"headers": {"X-Partner-Token": "t"}, "plain_headers": ["x-partner-token"]}, "cannot be marked plain"),
+        ({"headers": {"Authorization": "t"}, "plain_headers": ["Authorization"]}, "cannot be marked plain"),
     ],
 )
 def test_static_rules(changes, reason):
@@ -103,6 +108,25 @@ async def test_internal_targets_are_refused_unless_allowed(url):
     with pytest.raises(InvalidSchedule, match="internal address"):
         await spec.validate(good(url=url), frozenset())
     assert await spec.validate(good(url="http://127.0.0.1:9/"), frozenset({"127.0.0.1"}))
+
+
+def test_header_values_are_secret_unless_plain_by_name_or_by_mark():
+    headers = {"Authorization": "Bearer s", "X-Bearer": "b", "X-Client-Code": "c", "X-Store": "12",
+               "Content-Type": "application/json", "user-agent": "ua"}
+    checked = spec.check_static(good(name="marked", headers=headers, plain_headers=["X-STORE"]))
+    assert checked.plain_headers == ("x-store",) and checked.name == "marked"
+    plain, secret = spec.split_headers(checked)
+    assert plain == {"X-Store": "12", "Content-Type": "application/json", "user-agent": "ua"}
+    assert secret == {"Authorization": "Bearer s", "X-Bearer": "b", "X-Client-Code": "c"}
+    assert spec.has_secrets(checked) and not spec.has_secrets(good(headers={"Accept": "*/*"}))
+    assert spec.has_secrets(good(body="{}")) and spec.has_secrets(good(url=PUBLIC + "?k=v"))
+
+
+def test_urls_are_shown_with_query_values_masked():
+    assert spec.mask_url("https://h.example/p?api_key=abc&page=2&flag&empty=#frag") == (
+        f"https://h.example/p?api_key={spec.MASK}&page={spec.MASK}&flag&empty=")
+    assert spec.mask_url("https://h.example:8443/p") == "https://h.example:8443/p"
+    assert spec.origin("https://H.example/x") == spec.origin("https://h.example:443/y") == ("https", "h.example", 443)
 
 
 def test_secret_headers_are_masked_and_kept_on_round_trip():

@@ -32,6 +32,7 @@ def start_api(env: dict[str, str]) -> subprocess.CompletedProcess:
         ({"KIOSK_ADMIN_TOKEN": "short"}, "KIOSK_ADMIN_TOKEN must be at least 16 characters"),
         ({"MP_API_BASE_URL": "ftp://x"}, "MP_API_BASE_URL must be an http"),
         ({"KIOSK_DB_POOL_MAX_SIZE": "0"}, "KIOSK_DB_POOL_MAX_SIZE Input should be greater"),
+        ({"KIOSK_SECRET_KEY": "not-a-fernet-key"}, "KIOSK_SECRET_KEY key 1 is not a Fernet key"),
     ],
 )
 def test_bad_setting_is_one_line_naming_the_variable(change, expected):

@@ -39,7 +39,7 @@ from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
 from kiosk.logclip import clip
 from kiosk.schedules import service as schedules
-from kiosk.schedules.spec import InvalidSchedule, mask_headers
+from kiosk.schedules.spec import InvalidSchedule
 from kiosk.settings import get_settings
 
 logger = logging.getLogger("kiosk.dashboard")
@@ -459,9 +459,16 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
 
 
 @router.get(f"{UI}/schedules")
-async def schedules_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
-    views = await schedules.list_all()
-    return _page(request, "schedules.html", sess, active="schedules", title="Schedules", schedules=views)
+async def schedules_page(request: Request, cursor: str | None = None,
+                         sess: session.Session = Depends(signed_in)) -> Response:
+    errors: list[str] = []
+    try:
+        page = await schedules.list_page(limit=PAGE_SIZE, cursor=cursor or None)
+    except InvalidSchedule:
+        errors.append("cursor: not a page of this list (ignored)")
+        cursor, page = None, await schedules.list_page(limit=PAGE_SIZE)
+    return _page(request, "schedules.html", sess, active="schedules", title="Schedules",
+                 schedules=page.views, next_cursor=page.next_cursor, cursor=cursor, errors=errors)
 
 
 @router.get(f"{UI}/schedules/{{schedule_id}}")
@@ -478,7 +485,7 @@ async def schedule_page(request: Request, schedule_id: int, cursor: str | None =
     except schedules.ScheduleNotFound:
         raise PageError(404, f"There is no schedule {schedule_id}.") from None
     return _page(request, "schedule.html", sess, active="schedules", title=f"Schedule {view.schedule.name}",
-                 view=view, headers=mask_headers(view.schedule.headers), history=history, cursor=cursor,
+                 view=view, headers=view.schedule.shown_headers, history=history, cursor=cursor,
                  errors=errors)
 
 

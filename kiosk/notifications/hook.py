@@ -2,7 +2,8 @@
 
 Headers: `X-Kiosk-Event: order.paid`, `Idempotency-Key: order-paid-<order id>` (the same on
 every attempt) and `X-Kiosk-Signature: t=<unix seconds>,v1=<hex>` where v1 is
-HMAC-SHA256(KIOSK_NOTIFY_SECRET, "<t>." + body). The URL passes the SSRF guard on every send.
+HMAC-SHA256(KIOSK_NOTIFY_SECRET, "<t>." + body). The URL passes the SSRF guard on every send,
+and the connection goes to the address the guard checked (`netguard.pinned_client`).
 A connection that never opened, or a 5xx/408/429 answer, means the receiver did not take it:
 retried. A timeout or a connection lost after sending may have delivered it: never resent.
 """
@@ -18,7 +19,7 @@ import uuid
 import httpx
 
 from kiosk import tls
-from kiosk.netguard import UnsafeURL, check_url
+from kiosk.netguard import UnsafeURL, Unresolvable, pinned_client
 from kiosk.notifications import deliveries
 from kiosk.orders import store as orders
 from kiosk.settings import get_settings
@@ -57,10 +58,6 @@ async def notify_paid(order_id: uuid.UUID) -> str:
         url = settings.notify_url
         if not url:
             raise deliveries.DeliveryRetry("KIOSK_NOTIFY_URL is not set")
-        try:
-            await check_url(url, settings.outbound_allowed)
-        except UnsafeURL as exc:
-            raise deliveries.DeliveryFailed(f"KIOSK_NOTIFY_URL refused: {exc}") from None
         headers = {
             "Content-Type": "application/json",
             "X-Kiosk-Event": EVENT,
@@ -70,9 +67,13 @@ async def notify_paid(order_id: uuid.UUID) -> str:
             ),
         }
         timeout = settings.delivery_timeout_seconds
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls.http()) as client:
+        async with pinned_client(settings.outbound_allowed, timeout=timeout, verify=tls.http()) as client:
             try:
                 response = await client.post(url, content=body, headers=headers)
+            except Unresolvable as exc:  # nothing was sent
+                raise deliveries.DeliveryRetry(f"KIOSK_NOTIFY_URL: {exc}") from None
+            except UnsafeURL as exc:
+                raise deliveries.DeliveryFailed(f"KIOSK_NOTIFY_URL refused: {exc}") from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise deliveries.DeliveryRetry(f"cannot connect: {type(exc).__name__}") from None
             except httpx.HTTPError as exc:

@@ -2,9 +2,11 @@
 
 The one place where scheduled requests leave the kiosk, so its rules are stated here:
 
-- The SSRF guard (`kiosk.netguard.check_url`) runs before every attempt, not only when the
-  schedule was stored: DNS and `KIOSK_OUTBOUND_ALLOW_HOSTS` may have changed. A refused target
-  ends the run as `refused`, without retry.
+- The SSRF guard runs on every attempt and every redirect hop, not only when the schedule was
+  stored: DNS and `KIOSK_OUTBOUND_ALLOW_HOSTS` may have changed. The client's transport
+  (`kiosk.netguard.PinnedTransport`) resolves each hop's host once, checks the addresses and
+  connects to a checked one, so a name that answers differently the second time (DNS rebinding)
+  gains nothing. A refused target ends the run as `refused`, without retry.
 - Timeout: the schedule's `timeout_seconds` bounds the whole attempt (connect, send, the
   response), not each step.
 - At most `KIOSK_SCHEDULES_RESPONSE_MAX_BYTES` of the response are read; an excerpt is stored.
@@ -14,8 +16,11 @@ The one place where scheduled requests leave the kiosk, so its rules are stated 
   (`KIOSK_SCHEDULES_RETRY_BACKOFF_SECONDS`, doubled per attempt, at most MAX_BACKOFF) until the
   schedule's `max_attempts`; the job raises RetryLater and procrastinate re-runs the same job.
   Any other answer is final: 2xx is `success`, the rest `failed`.
-- Header values are never logged, and the URL is logged without its query string (httpx's own
-  "HTTP Request" log line included: a filter on the `httpx` logger drops the query).
+- Secrets (secret header values, the body, the query string) are decrypted here, for the
+  request only. They are never logged, the URL is logged without its query string (httpx's own
+  "HTTP Request" log line included: a filter on the `httpx` logger drops the query), and any of
+  them found in the error or in the answer's excerpt (a target that echoes its request) is masked
+  before the attempt is stored.
 - Idempotent: a run that already ended is not requested again (a replayed job is a no-op). Every
   request carries `X-Kiosk-Run: <run id>`, the same on every attempt, so the target can
   de-duplicate retries.
@@ -27,13 +32,15 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from kiosk import db, netguard, tls
+from kiosk import db, netguard, secretbox, tls
 from kiosk.schedules import store
+from kiosk.schedules.spec import MASK
 from kiosk.settings import get_settings
 
 logger = logging.getLogger("kiosk.schedules")
@@ -41,6 +48,7 @@ logger = logging.getLogger("kiosk.schedules")
 MAX_REDIRECTS = 3
 MAX_BACKOFF = 600.0
 EXCERPT_CHARS = 1000
+MIN_SCRUBBED = 4  # shorter secret values are not searched for in stored text: they would mask noise
 USER_AGENT = "kiosk-schedules/0.1"
 RETRYABLE = frozenset({"error", "timeout", "server_error"})
 
@@ -108,8 +116,18 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
     return bytes(data), False
 
 
-def _excerpt(data: bytes, truncated: bool, cap: int) -> str:
-    text = data.decode("utf-8", errors="replace")
+def scrub(text: str | None, secrets: list[str]) -> str | None:
+    """The text with every secret value replaced by the mask."""
+    if text is None:
+        return None
+    for value in secrets:
+        text = text.replace(value, MASK)
+    return text
+
+
+def _excerpt(data: bytes, truncated: bool, cap: int, secrets: list[str]) -> str:
+    # Masked before the cut, so no secret is left half-visible at the end.
+    text = scrub(data.decode("utf-8", errors="replace"), secrets)
     if len(text) > EXCERPT_CHARS:
         text = text[:EXCERPT_CHARS] + "…"
     elif truncated:
@@ -119,16 +137,37 @@ def _excerpt(data: bytes, truncated: bool, cap: int) -> str:
     return text
 
 
-async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
-    headers = httpx.Headers(run.headers)
+@dataclass(frozen=True)
+class Outgoing:
+    """The real request of an attempt, secrets decrypted: never logged, never stored."""
+
+    method: str
+    url: str = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+    body: str | None = field(repr=False)
+
+    def secret_values(self, secret_headers: set[str]) -> list[str]:
+        """What must not reach a stored error or excerpt, longest first."""
+        values = [v for n, v in self.headers.items() if n.lower() in secret_headers]
+        values += [v for _, v in parse_qsl(urlsplit(self.url).query, keep_blank_values=True)]
+        if self.body is not None:
+            values.append(self.body)
+        return sorted({v for v in values if len(v) >= MIN_SCRUBBED}, key=len, reverse=True)
+
+
+async def _send(
+    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], cap: int, allowed: frozenset[str],
+    resolver: netguard.Resolver | None,
+) -> Attempt:
+    headers = httpx.Headers(outgoing.headers)
     headers.setdefault("User-Agent", USER_AGENT)
     headers["X-Kiosk-Run"] = str(run.run_id)
     timeout = httpx.Timeout(run.timeout_seconds)
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout,
-                                 verify=tls.http(trust_env=False)) as client:
+    async with netguard.pinned_client(allowed, timeout=timeout, verify=tls.http(trust_env=False),
+                                      resolver=resolver) as client:
         request = client.build_request(
-            run.method, run.url, headers=headers,
-            content=run.body.encode() if run.body is not None else None,
+            outgoing.method, outgoing.url, headers=headers,
+            content=outgoing.body.encode() if outgoing.body is not None else None,
         )
         origin = _origin(request.url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -141,7 +180,7 @@ async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
                         else "server_error" if response.status_code >= 500
                         else "failed"
                     )
-                    return Attempt(kind, response.status_code, excerpt=_excerpt(data, truncated, cap))
+                    return Attempt(kind, response.status_code, excerpt=_excerpt(data, truncated, cap, secrets))
                 next_request = response.next_request
             finally:
                 await response.aclose()
@@ -154,22 +193,42 @@ async def _send(run: store.ClaimedRun, cap: int) -> Attempt:
         return Attempt("failed", response.status_code, error=f"more than {MAX_REDIRECTS} redirects")
 
 
-async def perform(run: store.ClaimedRun, *, allowed: frozenset[str], cap: int) -> Attempt:
-    """One attempt: the SSRF guard, then the request, both within the schedule's timeout."""
+async def perform(
+    run: store.ClaimedRun, *, allowed: frozenset[str], cap: int, keys: secretbox.Keyring,
+    resolver: netguard.Resolver | None = None,
+) -> Attempt:
+    """One attempt: decrypt, then the guarded and pinned request, within the schedule's timeout.
+
+    `resolver` replaces the system's DNS (tests); whatever it answers is what gets checked and
+    connected to.
+    """
     started = time.monotonic()
 
     def elapsed() -> int:
         return round((time.monotonic() - started) * 1000)
 
     try:
+        url, headers, body = run.request(keys)
+    except (secretbox.SecretKeyMissing, secretbox.SecretUnreadable) as exc:
+        return Attempt("failed", duration_ms=elapsed(), error=exc.detail)
+    outgoing = Outgoing(run.method, url, headers, body)
+    secrets = outgoing.secret_values({name.lower() for name in headers} - {name.lower() for name in run.headers})
+    attempt = await _attempt(run, outgoing, secrets, allowed, cap, resolver, elapsed)
+    return Attempt(attempt.kind, attempt.http_status, attempt.duration_ms, attempt.excerpt,
+                   scrub(attempt.error, secrets))
+
+
+async def _attempt(
+    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], allowed: frozenset[str], cap: int,
+    resolver: netguard.Resolver | None, elapsed: Callable[[], int],
+) -> Attempt:
+    try:
         async with asyncio.timeout(run.timeout_seconds):
-            try:
-                await netguard.check_url(run.url, allowed)
-            except netguard.UnsafeURL as exc:
-                if str(exc).startswith("cannot resolve"):  # DNS trouble is a network error: retry
-                    return Attempt("error", duration_ms=elapsed(), error=str(exc))
-                return Attempt("refused", duration_ms=elapsed(), error=f"target refused: {exc}")
-            attempt = await _send(run, cap)
+            attempt = await _send(run, outgoing, secrets, cap, allowed, resolver)
+    except netguard.Unresolvable as exc:  # DNS trouble is a network error: retry
+        return Attempt("error", duration_ms=elapsed(), error=str(exc))
+    except netguard.UnsafeURL as exc:
+        return Attempt("refused", duration_ms=elapsed(), error=f"target refused: {exc}")
     except TimeoutError:
         error = f"no complete answer within {run.timeout_seconds:g}s"
         return Attempt("timeout", duration_ms=elapsed(), error=error)
@@ -195,7 +254,8 @@ async def execute(run_id: int) -> str | None:
         return None
 
     attempt = await perform(
-        run, allowed=settings.outbound_allowed, cap=settings.schedules_response_max_bytes
+        run, allowed=settings.outbound_allowed, cap=settings.schedules_response_max_bytes,
+        keys=secretbox.keyring(),
     )
     retry = attempt.kind in RETRYABLE and run.attempts < run.max_attempts
     outcome = "retrying" if retry else attempt.outcome

@@ -1,16 +1,17 @@
 -- name: insert_schedule
 -- Store a validated schedule; its dispatcher cursor starts now, so no tick before creation runs.
-INSERT INTO schedules (name, cron, timezone, method, url, headers, body, timeout_seconds,
-                       max_attempts, active)
-VALUES (%(name)s, %(cron)s, %(timezone)s, %(method)s, %(url)s, %(headers)s, %(body)s,
-        %(timeout_seconds)s, %(max_attempts)s, %(active)s)
+INSERT INTO schedules (name, cron, timezone, method, url, headers, secret_headers, body_bytes,
+                       secrets, timeout_seconds, max_attempts, active)
+VALUES (%(name)s, %(cron)s, %(timezone)s, %(method)s, %(url)s, %(headers)s, %(secret_headers)s,
+        %(body_bytes)s, %(secrets)s, %(timeout_seconds)s, %(max_attempts)s, %(active)s)
 RETURNING *;
 
 -- name: update_schedule
 -- Replace every editable field; a new cron, zone or activation restarts the cursor at now.
 UPDATE schedules
 SET name = %(name)s, cron = %(cron)s, timezone = %(timezone)s, method = %(method)s,
-    url = %(url)s, headers = %(headers)s, body = %(body)s, timeout_seconds = %(timeout_seconds)s,
+    url = %(url)s, headers = %(headers)s, secret_headers = %(secret_headers)s,
+    body_bytes = %(body_bytes)s, secrets = %(secrets)s, timeout_seconds = %(timeout_seconds)s,
     max_attempts = %(max_attempts)s, active = %(active)s,
     dispatched_until = CASE WHEN %(reset_cursor)s THEN now() ELSE dispatched_until END,
     updated_at = now()
@@ -26,8 +27,21 @@ SELECT * FROM schedules WHERE id = %(id)s;
 SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 
 -- name: list_schedules
--- Every schedule, oldest first.
-SELECT * FROM schedules ORDER BY id;
+-- A page of schedules, oldest first, after the keyset cursor (an id).
+SELECT * FROM schedules
+WHERE %(after_id)s::bigint IS NULL OR id > %(after_id)s::bigint
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: sealed_schedules
+-- Schedules holding encrypted secrets.
+SELECT id, secrets FROM schedules WHERE secrets IS NOT NULL ORDER BY id;
+
+-- name: reseal
+-- Store the same secrets under another key, only if nobody changed them meanwhile.
+UPDATE schedules SET secrets = %(new)s
+WHERE id = %(id)s AND secrets = %(old)s
+RETURNING id;
 
 -- name: last_runs
 -- The latest run (due or past) of each given schedule, for listings.
@@ -112,7 +126,7 @@ WHERE r.id = %(run_id)s AND s.id = r.schedule_id
   AND r.outcome IN ('pending', 'running', 'retrying')
   AND (s.active OR r.trigger = 'manual' OR r.attempts > 0)
 RETURNING r.id AS run_id, r.schedule_id, r.trigger, r.scheduled_for, r.attempts,
-          s.method, s.url, s.headers, s.body, s.timeout_seconds, s.max_attempts;
+          s.method, s.url, s.headers, s.secrets, s.timeout_seconds, s.max_attempts;
 
 -- name: record_attempt
 -- Store the result of one attempt; finished_at only when the outcome is final.

@@ -1,7 +1,8 @@
 """Admin API of schedules: `/admin/schedules...`, bearer token required.
 
-Thin: parse, call `kiosk.schedules.service`, shape the answer. Secret header values are masked
-in every answer (docs/schedules.md).
+Thin: parse, call `kiosk.schedules.service`, shape the answer. Secrets are never in an answer:
+secret header values and the body are masked, and so are the URL's query values
+(docs/schedules.md).
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class ScheduleIn(BaseModel):
     timeout_seconds: float = 10.0
     max_attempts: int = 3
     active: bool = True
+    # Headers whose values are not secret (shown in answers, stored in clear) beyond the built-in
+    # Accept, Accept-Encoding, Accept-Language, Cache-Control, Content-Type and User-Agent.
+    plain_headers: list[str] = []
 
 
 class SchedulePatch(BaseModel):
-    """Only the fields sent change. `headers` replaces all headers; a masked value keeps its secret."""
+    """Only the fields sent change. `headers` replaces all headers; a masked value keeps its secret.
+
+    A masked body keeps the stored body; the URL as shown (query values masked) keeps the stored
+    URL. Moving the URL to another origin requires every secret again."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +61,7 @@ class SchedulePatch(BaseModel):
     timeout_seconds: float | None = None
     max_attempts: int | None = None
     active: bool | None = None
+    plain_headers: list[str] | None = None
 
 
 NULLABLE = {"body"}
@@ -74,7 +82,8 @@ def schedule_json(view: service.ScheduleView) -> dict[str, Any]:
     s = view.schedule
     return {
         "id": s.id, "name": s.name, "cron": s.cron, "timezone": s.timezone, "method": s.method,
-        "url": s.url, "headers": spec_module.mask_headers(s.headers), "body": s.body,
+        "url": s.url, "headers": s.shown_headers, "plain_headers": list(s.plain_headers),
+        "body": spec_module.MASK if s.body_bytes is not None else None, "body_bytes": s.body_bytes,
         "timeout_seconds": s.timeout_seconds, "max_attempts": s.max_attempts, "active": s.active,
         "created_at": _time(s.created_at), "updated_at": _time(s.updated_at),
         "dispatched_until": _time(s.dispatched_until),
@@ -91,9 +100,17 @@ def _not_found(schedule_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"schedule {schedule_id} not found")
 
 
-@router.get("", summary="Schedules, with their next run times and last run")
-async def list_schedules() -> dict[str, Any]:
-    return {"schedules": [schedule_json(v) for v in await service.list_all()]}
+@router.get("", summary="Schedules, oldest first, with their next run times and last run; keyset-paginated",
+            responses={422: {"description": "bad limit or cursor"}})
+async def list_schedules(
+    limit: int = Query(50, description=f"schedules per page, 1 to {service.MAX_PAGE}"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> dict[str, Any]:
+    try:
+        page = await service.list_page(limit=limit, cursor=cursor)
+    except InvalidSchedule as exc:
+        raise _unprocessable(exc) from None
+    return {"schedules": [schedule_json(v) for v in page.views], "next_cursor": page.next_cursor}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a schedule",

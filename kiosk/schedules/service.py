@@ -8,6 +8,11 @@ dispatcher. Deleting a schedule removes it with its whole history (see docs/sche
 Every change takes the operator who asks (`by`) and writes its audit entry on the same
 connection, so the change and its record commit together; a refused change records nothing.
 Audit details never hold header values (they may be secrets), a body or a URL's query string.
+
+Secrets (docs/schedules.md): an edit may send back the mask of a stored secret (a header value,
+the body, or the URL as shown with its query values masked) to keep it. An edit that moves the
+URL to another origin (scheme, host, port) must send every secret it keeps again: a mask or an
+omitted field would hand the stored secrets to the new host, so it is refused (422).
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ from typing import Any
 
 import psycopg
 
-from kiosk import db, queue
+from kiosk import db, netguard, queue, secretbox
 from kiosk.admin import audit
 from kiosk.admin.audit import Operator
 from kiosk.schedules import cron as cron_module
 from kiosk.schedules import dispatcher, spec as spec_module, store
 from kiosk.schedules.executor import loggable_url
 from kiosk.schedules.dispatcher import EXECUTE_TASK
-from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
+from kiosk.schedules.spec import MASK, InvalidSchedule, ScheduleSpec
 from kiosk.settings import get_settings
 
 NEXT_RUNS = 5
@@ -48,6 +53,12 @@ class ScheduleView:
     schedule: store.Schedule
     next_runs: list[dt.datetime]
     last_run: store.Run | None = None
+
+
+@dataclass(frozen=True)
+class SchedulesPage:
+    views: list[ScheduleView]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -95,13 +106,23 @@ async def _cancel(conn: psycopg.AsyncConnection, job_ids: list[int]) -> None:
         await queue.cancel(conn, job_id)
 
 
+def _keys_for(spec: ScheduleSpec) -> secretbox.Keyring:
+    """The keyring, refusing at once (503) a spec with secrets on a kiosk without a key."""
+    keys = secretbox.keyring()
+    if not keys.available and spec_module.has_secrets(spec):
+        raise secretbox.SecretKeyMissing("secret header values, bodies or query strings of schedules")
+    return keys
+
+
 async def create(spec: ScheduleSpec, *, by: Operator) -> ScheduleView:
+    spec = spec_module.check_static(spec)
+    keys = _keys_for(spec)
     spec = await spec_module.validate(spec, get_settings().outbound_allowed)
     try:
         async with db.transaction() as conn:
-            schedule = await store.insert_schedule(conn, spec)
+            schedule = await store.insert_schedule(conn, keys, spec)
             await dispatcher.dispatch_schedule(conn, schedule.id)
-            await audit.record_by(conn, by, "schedule.create", _target(schedule.id), audit_details(schedule.spec))
+            await audit.record_by(conn, by, "schedule.create", _target(schedule.id), audit_details(spec))
             return await _view(conn, schedule.id)
     except psycopg.errors.UniqueViolation:
         raise ScheduleConflict(f"a schedule named {spec.name!r} already exists") from None
@@ -112,20 +133,81 @@ async def get(schedule_id: int) -> ScheduleView:
         return await _view(conn, schedule_id)
 
 
-async def list_all() -> list[ScheduleView]:
+def encode_id_cursor(schedule_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id|{schedule_id}".encode()).decode().rstrip("=")
+
+
+def decode_id_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, schedule_id = raw.split("|")
+        if kind != "id":
+            raise ValueError
+        return int(schedule_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidSchedule("invalid cursor; use next_cursor from the previous page") from None
+
+
+async def list_page(*, limit: int = 50, cursor: str | None = None) -> SchedulesPage:
+    """Schedules oldest first, `limit` per page, keyset-paginated by id."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidSchedule(f"limit must be between 1 and {MAX_PAGE}")
+    after = decode_id_cursor(cursor) if cursor else None
     async with db.transaction() as conn:
-        schedules = await store.list_schedules(conn)
+        schedules = await store.list_schedules(conn, limit=limit + 1, after_id=after)
+        schedules, more = schedules[:limit], len(schedules) > limit
         last = await store.last_runs(conn, [s.id for s in schedules])
-    return [ScheduleView(s, next_runs(s), last.get(s.id)) for s in schedules]
+    views = [ScheduleView(s, next_runs(s), last.get(s.id)) for s in schedules]
+    return SchedulesPage(views, encode_id_cursor(schedules[-1].id) if more else None)
 
 
-def _merge(current: store.Schedule, changes: dict[str, Any]) -> ScheduleSpec:
+def _merge(current: store.Schedule, changes: dict[str, Any], keys: secretbox.Keyring) -> ScheduleSpec:
+    """The schedule after the changes, secrets sent back as masks restored from storage.
+
+    Refuses (InvalidSchedule) to carry stored secrets to another origin, and to mark plain a
+    header whose secret value is kept rather than sent.
+    """
     unknown = set(changes) - EDITABLE
     if unknown:
         raise InvalidSchedule(f"unknown fields: {', '.join(sorted(unknown))}")
+    real = current.unseal(keys)
+    changes = dict(changes)
+    stored_secret = {name.lower() for name in current.secret_headers}
+    kept: list[str] = []  # stored secrets this edit keeps without sending them
     if "headers" in changes:
-        changes = changes | {"headers": spec_module.unmask_headers(changes["headers"], current.headers)}
-    return current.spec.evolve(**changes)
+        sent = changes["headers"]
+        kept += [name for name, value in sent.items() if value == MASK and name.lower() in stored_secret]
+        changes["headers"] = spec_module.unmask_headers(sent, real.headers)
+        if "plain_headers" not in changes:  # marks of headers still there stay
+            names = {name.lower() for name in sent}
+            changes["plain_headers"] = tuple(n for n in real.plain_headers if n in names)
+    else:
+        kept += current.secret_headers
+    if "body" in changes:
+        if changes["body"] == MASK and real.body is not None:
+            changes["body"] = real.body
+            kept.append("the body")
+    elif real.body is not None:
+        kept.append("the body")
+    if changes.get("url") == current.url:  # the URL as shown, sent back: keep the real one
+        changes["url"] = real.url
+    elif "url" not in changes and real.url != current.url:
+        kept.append("the query string")
+    new = real.evolve(**changes)
+    marked = {name.lower() for name in changes.get("plain_headers") or ()} - set(real.plain_headers)
+    revealed = sorted(marked & {k.lower() for k in kept})
+    if revealed:
+        raise InvalidSchedule(f"header {revealed[0]!r} holds a stored secret; send its value to mark it plain")
+    try:
+        moved = spec_module.origin(new.url) != spec_module.origin(real.url)
+    except netguard.UnsafeURL:
+        moved = False  # a malformed URL: validation says why
+    if moved and kept:
+        raise InvalidSchedule(
+            "the url moves to another origin (scheme, host or port): send the secrets again, "
+            f"stored ones are not sent to a new host (kept: {', '.join(kept)})"
+        )
+    return new
 
 
 async def update(schedule_id: int, changes: dict[str, Any], *, by: Operator) -> ScheduleView:
@@ -134,19 +216,22 @@ async def update(schedule_id: int, changes: dict[str, Any], *, by: Operator) -> 
         current = await store.get_schedule(conn, schedule_id)
     if current is None:
         raise ScheduleNotFound(schedule_id)
-    await spec_module.validate(_merge(current, changes), get_settings().outbound_allowed)
+    keys = secretbox.keyring()
+    merged = spec_module.check_static(_merge(current, changes, keys))
+    _keys_for(merged)
+    await spec_module.validate(merged, get_settings().outbound_allowed)
     try:
         async with db.transaction() as conn:
             current = await store.get_schedule(conn, schedule_id, lock=True)
             if current is None:
                 raise ScheduleNotFound(schedule_id)
             # Re-merge on the locked row: another edit may have landed meanwhile.
-            new = spec_module.check_static(_merge(current, changes))
+            new = spec_module.check_static(_merge(current, changes, keys))
             retimed = (new.cron, new.timezone) != (current.cron, current.timezone)
             if retimed or not new.active:
                 await _cancel(conn, await store.delete_pending_cron_runs(conn, schedule_id))
             reset = new.active and (retimed or not current.active)
-            await store.update_schedule(conn, schedule_id, new, reset_cursor=reset)
+            await store.update_schedule(conn, keys, schedule_id, new, reset_cursor=reset)
             await dispatcher.dispatch_schedule(conn, schedule_id)
             await audit.record_by(conn, by, "schedule.update", _target(schedule_id),
                                   {"changed": sorted(changes), **audit_details(new, set(changes))})
@@ -165,7 +250,8 @@ async def delete(schedule_id: int, *, by: Operator) -> None:
         await _cancel(conn, waiting)
         await store.delete_schedule(conn, schedule_id)
         await audit.record_by(conn, by, "schedule.delete", _target(schedule_id),
-                              {**audit_details(schedule.spec, {"name", "cron", "url"}), "jobs_cancelled": len(waiting)})
+                              {**audit_details(schedule.masked_spec, {"name", "cron", "url"}),
+                               "jobs_cancelled": len(waiting)})
 
 
 async def run_now(schedule_id: int, *, by: Operator) -> tuple[store.Run, list[dt.datetime]]:
@@ -213,3 +299,21 @@ async def history(schedule_id: int, *, limit: int = 50, cursor: str | None = Non
     more = len(runs) > limit
     runs = runs[:limit]
     return RunsPage(runs, encode_cursor(runs[-1]) if more else None, next_runs(schedule))
+
+
+async def rotate_secrets(keys: secretbox.Keyring) -> tuple[int, int]:
+    """Re-encrypt every schedule's secrets with the first key: (re-encrypted, holding secrets).
+
+    One short transaction per schedule; a row edited meanwhile was encrypted with the first key
+    by its edit, so it is left as is. Running it again re-encrypts nothing.
+    """
+    async with db.transaction() as conn:
+        sealed = await store.sealed_schedules(conn)
+    rotated = 0
+    for schedule_id, token in sealed:
+        if keys.primary_encrypted(token):
+            continue
+        new = keys.rotate(token)
+        async with db.transaction() as conn:
+            rotated += await store.reseal(conn, schedule_id, token, new)
+    return rotated, len(sealed)

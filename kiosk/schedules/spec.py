@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from kiosk import netguard
 from kiosk.schedules import cron as cron_module
@@ -28,8 +29,14 @@ FORBIDDEN_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
 })
+# Header values are secrets (encrypted at rest, masked in every answer) unless the header is on
+# this short list of harmless ones, or the operator marked it plain when sending its value.
+PLAIN_HEADERS = frozenset({
+    "accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent",
+})
+# Never plain, whatever the operator marks: their names say they carry credentials.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
-SECRET_PATTERN = re.compile(r"token|secret|key|passw|auth|credential|session|signature", re.IGNORECASE)
+SECRET_PATTERN = re.compile(r"token|secret|key|passw|auth|credential|session|signature|bearer", re.IGNORECASE)
 MASK = "********"
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
@@ -52,18 +59,33 @@ class ScheduleSpec:
     timeout_seconds: float = 10.0
     max_attempts: int = 3
     active: bool = True
+    # Names of headers (lower-case) whose values are not secret although not in PLAIN_HEADERS.
+    plain_headers: tuple[str, ...] = ()
 
     def evolve(self, **changes: Any) -> ScheduleSpec:
         return replace(self, **changes)
 
 
-def is_secret_header(name: str) -> bool:
+def always_secret(name: str) -> bool:
     return name.lower() in SECRET_HEADERS or bool(SECRET_PATTERN.search(name))
 
 
-def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+def is_secret_header(name: str, plain: tuple[str, ...] | frozenset[str] = ()) -> bool:
+    lower = name.lower()
+    return always_secret(name) or (lower not in PLAIN_HEADERS and lower not in plain)
+
+
+def split_headers(spec: ScheduleSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """(plain, secret) headers of a spec."""
+    plain, secret = {}, {}
+    for name, value in spec.headers.items():
+        (secret if is_secret_header(name, spec.plain_headers) else plain)[name] = value
+    return plain, secret
+
+
+def mask_headers(headers: dict[str, str], plain: tuple[str, ...] | frozenset[str] = ()) -> dict[str, str]:
     """Headers as shown to operators: secret values replaced by the mask."""
-    return {name: MASK if is_secret_header(name) else value for name, value in headers.items()}
+    return {name: MASK if is_secret_header(name, plain) else value for name, value in headers.items()}
 
 
 def unmask_headers(new: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
@@ -78,6 +100,32 @@ def unmask_headers(new: dict[str, str], stored: dict[str, str]) -> dict[str, str
             value = stored_by_name[name.lower()]
         kept[name] = value
     return kept
+
+
+def mask_url(url: str) -> str:
+    """The URL as shown anywhere: every query value masked (names kept), no fragment.
+
+    Query strings carry API keys (`?api_key=...`) as often as headers do.
+    """
+    parts = urlsplit(url)
+    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if parts.query:
+        pairs = []
+        for pair in parts.query.split("&"):
+            name, sep, value = pair.partition("=")
+            pairs.append(f"{name}={MASK}" if sep and value else pair)
+        shown += "?" + "&".join(pairs)
+    return shown
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port: where a request (and its secrets) goes."""
+    return netguard.split_url(url)
+
+
+def has_secrets(spec: ScheduleSpec) -> bool:
+    """Whether storing the spec needs KIOSK_SECRET_KEY."""
+    return bool(split_headers(spec)[1]) or spec.body is not None or mask_url(spec.url) != spec.url
 
 
 def check_headers(headers: dict[str, str]) -> None:
@@ -122,14 +170,25 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
         netguard.split_url(spec.url)
     except netguard.UnsafeURL as exc:
         raise InvalidSchedule(f"url refused: {exc}") from None
+    if MASK in spec.url:
+        raise InvalidSchedule("url holds a masked query value; send the whole URL with its real values")
     check_headers(spec.headers)
+    sent = {header.lower() for header in spec.headers}
+    plain = tuple(sorted({header.lower() for header in spec.plain_headers}))
+    for header in plain:
+        if header not in sent:
+            raise InvalidSchedule(f"plain_headers names {header!r}, which is not among the headers")
+        if always_secret(header):
+            raise InvalidSchedule(f"header {header!r} always holds a secret and cannot be marked plain")
     if spec.body is not None and len(spec.body.encode()) > MAX_BODY_BYTES:
         raise InvalidSchedule(f"body is larger than {MAX_BODY_BYTES} bytes")
+    if spec.body == MASK:
+        raise InvalidSchedule("body is the mask of a stored body; send the real body")
     if not MIN_TIMEOUT <= spec.timeout_seconds <= MAX_TIMEOUT:
         raise InvalidSchedule(f"timeout_seconds must be between {MIN_TIMEOUT} and {MAX_TIMEOUT:g}")
     if not 1 <= spec.max_attempts <= MAX_ATTEMPTS:
         raise InvalidSchedule(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
-    return spec.evolve(name=name, cron=parsed.expression, method=method)
+    return spec.evolve(name=name, cron=parsed.expression, method=method, plain_headers=plain)
 
 
 async def validate(spec: ScheduleSpec, allowed: frozenset[str]) -> ScheduleSpec:

@@ -1,6 +1,12 @@
 """Rows of `schedules` and `schedule_runs` as typed values, and the SQL that reads and writes them.
 
 Every function takes the caller's connection, so the caller decides the transaction.
+
+Secrets never reach a column in clear (docs/schedules.md, "Secrets"): a row keeps its plain
+headers in `headers`, only the names of its secret headers in `secret_headers`, the URL with its
+query values masked in `url`, the size of its body in `body_bytes`, and everything secret (secret
+header values, the body, the real URL when it differs from the shown one) sealed in `secrets`
+with KIOSK_SECRET_KEY (kiosk/secretbox.py). `unseal` gives the real request back.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kiosk import db
-from kiosk.schedules.spec import ScheduleSpec
+from kiosk.schedules import spec as spec_module
+from kiosk.schedules.spec import MASK, ScheduleSpec
+from kiosk.secretbox import Keyring
 from kiosk.sql import load_queries
 
 queries = load_queries("kiosk.schedules")
@@ -26,23 +34,75 @@ class Schedule:
     cron: str
     timezone: str
     method: str
-    url: str
-    headers: dict[str, str]
-    body: str | None
+    url: str  # as shown: query values masked
+    headers: dict[str, str]  # the plain ones
     timeout_seconds: float
     max_attempts: int
     active: bool
     dispatched_until: dt.datetime
     created_at: dt.datetime
     updated_at: dt.datetime
+    secret_headers: list[str]
+    body_bytes: int | None
+    secrets: str | None = field(repr=False)
 
     @property
-    def spec(self) -> ScheduleSpec:
+    def shown_headers(self) -> dict[str, str]:
+        """Every header, secret values masked."""
+        return dict(self.headers) | {name: MASK for name in self.secret_headers}
+
+    @property
+    def plain_headers(self) -> tuple[str, ...]:
+        """Names the operator marked plain (the plain headers beyond the built-in list)."""
+        return tuple(sorted(
+            name.lower() for name in self.headers if name.lower() not in spec_module.PLAIN_HEADERS
+        ))
+
+    @property
+    def masked_spec(self) -> ScheduleSpec:
+        """The schedule as shown, secrets masked: for audit entries and views, no key needed."""
         return ScheduleSpec(
             name=self.name, cron=self.cron, timezone=self.timezone, method=self.method,
-            url=self.url, headers=dict(self.headers), body=self.body,
+            url=self.url, headers=self.shown_headers,
+            body=MASK if self.body_bytes is not None else None,
             timeout_seconds=self.timeout_seconds, max_attempts=self.max_attempts, active=self.active,
+            plain_headers=self.plain_headers,
         )
+
+    def unseal(self, keys: Keyring) -> ScheduleSpec:
+        """The real schedule, secrets decrypted (SecretKeyMissing, SecretUnreadable)."""
+        url, headers, body = unseal(keys, self.url, self.headers, self.secrets)
+        return ScheduleSpec(
+            name=self.name, cron=self.cron, timezone=self.timezone, method=self.method,
+            url=url, headers=headers, body=body, timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts, active=self.active, plain_headers=self.plain_headers,
+        )
+
+
+def unseal(
+    keys: Keyring, url: str, headers: dict[str, str], secrets: str | None
+) -> tuple[str, dict[str, str], str | None]:
+    """The real URL, all headers and the body of a stored request."""
+    if secrets is None:
+        return url, dict(headers), None
+    opened = keys.open(secrets, "the secrets of schedules")
+    return opened.get("url") or url, dict(headers) | opened["headers"], opened.get("body")
+
+
+def seal(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
+    """The columns that store a spec's request, its secrets encrypted (SecretKeyMissing)."""
+    plain, secret = spec_module.split_headers(spec)
+    shown_url = spec_module.mask_url(spec.url)
+    sealed = None
+    if secret or spec.body is not None or shown_url != spec.url:
+        sealed = keys.seal(
+            {"headers": secret, "body": spec.body, "url": spec.url if shown_url != spec.url else None},
+            "secret header values, bodies or query strings of schedules",
+        )
+    return {
+        "url": shown_url, "headers": Jsonb(plain), "secret_headers": list(secret),
+        "body_bytes": len(spec.body.encode()) if spec.body is not None else None, "secrets": sealed,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,11 +134,15 @@ class ClaimedRun:
     scheduled_for: dt.datetime
     attempts: int
     method: str
-    url: str
-    headers: dict[str, str] = field(repr=False)  # may hold secrets
-    body: str | None = field(repr=False)
+    url: str  # as shown: query values masked
+    headers: dict[str, str]  # the plain ones
+    secrets: str | None = field(repr=False)
     timeout_seconds: float
     max_attempts: int
+
+    def request(self, keys: Keyring) -> tuple[str, dict[str, str], str | None]:
+        """The real URL, headers and body (SecretKeyMissing, SecretUnreadable)."""
+        return unseal(keys, self.url, self.headers, self.secrets)
 
 
 def _schedule(row: dict) -> Schedule:
@@ -89,23 +153,23 @@ def _run(row: dict) -> Run:
     return Run(**row)
 
 
-def _spec_params(spec: ScheduleSpec) -> dict[str, Any]:
+def _spec_params(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
     return {
         "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
-        "url": spec.url, "headers": Jsonb(spec.headers), "body": spec.body,
         "timeout_seconds": spec.timeout_seconds, "max_attempts": spec.max_attempts,
         "active": spec.active,
-    }
+    } | seal(keys, spec)
 
 
-async def insert_schedule(conn: psycopg.AsyncConnection, spec: ScheduleSpec) -> Schedule:
-    return _schedule(await db.fetch_one(conn, queries["insert_schedule"], _spec_params(spec)))
+async def insert_schedule(conn: psycopg.AsyncConnection, keys: Keyring, spec: ScheduleSpec) -> Schedule:
+    return _schedule(await db.fetch_one(conn, queries["insert_schedule"], _spec_params(keys, spec)))
 
 
 async def update_schedule(
-    conn: psycopg.AsyncConnection, schedule_id: int, spec: ScheduleSpec, *, reset_cursor: bool
+    conn: psycopg.AsyncConnection, keys: Keyring, schedule_id: int, spec: ScheduleSpec, *,
+    reset_cursor: bool,
 ) -> Schedule:
-    params = _spec_params(spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
+    params = _spec_params(keys, spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
     return _schedule(await db.fetch_one(conn, queries["update_schedule"], params))
 
 
@@ -116,8 +180,24 @@ async def get_schedule(
     return _schedule(row) if row else None
 
 
-async def list_schedules(conn: psycopg.AsyncConnection) -> list[Schedule]:
-    return [_schedule(row) for row in await db.fetch_all(conn, queries["list_schedules"])]
+async def list_schedules(
+    conn: psycopg.AsyncConnection, *, limit: int, after_id: int | None = None
+) -> list[Schedule]:
+    """Schedules by id, after `after_id` (keyset pagination)."""
+    rows = await db.fetch_all(conn, queries["list_schedules"], {"limit": limit, "after_id": after_id})
+    return [_schedule(row) for row in rows]
+
+
+async def sealed_schedules(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
+    """(id, token) of every schedule holding secrets, for key rotation and start-up checks."""
+    rows = await db.fetch_all(conn, queries["sealed_schedules"])
+    return [(row["id"], row["secrets"]) for row in rows]
+
+
+async def reseal(conn: psycopg.AsyncConnection, schedule_id: int, old: str, new: str) -> bool:
+    """Replace a token by the same secrets under the first key, unless the row changed meanwhile."""
+    row = await db.fetch_one(conn, queries["reseal"], {"id": schedule_id, "old": old, "new": new})
+    return row is not None
 
 
 async def last_runs(conn: psycopg.AsyncConnection, schedule_ids: list[int]) -> dict[int, Run]:
