@@ -26,6 +26,7 @@ from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
 from kiosk.orders import routes as orders_routes
+from kiosk.payments import admin_routes as payments_admin_routes
 from kiosk.payments import routes as payments_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
@@ -36,6 +37,7 @@ from kiosk.webhooks import routes as webhooks_routes
 ROUTERS = (
     webhooks_routes, catalog_routes, orders_routes, payments_routes, heartbeat_routes,
     admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
+    payments_admin_routes,
 )
 
 logger = logging.getLogger("kiosk")

@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     webhook_batch_concurrency: int = Field(default=1, ge=1, le=20)
     # end of webhook ingestion
 
+    # money: ambiguous charges and refunds (docs/payments.md). An unresolved charge (or a start
+    # that never recorded Mercado Pago's answer) or a pending refund older than this is listed
+    # for an operator (GET /admin/payments/attention, the dashboard's Attention page).
+    payment_attention_after_seconds: int = Field(default=300, ge=30, le=86400)
+    # end of money
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -3,7 +3,8 @@
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout`;
 - everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
-  schedules/{id}, exports, audit, static.
+  schedules/{id}, exports, audit, static;
+- `/admin/attention`: payments needing an operator (kiosk/payments/attention.py).
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
 the cookie, so a forged cross-site request can never reach it with the operator's credentials.
@@ -33,7 +34,9 @@ from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render
 from kiosk.exports.routes import csv_response
+from kiosk.errors import DomainError
 from kiosk.jobs import outcomes
+from kiosk.payments import attention
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule, mask_headers
 from kiosk.settings import get_settings
@@ -57,6 +60,7 @@ NAV = [
     ("schedules", f"{UI}/schedules", "Schedules"),
     ("exports", f"{UI}/exports", "Exports"),
     ("audit", f"{UI}/audit", "Audit log"),
+    ("attention", "/admin/attention", "Attention"),
 ]
 REFRESH_SECONDS = 5
 SECURITY_HEADERS = {
@@ -408,6 +412,32 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
     if job_id is None:
         return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+# --- payments needing attention: unresolved charges, failed refunds -----------------------------------
+
+
+@router.get("/admin/attention")
+async def attention_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    items = await attention.list_attention()
+    return _page(request, "attention.html", sess, active="attention", title="Payments needing attention",
+                 items=items, after=get_settings().payment_attention_after_seconds)
+
+
+@router.post("/admin/attention/{intent_id}/{action}")
+async def attention_action(request: Request, intent_id: uuid.UUID, action: str,
+                           sess: session.Session = Depends(signed_in),
+                           form: dict[str, str] = Depends(posted)) -> Response:
+    operation = {"resolve": attention.resolve_now, "refund": attention.retry_refund}.get(action)
+    if operation is None:
+        raise PageError(404, f"No such action: {action}.")
+    default = "/admin/attention"
+    try:
+        await operation(intent_id, _operator(request, sess))
+    except DomainError as exc:
+        return _back(request, form, default, "error", exc.detail)
+    done = "resolution deferred" if action == "resolve" else "refund asked again"
+    return _back(request, form, default, "ok", f"Payment intent {intent_id}: {done}.")
 
 
 # --- schedules: list, history, run now ---------------------------------------------------------------
