@@ -15,7 +15,7 @@ to the webhook URL, in order, retried 3 times):
   POST /_sim/orders/{id}/status {"status"}                      any allowed lifecycle step
   POST /_sim/faults {"fail_next", "fail_status", "delay_next", "delay_seconds", "method"}
   POST /_sim/chaos {"seed", "fail_after", "late", "late_seconds", "drop", "webhook_delay",
-                    "webhook_duplicate"}          random faults of every API call and webhook
+                    "webhook_duplicate", "method"}          random faults of every API call and webhook
   POST /_sim/config {"webhooks": bool, "webhook_url"}
   GET  /_sim/orders, /_sim/requests, /_sim/webhooks              what happened
   POST /_sim/reset
@@ -144,6 +144,7 @@ class Chaos:
     drop: float = 0.0  # do the work, then drop the connection mid-answer
     webhook_delay: float = 0.0  # each notification waits up to this many seconds: out of order
     webhook_duplicate: float = 0.0  # a notification is delivered twice (same id)
+    method: str | None = None  # API faults only for requests with this method, when set
     rng: random.Random = field(default_factory=random.Random, repr=False)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -157,7 +158,7 @@ class Chaos:
         return {"seed": self.seed, "fail_after": self.fail_after, "late": self.late,
                 "late_seconds": self.late_seconds, "drop": self.drop,
                 "webhook_delay": self.webhook_delay, "webhook_duplicate": self.webhook_duplicate,
-                "counts": dict(self.counts)}
+                "method": self.method, "counts": dict(self.counts)}
 
 
 class DroppedResponse(Response):
@@ -293,7 +294,9 @@ def create_app(sim: Simulator) -> Starlette:
         else:
             response = await call_next(request)
             # Chaos strikes after the work is done: the order exists, the answer is lost.
-            if chaos.draw("fail_after", chaos.fail_after):
+            if chaos.method is not None and chaos.method.upper() != request.method:
+                pass
+            elif chaos.draw("fail_after", chaos.fail_after):
                 fault, response = "fail_after", _error(500, "simulated failure after the work")
             elif chaos.draw("drop", chaos.drop):
                 fault = "drop"
@@ -415,7 +418,7 @@ def create_app(sim: Simulator) -> Starlette:
             seed=seed, fail_after=float(body.get("fail_after", 0)), late=float(body.get("late", 0)),
             late_seconds=float(body.get("late_seconds", 0)), drop=float(body.get("drop", 0)),
             webhook_delay=float(body.get("webhook_delay", 0)),
-            webhook_duplicate=float(body.get("webhook_duplicate", 0)),
+            webhook_duplicate=float(body.get("webhook_duplicate", 0)), method=body.get("method"),
             rng=random.Random(seed),
         )
         return JSONResponse(sim.chaos.summary())
