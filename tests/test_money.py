@@ -352,18 +352,20 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
 
     # The dashboard page shows both, with CSRF-protected forms.
     browser = sign_in(api.url, "ana")
-    page = browser.get("/admin/attention")
+    short = browser.get("/admin/attention")
+    assert short.status_code == 303 and short.headers["location"] == "/admin/ui/attention"
+    page = browser.get("/admin/ui/attention")
     assert page.status_code == 200 and str(unresolved["id"]) in page.text and str(old_id) in page.text
-    assert f'action="/admin/attention/{unresolved["id"]}/resolve"' in page.text
-    assert f'action="/admin/attention/{old_id}/refund"' in page.text
-    forged = browser.post(f"/admin/attention/{unresolved['id']}/resolve", data={"csrf_token": "x"})
+    assert f'action="/admin/ui/attention/{unresolved["id"]}/resolve"' in page.text
+    assert f'action="/admin/ui/attention/{old_id}/refund"' in page.text
+    forged = browser.post(f"/admin/ui/attention/{unresolved['id']}/resolve", data={"csrf_token": "x"})
     assert forged.status_code == 403
 
     # Resolve from the dashboard; retry the refund from the JSON API.
-    csrf = csrf_of(browser, "/admin/attention")
-    done = browser.post(f"/admin/attention/{unresolved['id']}/resolve",
-                        data={"csrf_token": csrf, "next": "/admin/attention"})
-    assert done.status_code == 303
+    csrf = csrf_of(browser, "/admin/ui/attention")
+    done = browser.post(f"/admin/ui/attention/{unresolved['id']}/resolve",
+                        data={"csrf_token": csrf, "next": "/admin/ui/attention"})
+    assert done.status_code == 303 and done.headers["location"] == "/admin/ui/attention"
     retried = kiosk.http.post(f"/admin/payments/intents/{old_id}/refund",
                               headers={**ADMIN, "X-Kiosk-Actor": "bea"})
     assert retried.status_code == 200, retried.text

@@ -3,8 +3,8 @@
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout`;
 - everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
-  schedules/{id}, exports, audit, static;
-- `/admin/attention`: payments needing an operator (kiosk/payments/attention.py).
+  schedules/{id}, exports, audit, attention (payments needing an operator), static;
+- `/admin/attention`: a redirect to the attention page.
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
 the cookie, so a forged cross-site request can never reach it with the operator's credentials.
@@ -60,7 +60,7 @@ NAV = [
     ("schedules", f"{UI}/schedules", "Schedules"),
     ("exports", f"{UI}/exports", "Exports"),
     ("audit", f"{UI}/audit", "Audit log"),
-    ("attention", "/admin/attention", "Attention"),
+    ("attention", f"{UI}/attention", "Attention"),
 ]
 REFRESH_SECONDS = 5
 SECURITY_HEADERS = {
@@ -418,20 +418,26 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
 
 
 @router.get("/admin/attention")
+async def attention_short() -> Response:
+    """The page's short, easy to tell address; the page itself lives with the others under /admin/ui."""
+    return RedirectResponse(f"{UI}/attention", status_code=303)
+
+
+@router.get(f"{UI}/attention")
 async def attention_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
     items = await attention.list_attention()
     return _page(request, "attention.html", sess, active="attention", title="Payments needing attention",
                  items=items, after=get_settings().payment_attention_after_seconds)
 
 
-@router.post("/admin/attention/{intent_id}/{action}")
+@router.post(f"{UI}/attention/{{intent_id}}/{{action}}")
 async def attention_action(request: Request, intent_id: uuid.UUID, action: str,
                            sess: session.Session = Depends(signed_in),
                            form: dict[str, str] = Depends(posted)) -> Response:
     operation = {"resolve": attention.resolve_now, "refund": attention.retry_refund}.get(action)
     if operation is None:
         raise PageError(404, f"No such action: {action}.")
-    default = "/admin/attention"
+    default = f"{UI}/attention"
     try:
         await operation(intent_id, _operator(request, sess))
     except DomainError as exc:
