@@ -64,9 +64,9 @@ async def scrape() -> str:
                      ("queue", "status", "window"))
     workers = Gauge("kiosk_workers", "procrastinate workers by heartbeat freshness", ("state",))
     backlog = Gauge("kiosk_webhook_inbox_backlog", "Accepted notifications not processed yet")
-    refunds = Counter("kiosk_refunds_total",
-                      "Refunds of money the kiosk could not honour, by outcome (refunded only goes up)",
-                      ("outcome",))
+    refunds = Counter("kiosk_refunds_total", "Refunds of money the kiosk could not honour, made")
+    open_refunds = Gauge("kiosk_refunds_open", "Refunds decided and not made yet: pending (its job "
+                         "runs) or failed (Mercado Pago refused; an operator looks)", ("state",))
     attention = Gauge("kiosk_payments_attention", "Payments needing an operator (GET "
                       "/admin/payments/attention), by kind", ("kind",))
 
@@ -85,11 +85,12 @@ async def scrape() -> str:
         for state, count in states.items():
             workers.set(count, state)
         backlog.set((await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"])
-        outcomes = {"refunded": 0, "pending": 0, "failed": 0}
+        states = {"refunded": 0, "pending": 0, "failed": 0}
         for row in await db.fetch_all(conn, PAYMENT_QUERIES["refund_counts"]):
-            outcomes[row["refund_status"]] = row["n"]
-        for outcome, count in outcomes.items():
-            refunds.set(count, outcome)
+            states[row["refund_status"]] = row["n"]
+        refunds.set(states.pop("refunded"))  # refunded is final: the count only goes up
+        for state, count in states.items():
+            open_refunds.set(count, state)
         kinds = {"unresolved": 0, "refund": 0}
         for row in await db.fetch_all(conn, PAYMENT_QUERIES["attention"], {
                 "age": get_settings().payment_attention_after_seconds, "limit": 10_000}):
@@ -98,5 +99,5 @@ async def scrape() -> str:
             attention.set(count, kind)
         await _collect_outcomes(conn)
 
-    return render([jobs, oldest, finished, workers, backlog, refunds, attention, JOB_DURATION, WEBHOOKS,
-                   HTTP_LATENCY])
+    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, JOB_DURATION,
+                   WEBHOOKS, HTTP_LATENCY])
