@@ -71,7 +71,7 @@ def test_duplicate_notifications_at_once(tmp_path):
 def test_money_under_random_mercado_pago_faults(tmp_path):
     """The short money drill: random faults, cancels and expiries racing payments, a worker
     killed while its jobs wait on Mercado Pago; the invariant holds against the simulator."""
-    figures = drill("money", tmp_path, "--orders", "30", "--order-ttl", "35", "--customers", "10",
+    figures = drill("money", tmp_path, "--orders", "24", "--order-ttl", "34", "--customers", "8",
                     "--fault-rate", "0.1")
     took, refunded = (int(n) for n in figures["Mercado Pago orders / took money / refunded"].split(" / ")[1:])
     assert figures["kiosk orders by status"].get("paid", 0) == took - refunded

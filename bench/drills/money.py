@@ -2,7 +2,7 @@
 worker killed mid-job.
 
     .venv/bin/python bench/drills/money.py                                   # 500 orders
-    .venv/bin/python bench/drills/money.py --orders 40 --order-ttl 40 --customers 8   # the short one
+    .venv/bin/python bench/drills/money.py --orders 24 --order-ttl 34 --customers 8   # the short one
 
 Customers order, charge on their own terminal and then, at random: pay; are declined and pay on a
 second attempt; cancel before paying; cancel while tapping the card; walk away (the order
