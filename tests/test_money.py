@@ -208,6 +208,22 @@ def test_a_live_unresolved_charge_paid_during_cancel_wins(kiosk, sim, start_work
     assert intent_rows(database_url, order["id"])[0]["refund_status"] is None
 
 
+def test_cancel_during_a_start_that_mercado_pago_refuses_closes_the_order(kiosk, sim, database_url):
+    """Cancel while the create is in flight waits for it (202); the create is refused (nothing was
+    charged), so the order closes then and its stock comes back."""
+    kiosk.product("tea", price_cents=250, stock=3)
+    order = kiosk.order({"tea": 2})
+    sim.faults(fail_next=1, fail_status=400, delay_next=1, delay_seconds=1.5, method="POST")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool_:
+        paying = pool_.submit(kiosk.pay, order["id"])
+        wait_for(lambda: intent_rows(database_url, order["id"]), timeout=10, what="start written")
+        canceled = kiosk.cancel(order["id"])
+        assert canceled.status_code == 202, canceled.text
+        assert paying.result().status_code == 502
+    assert intent_rows(database_url, order["id"])[0]["status"] == "error"
+    assert kiosk.get(order["id"])["status"] == "canceled" and kiosk.stock("tea") == 3
+
+
 async def test_expiry_keeps_the_stock_of_an_order_with_an_unresolved_charge(kiosk, sim, start_worker,
                                                                           database_url, pool):
     kiosk.product("tea", price_cents=250, stock=3)

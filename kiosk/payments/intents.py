@@ -228,12 +228,19 @@ def _charge(row: dict, order_id: uuid.UUID, terminal_id: str, remaining: int) ->
 
 
 async def _fail(intent_id: uuid.UUID, error: str) -> None:
-    """Nothing was created at Mercado Pago: `error`."""
+    """Nothing was created at Mercado Pago: `error`. An order asked to close while this start was
+    running (it had to wait for it) closes now, when nothing else is open on it."""
     async with db.transaction() as conn:
+        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+        assert row is not None
+        order = await orders.lock(conn, row["order_id"])
         await conn.execute(
             QUERIES["fail_intent"],
             {"id": intent_id, "last_error": error[:500], "outcome_unknown": False},
         )
+        if order["status"] == "pending_payment" and order["closing_status"] and not await db.fetch_one(
+                conn, QUERIES["open_intent_of_order"], {"order_id": order["id"]}):
+            await orders.close(conn, order["id"], order["closing_status"])
     logger.warning("payment intent %s: error: %s", intent_id, error)
 
 
