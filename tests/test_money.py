@@ -25,6 +25,14 @@ from tests.test_expiry import QUIET, backdate_orders, same_settings  # noqa: F40
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+@pytest.fixture
+def kiosk(kiosk):
+    """The kiosk API client, sending the admin token on the order endpoints (which take a device
+    token or the admin token)."""
+    kiosk.http.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    return kiosk
+
+
 def intent_rows(database_url: str, order_id: str) -> list[dict]:
     return rows(database_url, "SELECT * FROM payment_intents WHERE order_id = %s ORDER BY created_at",
                 (order_id,))
@@ -135,6 +143,34 @@ async def test_client_maps_connect_errors_to_not_sent_and_read_errors_to_unknown
             with pytest.raises(mp.MPUnavailable) as raised:
                 await client.create_order(charge, "k")
         assert type(raised.value) is kind
+
+
+async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim, start_worker,
+                                                                     database_url, pool):
+    """Intent written, then the process died before (or while) calling Mercado Pago: once past
+    the call's deadline the clean-up tick makes it unresolved with its job; the job re-sends the
+    key and the charge is followed (here Mercado Pago never got it, so it is made now)."""
+    from kiosk.payments import cleanup
+
+    kiosk.product("tea", price_cents=250, stock=3)
+    order = kiosk.order({"tea": 1})
+    intent_id = uuid.uuid4()
+    rows(database_url, "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
+         "external_reference, amount_cents, updated_at) VALUES (%s, %s, %s, %s, %s, 250, "
+         "now() - interval '30 seconds') RETURNING id",
+         (intent_id, order["id"], TERMINAL, f"kiosk-charge-{intent_id}", f"kiosk-{intent_id.hex}"))
+    assert await cleanup.defer_checks() == 0  # still within the start's deadline: left alone
+    rows(database_url, "UPDATE payment_intents SET updated_at = now() - interval '2 minutes' RETURNING id")
+    assert await cleanup.defer_checks() == 1
+    assert intent_row(database_url, intent_id)["status"] == "unresolved"
+    assert await cleanup.defer_checks() == 0  # its job is waiting: no second one
+    start_worker(**QUIET)
+    wait_for(lambda: intent_row(database_url, intent_id)["status"] == "created", timeout=60,
+             what="resolved")
+    (charge,) = sim.get("/_sim/orders")
+    assert intent_row(database_url, intent_id)["provider_order_id"] == charge["id"]
+    sim.tap(TERMINAL, "approve")
+    wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
 
 
 # -- 2. notifications for orders the kiosk does not know by id ---------------------------------------
@@ -352,7 +388,7 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     worker.stop()
     sim.faults()
     (unresolved,) = intent_rows(database_url, stuck["id"])
-    assert kiosk.http.get("/admin/payments/attention").status_code == 401
+    assert httpx.get(f"{kiosk.url}/admin/payments/attention", timeout=10).status_code == 401
     listed = kiosk.http.get("/admin/payments/attention", headers=ADMIN).json()
     assert [i["id"] for i in listed] == [str(old_id)]  # the unresolved one is not old enough yet
     rows(database_url, "UPDATE payment_intents SET updated_at = now() - interval '10 minutes' "
