@@ -4,13 +4,13 @@ real app stores with their job, and how fast it answers at fixed rates.
 
 It starts `uvicorn kiosk.app:app` (1 and 2 processes) against a scratch database, sends correctly
 signed notifications with distinct ids, one per distinct provider order that has a payment intent
-(so each is stored and its job deferred; `--unknown-share` adds notifications for unknown orders,
-stored as `ignored`), from an open-loop load generator: requests are due at fixed times whatever
+(so each is stored and its job deferred; `--unknown-share` adds notifications for orders no intent
+knows, stored the same way: their job matches them by reference, docs/payments.md), from an open-loop load generator: requests are due at fixed times whatever
 the answers, and latency counts from the due time (no coordinated omission). No worker runs: jobs
 pile up, so this measures the API path only.
 
-For each run it checks the database: every accepted notification has exactly one inbox row and,
-when its provider order is known, exactly one `todo` job with `queueing_lock = mp-order-<order>`
+For each run it checks the database: every accepted notification has exactly one inbox row and
+exactly one `todo` job with `queueing_lock = mp-order-<order>`
 (the row's `job_id`), and nothing else was stored; a 503 left nothing behind.
 
 Loopback only; every step is bounded in count and time, and the script stops by itself.
@@ -395,7 +395,7 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
 
     errors: dict[str, int] = {}
     for n, status in enumerate(statuses):
-        want = b'"received"' if known[n] else b'"ignored"'
+        want = b'"received"'  # orders no intent knows too: their job matches them by reference
         if status != 200:
             key = "no answer" if status == -1 else str(status)
             errors[key] = errors.get(key, 0) + 1
@@ -421,7 +421,8 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
 
 
 def verify(url: str, items: list[tuple[str, str]], known: list[bool], statuses: list[int]) -> list[str]:
-    """Each accepted notification: one row; known order: one todo job with its queueing lock."""
+    """Each accepted notification: one row and one todo job with its queueing lock (orders no
+    intent knows too: their job reads them and matches their reference)."""
     problems: list[str] = []
     with psycopg.connect(url) as conn:
         inbox = {r[0]: r[1:] for r in conn.execute(
@@ -447,19 +448,16 @@ def verify(url: str, items: list[tuple[str, str]], known: list[bool], statuses: 
         elif row is None:
             continue  # no answer and not stored: the sender retries
         state, job_id, resource = row
-        if known[n]:
-            expected_jobs += 1
-            job = jobs.get(job_id)
-            if state != "received" or job is None:
-                problems.append(f"{nid}: state {state}, job {job_id}")
-            elif job != (f"mp-order-{data_id}", "todo", data_id):
-                problems.append(f"{nid}: job {job_id} is {job}")
-        elif state != "ignored" or job_id is not None:
-            problems.append(f"{nid}: unknown order stored as {state} with job {job_id}")
+        expected_jobs += 1
+        job = jobs.get(job_id)
+        if state != "received" or job is None:
+            problems.append(f"{nid}: state {state}, job {job_id} ({'known' if known[n] else 'unknown'} order)")
+        elif job != (f"mp-order-{data_id}", "todo", data_id):
+            problems.append(f"{nid}: job {job_id} is {job}")
     if set(inbox) - sent_ids:
         problems.append(f"{len(set(inbox) - sent_ids)} inbox rows nobody sent")
     if len(jobs) != expected_jobs or other_jobs:
-        problems.append(f"{len(jobs)} jobs for {expected_jobs} stored known notifications "
+        problems.append(f"{len(jobs)} jobs for {expected_jobs} stored notifications "
                         f"(+{other_jobs} others)")
     return problems[:10]
 
@@ -488,7 +486,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--connections", type=int, default=128, help="keep-alive connections in all")
     parser.add_argument("--unknown-share", type=float, default=0.0,
-                        help="share of notifications for unknown provider orders (stored as ignored)")
+                        help="share of notifications for provider orders no intent knows (each gets its job too)")
     parser.add_argument("--uvicorn-args", default="", help="extra uvicorn options, e.g. '--http h11'")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="stop stepping after this")

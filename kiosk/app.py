@@ -29,6 +29,7 @@ from kiosk.logclip import ClipArgs, clip
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
 from kiosk.orders import routes as orders_routes
+from kiosk.payments import admin_routes as payments_admin_routes
 from kiosk.payments import routes as payments_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
@@ -40,6 +41,7 @@ ROUTERS = (
     webhooks_routes, catalog_routes, orders_routes, payments_routes, heartbeat_routes,
     admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
     devices_routes,
+    payments_admin_routes,
 )
 
 logger = logging.getLogger("kiosk")

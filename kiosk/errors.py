@@ -58,7 +58,3 @@ class ProviderFailed(DomainError):
     """The payment provider answered with an error or could not be reached."""
 
     status = 502
-
-
-class ProviderTimedOut(ProviderFailed):
-    status = 504

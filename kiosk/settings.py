@@ -257,6 +257,11 @@ class Settings(BaseSettings):
     auth_failure_limit: int = Field(default=20, ge=1, le=100_000)
     auth_failure_window_seconds: float = Field(default=60, ge=1, le=86400)
     # end of devices
+    # money: ambiguous charges and refunds (docs/payments.md). An unresolved charge (or a start
+    # that never recorded Mercado Pago's answer) or a pending refund older than this is listed
+    # for an operator (GET /admin/payments/attention, the dashboard's Attention page).
+    payment_attention_after_seconds: int = Field(default=300, ge=30, le=86400)
+    # end of money
 
     @field_validator("database_url")
     @classmethod

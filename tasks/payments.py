@@ -1,4 +1,5 @@
-"""Payment jobs: follow a Mercado Pago order after a notification, or when it went quiet."""
+"""Payment jobs: follow a Mercado Pago order after a notification, or when it went quiet; resolve
+an ambiguous create; refund money the kiosk cannot honour."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 
 from procrastinate import JobContext
 
-from kiosk.payments import cleanup, mercadopago, processing
+from kiosk.payments import cleanup, intents, mercadopago, processing, refunds
 from kiosk import queue
 from kiosk.queue import app
 from tasks.retry import Backoff, database_unavailable
@@ -44,3 +45,35 @@ async def check_stale_intent(intent_id: str) -> dict:
     next tick checks the intent again."""
     outcome = await cleanup.check(uuid.UUID(intent_id))
     return {"status": outcome.status, "note": outcome.note}
+
+
+async def _retried(context: JobContext, exc: BaseException) -> None:
+    """Before a retry: drop the job's queueing lock (procrastinate#1543, see above)."""
+    if isinstance(exc, mercadopago.MPUnavailable) or database_unavailable(exc):
+        assert context.job.id is not None
+        with contextlib.suppress(Exception):
+            await queue.release_queueing_lock(context.job.id)
+
+
+@app.task(name=intents.RESOLVE_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
+async def resolve_intent(context: JobContext, intent_id: str) -> dict:
+    """Re-send an ambiguous create with its idempotency key until Mercado Pago answers (deferred
+    with the intent marked `unresolved`; again by the periodic clean-up should this give up)."""
+    try:
+        outcome = await intents.resolve(uuid.UUID(intent_id))
+    except Exception as exc:
+        await _retried(context, exc)
+        raise
+    return {"status": outcome.status, "note": outcome.note}
+
+
+@app.task(name=refunds.REFUND_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
+async def refund_intent(context: JobContext, intent_id: str) -> dict:
+    """Refund a charge the kiosk cannot honour, with its one idempotency key (deferred with the
+    refund decision; again by the periodic clean-up should this give up)."""
+    try:
+        outcome = await refunds.refund(uuid.UUID(intent_id))
+    except Exception as exc:
+        await _retried(context, exc)
+        raise
+    return {"refund_status": outcome.refund_status, "note": outcome.note}

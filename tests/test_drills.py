@@ -66,3 +66,14 @@ def test_duplicate_notifications_at_once(tmp_path):
     assert figures["inbox rows / with a job"] == "50 / 50"
     assert figures["payments.process_notification jobs"] == 50
     assert figures["orders paid"] == 50 and figures["receipts received"] == 50
+
+
+def test_money_under_random_mercado_pago_faults(tmp_path):
+    """The short money drill: random faults, cancels and expiries racing payments, a worker
+    killed while its jobs wait on Mercado Pago; the invariant holds against the simulator."""
+    figures = drill("money", tmp_path, "--orders", "24", "--order-ttl", "34", "--customers", "8",
+                    "--fault-rate", "0.1")
+    took, refunded = (int(n) for n in figures["Mercado Pago orders / took money / refunded"].split(" / ")[1:])
+    assert figures["kiosk orders by status"].get("paid", 0) == took - refunded
+    assert sum(figures["Mercado Pago faults (chaos)"].values()) >= 1
+    assert len(figures["kills"]) == 1 and figures["worker restarts (supervisor)"] >= 1

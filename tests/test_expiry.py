@@ -320,24 +320,41 @@ async def test_provider_error_on_one_intent_does_not_block_the_others(kiosk, sim
     assert all(o["status"] == "canceled" for o in sim.get("/_sim/orders"))
 
 
-async def test_a_start_that_never_recorded_its_answer_is_abandoned(kiosk, database_url, pool):
-    """The API died between writing the intent and recording Mercado Pago's answer: once stale,
-    the attempt becomes `error` (maybe charged), the terminal is free and the order can expire."""
+async def test_a_start_that_never_recorded_its_answer_is_resolved(kiosk, sim, database_url, pool):
+    """The API died between writing the intent and calling Mercado Pago: the charge may exist, so
+    the order keeps its stock. Once past the start's deadline the check makes the intent
+    `unresolved` and defers its resolution; that re-sends the same key (here Mercado Pago never
+    got it, so the charge is made now), sees the order is being expired, cancels the charge and
+    the order expires with its stock back."""
+    from kiosk.payments import intents
+
     kiosk.product("tea", stock=5)
     order = kiosk.order({"tea": 2})
     intent_id = uuid.uuid4()
+    key = f"kiosk-charge-{intent_id}"
     rows(database_url, "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
          "external_reference, amount_cents) VALUES (%s, %s, %s, %s, %s, 500) RETURNING id",
-         (intent_id, order["id"], TERMINAL, f"kiosk-charge-{intent_id}", f"kiosk-{intent_id.hex}"))
+         (intent_id, order["id"], TERMINAL, key, f"kiosk-{intent_id.hex}"))
     backdate_orders(database_url, order["id"])
-    assert (await expiry.expire(uuid.UUID(order["id"]))).status == "pending_payment"  # being started
+    expired = await expiry.expire(uuid.UUID(order["id"]))
+    assert expired.status == "pending_payment"  # a charge may exist: nothing released
+    assert order_row(database_url, order["id"])["closing_status"] == "expired"
+    assert kiosk.stock("tea") == 3
 
     assert (await cleanup.check(intent_id)).note == "not stale (yet): left for the next tick"
     backdate_intents(database_url)
     checked = await cleanup.check(intent_id)
-    assert checked.status == "error" and checked.note == "abandoned"
-    assert intent_of(database_url, order["id"])["outcome_unknown"] is True
-    assert (await expiry.expire(uuid.UUID(order["id"]))).status == "expired"
+    assert checked.status == "unresolved" and checked.note == "unresolved: resolution deferred"
+    (job,) = jobs(database_url, "payments.resolve_intent")
+    assert job["args"] == {"intent_id": str(intent_id)} and job["lock"] == f"order-{order['id']}"
+
+    resolved = await intents.resolve(intent_id)
+    assert resolved.status == "canceled", resolved
+    (charge,) = sim.get("/_sim/orders")
+    assert charge["status"] == "canceled" and charge["external_reference"] == f"kiosk-{intent_id.hex}"
+    assert [r["idempotency_key"] for r in sim.get("/_sim/requests")
+            if r["path"] == "/v1/orders"] == [key]
+    assert kiosk.get(order["id"])["status"] == "expired"
     assert kiosk.stock("tea") == 5
 
 

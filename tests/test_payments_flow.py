@@ -133,40 +133,54 @@ def test_provider_down_leaves_job_failed_and_order_unchanged(kiosk, sim, start_w
     assert gets == [503, 503]
 
 
-def test_charge_failure_502_then_retry_succeeds(kiosk, sim, database_url):
+def test_charge_500_is_unresolved_then_resolved_with_the_same_key(kiosk, sim, start_worker, database_url):
+    """A 5xx may hide a created charge: 202 with the intent `unresolved`, and a job re-sends the
+    same idempotency key until Mercado Pago answers (here it creates the charge then)."""
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1})
     sim.faults(fail_next=1, fail_status=500, method="POST")
     response = kiosk.pay(order["id"])
-    assert response.status_code == 502
-    assert "HTTP 500" in response.json()["detail"]
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "unresolved" and response.json()["provider_order_id"] is None
     (intent,) = intent_rows(database_url, order["id"])
-    assert intent["status"] == "error" and intent["provider_order_id"] is None
-    assert sim.get("/_sim/orders") == []
+    assert intent["status"] == "unresolved" and intent["outcome_unknown"]
+    assert "HTTP 500" in intent["last_error"]
+    # Deferred in the transaction that marked it unresolved.
+    (job,) = jobs(database_url, "payments.resolve_intent")
+    assert job["lock"] == f"order-{order['id']}"
+    assert kiosk.get(order["id"])["payment_intents"][0]["status"] == "unresolved"
+    # Still open: no second charge on this order meanwhile.
+    assert kiosk.pay(order["id"]).status_code == 409
 
-    again = kiosk.pay(order["id"])
-    assert again.status_code == 201, again.text
-    # Same attempt, same idempotency key: Mercado Pago holds one order.
-    assert again.json()["id"] == str(intent["id"])
-    assert len(sim.get("/_sim/orders")) == 1
+    start_worker()
+    wait_for(lambda: intent_rows(database_url, order["id"])[0]["status"] == "created", timeout=60,
+             what="intent resolved")
+    (sim_order,) = sim.get("/_sim/orders")
+    assert intent_rows(database_url, order["id"])[0]["provider_order_id"] == sim_order["id"]
+    keys = {r["idempotency_key"] for r in sim.get("/_sim/requests") if r["method"] == "POST"}
+    assert keys == {intent["idempotency_key"]}
+    sim.tap(TERMINAL, "approve")
+    wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
 
 
-def test_charge_timeout_504_never_charges_twice(kiosk, sim, database_url):
+def test_charge_timeout_is_unresolved_and_never_charges_twice(kiosk, sim, start_worker, database_url):
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1})
     # Mercado Pago is slow (3 s > KIOSK_MP_TIMEOUT_SECONDS=2) but does create the order.
     sim.faults(delay_next=1, delay_seconds=3, method="POST")
     response = kiosk.pay(order["id"])
-    assert response.status_code == 504
-    assert "did not answer" in response.json()["detail"]
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "unresolved"
     (intent,) = intent_rows(database_url, order["id"])
-    assert intent["status"] == "error" and intent["outcome_unknown"]
+    assert "did not answer" in intent["last_error"]
     wait_for(lambda: len(sim.get("/_sim/orders")) == 1, timeout=10, what="the slow order")
 
-    again = kiosk.pay(order["id"])
-    assert again.status_code == 201, again.text
-    assert again.json()["provider_order_id"] == sim.get("/_sim/orders")[0]["id"]
-    assert len(sim.get("/_sim/orders")) == 1
+    start_worker()
+    wait_for(lambda: intent_rows(database_url, order["id"])[0]["provider_order_id"], timeout=60,
+             what="intent resolved")
+    (sim_order,) = sim.get("/_sim/orders")
+    (resolved,) = intent_rows(database_url, order["id"])
+    assert resolved["provider_order_id"] == sim_order["id"] and resolved["status"] == "created"
     keys = {r["idempotency_key"] for r in sim.get("/_sim/requests") if r["method"] == "POST"}
     assert len(keys) == 1
 

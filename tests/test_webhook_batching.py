@@ -112,20 +112,22 @@ async def test_duplicates_and_bursts_inside_one_batch_collapse(pool, database_ur
                 notification(780, "ORD0OTHER"), notification(781, "ORD0UNKNOWN")])
     results = await inbox.store(batch)
     states = [r.state for r in results]
-    assert states == ["received"] + ["duplicate"] * 19 + ["received"] * 3 + ["ignored"]
+    assert states == ["received"] + ["duplicate"] * 19 + ["received"] * 4
     notes, jobs = stored(database_url)
     assert [(n["notification_id"], n["state"]) for n in notes] == [
         ("777", "received"), ("778", "received"), ("779", "received"), ("780", "received"),
-        ("781", "ignored")]
+        ("781", "received")]
     # One job per provider order: the first notification deferred it, the burst is covered by it.
-    assert [job["queueing_lock"] for job in jobs] == ["mp-order-ORD0DUP", "mp-order-ORD0OTHER"]
+    # An order no intent knows gets its job too: it reads the order and matches its reference.
+    assert [job["queueing_lock"] for job in jobs] == ["mp-order-ORD0DUP", "mp-order-ORD0OTHER",
+                                                      "mp-order-ORD0UNKNOWN"]
     assert [r.job_id for r in results if r.job_id] == [job["id"] for job in jobs]
     assert len({n["xid"] for n in notes}) == 1
 
     # Again later (a job now waits for each order): duplicates stay no-ops, new ones collapse.
     again = await inbox.store([notification(777, "ORD0DUP"), notification(782, "ORD0DUP")])
     assert [(r.state, r.job_id) for r in again] == [("duplicate", None), ("received", None)]
-    assert len(stored(database_url)[1]) == 2
+    assert len(stored(database_url)[1]) == 3
 
 
 async def test_twenty_concurrent_copies_make_one_row_and_one_job(pool, database_url):

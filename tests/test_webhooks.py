@@ -67,12 +67,15 @@ def test_refused_requests_store_nothing(case, status, kiosk, sim, database_url):
     assert stored(database_url) == (0, 0)
 
 
-def test_unknown_order_is_acknowledged_and_ignored(kiosk, database_url):
+def test_unknown_order_is_acknowledged_and_read_by_a_job(kiosk, database_url):
+    """An order no intent knows by id may be ours (a create whose answer was lost): its job reads
+    it and matches its external_reference, or marks it ignored (tests/test_money.py)."""
     response = notify(kiosk.url, "ORD0NOTOURS", 424242)
-    assert response.status_code == 200 and response.json() == {"status": "ignored"}
+    assert response.status_code == 200 and response.json() == {"status": "received"}
     (row,) = rows(database_url, "SELECT state, resource_id, job_id FROM webhook_inbox")
-    assert row == {"state": "ignored", "resource_id": "ORD0NOTOURS", "job_id": None}
-    assert jobs(database_url, TASK) == []
+    (job,) = jobs(database_url, TASK)
+    assert row == {"state": "received", "resource_id": "ORD0NOTOURS", "job_id": job["id"]}
+    assert job["lock"] == job["queueing_lock"] == "mp-order-ORD0NOTOURS"
     # Other notification types are kept and ignored too.
     other = notify(kiosk.url, "12345", 424243, body=b'{"id": 424243, "type": "payment", "data": {"id": "12345"}}')
     assert other.status_code == 200 and other.json() == {"status": "ignored"}

@@ -517,8 +517,9 @@ class Load:
 class Stack:
     """Everything a drill runs, started in order and stopped in reverse."""
 
-    def __init__(self, args: argparse.Namespace, name: str):
+    def __init__(self, args: argparse.Namespace, name: str, extra_env: dict[str, str] | None = None):
         self.args = args
+        self.extra_env = extra_env or {}  # settings of this drill, over the defaults below
         self.work = Path(tempfile.mkdtemp(prefix=f"kiosk-drill-{name}-"))
         self.log_dir = self.work / "logs"
         self.log_dir.mkdir()
@@ -551,6 +552,7 @@ class Stack:
             "KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1", "KIOSK_DELIVERY_TIMEOUT_SECONDS": "10",
             "KIOSK_LOG_LEVEL": "WARNING",
         })
+        env.update(self.extra_env)
         self.env = env
         os.environ.update({k: v for k, v in env.items() if k.startswith(("KIOSK_", "MP_", "DATABASE_URL"))})
         from kiosk.settings import get_settings

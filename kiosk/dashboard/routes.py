@@ -3,7 +3,8 @@
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout` (with `everywhere=yes`: every session ends);
 - everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
-  schedules/{id}, exports, devices, audit, static.
+  schedules/{id}, exports, devices, audit, attention (payments needing an operator), static;
+- `/admin/attention`: a redirect to the attention page.
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
 the cookie, so a forged cross-site request can never reach it with the operator's credentials.
@@ -38,6 +39,7 @@ from kiosk.errors import DomainError
 from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
 from kiosk.logclip import clip
+from kiosk.payments import attention
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule
 from kiosk.settings import get_settings
@@ -62,6 +64,7 @@ NAV = [
     ("exports", f"{UI}/exports", "Exports"),
     ("devices", f"{UI}/devices", "Devices"),
     ("audit", f"{UI}/audit", "Audit log"),
+    ("attention", f"{UI}/attention", "Attention"),
 ]
 REFRESH_SECONDS = 5
 SECURITY_HEADERS = {
@@ -453,6 +456,38 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
     if job_id is None:
         return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+# --- payments needing attention: unresolved charges, failed refunds -----------------------------------
+
+
+@router.get("/admin/attention")
+async def attention_short() -> Response:
+    """The page's short, easy to tell address; the page itself lives with the others under /admin/ui."""
+    return RedirectResponse(f"{UI}/attention", status_code=303)
+
+
+@router.get(f"{UI}/attention")
+async def attention_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+    items = await attention.list_attention()
+    return _page(request, "attention.html", sess, active="attention", title="Payments needing attention",
+                 items=items, after=get_settings().payment_attention_after_seconds)
+
+
+@router.post(f"{UI}/attention/{{intent_id}}/{{action}}")
+async def attention_action(request: Request, intent_id: uuid.UUID, action: str,
+                           sess: session.Session = Depends(signed_in),
+                           form: dict[str, str] = Depends(posted)) -> Response:
+    operation = {"resolve": attention.resolve_now, "refund": attention.retry_refund}.get(action)
+    if operation is None:
+        raise PageError(404, f"No such action: {action}.")
+    default = f"{UI}/attention"
+    try:
+        await operation(intent_id, _operator(request, sess))
+    except DomainError as exc:
+        return _back(request, form, default, "error", exc.detail)
+    done = "resolution deferred" if action == "resolve" else "refund asked again"
+    return _back(request, form, default, "ok", f"Payment intent {intent_id}: {done}.")
 
 
 # --- schedules: list, history, run now ---------------------------------------------------------------

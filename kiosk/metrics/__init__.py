@@ -24,6 +24,7 @@ from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.metrics")
+PAYMENT_QUERIES = load_queries("kiosk.payments")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 HTTP_LATENCY = Histogram("kiosk_http_request_duration_seconds", "HTTP requests served by this process",
@@ -63,6 +64,11 @@ async def scrape() -> str:
                      ("queue", "status", "window"))
     workers = Gauge("kiosk_workers", "procrastinate workers by heartbeat freshness", ("state",))
     backlog = Gauge("kiosk_webhook_inbox_backlog", "Accepted notifications not processed yet")
+    refunds = Counter("kiosk_refunds_total", "Refunds of money the kiosk could not honour, made")
+    open_refunds = Gauge("kiosk_refunds_open", "Refunds decided and not made yet: pending (its job "
+                         "runs) or failed (Mercado Pago refused; an operator looks)", ("state",))
+    attention = Gauge("kiosk_payments_attention", "Payments needing an operator (GET "
+                      "/admin/payments/attention), by kind", ("kind",))
 
     async with _lock, db.transaction() as conn:
         for queue in await admin_jobs.list_queues(conn):
@@ -79,6 +85,19 @@ async def scrape() -> str:
         for state, count in states.items():
             workers.set(count, state)
         backlog.set((await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"])
+        states = {"refunded": 0, "pending": 0, "failed": 0}
+        for row in await db.fetch_all(conn, PAYMENT_QUERIES["refund_counts"]):
+            states[row["refund_status"]] = row["n"]
+        refunds.set(states.pop("refunded"))  # refunded is final: the count only goes up
+        for state, count in states.items():
+            open_refunds.set(count, state)
+        kinds = {"unresolved": 0, "refund": 0}
+        for row in await db.fetch_all(conn, PAYMENT_QUERIES["attention"], {
+                "age": get_settings().payment_attention_after_seconds, "limit": 10_000}):
+            kinds[row["kind"]] += 1
+        for kind, count in kinds.items():
+            attention.set(count, kind)
         await _collect_outcomes(conn)
 
-    return render([jobs, oldest, finished, workers, backlog, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
+    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, JOB_DURATION,
+                   WEBHOOKS, HTTP_LATENCY])

@@ -60,20 +60,12 @@ UPDATE products p SET stock = p.stock + i.quantity, updated_at = now()
 FROM order_items i WHERE i.order_id = %(order_id)s AND p.sku = i.sku;
 
 -- name: mark_paid
--- Money was taken: the order is paid, whatever it was before (except paid or refunded).
+-- Money was taken for an order still holding its stock: it is paid. A closed order (stock
+-- released) is never paid: its late money is refunded instead (kiosk.payments.refunds).
 UPDATE orders
 SET status = 'paid', paid_intent_id = %(intent_id)s, paid_at = now(), updated_at = now()
-WHERE id = %(id)s AND status IN ('pending_payment', 'canceled', 'expired')
-RETURNING stock_released_at;
-
--- name: retake_stock
--- A payment landed on an order whose stock had been released: take the units again.
-WITH taken AS (
-    UPDATE products p SET stock = greatest(p.stock - i.quantity, 0), updated_at = now()
-    FROM order_items i WHERE i.order_id = %(order_id)s AND p.sku = i.sku
-    RETURNING p.sku
-)
-UPDATE orders SET stock_released_at = NULL WHERE id = %(order_id)s;
+WHERE id = %(id)s AND status = 'pending_payment' AND stock_released_at IS NULL
+RETURNING id;
 
 -- name: mark_refunded
 -- paid -> refunded, only by the payment that paid it.
@@ -86,8 +78,3 @@ RETURNING id;
 SELECT id FROM orders
 WHERE status = 'pending_payment' AND expires_at <= now() AND closing_status IS NULL
 ORDER BY expires_at LIMIT %(limit)s;
-
--- name: stock_shortfall
--- Lines of an order that the shelf can no longer cover (logged when a late payment retakes stock).
-SELECT i.sku, i.quantity - p.stock AS missing FROM order_items i JOIN products p ON p.sku = i.sku
-WHERE i.order_id = %(order_id)s AND p.stock < i.quantity;

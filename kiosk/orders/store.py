@@ -1,9 +1,10 @@
 """Orders in the database: creation with atomic stock reservation, reads, status transitions.
 
 Status transitions are monotonic and always made on a locked order row (`lock`):
-`pending_payment` -> `paid` | `canceled` | `expired`; `paid` -> `refunded`; and `canceled` or
-`expired` -> `paid` only when a processed payment proves money was taken (the payment wins).
-Stock is taken at creation and given back at most once (`stock_released_at`).
+`pending_payment` -> `paid` | `canceled` | `expired`; `paid` -> `refunded`. A closed order never
+becomes paid: money taken for it later is refunded (kiosk.payments.refunds), so stock always equals
+what was put on the shelf minus what was sold. Stock is taken at creation and given back at most
+once (`stock_released_at`).
 """
 
 from __future__ import annotations
@@ -186,17 +187,11 @@ async def request_close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, stat
 async def mark_paid(
     conn: psycopg.AsyncConnection, order_id: uuid.UUID, intent_id: uuid.UUID
 ) -> bool:
-    """Money was taken by `intent_id`: the order becomes paid; False when it already was."""
+    """Money was taken by `intent_id`: a pending order becomes paid. False when it is not pending
+    (paid already, or closed with its stock released: the caller refunds that charge)."""
     row = await db.fetch_one(conn, QUERIES["mark_paid"], {"id": order_id, "intent_id": intent_id})
     if row is None:
         return False
-    if row["stock_released_at"] is not None:
-        # Canceled or expired earlier, paid anyway: the customer has paid for these units.
-        missing = await db.fetch_all(conn, QUERIES["stock_shortfall"], {"order_id": order_id})
-        if missing:
-            logger.warning("order %s paid after its stock was released; oversold: %s",
-                           order_id, ", ".join(f"{m['sku']} x{m['missing']}" for m in missing))
-        await conn.execute(QUERIES["retake_stock"], {"order_id": order_id})
     logger.info("order %s paid by payment intent %s", order_id, intent_id)
     return True
 

@@ -12,6 +12,10 @@ A check reads the charge at Mercado Pago, cancels it when it is still `created`,
 forward-only update the notification job uses: `processed` makes the order paid and defers its
 receipt and notify jobs in that transaction. A charge on the terminal cannot be cancelled by API:
 it is recorded as it is and read again at the next tick.
+
+Nothing that may hold money is forgotten: a start that never recorded Mercado Pago's answer (its
+process died between writing the intent and the call, or during it) becomes `unresolved`, and an
+unresolved charge or a pending refund whose job gave up gets its job again, at each tick.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from kiosk import db, queue
-from kiosk.payments import intents
+from kiosk.payments import intents, refunds
 from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings, value_or_default
 from kiosk.sql import load_queries
@@ -48,6 +52,12 @@ def cron() -> str:
     return value_or_default("cleanup_payment_intents_cron")
 
 
+def start_grace_seconds() -> int:
+    """How long a start may go without recording Mercado Pago's answer before it is resolved by
+    the clean-up: the call's deadline, plus a margin."""
+    return int(get_settings().mp_timeout_seconds) + 1 + MARGIN_SECONDS
+
+
 def ttl_seconds() -> int:
     """How long an open intent may stay unchanged before it is checked."""
     settings = get_settings()
@@ -58,10 +68,23 @@ def ttl_seconds() -> int:
 async def defer_checks(limit: int = BATCH) -> int:
     """Defer a check of every stale intent (at most `limit`); return how many were deferred.
 
-    An intent whose check is still waiting gets no second job (`queueing_lock`).
+    An intent whose check is still waiting gets no second job (`queueing_lock`). Starts that
+    never recorded an answer become `unresolved`; they, unresolved charges and pending refunds
+    whose jobs gave up get their resolution or refund job again, in this transaction.
     """
     deferred = 0
     async with db.transaction() as conn:
+        age = start_grace_seconds()
+        for row in await db.fetch_all(conn, QUERIES["orphan_starts"], {"age": age, "limit": limit}):
+            if row["status"] == "created":
+                row = await db.fetch_one(conn, QUERIES["unresolve_orphan"], {"id": row["id"], "age": age})
+                if row is None:
+                    continue
+                logger.warning("payment intent %s: its start never recorded Mercado Pago's answer; "
+                               "resolving it with its idempotency key", row["id"])
+            deferred += await intents.defer_resolution(conn, row) is not None
+        for row in await db.fetch_all(conn, QUERIES["stuck_refunds"], {"age": age, "limit": limit}):
+            deferred += await refunds.defer(conn, row) is not None
         stale = await db.fetch_all(
             conn, QUERIES["stale_intents"], {"ttl": ttl_seconds(), "limit": limit}
         )
@@ -87,11 +110,11 @@ async def check(intent_id: uuid.UUID) -> Checked:
         row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
     if row is None:
         return Checked(intent_id, None, "no such payment intent")
-    if row["status"] not in intents.OPEN:
+    if row["status"] not in ("created", "at_terminal"):
         return Checked(intent_id, row["status"], "already settled")
     provider_order_id = row["provider_order_id"]
     if provider_order_id is None:
-        return await _abandon(intent_id)
+        return await _unresolve(intent_id)
     async with mp.MercadoPago.from_settings() as client:
         try:
             answer = await client.get_order(provider_order_id)
@@ -111,26 +134,19 @@ async def check(intent_id: uuid.UUID) -> Checked:
     return Checked(intent_id, intent.status, f"Mercado Pago says {answer.status}")
 
 
-async def _abandon(intent_id: uuid.UUID) -> Checked:
-    """A start that never recorded Mercado Pago's answer (the process died during the call).
-
-    Without the provider order id nothing can be read, so the attempt becomes `error` with
-    `outcome_unknown`: the terminal is free again and the order can expire. A charge it may have
-    made has expired on its terminal by now (its expiration is shorter than the TTL) unless the
-    customer paid it, which the kiosk cannot see (no intent knows that Mercado Pago order, so
-    its notifications are `ignored`): the warning tells an operator where to look.
-    """
-    params = {"id": intent_id, "ttl": ttl_seconds(),
-              "last_error": "abandoned: the start of this charge never recorded an answer"}
+async def _unresolve(intent_id: uuid.UUID) -> Checked:
+    """A start that never recorded Mercado Pago's answer (its process died during the call): the
+    charge may exist, so it becomes `unresolved` and its resolution job re-sends the same
+    idempotency key, in this transaction."""
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["abandon_intent"], params)
+        row = await db.fetch_one(
+            conn, QUERIES["unresolve_orphan"], {"id": intent_id, "age": start_grace_seconds()}
+        )
         if row is None:
             row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
             assert row is not None
             return Checked(intent_id, row["status"], "not stale (yet): left for the next tick")
-    logger.warning(
-        "payment intent %s (order %s): abandoned, its start never recorded Mercado Pago's answer; "
-        "if the customer says they paid, look up external_reference %s at Mercado Pago",
-        intent_id, row["order_id"], row["external_reference"],
-    )
-    return Checked(intent_id, row["status"], "abandoned")
+        await intents.defer_resolution(conn, row)
+    logger.warning("payment intent %s (order %s): its start never recorded Mercado Pago's answer; "
+                   "resolving it with its idempotency key", intent_id, row["order_id"])
+    return Checked(intent_id, row["status"], "unresolved: resolution deferred")

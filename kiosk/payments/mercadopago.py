@@ -1,10 +1,12 @@
 """Mercado Pago's Orders API for Point: the one place the kiosk talks to Mercado Pago.
 
-The subset is /work/shared/docs/mercadopago-point.md (create, read, cancel an order on a terminal).
+The subset is /work/shared/docs/mercadopago-point.md (create, read, cancel and refund an order on a
+terminal).
 Every call carries the bearer token, runs under an overall deadline of KIOSK_MP_TIMEOUT_SECONDS
 (plus httpx's per-phase timeouts) and maps failures to a few exceptions that say what the caller
 may do next: `MPUnavailable` means "the outcome is unknown, ask again with the same idempotency
-key"; the other errors are answers.
+key", except its `MPNotSent` (the connection was never made: nothing reached Mercado Pago); the
+other errors are answers.
 """
 
 from __future__ import annotations
@@ -128,6 +130,11 @@ class MPTimeout(MPUnavailable):
     """No answer within KIOSK_MP_TIMEOUT_SECONDS."""
 
 
+class MPNotSent(MPUnavailable):
+    """The connection could not be made (refused, or timed out connecting): the request never
+    reached Mercado Pago, so it created nothing. Still worth retrying."""
+
+
 class MPConflict(MPError):
     """409: the terminal already has a queued order, or the order cannot be cancelled now."""
 
@@ -190,6 +197,12 @@ class MercadoPago:
         path = f"/v1/orders/{_checked(provider_order_id)}/cancel"
         return await self._call("POST", path, idempotency_key=idempotency_key)
 
+    async def refund_order(self, provider_order_id: str, idempotency_key: str) -> MPOrder:
+        """A total refund; only a `processed` order can be refunded (else MPConflict). A retry
+        with the same key answers as the first call did."""
+        path = f"/v1/orders/{_checked(provider_order_id)}/refund"
+        return await self._call("POST", path, idempotency_key=idempotency_key)
+
     async def _call(
         self, method: str, path: str, *, json: dict | None = None, idempotency_key: str | None = None
     ) -> MPOrder:
@@ -197,6 +210,9 @@ class MercadoPago:
         try:
             async with asyncio.timeout(self.timeout):
                 response = await self._client.request(method, path, json=json, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            logger.warning("mercadopago %s %s: %s", method, path, type(exc).__name__)
+            raise MPNotSent(f"cannot connect to Mercado Pago ({type(exc).__name__})") from None
         except (TimeoutError, httpx.TimeoutException):
             logger.warning("mercadopago %s %s: no answer in %ss", method, path, self.timeout)
             raise MPTimeout(f"Mercado Pago did not answer within {self.timeout:g}s") from None

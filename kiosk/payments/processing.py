@@ -2,8 +2,10 @@
 
 Runs in a worker (`payments.process_notification`). The notification body is only a hint, so the
 order is always read with `GET /v1/orders/{id}`; the intent, the order and the follow-up jobs
-change in one transaction (`intents.apply`, forward only). `MPUnavailable` propagates so the job
-is retried with backoff; on the last attempt the job fails and nothing has changed.
+change in one transaction (`intents.apply`, forward only). An order no intent knows by id is
+matched by its `external_reference` (a create whose answer was lost) and linked; only an order
+whose reference is not ours is `ignored`. `MPUnavailable` propagates so the job is retried with
+backoff; on the last attempt the job fails and nothing has changed.
 """
 
 from __future__ import annotations
@@ -35,20 +37,49 @@ async def process_notification(provider_order_id: str) -> Outcome:
         intent = await intents.find_by_provider_order(conn, provider_order_id)
         # Notifications received so far are covered by the read below; later ones get a new job.
         up_to = await inbox.last_received(conn, provider_order_id)
-        if intent is None:
-            await inbox.finish(conn, provider_order_id, up_to, "ignored")
-            return Outcome(provider_order_id, None, None, "no payment intent for this order")
     try:
         async with mp.MercadoPago.from_settings() as client:
             answer = await client.get_order(provider_order_id)
     except mp.MPNotFound:
         async with db.transaction() as conn:
             await inbox.finish(conn, provider_order_id, up_to, "ignored")
-        logger.warning("Mercado Pago does not know order %s (intent %s)", provider_order_id, intent.id)
-        return Outcome(provider_order_id, intent.id, intent.status, "unknown to Mercado Pago")
+        logger.warning("Mercado Pago does not know order %s (intent %s)", provider_order_id,
+                       intent.id if intent else None)
+        return Outcome(provider_order_id, intent.id if intent else None,
+                       intent.status if intent else None, "unknown to Mercado Pago")
+    if intent is None:
+        return await _match(provider_order_id, answer, up_to)
     async with db.transaction() as conn:
         updated = await intents.apply(conn, intent.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
+    updated = await intents.cancel_if_unwanted(updated)
     return Outcome(provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}")
 
 
+async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) -> Outcome:
+    """An order no intent knows by id: one of ours whose create's answer was lost (or never
+    recorded), found by its `external_reference`; it is linked and applied as usual. An order
+    whose reference is not ours stays `ignored`."""
+    async with db.transaction() as conn:
+        row = None
+        if answer.external_reference:
+            row = await db.fetch_one(conn, QUERIES["intent_by_reference"],
+                                     {"external_reference": answer.external_reference})
+        linked = row is not None and await db.fetch_one(
+            conn, QUERIES["set_provider_order"], {"id": row["id"], "provider_order_id": answer.id}
+        )
+        if row is None or not linked:
+            await inbox.finish(conn, provider_order_id, up_to, "ignored")
+            note = ("not ours: no payment intent has external_reference "
+                    f"{answer.external_reference!r}" if row is None else
+                    f"payment intent {row['id']} is linked to another Mercado Pago order")
+            logger.log(logging.INFO if row is None else logging.ERROR, "Mercado Pago order %s: %s",
+                       provider_order_id, note)
+            return Outcome(provider_order_id, row["id"] if row else None, None, note)
+        updated = await intents.apply(conn, row["id"], answer)
+        await inbox.finish(conn, provider_order_id, up_to, "processed")
+    logger.warning("Mercado Pago order %s matched payment intent %s by its reference",
+                   provider_order_id, row["id"])
+    updated = await intents.cancel_if_unwanted(updated)
+    return Outcome(provider_order_id, row["id"], updated.status,
+                   f"matched by external_reference; Mercado Pago says {answer.status}")

@@ -5,6 +5,8 @@ API (as the doc says, bearer token checked when MP_ACCESS_TOKEN is set):
                                   409 when the terminal already has a queued order
   GET  /v1/orders/{id}            200 or 404
   POST /v1/orders/{id}/cancel     only `created` -> 200 canceled; anything else 409
+  POST /v1/orders/{id}/refund     only `processed` -> 200 refunded; anything else 409; 404 unknown;
+                                  the same key answers as its first call did
 Orders left `created`/`at_terminal` past their expiration_time become `expired`.
 
 Control (for people and tests; every status change sends a webhook signed with MP_WEBHOOK_SECRET
@@ -12,6 +14,8 @@ to the webhook URL, in order, retried 3 times):
   POST /_sim/terminals/{terminal}/take|approve|decline|cancel   the customer at the terminal
   POST /_sim/orders/{id}/status {"status"}                      any allowed lifecycle step
   POST /_sim/faults {"fail_next", "fail_status", "delay_next", "delay_seconds", "method"}
+  POST /_sim/chaos {"seed", "fail_after", "late", "late_seconds", "drop", "webhook_delay",
+                    "webhook_duplicate", "method"}          random faults of every API call and webhook
   POST /_sim/config {"webhooks": bool, "webhook_url"}
   GET  /_sim/orders, /_sim/requests, /_sim/webhooks              what happened
   POST /_sim/reset
@@ -24,8 +28,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import html
+import json
 import logging
 import re
+import random
 import secrets
 import time
 import uuid
@@ -88,6 +94,9 @@ class SimOrder:
     created_date: str = field(default_factory=_now)
     last_updated_date: str = field(default_factory=_now)
     cancel_keys: set[str] = field(default_factory=set)
+    # Refund idempotency key -> (HTTP status, body) of its first answer.
+    refund_answers: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    refunds: int = 0  # refunds Mercado Pago made (at most one: only `processed` can be refunded)
 
     def json(self) -> dict:
         payment_status, detail = PAYMENT_STATUS[self.status]
@@ -107,6 +116,12 @@ class SimOrder:
             "config": {"point": {"terminal_id": self.terminal_id, "print_on_terminal": "no_ticket"}},
         }
 
+    def record(self) -> dict:
+        """The simulator's own record of the order (`GET /_sim/orders`): the API shape plus what
+        only Mercado Pago knows, e.g. whether money was taken and how often it was refunded."""
+        return {**self.json(), "refunds": self.refunds,
+                "took_money": self.status in ("processed", "refunded")}
+
 
 @dataclass
 class Faults:
@@ -115,6 +130,46 @@ class Faults:
     delay_next: int = 0
     delay_seconds: float = 0.0
     method: str | None = None  # only requests with this method, when set
+
+
+@dataclass
+class Chaos:
+    """Random faults, each drawn per API call (after the work is done, so the kiosk cannot tell
+    them from a lost answer) or per webhook. Probabilities between 0 and 1."""
+
+    seed: int | None = None
+    fail_after: float = 0.0  # do the work, then answer 500
+    late: float = 0.0  # do the work, answer `late_seconds` later
+    late_seconds: float = 0.0
+    drop: float = 0.0  # do the work, then drop the connection mid-answer
+    webhook_delay: float = 0.0  # each notification waits up to this many seconds: out of order
+    webhook_duplicate: float = 0.0  # a notification is delivered twice (same id)
+    method: str | None = None  # API faults only for requests with this method, when set
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def draw(self, kind: str, probability: float) -> bool:
+        hit = probability > 0 and self.rng.random() < probability
+        if hit:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        return hit
+
+    def summary(self) -> dict:
+        return {"seed": self.seed, "fail_after": self.fail_after, "late": self.late,
+                "late_seconds": self.late_seconds, "drop": self.drop,
+                "webhook_delay": self.webhook_delay, "webhook_duplicate": self.webhook_duplicate,
+                "method": self.method, "counts": dict(self.counts)}
+
+
+class DroppedResponse(Response):
+    """Starts the answer and drops the connection before its end: a client sees the connection
+    lost after its request was sent (and done)."""
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+        # Returning without completing the response: the server closes the connection.
 
 
 class Simulator:
@@ -129,6 +184,7 @@ class Simulator:
         self.orders: dict[str, SimOrder] = {}
         self.by_key: dict[str, str] = {}
         self.faults = Faults()
+        self.chaos = Chaos()
         self.webhooks_enabled = True
         self.requests: list[dict] = []
         self.webhooks: list[dict] = []
@@ -157,13 +213,33 @@ class Simulator:
     # -- webhooks -------------------------------------------------------------------------------
 
     async def send_webhooks(self) -> None:
-        """Deliver notifications one at a time, in the order the changes happened."""
+        """Deliver notifications one at a time, in the order the changes happened; under chaos,
+        each after its own random delay (so out of order), some twice."""
+        pending: set[asyncio.Task] = set()
         async with httpx.AsyncClient(timeout=22) as client:
             while (change := await self._outbox.get()) is not None:
-                await self._deliver(client, *change)
+                chaos = self.chaos
+                if not (chaos.webhook_delay or chaos.webhook_duplicate):
+                    await self._deliver(client, *change)
+                    continue
+                notification_id = secrets.randbelow(9 * 10**11) + 10**11
+                copies = 2 if chaos.draw("webhook_duplicate", chaos.webhook_duplicate) else 1
+                for _ in range(copies):
+                    delay = chaos.rng.uniform(0, chaos.webhook_delay)
+                    task = asyncio.create_task(self._later(client, delay, change, notification_id))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.wait(pending, timeout=30)
 
-    async def _deliver(self, client: httpx.AsyncClient, order: SimOrder, status: str) -> None:
-        notification_id = secrets.randbelow(9 * 10**11) + 10**11
+    async def _later(self, client: httpx.AsyncClient, delay: float, change: tuple[SimOrder, str],
+                     notification_id: int) -> None:
+        await asyncio.sleep(delay)
+        await self._deliver(client, *change, notification_id=notification_id)
+
+    async def _deliver(self, client: httpx.AsyncClient, order: SimOrder, status: str,
+                       notification_id: int | None = None) -> None:
+        notification_id = notification_id or secrets.randbelow(9 * 10**11) + 10**11
         request_id = str(uuid.uuid4())
         body = {
             "id": notification_id, "type": "order", "action": f"order.{status}",
@@ -208,6 +284,8 @@ def create_app(sim: Simulator) -> Starlette:
             return await call_next(request)
         faults = sim.faults
         applies = faults.method is None or faults.method.upper() == request.method
+        chaos = sim.chaos
+        fault = None
         if sim.access_token and request.headers.get("authorization") != f"Bearer {sim.access_token}":
             response: Response = _error(401, "invalid access token")
         elif applies and faults.fail_next > 0:
@@ -215,13 +293,26 @@ def create_app(sim: Simulator) -> Starlette:
             response = _error(faults.fail_status, "simulated failure")
         else:
             response = await call_next(request)
+            # Chaos strikes after the work is done: the order exists, the answer is lost.
+            if chaos.method is not None and chaos.method.upper() != request.method:
+                pass
+            elif chaos.draw("fail_after", chaos.fail_after):
+                fault, response = "fail_after", _error(500, "simulated failure after the work")
+            elif chaos.draw("drop", chaos.drop):
+                fault = "drop"
+            elif chaos.draw("late", chaos.late):
+                fault = "late"
         sim.requests.append({"method": request.method, "path": request.url.path,
                              "idempotency_key": request.headers.get("x-idempotency-key"),
-                             "status": response.status_code})
+                             "status": response.status_code, "fault": fault})
         if applies and faults.delay_next > 0:
             # The work is done, the answer is late: what a client timeout cannot tell apart.
             faults.delay_next -= 1
             await asyncio.sleep(faults.delay_seconds)
+        if fault == "late":
+            await asyncio.sleep(chaos.late_seconds)
+        if fault == "drop":
+            return DroppedResponse()
         return response
 
     async def create_order(request: Request) -> Response:
@@ -263,6 +354,25 @@ def create_app(sim: Simulator) -> Starlette:
         order.cancel_keys.add(key)
         return JSONResponse(order.json())
 
+    async def refund_order(request: Request) -> Response:
+        key = request.headers.get("x-idempotency-key")
+        if not key:
+            return _error(400, "X-Idempotency-Key header is required")
+        order = sim.orders.get(request.path_params["order_id"])
+        if order is None:
+            return _error(404, "order not found")
+        if key in order.refund_answers:
+            code, body = order.refund_answers[key]
+            return JSONResponse(body, status_code=code)
+        if order.status != "processed":
+            response = _error(409, f"order is {order.status}; only a processed order can be refunded")
+            order.refund_answers[key] = (409, json.loads(response.body))
+            return response
+        sim.move(order, "refunded")
+        order.refunds += 1
+        order.refund_answers[key] = (200, order.json())
+        return JSONResponse(order.json())
+
     # -- control ------------------------------------------------------------------------------
 
     async def terminal_action(request: Request) -> Response:
@@ -301,6 +411,21 @@ def create_app(sim: Simulator) -> Starlette:
         )
         return JSONResponse(vars(sim.faults))
 
+    async def set_chaos(request: Request) -> Response:
+        body = await request.json()
+        seed = body.get("seed")
+        sim.chaos = Chaos(
+            seed=seed, fail_after=float(body.get("fail_after", 0)), late=float(body.get("late", 0)),
+            late_seconds=float(body.get("late_seconds", 0)), drop=float(body.get("drop", 0)),
+            webhook_delay=float(body.get("webhook_delay", 0)),
+            webhook_duplicate=float(body.get("webhook_duplicate", 0)), method=body.get("method"),
+            rng=random.Random(seed),
+        )
+        return JSONResponse(sim.chaos.summary())
+
+    async def get_chaos(_: Request) -> Response:
+        return JSONResponse(sim.chaos.summary())
+
     async def set_config(request: Request) -> Response:
         body = await request.json()
         if "webhooks" in body:
@@ -314,7 +439,7 @@ def create_app(sim: Simulator) -> Starlette:
         return JSONResponse({"status": "reset"})
 
     async def list_orders(_: Request) -> Response:
-        return JSONResponse([o.json() for o in sim.orders.values()])
+        return JSONResponse([o.record() for o in sim.orders.values()])
 
     async def list_requests(_: Request) -> Response:
         return JSONResponse(sim.requests)
@@ -363,9 +488,12 @@ def create_app(sim: Simulator) -> Starlette:
             Route("/v1/orders", create_order, methods=["POST"]),
             Route("/v1/orders/{order_id}", get_order, methods=["GET"]),
             Route("/v1/orders/{order_id}/cancel", cancel_order, methods=["POST"]),
+            Route("/v1/orders/{order_id}/refund", refund_order, methods=["POST"]),
             Route("/_sim/terminals/{terminal_id}/{action}", terminal_action, methods=["POST"]),
             Route("/_sim/orders/{order_id}/status", set_status, methods=["POST"]),
             Route("/_sim/faults", set_faults, methods=["POST"]),
+            Route("/_sim/chaos", set_chaos, methods=["POST"]),
+            Route("/_sim/chaos", get_chaos, methods=["GET"]),
             Route("/_sim/config", set_config, methods=["POST"]),
             Route("/_sim/reset", reset, methods=["POST"]),
             Route("/_sim/orders", list_orders, methods=["GET"]),

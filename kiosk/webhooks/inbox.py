@@ -155,7 +155,8 @@ async def store(notifications: Sequence[Notification]) -> list[Accepted | Except
     """Store notifications with their jobs in one transaction: one result each, in order.
 
     A notification id seen before (in the table or earlier in this batch) is a duplicate and does
-    nothing. A known provider order gets its job, unless a job for it is already waiting
+    nothing. An order notification gets its job (one no intent knows yet too: the job matches it
+    by its external_reference, or marks it `ignored`), unless a job for it is already waiting
     (`queueing_lock`, also within the batch): then the row is kept and the waiting job covers it.
     Should the batch fail for a reason other than the database being unreachable (a row the
     database refuses), each notification is stored alone, so one bad row cannot sink the others.
@@ -203,8 +204,10 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
                 waiting.setdefault(row["resource_id"], row)
             else:
                 outcome[row["notification_id"]] = Accepted(row["id"], row["state"])
+        # An order no intent knows yet has no kiosk order to lock on: its own id serializes it.
         job_ids = await queue.defer_many(conn, PROCESS_TASK, [
-            (f"mp-order-{resource_id}", f"order-{row['order_id']}",
+            (f"mp-order-{resource_id}",
+             f"order-{row['order_id']}" if row["order_id"] else f"mp-order-{resource_id}",
              {"provider_order_id": resource_id})
             for resource_id, row in waiting.items()
         ])

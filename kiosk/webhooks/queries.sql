@@ -1,5 +1,5 @@
 -- name: insert_notifications
--- Keep a batch of notifications (ids seen before: nothing), each `received` when its provider order has a payment intent, else `ignored`.
+-- Keep a batch of notifications (ids seen before: nothing), each `received` when it is about an order (a job reads it: one no intent knows yet is matched by its external_reference), else `ignored`.
 WITH incoming AS (
     SELECT n.*, intent.order_id
     FROM unnest(%(notification_ids)b::text[], %(types)b::text[], %(actions)b::text[],
@@ -11,8 +11,8 @@ WITH incoming AS (
     INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id, payload,
                                state, processed_at)
     SELECT notification_id, type, action, resource_id, request_id, payload::jsonb,
-           CASE WHEN order_id IS NULL THEN 'ignored' ELSE 'received' END,
-           CASE WHEN order_id IS NULL THEN now() END
+           CASE WHEN type = 'order' THEN 'received' ELSE 'ignored' END,
+           CASE WHEN type <> 'order' THEN now() END
     FROM incoming ORDER BY position
     ON CONFLICT (notification_id) DO NOTHING
     RETURNING id, notification_id, resource_id, state

@@ -1,0 +1,157 @@
+"""Refunds of money the kiosk cannot honour: a charge that ended `processed` for an order that is
+closed (canceled or expired, its stock released) or already paid by another charge.
+
+The decision is taken in the transaction that records the charge as processed (`plan`, called by
+`intents.apply` on the locked order): a conditional update gives the charge its refund once, with
+one idempotency key (`kiosk-refund-<intent id>`) kept across every retry, and defers the
+`payments.refund_intent` job in that same transaction. The job calls
+`POST /v1/orders/{id}/refund` with that key; an ambiguous answer (5xx, timeout, dropped
+connection) is retried with the same key, so Mercado Pago refunds once however often it runs. A
+definitive refusal leaves the refund `failed` for an operator (`GET /admin/payments/attention`).
+The intent ends `refunded`; the order stays closed (a paid order is never refunded by the kiosk).
+Each refund is written to the audit log, in the transaction that records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from kiosk import db, queue
+from kiosk.admin import audit
+from kiosk.errors import Conflict, NotFound
+from kiosk.orders import store as orders
+from kiosk.payments import mercadopago as mp
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.payments")
+logger = logging.getLogger("kiosk.payments")
+
+REFUND_TASK = "payments.refund_intent"
+SYSTEM_ACTOR = "kiosk"
+
+
+@dataclass(frozen=True)
+class Refunded:
+    intent_id: uuid.UUID
+    refund_status: str | None  # afterwards; None when there is no such intent or no refund
+    note: str
+
+
+def idempotency_key(intent_id: uuid.UUID) -> str:
+    return f"kiosk-refund-{intent_id}"
+
+
+async def plan(conn: psycopg.AsyncConnection, intent: dict, reason: str) -> bool:
+    """Decide the refund of a processed charge, once, and defer its job in the caller's
+    transaction (which holds the order's lock). False when it was decided before."""
+    row = await db.fetch_one(conn, QUERIES["request_refund"], {
+        "id": intent["id"], "idempotency_key": idempotency_key(intent["id"]), "reason": reason,
+    })
+    if row is None:
+        return False
+    await defer(conn, row)
+    logger.warning("payment intent %s (order %s) took money the kiosk cannot honour (%s): refunding",
+                   intent["id"], intent["order_id"], reason)
+    return True
+
+
+async def defer(conn: psycopg.AsyncConnection, intent: dict) -> int | None:
+    """The refund job of an intent, at most one waiting (`queueing_lock`), never beside another
+    job of its order (`lock`)."""
+    return await queue.defer(
+        conn, REFUND_TASK,
+        queueing_lock=f"refund-intent-{intent['id']}",
+        lock=f"order-{intent['order_id']}",
+        intent_id=str(intent["id"]),
+    )
+
+
+async def done(conn: psycopg.AsyncConnection, intent: dict, *, actor: str = SYSTEM_ACTOR) -> bool:
+    """Mercado Pago reports the charge refunded: record the refund once, with its audit entry."""
+    row = await db.fetch_one(conn, QUERIES["finish_refund"], {"id": intent["id"]})
+    if row is None:
+        return False
+    await audit.record(conn, actor=actor, action="payment.refund", target=f"payment_intent:{row['id']}",
+                       details={"order_id": str(row["order_id"]),
+                                "provider_order_id": row["provider_order_id"],
+                                "amount_cents": row["amount_cents"], "reason": row["refund_reason"]})
+    logger.warning("payment intent %s (order %s): refunded %d cents at Mercado Pago (%s)",
+                   row["id"], row["order_id"], row["amount_cents"], row["refund_reason"])
+    return True
+
+
+async def refund(intent_id: uuid.UUID) -> Refunded:
+    """Ask Mercado Pago to refund a charge whose refund is pending. Idempotent.
+
+    MPUnavailable (the answer is unknown) propagates: the job is retried with the same key.
+    """
+    async with db.transaction() as conn:
+        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+    if row is None:
+        return Refunded(intent_id, None, "no such payment intent")
+    if row["refund_status"] != "pending":
+        return Refunded(intent_id, row["refund_status"], "no refund pending")
+    provider_order_id = row["provider_order_id"]
+    async with mp.MercadoPago.from_settings() as client:
+        try:
+            answer = await client.refund_order(provider_order_id, row["refund_idempotency_key"])
+        except (mp.MPConflict, mp.MPNotFound, mp.MPRejected) as exc:
+            # Refused. Refunded already (through another channel)? Then it is done all the same.
+            answer = await client.get_order(provider_order_id)
+            if answer.status != "refunded":
+                return await _fail(intent_id, str(exc))
+    async with db.transaction() as conn:
+        await record(conn, intent_id, answer)
+        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+    assert row is not None
+    return Refunded(intent_id, row["refund_status"], f"Mercado Pago says {answer.status}")
+
+
+async def record(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.MPOrder,
+                 *, actor: str = SYSTEM_ACTOR) -> None:
+    """Record Mercado Pago's answer to a refund, on the locked order: the intent moves
+    processed -> refunded and the refund is done. The order is left as it is (closed, or paid by
+    another charge)."""
+    row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+    assert row is not None
+    await orders.lock(conn, row["order_id"])
+    row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
+    assert row is not None
+    if answer.id != row["provider_order_id"] or answer.status != "refunded":
+        logger.error("payment intent %s: refund answered %s %s", intent_id, answer.id, answer.status)
+        return
+    await conn.execute(QUERIES["advance_intent"], {
+        "id": intent_id, "status": "refunded", "status_detail": answer.status_detail,
+        "provider_payment_id": answer.payment_id,
+    })
+    await done(conn, row, actor=actor)
+
+
+async def _fail(intent_id: uuid.UUID, error: str) -> Refunded:
+    async with db.transaction() as conn:
+        row = await db.fetch_one(conn, QUERIES["fail_refund"], {"id": intent_id, "last_error": error[:500]})
+    logger.error("payment intent %s: Mercado Pago refused the refund: %s", intent_id, error)
+    return Refunded(intent_id, row["refund_status"] if row else None, f"refund refused: {error}")
+
+
+async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
+    """An operator asks for a failed refund again, with the same idempotency key: the job is
+    deferred in the transaction that records the request and its audit entry. NotFound without
+    such an intent, Conflict when its refund has not failed."""
+    async with db.transaction() as conn:
+        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+        if row is None:
+            raise NotFound(f"payment intent {intent_id} not found")
+        await orders.lock(conn, row["order_id"])
+        again = await db.fetch_one(conn, QUERIES["retry_refund"], {"id": intent_id})
+        if again is None:
+            raise Conflict(f"payment intent {intent_id} has no failed refund "
+                           f"(refund: {row['refund_status'] or 'none'})")
+        job_id = await defer(conn, again)
+        await audit.record_by(conn, by, "payment.refund_retry", f"payment_intent:{intent_id}",
+                              {"order_id": str(again["order_id"]), "job_id": job_id})
+        return again
