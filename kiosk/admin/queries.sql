@@ -215,6 +215,7 @@ SELECT name FROM names WHERE name IS NOT NULL;
 SELECT set_config('statement_timeout', %(ms)s, true);
 
 -- name: prune_audit
--- Delete one batch of audit entries older than the retention limit, oldest first on admin_audit_at_idx
+-- Delete one batch of audit entries older than the retention limit, oldest first on admin_audit_at_idx;
+-- ids as an array, probed on the primary key (`IN (subquery)` may scan the whole table every batch)
 DELETE FROM admin_audit
- WHERE id IN (SELECT id FROM admin_audit WHERE at < %(before)s ORDER BY at LIMIT %(batch_size)s)
+ WHERE id = ANY(ARRAY(SELECT id FROM admin_audit WHERE at < %(before)s ORDER BY at LIMIT %(batch_size)s))

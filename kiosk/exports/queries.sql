@@ -102,9 +102,10 @@ WHERE id = %(id)s AND status <> 'done';
 
 -- name: prune_exports
 -- Delete one batch of exports requested before the retention limit whose job no longer waits or
--- runs, oldest first on exports_created_idx; their chunks go with them (cascade)
+-- runs, oldest first on exports_created_idx; their chunks go with them (cascade); ids as an array,
+-- probed on the primary key (`IN (subquery)` may scan the whole table every batch)
 DELETE FROM exports
- WHERE id IN (
+ WHERE id = ANY(ARRAY(
        SELECT e.id
          FROM exports AS e
         WHERE e.created_at < %(before)s
@@ -112,4 +113,4 @@ DELETE FROM exports
                            WHERE job.id = e.job_id AND job.status IN ('todo', 'doing'))
         ORDER BY e.created_at
         LIMIT %(batch_size)s
-          FOR UPDATE SKIP LOCKED)
+          FOR UPDATE SKIP LOCKED))

@@ -129,9 +129,10 @@ RETURNING id;
 
 -- name: prune_runs
 -- Delete one batch of runs scheduled before the retention limit (kiosk/retention.py), oldest first
--- on schedule_runs_scheduled_for_idx; a run whose job still waits or runs stays.
+-- on schedule_runs_scheduled_for_idx; a run whose job still waits or runs stays. The ids go as an
+-- array, probed on the primary key (`IN (subquery)` may scan the whole table every batch).
 DELETE FROM schedule_runs
- WHERE id IN (
+ WHERE id = ANY(ARRAY(
        SELECT run.id
          FROM schedule_runs AS run
         WHERE run.scheduled_for < %(before)s
@@ -139,4 +140,4 @@ DELETE FROM schedule_runs
                            WHERE job.id = run.job_id AND job.status IN ('todo', 'doing'))
         ORDER BY run.scheduled_for
         LIMIT %(batch_size)s
-          FOR UPDATE SKIP LOCKED)
+          FOR UPDATE SKIP LOCKED))

@@ -40,9 +40,10 @@ WHERE resource_id = %(resource_id)s AND state = 'received' AND id <= %(up_to)s;
 -- Delete one batch of settled notifications (processed or ignored) received before the retention
 -- limit, oldest first on webhook_inbox_prune_idx. `received` rows stay: their job has not finished
 -- (a collapsed one has no job_id of its own), and neither does a row whose recorded job still
--- waits or runs.
+-- waits or runs. The ids go as an array, probed on the primary key: `IN (subquery)` let the
+-- planner hash-join a scan of the whole table, every batch.
 DELETE FROM webhook_inbox
- WHERE id IN (
+ WHERE id = ANY(ARRAY(
        SELECT inbox.id
          FROM webhook_inbox AS inbox
         WHERE inbox.received_at < %(before)s AND inbox.state <> 'received'
@@ -50,4 +51,4 @@ DELETE FROM webhook_inbox
                            WHERE job.id = inbox.job_id AND job.status IN ('todo', 'doing'))
         ORDER BY inbox.received_at
         LIMIT %(batch_size)s
-          FOR UPDATE SKIP LOCKED)
+          FOR UPDATE SKIP LOCKED))
