@@ -77,3 +77,23 @@ def test_a_text_search_past_the_timeout_is_a_503_not_a_held_connection(env, log_
         assert http.get("/admin/audit").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_dashboards_exports_page_pages_too(env, log_dir, database_url):
+    from tests.dashboard_support import sign_in
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO exports (id, created_from, created_to, status, requested_by, created_at) "
+                     "SELECT gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'op' || n, "
+                     "now() - n * interval '1 second' FROM generate_series(1, 60) AS n")
+    server = Api(env, log_dir)
+    try:
+        browser = sign_in(server.url)
+        first = browser.get("/admin/ui/exports")
+        assert first.status_code == 200 and ">op50<" in first.text and ">op51<" not in first.text
+        older = first.text.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+        second = browser.get(older)
+        assert ">op51<" in second.text and ">op60<" in second.text and ">op50<" not in second.text
+        assert browser.get("/admin/ui/exports?before=garbage").status_code == 200  # ignored
+    finally:
+        server.stop()

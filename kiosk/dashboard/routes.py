@@ -460,11 +460,16 @@ async def schedule_run(request: Request, schedule_id: int, sess: session.Session
 
 
 @router.get(f"{UI}/exports")
-async def exports_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+async def exports_page(request: Request, before: str | None = None,
+                       sess: session.Session = Depends(signed_in)) -> Response:
     async with db.transaction() as conn:
-        rows = (await exports.list_exports(conn)).exports
+        try:
+            page = await exports.list_exports(conn, cursor=before, limit=PAGE_SIZE)
+        except exports.InvalidCursor:
+            before, page = None, await exports.list_exports(conn, limit=PAGE_SIZE)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=rows,
+    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=page.exports,
+                 next_cursor=page.next_cursor, cursor=before,
                  default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
                  default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}")
 
