@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from kiosk import db, progress, queue
+from kiosk.errors import Conflict, Invalid
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -53,11 +54,11 @@ class InvalidRange(ValueError):
     pass
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(Invalid):
     """A `cursor` that no page of exports returned (HTTP 422)."""
 
 
-class ExportLimit(Exception):
+class ExportLimit(Conflict):
     """KIOSK_EXPORT_KEEP exports are kept and every one is still running (HTTP 409)."""
 
 
