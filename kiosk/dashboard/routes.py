@@ -56,6 +56,8 @@ def _search_timeout() -> float:
 
 def _too_slow() -> str:
     return TOO_SLOW.format(seconds=_search_timeout())
+
+
 NAV = [
     ("overview", HOME, "Overview"),
     ("jobs", f"{UI}/jobs", "Jobs"),
