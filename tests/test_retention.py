@@ -161,3 +161,29 @@ def test_retention_settings_are_validated(database_url, settings_env):
     settings_env(KIOSK_RETAIN_AUDIT_DAYS="0", KIOSK_EXPORT_KEEP="0")
     with pytest.raises(SettingsError, match="KIOSK_EXPORT_KEEP"):
         get_settings()
+
+
+def test_the_migration_moves_stored_csvs_into_chunks_and_back(scratch_database):
+    """0016 turns each export's one bytea into chunk 0; its downgrade joins the chunks again."""
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    from kiosk import migrations
+
+    before = ScriptDirectory.from_config(migrations.alembic_config()).get_revision("0016").down_revision
+    url = scratch_database()
+    migrations.upgrade(url, before)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO exports (id, created_from, created_to, status, requested_by, content) VALUES "
+                     "(gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'done', 'order_id\n1\n'), "
+                     "(gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'pending', 'pending', NULL)")
+    migrations.upgrade(url, "0016")
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT e.requested_by, e.size_bytes, c.seq, c.data FROM exports e "
+                            "LEFT JOIN export_chunks c ON c.export_id = e.id ORDER BY 1").fetchall()
+        assert rows == [("done", 11, 0, b"order_id\n1\n"), ("pending", None, None, None)]
+        conn.execute("INSERT INTO export_chunks SELECT id, 1, '2\n' FROM exports WHERE requested_by = 'done'")
+    migrations.downgrade(url, before)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT requested_by, content FROM exports ORDER BY 1").fetchall() == [
+            ("done", b"order_id\n1\n2\n"), ("pending", None)]
