@@ -4,7 +4,8 @@ An export row and its job commit together. The job reads the orders through a se
 (a few hundred rows per fetch) and writes the CSV as chunks of CHUNK_BYTES into `export_chunks`,
 all in one transaction, so the worker's memory stays flat whatever the number of orders
 (docs/benchmarks.md#exports) and a failed run leaves no partial file. The admin API streams the
-chunks back one at a time.
+chunks back one at a time. The one transaction is also one snapshot (the CSV matches its row
+count); it lives as long as the export runs, which KIOSK_EXPORT_MAX_BYTES bounds.
 
 Limits: an export past KIOSK_EXPORT_MAX_BYTES fails saying so (no retry: it would fail again);
 at most KIOSK_EXPORT_KEEP exports are kept, a new one replacing the oldest finished ones, or
