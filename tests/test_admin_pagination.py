@@ -91,6 +91,7 @@ def test_the_dashboards_exports_page_pages_too(env, log_dir, database_url):
         browser = sign_in(server.url)
         first = browser.get("/admin/ui/exports")
         assert first.status_code == 200 and ">op50<" in first.text and ">op51<" not in first.text
+        assert "The newest 20 are kept, each for 7 days" in first.text
         older = first.text.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
         second = browser.get(older)
         assert ">op51<" in second.text and ">op60<" in second.text and ">op50<" not in second.text

@@ -471,7 +471,8 @@ async def exports_page(request: Request, before: str | None = None,
             before, page = None, await exports.list_exports(conn, limit=PAGE_SIZE)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return _page(request, "exports.html", sess, active="exports", title="Exports", exports=page.exports,
-                 next_cursor=page.next_cursor, cursor=before,
+                 next_cursor=page.next_cursor, cursor=before, keep=get_settings().export_keep,
+                 retain_days=get_settings().retain_exports_days,
                  default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
                  default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}")
 
