@@ -4,6 +4,7 @@ procrastinate defers at most one job per tick and task, whatever the number of w
 row in `procrastinate_periodic_defers`), so every schedule here is safe to run on a fleet.
 """
 
+from kiosk import retention
 from kiosk.jobs import maintenance
 from kiosk.orders import expiry
 from kiosk.payments import cleanup
@@ -41,6 +42,14 @@ async def prune_jobs(timestamp: int) -> dict[str, int]:
     """Finished jobs past KIOSK_PRUNE_SUCCEEDED_DAYS / KIOSK_PRUNE_FAILED_DAYS are deleted."""
     result = await maintenance.prune_jobs()
     return {"jobs": result.jobs, "old_outcomes": result.old_outcomes, "batches": result.batches}
+
+
+@app.periodic(cron="30 * * * *", periodic_id="retention.prune_tables")
+# Half an hour away from prune_jobs, so the two never compete; a lock keeps runs from overlapping.
+@app.task(name="retention.prune_tables", lock="retention.prune_tables", timeout=1800)
+async def prune_tables(timestamp: int) -> dict[str, int]:
+    """Inbox, schedule runs, exports and audit rows past their KIOSK_RETAIN_*_DAYS are deleted."""
+    return await retention.prune_tables()
 
 # Payments and orders: each tick only lists the work and defers one job per intent / order with
 # that order's `lock` (tasks/payments.py, tasks/orders.py): provider errors stay per intent, and

@@ -262,6 +262,32 @@ class Settings(BaseSettings):
     # for an operator (GET /admin/payments/attention, the dashboard's Attention page).
     payment_attention_after_seconds: int = Field(default=300, ge=30, le=86400)
     # end of money
+    # retention (kiosk/retention.py, docs/workers.md#retention): days each growing table keeps its
+    # finished rows, 0 = forever; the periodic `retention.prune_tables` deletes the older ones in
+    # batches of KIOSK_PRUNE_BATCH_SIZE. Orders and payments are money records: never pruned.
+    retain_webhook_inbox_days: float = Field(default=30, ge=0, le=3650)
+    retain_schedule_runs_days: float = Field(default=7, ge=0, le=3650)
+    retain_exports_days: float = Field(default=7, ge=0, le=3650)
+    retain_audit_days: float = Field(default=365, ge=0, le=3650)
+    # Outcomes older than this go whatever their job; those of a pruned job go with it.
+    retain_job_outcomes_days: float = Field(default=30, ge=0, le=3650)
+    # Largest CSV an export may write (it fails, saying so, past it), and most exports kept: a
+    # new one replaces the oldest finished ones beyond it, or is refused while all are running.
+    export_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=10 * 1024**3)
+    export_keep: int = Field(default=20, ge=1, le=1000)
+    # Statement timeout of the admin lists that may read a whole table (GET /admin/jobs?q=, the
+    # dashboard's jobs and failed pages): past it, 503 / a message instead of a held connection.
+    admin_search_timeout_seconds: float = Field(default=10, ge=0.001, le=300)
+
+    @field_validator("retain_webhook_inbox_days")
+    @classmethod
+    def _inbox_outlives_replays(cls, value: float) -> float:
+        # The inbox row is what makes a repeated delivery a no-op; keep it well past the
+        # signature tolerance (at most an hour), after which a replay is refused anyway.
+        if 0 < value < 1:
+            raise ValueError("must be 0 (keep forever) or at least 1 day")
+        return value
+    # end of retention
 
     @field_validator("database_url")
     @classmethod

@@ -203,7 +203,7 @@ async def test_workers_live_and_stalled(api, pool):
         await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s", (stalled,))
     await defer("demo.w", "default")
     running = await manager.fetch_job(queues=None, worker_id=live)
-    workers = {w["id"]: w for w in api.get("/admin/workers").json()}
+    workers = {w["id"]: w for w in api.get("/admin/workers").json()["workers"]}
     assert workers[live]["stalled"] is False and workers[live]["running_job_ids"] == [running.id]
     assert workers[stalled]["stalled"] is True and workers[stalled]["heartbeat_age_seconds"] > 3000
 

@@ -55,8 +55,10 @@ async def run_periodic(conn: psycopg.AsyncConnection, name: str, by: Operator) -
 async def request_export(
     conn: psycopg.AsyncConnection, created_from: dt.datetime, created_to: dt.datetime, by: Operator
 ) -> dict[str, Any]:
-    """Create an orders CSV export and defer its job; raises InvalidRange (nothing recorded)."""
+    """Create an orders CSV export and defer its job; raises InvalidRange or ExportLimit (nothing recorded)."""
     export = await exports.request_export(conn, created_from, created_to, requested_by=by.name)
-    await audit.record_by(conn, by, "export.create", f"export:{export['id']}",
-                  {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]})
+    details = {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]}
+    if export["replaced"]:  # the oldest finished exports, deleted to stay under KIOSK_EXPORT_KEEP
+        details["replaced"] = [str(export_id) for export_id in export["replaced"]]
+    await audit.record_by(conn, by, "export.create", f"export:{export['id']}", details)
     return export

@@ -310,8 +310,11 @@ async def bulk_cancel(conn: psycopg.AsyncConnection, flt: JobFilter) -> BulkResu
     return await _bulk(conn, flt, CANCELLABLE, cancel_job)
 
 
-async def list_workers(conn: psycopg.AsyncConnection, stale_after: float) -> list[dict[str, Any]]:
-    rows = await db.fetch_all(conn, QUERIES["workers"])
+async def list_workers(
+    conn: psycopg.AsyncConnection, stale_after: float, *, after: int | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Workers by id, those after `after`; every one when `limit` is None (the overview's counts)."""
+    rows = await db.fetch_all(conn, QUERIES["workers"], {"after": after, "limit": limit})
     for row in rows:
         row["heartbeat_age_seconds"] = float(row["heartbeat_age_seconds"])
         row["stalled"] = row["heartbeat_age_seconds"] > stale_after

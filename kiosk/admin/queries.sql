@@ -125,13 +125,16 @@ SELECT id, 'retried' FROM job;
 SELECT procrastinate_cancel_job_v1(%(job_id)s, %(abort)s, false) AS id;
 
 -- name: workers
--- Workers with their heartbeat age and the jobs they hold
+-- Workers with their heartbeat age and the jobs they hold, by id, keyset-paginated
 SELECT w.id, w.last_heartbeat,
        extract(epoch FROM now() - w.last_heartbeat) AS heartbeat_age_seconds,
        coalesce(array_agg(j.id ORDER BY j.id) FILTER (WHERE j.id IS NOT NULL), '{}') AS running_job_ids
-FROM procrastinate_workers w
+FROM (SELECT id, last_heartbeat FROM procrastinate_workers
+      WHERE %(after)s::bigint IS NULL OR id > %(after)s
+      ORDER BY id
+      LIMIT %(limit)s) AS w
 LEFT JOIN procrastinate_jobs j ON j.worker_id = w.id AND j.status = 'doing'
-GROUP BY w.id
+GROUP BY w.id, w.last_heartbeat
 ORDER BY w.id;
 
 -- name: periodic_last_runs
@@ -210,3 +213,9 @@ SELECT name FROM names WHERE name IS NOT NULL;
 -- name: set_statement_timeout
 -- Bound every statement of the current transaction (milliseconds), e.g. a text search on a big table
 SELECT set_config('statement_timeout', %(ms)s, true);
+
+-- name: prune_audit
+-- Delete one batch of audit entries older than the retention limit, oldest first on admin_audit_at_idx;
+-- ids as an array, probed on the primary key (`IN (subquery)` may scan the whole table every batch)
+DELETE FROM admin_audit
+ WHERE id = ANY(ARRAY(SELECT id FROM admin_audit WHERE at < %(before)s ORDER BY at LIMIT %(batch_size)s))

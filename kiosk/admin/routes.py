@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
@@ -57,12 +58,21 @@ async def get_jobs(
     deferred_after: dt.datetime | None = None,
     deferred_before: dt.datetime | None = None,
     min_attempts: Annotated[int | None, Query(ge=0, description="1: jobs that ran at least once")] = None,
-    before: Annotated[int | None, Query(ge=1, description="cursor: `next_cursor` of the previous page")] = None,
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
+    before: Annotated[int | None, Query(ge=1, description="the former name of `cursor`")] = None,
     limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 50,
 ) -> dict[str, Any]:
+    """A text search (`q`) that matches few jobs reads the whole table: past
+    KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS it is stopped and answered 503, as the dashboard does."""
     flt = jobs.JobFilter(status, queue, task, q, deferred_after, deferred_before, min_attempts)
-    async with db.transaction() as conn:
-        page = await jobs.list_jobs(conn, flt, before=before, limit=limit)
+    timeout = get_settings().admin_search_timeout_seconds
+    try:
+        async with db.transaction() as conn:
+            await jobs.bound_statements(conn, timeout)
+            page = await jobs.list_jobs(conn, flt, before=cursor or before, limit=limit)
+    except psycopg.errors.QueryCanceled:
+        raise HTTPException(503, f"the search took longer than {timeout:g} s and was stopped: narrow it "
+                                 "with a status, task or time range (text alone reads every job)") from None
     return {"jobs": page.jobs, "next_cursor": page.next_cursor}
 
 
@@ -121,13 +131,18 @@ async def bulk_cancel(body: JobFilterBody, by: Actor) -> BulkResponse:
     return await _bulk(by, body, "cancel")
 
 
-@router.get("/workers", summary="Workers: heartbeat age, stalled or live, running jobs")
-async def get_workers() -> list[dict[str, Any]]:
+@router.get("/workers", summary="Workers: heartbeat age, stalled or live, running jobs; keyset-paginated by id")
+async def get_workers(
+    cursor: Annotated[int | None, Query(ge=0, description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 100,
+) -> dict[str, Any]:
     async with db.transaction() as conn:
-        return await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds)
+        workers = await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds,
+                                          after=cursor, limit=limit)
+    return {"workers": workers, "next_cursor": workers[-1]["id"] if len(workers) == limit else None}
 
 
-@router.get("/periodic", summary="Periodic tasks: schedule, last and next ticks")
+@router.get("/periodic", summary="Periodic tasks: schedule, last and next ticks (all: the tasks of periodic.py)")
 async def get_periodic() -> list[dict[str, Any]]:
     async with db.transaction() as conn:
         return [asdict(p) for p in await periodic.list_periodic(conn)]
@@ -146,11 +161,12 @@ async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
     return {"name": name, "job_id": job_id}
 
 
-@router.get("/audit", summary="Audit log of admin actions, newest first")
+@router.get("/audit", summary="Audit log of admin actions, newest first, keyset-paginated")
 async def get_audit(
-    before: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
+    before: Annotated[int | None, Query(ge=1, description="the former name of `cursor`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     async with db.transaction() as conn:
-        entries = await audit.list_entries(conn, before=before, limit=limit)
+        entries = await audit.list_entries(conn, before=cursor or before, limit=limit)
     return {"entries": entries, "next_cursor": entries[-1]["id"] if len(entries) == limit else None}

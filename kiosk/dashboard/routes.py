@@ -51,9 +51,19 @@ LOGOUT = "/admin/logout"
 HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
-LIST_TIMEOUT_SECONDS = 10  # a text search over a million jobs takes about one
-TOO_SLOW = (f"The search took longer than {LIST_TIMEOUT_SECONDS} s and was stopped: narrow it with a "
+# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about one.
+TOO_SLOW = ("The search took longer than {seconds:g} s and was stopped: narrow it with a "
             "status, task or time range (text alone reads every job).")
+
+
+def _search_timeout() -> float:
+    return get_settings().admin_search_timeout_seconds
+
+
+def _too_slow() -> str:
+    return TOO_SLOW.format(seconds=_search_timeout())
+
+
 NAV = [
     ("overview", HOME, "Overview"),
     ("jobs", f"{UI}/jobs", "Jobs"),
@@ -318,10 +328,10 @@ async def jobs_page(request: Request, before: str | None = None, sess: session.S
         queue_names, task_names = await jobs.queue_and_task_names(conn)
     try:
         async with db.transaction() as conn:
-            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            await jobs.bound_statements(conn, _search_timeout())
             page = await jobs.list_jobs(conn, flt, before=cursor, limit=PAGE_SIZE)
     except psycopg.errors.QueryCanceled:
-        page, errors = jobs.JobPage([], None), [*errors, TOO_SLOW]
+        page, errors = jobs.JobPage([], None), [*errors, _too_slow()]
     return _page(request, "jobs.html", sess, active="jobs", title="Jobs", page=page, flt=flt,
                  params=forms.filter_params(flt), errors=errors, statuses=jobs.STATUSES,
                  queue_names=queue_names, task_names=task_names, cursor=cursor)
@@ -354,7 +364,7 @@ async def failed_page(request: Request, before: str | None = None, sess: session
         queue_names, task_names = await jobs.queue_and_task_names(conn)
     try:
         async with db.transaction() as conn:
-            await jobs.bound_statements(conn, LIST_TIMEOUT_SECONDS)
+            await jobs.bound_statements(conn, _search_timeout())
             failed_page_ = await jobs.list_jobs(conn, failed, before=cursor, limit=PAGE_SIZE)
             retrying_page = await jobs.list_jobs(conn, retrying, limit=PAGE_SIZE)
             failed_count = await jobs.count_jobs(conn, failed)
@@ -366,7 +376,7 @@ async def failed_page(request: Request, before: str | None = None, sess: session
         failed_page_ = retrying_page = jobs.JobPage([], None)
         failed_count = retrying_count = 0
         last_errors = {}
-        errors = [*errors, TOO_SLOW]
+        errors = [*errors, _too_slow()]
     return _page(request, "failed.html", sess, active="failed", title="Failed jobs", errors=errors,
                  flt_base=base, base_params=forms.filter_params(base), failed=failed_page_, retrying=retrying_page,
                  failed_params=forms.filter_params(failed), retrying_params=forms.filter_params(retrying),
@@ -539,11 +549,17 @@ async def schedule_run(request: Request, schedule_id: int, sess: session.Session
 
 
 @router.get(f"{UI}/exports")
-async def exports_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
+async def exports_page(request: Request, before: str | None = None,
+                       sess: session.Session = Depends(signed_in)) -> Response:
     async with db.transaction() as conn:
-        rows = await exports.list_exports(conn)
+        try:
+            page = await exports.list_exports(conn, cursor=before, limit=PAGE_SIZE)
+        except exports.InvalidCursor:
+            before, page = None, await exports.list_exports(conn, limit=PAGE_SIZE)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=rows,
+    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=page.exports,
+                 next_cursor=page.next_cursor, cursor=before, keep=get_settings().export_keep,
+                 retain_days=get_settings().retain_exports_days,
                  default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
                  default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}")
 
@@ -556,7 +572,7 @@ async def export_create(request: Request, sess: session.Session = Depends(signed
         created_from, created_to = forms.parse_time(form.get("from", "")), forms.parse_time(form.get("to", ""))
         async with db.transaction() as conn:
             export = await actions.request_export(conn, created_from, created_to, _operator(request, sess))
-    except ValueError as exc:  # includes exports.InvalidRange
+    except (ValueError, exports.ExportLimit) as exc:  # ValueError includes exports.InvalidRange
         return _back(request, form, default, "error", f"Cannot export: {exc}")
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kiosk import db, exports
@@ -21,20 +22,29 @@ class ExportRequest(BaseModel):
     to: dt.datetime = Field(description="orders created before (with a time zone)")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={422: {"description": "bad range"}},
+@router.post("", status_code=status.HTTP_202_ACCEPTED,
+             responses={422: {"description": "bad range"},
+                        409: {"description": "KIOSK_EXPORT_KEEP exports are kept and all still running"}},
              summary="Export the orders created in [from, to) as CSV, in a job that reports progress")
 async def create_export(body: ExportRequest, by: Actor) -> dict[str, Any]:
+    """Beyond KIOSK_EXPORT_KEEP exports, the oldest finished ones are deleted (`replaced`)."""
     try:
         async with db.transaction() as conn:
             return await actions.request_export(conn, body.from_, body.to, by)
     except exports.InvalidRange as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    # exports.ExportLimit is a DomainError: 409 with its detail (kiosk.app)
 
 
-@router.get("", summary="Exports, newest first, with their progress")
-async def list_exports() -> list[dict[str, Any]]:
-    async with db.transaction() as conn:
-        return await exports.list_exports(conn)
+@router.get("", summary="Exports, newest first, with their progress, keyset-paginated",
+            responses={422: {"description": "bad limit or cursor"}})
+async def list_exports(
+    limit: Annotated[int, Query(ge=1, le=exports.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
+) -> dict[str, Any]:
+    async with db.transaction() as conn:  # a bad cursor: exports.InvalidCursor, 422 (kiosk.app)
+        page = await exports.list_exports(conn, cursor=cursor, limit=limit)
+    return {"exports": page.exports, "next_cursor": page.next_cursor}
 
 
 @router.get("/{export_id}", responses={404: {}}, summary="One export: status, progress, row count")
@@ -61,6 +71,7 @@ async def download_export(export_id: uuid.UUID) -> Response:
 
 
 def csv_response(file: exports.Download) -> Response:
-    """The CSV as an attachment; the dashboard's download link answers with it too."""
-    return Response(file.content, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{file.filename}"'})
+    """The CSV as an attachment, streamed chunk by chunk; the dashboard's download link uses it too."""
+    return StreamingResponse(exports.chunks(file.export_id), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{file.filename}"',
+                                      "Content-Length": str(file.size_bytes)})

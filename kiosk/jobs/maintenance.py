@@ -6,7 +6,9 @@
   outcome.
 - `prune_jobs`: finished jobs (and their events and outcomes) are deleted after their retention,
   in batches of KIOSK_PRUNE_BATCH_SIZE, one short transaction each, so a big table never holds
-  long locks and a retention change catches up over a few runs.
+  long locks and a retention change catches up over a few runs. Outcomes older than
+  KIOSK_RETAIN_JOB_OUTCOMES_DAYS go too, whatever their job (one deleted by other means, or a
+  long-lived job's early attempts).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
 @dataclass(frozen=True)
 class PruneResult:
     jobs: int  # finished jobs deleted, with their events and outcomes
-    old_outcomes: int  # outcomes older than the longest retention, whatever their job
+    old_outcomes: int  # outcomes older than KIOSK_RETAIN_JOB_OUTCOMES_DAYS, whatever their job
     batches: int
 
 
@@ -74,11 +76,13 @@ async def prune_jobs(
     succeeded_days: float | None = None,
     failed_days: float | None = None,
     batch_size: int | None = None,
+    outcomes_days: float | None = None,
 ) -> PruneResult:
     """Delete finished jobs past their retention (settings by default), batch by batch."""
     settings = get_settings()
     succeeded_days = settings.prune_succeeded_days if succeeded_days is None else succeeded_days
     failed_days = settings.prune_failed_days if failed_days is None else failed_days
+    outcomes_days = settings.retain_job_outcomes_days if outcomes_days is None else outcomes_days
     batch_size = batch_size or settings.prune_batch_size
     now = datetime.datetime.now(datetime.timezone.utc)
     params = {
@@ -98,13 +102,10 @@ async def prune_jobs(
             break
         params["after_id"] = row["last_id"]
 
-    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too.
-    outcome_params = {
-        "before": now - datetime.timedelta(days=max(succeeded_days, failed_days)),
-        "batch_size": batch_size,
-    }
+    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too; 0 keeps them.
+    outcome_params = {"before": now - datetime.timedelta(days=outcomes_days), "batch_size": batch_size}
     old_outcomes = 0
-    while True:
+    while outcomes_days > 0:
         async with db.transaction() as conn:
             cursor = await conn.execute(queries["prune_old_outcomes"], outcome_params)
             deleted = cursor.rowcount

@@ -87,9 +87,10 @@ WITH doomed AS (
 SELECT count(*) AS deleted, max(id) AS last_id FROM deleted
 
 -- name: prune_old_outcomes
--- Delete one batch of outcomes older than the longest retention (their job is gone or kept).
+-- Delete one batch of outcomes older than KIOSK_RETAIN_JOB_OUTCOMES_DAYS (their job is gone or kept);
+-- ids as an array, probed on the primary key (`IN (subquery)` may scan the whole table every batch)
 DELETE FROM job_outcomes
- WHERE id IN (SELECT id FROM job_outcomes WHERE ended_at < %(before)s LIMIT %(batch_size)s)
+ WHERE id = ANY(ARRAY(SELECT id FROM job_outcomes WHERE ended_at < %(before)s LIMIT %(batch_size)s))
 
 -- name: hold_waiting_job
 -- The job waiting with a queueing lock, locked until the caller's transaction ends (kiosk.queue.defer)

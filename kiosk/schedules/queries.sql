@@ -140,3 +140,18 @@ SET outcome = %(outcome)s, http_status = %(http_status)s, duration_ms = %(durati
         'error', %(error)s::text))
 WHERE id = %(run_id)s
 RETURNING id;
+
+-- name: prune_runs
+-- Delete one batch of runs scheduled before the retention limit (kiosk/retention.py), oldest first
+-- on schedule_runs_scheduled_for_idx; a run whose job still waits or runs stays. The ids go as an
+-- array, probed on the primary key (`IN (subquery)` may scan the whole table every batch).
+DELETE FROM schedule_runs
+ WHERE id = ANY(ARRAY(
+       SELECT run.id
+         FROM schedule_runs AS run
+        WHERE run.scheduled_for < %(before)s
+          AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs AS job
+                           WHERE job.id = run.job_id AND job.status IN ('todo', 'doing'))
+        ORDER BY run.scheduled_for
+        LIMIT %(batch_size)s
+          FOR UPDATE SKIP LOCKED))
