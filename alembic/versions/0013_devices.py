@@ -7,14 +7,14 @@ created them; orders made with the admin token, or before this revision, have no
 index counts a device's unpaid orders (the open-order limit) without reading its history.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

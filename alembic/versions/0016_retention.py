@@ -15,14 +15,14 @@ and served one at a time; existing CSVs become one chunk each. Building the inde
 SHARE lock on each table for its duration (seconds on a million inbox rows).
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -8,14 +8,14 @@ deletes the row, "sign out everywhere" deletes them all, and a session made with
 token never matches.
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0016
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0017"
-down_revision = "0011"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
