@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 
 from kiosk import migrations, secretbox
@@ -275,7 +276,10 @@ def settings_env(monkeypatch) -> Iterator[Callable[[str], None]]:
 
 def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(scratch_database, settings_env):
     url = scratch_database()
-    migrations.upgrade(url, "0011")
+    # The revision just before the one that encrypts (the chain grows as migrations are added).
+    before = ScriptDirectory.from_config(migrations.alembic_config()).get_revision("0015").down_revision
+    assert isinstance(before, str)
+    migrations.upgrade(url, before)
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO schedules (name, cron, method, url, headers, body, timeout_seconds, max_attempts) "
@@ -283,13 +287,13 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(scratch
             "       ('bare', '* * * * *', 'GET', 'https://partner.example/ping', '{}', NULL, 10, 3)",
             (OLD_ROW["url"], json.dumps(OLD_ROW["headers"]), OLD_ROW["body"]),
         )
-    before = every_table(url)
-    assert len(leaked(before)) == 4
+    rows_before = every_table(url)
+    assert len(leaked(rows_before)) == 4
 
     settings_env("")
     with pytest.raises(RuntimeError, match="KIOSK_SECRET_KEY is not set"):
         migrations.upgrade(url)
-    assert every_table(url) == before  # nothing changed, still at 0011
+    assert every_table(url) == rows_before  # nothing changed, still before 0015
 
     settings_env(SECRET_KEY)
     migrations.upgrade(url)
@@ -305,7 +309,7 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(scratch
                       "body": OLD_ROW["body"], "url": OLD_ROW["url"]}
     assert bare == ("https://partner.example/ping", {}, [], None, None)
 
-    migrations.downgrade(url, "0011")
+    migrations.downgrade(url, before)
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT url, headers, body FROM schedules WHERE name = 'old'").fetchone()
     assert row == (OLD_ROW["url"], OLD_ROW["headers"], OLD_ROW["body"])
