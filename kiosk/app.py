@@ -25,6 +25,7 @@ from kiosk.exports import routes as exports_routes
 from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
+from kiosk.notifications import routes as deliveries_routes
 from kiosk.orders import routes as orders_routes
 from kiosk.payments import routes as payments_routes
 from kiosk.schedules import routes as schedules_routes
@@ -36,6 +37,7 @@ from kiosk.webhooks import routes as webhooks_routes
 ROUTERS = (
     webhooks_routes, catalog_routes, orders_routes, payments_routes, heartbeat_routes,
     admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
+    deliveries_routes,
 )
 
 logger = logging.getLogger("kiosk")

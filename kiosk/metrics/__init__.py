@@ -20,6 +20,7 @@ import psycopg
 from kiosk import db
 from kiosk.admin import jobs as admin_jobs
 from kiosk.metrics.registry import DEFAULT_BUCKETS, Counter, Gauge, Histogram, render
+from kiosk.notifications import deliveries as notification_deliveries
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -63,6 +64,8 @@ async def scrape() -> str:
                      ("queue", "status", "window"))
     workers = Gauge("kiosk_workers", "procrastinate workers by heartbeat freshness", ("state",))
     backlog = Gauge("kiosk_webhook_inbox_backlog", "Accepted notifications not processed yet")
+    delivery_states = Gauge("kiosk_deliveries", "Receipts and order-paid hooks not sent, by state "
+                            "(failed: given up or refused, listed for an operator)", ("state",))
 
     async with _lock, db.transaction() as conn:
         for queue in await admin_jobs.list_queues(conn):
@@ -79,6 +82,8 @@ async def scrape() -> str:
         for state, count in states.items():
             workers.set(count, state)
         backlog.set((await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"])
+        for state, count in (await notification_deliveries.count_by_state(conn)).items():
+            delivery_states.set(count, state)
         await _collect_outcomes(conn)
 
-    return render([jobs, oldest, finished, workers, backlog, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
+    return render([jobs, oldest, finished, workers, backlog, delivery_states, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
