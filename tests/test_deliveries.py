@@ -10,6 +10,7 @@ import contextlib
 import email
 import hashlib
 import hmac
+import re
 import signal
 
 import httpx
@@ -21,7 +22,7 @@ from kiosk.notifications import deliveries
 from tests.conftest import ADMIN_TOKEN
 from tests.dashboard_support import csrf_of, sign_in
 from tests.payments_support import HOOK_SECRET, TERMINAL, jobs, rows
-from tests.support import wait_for
+from tests.support import PROJECT_DIR, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST_RETRIES = {"KIOSK_DELIVERY_RETRY_BACKOFF_SECONDS": "1"}
@@ -68,6 +69,17 @@ def one_key_one_body(calls: list[dict], order_id: str) -> None:
         signed(call)
 
 
+def receiver_from_the_docs():
+    """docs/payments.md's receiver snippet, run as written: its `receive` and what it handled."""
+    text = (PROJECT_DIR / "docs" / "payments.md").read_text()
+    section = text[text.index("### What a receiver must do"):]
+    namespace: dict = {}
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)  # noqa: S102
+    handled: list[dict] = []
+    namespace.update(SECRET=HOOK_SECRET.encode(), handle_order_paid=handled.append)
+    return namespace["receive"], handled
+
+
 def test_refusals_are_retried_and_delivered_once(kiosk, sim, smtp, hook, start_worker, database_url):
     smtp.refuse_next = 1  # 451 to the first DATA: nothing delivered, try again
     hook.statuses = [503]  # the receiver did not take the first POST
@@ -98,6 +110,11 @@ def test_a_hook_whose_answer_never_came_is_sent_again_with_the_same_key(
     assert len(hook.calls) == 2
     one_key_one_body(hook.calls, order["id"])
     assert signed(hook.calls[1]) >= signed(hook.calls[0])
+    # The receiver of docs/payments.md handles the first and answers 200 to the copy.
+    receive, handled = receiver_from_the_docs()
+    assert [receive(c["headers"], c["body"]) for c in hook.calls] == [200, 200]
+    assert [h["order_id"] for h in handled] == [order["id"]] and handled[0]["event"] == "order.paid"
+    assert receive(hook.calls[0]["headers"], hook.calls[0]["body"].replace(b"paid", b"PAID")) == 401
     job = jobs(database_url, "orders.notify_paid")
     assert [j["status"] for j in job] == ["succeeded"] and job[0]["attempts"] == 2
     assert job[0]["lock"] == f"delivery-notify_paid-{order['id']}"
