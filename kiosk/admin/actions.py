@@ -69,6 +69,5 @@ async def resend_delivery(conn: psycopg.AsyncConnection, order_id: uuid.UUID, ki
     (nothing recorded then)."""
     result = await deliveries.resend(conn, order_id, kind)
     await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
-                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"],
-                           "last_error": result["last_error"]})
+                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
     return result
