@@ -62,7 +62,6 @@ async def expire_orders(timestamp: int) -> dict:
     return {"deferred": await expiry.defer_expiries()}
 
 
-
 @app.periodic(cron="* * * * *", periodic_id="orders.resume_deliveries")
 @app.task(name="orders.resume_deliveries", queueing_lock="orders.resume_deliveries")
 async def resume_deliveries(timestamp: int) -> dict[str, int]:
