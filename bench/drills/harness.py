@@ -519,7 +519,8 @@ class Load:
         return None
 
     def _customer(self) -> None:
-        with httpx.Client(timeout=30) as client:
+        # The admin token: the order endpoints take a kiosk device's token or the admin's.
+        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
             while (sale := self._take()) is not None:
                 began = time.monotonic()
                 self._sell(client, sale)
