@@ -6,6 +6,7 @@ row in `procrastinate_periodic_defers`), so every schedule here is safe to run o
 
 from kiosk import retention
 from kiosk.jobs import maintenance
+from kiosk.notifications import deliveries
 from kiosk.orders import expiry
 from kiosk.payments import cleanup
 from kiosk.queue import app
@@ -69,3 +70,10 @@ async def expire_orders(timestamp: int) -> dict:
     """Expire every order still waiting for payment after KIOSK_ORDER_TTL."""
     return {"deferred": await expiry.defer_expiries()}
 
+
+@app.periodic(cron="* * * * *", periodic_id="orders.resume_deliveries")
+@app.task(name="orders.resume_deliveries", queueing_lock="orders.resume_deliveries")
+async def resume_deliveries(timestamp: int) -> dict[str, int]:
+    """Receipts and hooks owed with no job left for them get one again (at least once); those past
+    KIOSK_DELIVERY_MAX_AGE_SECONDS or _MAX_ATTEMPTS are given up and listed for operators."""
+    return await deliveries.resume_due()

@@ -28,6 +28,7 @@ from kiosk.http_limits import HeadLimit
 from kiosk.logclip import ClipArgs, clip
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
+from kiosk.notifications import routes as deliveries_routes
 from kiosk.orders import routes as orders_routes
 from kiosk.payments import admin_routes as payments_admin_routes
 from kiosk.payments import routes as payments_routes
@@ -42,6 +43,7 @@ ROUTERS = (
     admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
     devices_routes,
     payments_admin_routes,
+    deliveries_routes,
 )
 
 logger = logging.getLogger("kiosk")

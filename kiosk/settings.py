@@ -156,6 +156,25 @@ class Settings(BaseSettings):
         return value
     # end of payments, webhooks and notifications
 
+    # deliveries (docs/payments.md, "Receipt and notify hook"): the receipt and the order-paid
+    # hook are sent again until the receiver takes them, and given up (listed for an operator,
+    # GET /admin/deliveries) once this many seconds have passed since the delivery was owed (or
+    # manually resent), or after this many attempts, whichever comes first.
+    delivery_max_age_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+    delivery_max_attempts: int = Field(default=100, ge=1, le=10_000)
+    # Delay before the second attempt, doubled for each further one, never above the maximum.
+    delivery_retry_backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
+    delivery_retry_max_delay_seconds: float = Field(default=900.0, gt=0, le=86400)
+
+    @field_validator("delivery_retry_max_delay_seconds")
+    @classmethod
+    def _max_delay_not_below_first(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("delivery_retry_backoff_seconds")
+        if first is not None and value < first:
+            raise ValueError(f"must be at least KIOSK_DELIVERY_RETRY_BACKOFF_SECONDS ({first:g})")
+        return value
+    # end of deliveries
+
     # metrics: Prometheus scrapes GET /metrics with this bearer token (the admin token when unset).
     metrics_token: SecretStr = SecretStr("")
 

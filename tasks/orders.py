@@ -1,4 +1,4 @@
-"""Order jobs: the receipt email and the notify hook of a paid order (each at most once), expiry."""
+"""Order jobs: the receipt email and the notify hook of a paid order (each at least once), expiry."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import uuid
 from kiosk.notifications import deliveries, hook, receipt
 from kiosk.orders import expiry
 from kiosk.queue import app
-from tasks.retry import Backoff
+from tasks.retry import LedgerBackoff
+
+# Both run with the procrastinate lock `delivery-<kind>-<order id>` (deliveries.lock_name): two
+# attempts of one delivery never run at once. Their ledger decides when to try again.
 
 
-@app.task(name="orders.send_receipt", retry=Backoff(deliveries.DeliveryRetry))
+@app.task(name="orders.send_receipt", retry=LedgerBackoff(deliveries.DeliveryRetry))
 async def send_receipt(order_id: str) -> str:
     return await receipt.send(uuid.UUID(order_id))
 
 
-@app.task(name="orders.notify_paid", retry=Backoff(deliveries.DeliveryRetry))
+@app.task(name="orders.notify_paid", retry=LedgerBackoff(deliveries.DeliveryRetry))
 async def notify_paid(order_id: str) -> str:
     return await hook.notify_paid(uuid.UUID(order_id))
 

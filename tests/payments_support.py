@@ -7,6 +7,7 @@ reset simulator and sinks. Workers are per test, started after the tables are em
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -79,6 +80,8 @@ class SmtpSink:
     def __init__(self) -> None:
         self.messages: list[dict] = []
         self.refuse_next = 0  # answer DATA with a temporary failure this many times
+        self.delay_next = 0  # take the next N messages, but answer them `delay_seconds` late
+        self.delay_seconds = 3.0
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
@@ -88,6 +91,9 @@ class SmtpSink:
             return "451 4.3.0 try again later"
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "content": envelope.content.decode(errors="replace")})
+        if self.delay_next > 0:  # the message is in; the sender gives up waiting for the answer
+            self.delay_next -= 1
+            await asyncio.sleep(self.delay_seconds)
         return "250 OK"
 
 
@@ -98,6 +104,7 @@ class HookSink:
         self.calls: list[dict] = []
         self.statuses: list[int] = []
         self.delay = 0.0  # seconds before answering
+        self.delays: list[float] = []  # seconds before answering the next calls, in turn (then `delay`)
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,7 +112,7 @@ class HookSink:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 sink.calls.append({"headers": dict(self.headers), "body": body})
                 code = sink.statuses.pop(0) if sink.statuses else 200
-                time.sleep(sink.delay)
+                time.sleep(sink.delays.pop(0) if sink.delays else sink.delay)
                 self.send_response(code)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -120,6 +127,7 @@ class HookSink:
     def clear(self) -> None:
         self.calls.clear()
         self.statuses.clear()
+        self.delays.clear()
         self.delay = 0.0
 
 
@@ -259,6 +267,7 @@ def kiosk(api: Api, sim: SimulatorProcess, smtp: SmtpSink, hook: HookSink) -> It
     sim.reset()
     smtp.messages.clear()
     smtp.refuse_next = 0
+    smtp.delay_next = 0
     hook.clear()
     client = Kiosk(api.url)
     yield client

@@ -14,7 +14,7 @@ meaning when the code does.
 Downgrade decrypts back into clear columns, so it needs the key too when rows hold secrets.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-02
 """
 
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from kiosk.migrations import run_sql
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -26,7 +26,8 @@ def unfinished(stack: Stack) -> dict[str, int]:
         SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')
                   AND task_name NOT LIKE 'schedules.%%') AS jobs,
                (SELECT count(*) FROM webhook_inbox WHERE state = 'received') AS inbox,
-               (SELECT count(*) FROM order_deliveries WHERE state IN ('pending', 'sending')) AS deliveries
+               (SELECT count(*) FROM order_deliveries
+                WHERE state IN ('pending', 'sending', 'unknown')) AS deliveries
     """)[0]
     return {k: v for k, v in row.items() if v}
 
@@ -169,14 +170,21 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     report.figures["orders paid"] = len(paid)
 
     # Receipts and hooks, counted by the receivers; the delivery ledger says why one is missing.
+    # At least once: a copy is no failure, as long as every copy of a delivery carried its one
+    # key (Message-ID, Idempotency-Key) and, for the hook, the same body; and the ledger counted it
+    # (a copy only comes from an attempt made after one that may have delivered: `resends`).
     deliveries = {(str(r["order_id"]), r["kind"]): r for r in stack.db(
-        "SELECT order_id, kind, state, attempts, last_error FROM order_deliveries")}
+        "SELECT order_id, kind, state, attempts, resends, maybe_delivered, last_error FROM order_deliveries")}
     report.figures["deliveries by state"] = dict(sorted(Counter(
         f"{k[1]}:{r['state']}" for k, r in deliveries.items()).items()))
-    for kind, counter in (("receipt", stack.smtp.per_order), ("notify_paid", stack.hook.per_order)):
-        with (stack.smtp.lock if kind == "receipt" else stack.hook.lock):
-            counts = dict(counter)
+    duplicates: dict[str, str] = {}
+    for kind, receiver in (("receipt", stack.smtp), ("notify_paid", stack.hook)):
+        with receiver.lock:
+            counts = dict(receiver.per_order)
+            keys = {k: set(v) for k, v in receiver.keys.items()}
+            bodies = {k: set(v) for k, v in receiver.bodies.items()}
         report.figures[f"{kind}s received"] = sum(counts.values())
+        copies = {order_id: got - 1 for order_id, got in counts.items() if got > 1}
         for order_id in paid:
             got = counts.get(order_id, 0)
             ledger = deliveries.get((order_id, kind))
@@ -184,19 +192,32 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
             if got == 0:
                 why = f"delivery {state}" + (f": {ledger['last_error']}" if ledger and ledger["last_error"] else "")
                 report.fail("lost", f"{kind} of order {order_id} never arrived ({why})")
-            elif got > 1:
-                report.fail("duplicated", f"{kind} of order {order_id} arrived {got} times")
-            elif state not in ("sent", "unknown"):
+                continue
+            if state != "sent":
                 report.fail("problems", f"{kind} of order {order_id} arrived but its delivery is {state}")
+            expected = (f"order-paid-{order_id}" if kind == "notify_paid" else None)
+            if len(keys[order_id]) != 1 or (expected and keys[order_id] != {expected}):
+                report.fail("problems", f"{kind} of order {order_id}: its {got} copies carried the keys "
+                                        f"{sorted(keys[order_id])}, not one")
+            if len(bodies[order_id]) != 1:
+                report.fail("problems", f"{kind} of order {order_id}: its {got} copies differ")
+            if ledger and got - 1 > ledger["resends"]:
+                report.fail("problems", f"{kind} of order {order_id} arrived {got} times but its delivery "
+                                        f"counts {ledger['resends']} resends")
         for order_id in set(counts) - paid:
             report.fail("problems", f"{kind} for order {order_id}, which is not paid")
+        duplicates[kind] = (f"{sum(copies.values())} extra copies of {len(copies)} deliveries, "
+                            "each copy with its delivery's one key")
+    report.figures["duplicates (at least once, same key)"] = duplicates
     if stack.hook.bad_signature:
         report.fail("problems", f"{stack.hook.bad_signature} notify hook calls with a bad signature")
-    unknown = [k for k, r in deliveries.items() if r["state"] == "unknown"]
-    if unknown:
+    resent = [r for r in deliveries.values() if r["maybe_delivered"]]
+    if resent:
         report.notes.append(
-            f"{len(unknown)} deliveries are 'unknown' (an attempt died after claiming them: at most "
-            "once, never resent); the receivers' counts above say whether they arrived")
+            f"{len(resent)} deliveries had an attempt whose outcome was unknown (its worker was killed "
+            f"while sending, or lost the database) and were sent again with the same key: "
+            f"{sum(r['resends'] for r in resent)} resends in the ledger; the receivers' duplicates above "
+            "are those that had arrived")
 
     # The inbox against what the simulator saw acknowledged.
     inbox = stack.db("SELECT notification_id, state FROM webhook_inbox")

@@ -11,8 +11,12 @@ sweep puts the dead worker's jobs back once its heartbeat is `--stalled-after` s
 
 `--during any` kills at whatever moment the schedule says. `--during mp-read` first makes the
 simulator answer every read late and kills once notification jobs wait on it and no receipt or
-hook is in flight (deterministic: the short test uses it). Exit status 1 when anything was lost or
-duplicated.
+hook is in flight (deterministic: a short test uses it). `--during hook-send` / `receipt-send`
+make the receiver hold its answers and kill once every worker has a hook (or a receipt) that the
+receiver already counted but not yet answered: the victim's delivery must be sent again, with
+the same key; `--during send` alternates the two. Receipts and hooks are delivered at least once:
+a copy is reported (each must carry its delivery's one key), never counted as a failure. Exit
+status 1 when anything was lost or paid twice, or a copy carried another key.
 """
 
 from __future__ import annotations
@@ -55,11 +59,38 @@ def hold_mp_reads(stack: Stack, workers: int, seconds: float) -> bool:
     return False
 
 
+SENDS = {"hook-send": ("orders.notify_paid", "hook"), "receipt-send": ("orders.send_receipt", "smtp")}
+HOLD_SECONDS = 6.0  # under the drill's KIOSK_DELIVERY_TIMEOUT_SECONDS (10): the sender waits for it
+FRESH_SECONDS = 3.0  # a held call this young is still held when the kill lands
+
+
+def hold_sends(stack: Stack, mode: str, workers: int, timeout: float) -> str | None:
+    """Make the receiver of `mode` hold every answer HOLD_SECONDS after counting the copy, and
+    wait until every worker runs a job of that kind whose call the receiver holds (arrived less
+    than FRESH_SECONDS ago), so that whichever worker is killed, a copy it sent has arrived and
+    its answer has not. The held orders, or None after `timeout`."""
+    task, name = SENDS[mode]
+    receiver = getattr(stack, name)
+    receiver.delay = HOLD_SECONDS
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = receiver.holding(time.monotonic() - FRESH_SECONDS)
+        rows = stack.db("SELECT worker_id, args->>'order_id' AS order_id FROM procrastinate_jobs "
+                        "WHERE status = 'doing' AND task_name = %s", (task,))
+        holding = {r["worker_id"] for r in rows if r["order_id"] in held}
+        if len(holding) >= workers:
+            return ", ".join(sorted(r["order_id"][:8] for r in rows if r["order_id"] in held))
+        time.sleep(0.05)
+    return None
+
+
 def main() -> int:
     parser = harness.parser(__doc__.split("\n")[0], orders=40, duration=60)
     parser.add_argument("--kills", type=int, default=1, help="workers killed, spread over the load")
-    parser.add_argument("--during", choices=["any", "mp-read"], default="any",
-                        help="kill at any moment, or while the victim's jobs wait for Mercado Pago")
+    parser.add_argument("--during", choices=["any", "mp-read", "hook-send", "receipt-send", "send"],
+                        default="any",
+                        help="kill at any moment; while the victim's jobs wait for Mercado Pago; or while "
+                             "it sends a hook, a receipt, or (send) each in turn")
     args = parser.parse_args()
     rng = harness.seeded(args)
     report = Report("kill-worker")
@@ -72,19 +103,26 @@ def main() -> int:
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
             harness.wait(lambda: load.reached(share), args.duration + 60, "the kill's turn")
-            held = args.during == "mp-read" and hold_mp_reads(stack, args.workers, 4)
+            mode = args.during if args.during != "send" else ("hook-send", "receipt-send")[i % 2]
+            held = mode == "mp-read" and hold_mp_reads(stack, args.workers, 4)
+            sending = mode in SENDS and hold_sends(stack, mode, args.workers, 30)
             running = harness.wait(stack.supervisor.running, 60, "a running worker")
             victim = rng.choice(running)
             doing = jobs_running(stack)
             pid = stack.supervisor.signal(victim, signal.SIGKILL)
             kills.append(f"t={time.monotonic() - began:.1f}s {victim.name} pid {pid}, "
                          f"{len(load.sales)} orders in, jobs running everywhere: {doing or 'none'}"
-                         + (" (held on Mercado Pago reads)" if held else ""))
+                         + (" (held on Mercado Pago reads)" if held else "")
+                         + (f" ({mode}: answers held for orders {sending})" if sending else ""))
             log(f"kill -9 {kills[-1]}")
-            if args.during == "mp-read":
+            if mode == "mp-read":
                 stack.sim.control("/_sim/faults", {})  # reads answer at once again
                 if not held:
                     report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
+            if mode in SENDS:
+                getattr(stack, SENDS[mode][1]).delay = 0.0  # answers at once again
+                if not sending:
+                    report.fail("problems", f"the kill could not wait for every worker to be in a {mode}")
         load.join(args.duration + 120)
         load.stop()
         settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)

@@ -7,6 +7,7 @@ same whichever surface the operator used.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import psycopg
@@ -14,6 +15,7 @@ import psycopg
 from kiosk import exports
 from kiosk.admin import audit, jobs, periodic
 from kiosk.admin.audit import Operator
+from kiosk.notifications import deliveries
 
 
 async def retry_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
@@ -62,3 +64,12 @@ async def request_export(
         details["replaced"] = [str(export_id) for export_id in export["replaced"]]
     await audit.record_by(conn, by, "export.create", f"export:{export['id']}", details)
     return export
+
+
+async def resend_delivery(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator) -> dict[str, Any]:
+    """Send a given-up (`failed`) receipt or hook again; raises DeliveryNotFound or NotResendable
+    (nothing recorded then)."""
+    result = await deliveries.resend(conn, order_id, kind)
+    await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
+                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
+    return result

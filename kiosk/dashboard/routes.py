@@ -2,8 +2,9 @@
 
 Paths (none collides with the JSON API, which never uses these names):
 - `/admin/` overview, `/admin/login`, `/admin/logout` (with `everywhere=yes`: every session ends);
-- everything else under `/admin/ui/`: jobs, jobs/{id}, failed, workers, periodic, schedules,
-  schedules/{id}, exports, devices, audit, attention (payments needing an operator), static;
+- everything else under `/admin/ui/`: jobs, jobs/{id}, failed, deliveries, workers, periodic,
+  schedules, schedules/{id}, exports, devices, audit, attention (payments needing an operator),
+  static;
 - `/admin/attention`: a redirect to the attention page.
 
 Pages need the session cookie; the JSON API under `/admin/...` needs the bearer token and ignores
@@ -40,6 +41,7 @@ from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
 from kiosk.logclip import clip
 from kiosk.payments import attention
+from kiosk.notifications import deliveries
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule
 from kiosk.settings import get_settings
@@ -68,6 +70,7 @@ NAV = [
     ("overview", HOME, "Overview"),
     ("jobs", f"{UI}/jobs", "Jobs"),
     ("failed", f"{UI}/failed", "Failed"),
+    ("deliveries", f"{UI}/deliveries", "Deliveries"),
     ("workers", f"{UI}/workers", "Workers"),
     ("periodic", f"{UI}/periodic", "Periodic"),
     ("schedules", f"{UI}/schedules", "Schedules"),
@@ -628,6 +631,46 @@ async def device_revoke(request: Request, device_id: int, sess: session.Session 
     except DomainError as exc:
         return _back(request, form, default, "error", exc.detail)
     return _back(request, form, default, "ok", f"Device {device.name} revoked: its token is refused from now on.")
+# --- deliveries: receipts and hooks not delivered, resend ------------------------------------------
+
+
+@router.get(f"{UI}/deliveries")
+async def deliveries_page(request: Request, state: str | None = None, kind: str | None = None,
+                          before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+    errors = []
+    if state and state not in deliveries.STATES:
+        errors.append(f"state: one of {', '.join(deliveries.STATES)} (ignored)")
+    if kind and kind not in deliveries.KINDS:
+        errors.append(f"kind: one of {', '.join(deliveries.KINDS)} (ignored)")
+    state = state if state in deliveries.STATES else None
+    kind = kind if kind in deliveries.KINDS else None
+    try:
+        cursor = forms.parse_int(before, minimum=1)
+    except ValueError:
+        cursor = None
+    async with db.transaction() as conn:
+        page = await deliveries.list_deliveries(conn, state=state, kind=kind, before=cursor, limit=PAGE_SIZE)
+    settings = get_settings()
+    return _page(request, "deliveries.html", sess, active="deliveries", title="Deliveries", page=page,
+                 state=state, kind=kind, states=deliveries.STATES, kinds=deliveries.KINDS, errors=errors,
+                 params={"state": state, "kind": kind}, cursor=cursor,
+                 max_attempts=settings.delivery_max_attempts, max_age=settings.delivery_max_age_seconds)
+
+
+@router.post(f"{UI}/deliveries/{{order_id}}/{{kind}}/resend")
+async def delivery_resend(request: Request, order_id: uuid.UUID, kind: str,
+                          sess: session.Session = Depends(signed_in),
+                          form: dict[str, str] = Depends(posted)) -> Response:
+    default = f"{UI}/deliveries"
+    if kind not in deliveries.KINDS:
+        return _back(request, form, default, "error", f"No such delivery kind: {kind}.")
+    try:
+        async with db.transaction() as conn:
+            result = await actions.resend_delivery(conn, order_id, kind, _operator(request, sess))
+    except (deliveries.DeliveryNotFound, deliveries.NotResendable) as exc:
+        return _back(request, form, default, "error", exc.detail)
+    return _back(request, form, default, "ok",
+                 f"The {kind} of order {order_id} is owed again (job {result['job_id']}).")
 
 
 # --- the stylesheet --------------------------------------------------------------------------------

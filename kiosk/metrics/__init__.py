@@ -20,6 +20,7 @@ import psycopg
 from kiosk import db
 from kiosk.admin import jobs as admin_jobs
 from kiosk.metrics.registry import DEFAULT_BUCKETS, Counter, Gauge, Histogram, render
+from kiosk.notifications import deliveries as notification_deliveries
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -69,6 +70,8 @@ async def scrape() -> str:
                          "runs) or failed (Mercado Pago refused; an operator looks)", ("state",))
     attention = Gauge("kiosk_payments_attention", "Payments needing an operator (GET "
                       "/admin/payments/attention), by kind", ("kind",))
+    delivery_states = Gauge("kiosk_deliveries", "Receipts and order-paid hooks not sent, by state "
+                            "(failed: given up or refused, listed for an operator)", ("state",))
 
     async with _lock, db.transaction() as conn:
         for queue in await admin_jobs.list_queues(conn):
@@ -101,3 +104,8 @@ async def scrape() -> str:
 
     return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, JOB_DURATION,
                    WEBHOOKS, HTTP_LATENCY])
+        for state, count in (await notification_deliveries.count_by_state(conn)).items():
+            delivery_states.set(count, state)
+        await _collect_outcomes(conn)
+
+    return render([jobs, oldest, finished, workers, backlog, delivery_states, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])

@@ -1,18 +1,18 @@
-"""The notify hook: a signed JSON POST to KIOSK_NOTIFY_URL when an order is paid, at most once.
+"""The notify hook: a signed JSON POST to KIOSK_NOTIFY_URL when an order is paid, at least once.
 
-Headers: `X-Kiosk-Event: order.paid`, `Idempotency-Key: order-paid-<order id>` (the same on
-every attempt) and `X-Kiosk-Signature: t=<unix seconds>,v1=<hex>` where v1 is
-HMAC-SHA256(KIOSK_NOTIFY_SECRET, "<t>." + body). The URL passes the SSRF guard on every send,
-and the connection goes to the address the guard checked (`netguard.pinned_client`).
-A connection that never opened, or a 5xx/408/429 answer, means the receiver did not take it:
-retried. A timeout or a connection lost after sending may have delivered it: never resent.
+Every attempt of an order's delivery sends the same body (frozen when the order became paid) with
+`X-Kiosk-Event: order.paid`, `Idempotency-Key: order-paid-<order id>` and
+`X-Kiosk-Signature: t=<unix seconds>,v1=<hex>` where v1 is HMAC-SHA256(KIOSK_NOTIFY_SECRET,
+"<t>." + body) and `t` is the time of *this attempt*, so a receiver's replay window can stay short
+while retries go on for hours; receivers drop copies by the key (docs/payments.md). The URL
+passes the SSRF guard on every send. A connection that never opened, or a 5xx/408/429 answer:
+not delivered. A timeout or a connection lost after sending: maybe delivered. Both are sent again
+(deliveries.py); another 4xx is refused for good. The connection goes to the address the SSRF
+guard checked (`netguard.pinned_client`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 import uuid
 
@@ -21,55 +21,38 @@ import httpx
 from kiosk import tls
 from kiosk.netguard import UnsafeURL, Unresolvable, pinned_client
 from kiosk.notifications import deliveries
+from kiosk.notifications.event import EVENT, idempotency_key, payload, signature
 from kiosk.orders import store as orders
 from kiosk.settings import get_settings
 
-EVENT = "order.paid"
+__all__ = ["EVENT", "client", "notify_paid", "payload", "signature"]
 
 
-def payload(order: orders.Order) -> bytes:
-    body = {
-        "event": EVENT,
-        "order_id": str(order.id),
-        "status": order.status,
-        "total_cents": order.total_cents,
-        "customer_email": order.customer_email,
-        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
-        "items": [
-            {"sku": i.sku, "name": i.name, "quantity": i.quantity,
-             "unit_price_cents": i.unit_price_cents}
-            for i in order.items
-        ],
-    }
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-
-
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def client(timeout: float) -> httpx.AsyncClient:
+    """The HTTP client of one attempt: checked and pinned to the address it checked, no redirects."""
+    return pinned_client(get_settings().outbound_allowed, timeout=timeout, verify=tls.http())
 
 
 async def notify_paid(order_id: uuid.UUID) -> str:
     order = await orders.get(order_id)
     settings = get_settings()
-    body = payload(order)
 
-    async def deliver() -> None:
+    async def deliver(attempt: deliveries.Attempt) -> None:
+        body = attempt.payload or payload(order)
         url = settings.notify_url
         if not url:
             raise deliveries.DeliveryRetry("KIOSK_NOTIFY_URL is not set")
         headers = {
             "Content-Type": "application/json",
             "X-Kiosk-Event": EVENT,
-            "Idempotency-Key": f"order-paid-{order.id}",
+            "Idempotency-Key": idempotency_key(order.id),
             "X-Kiosk-Signature": signature(
                 settings.notify_secret.get_secret_value(), int(time.time()), body
             ),
         }
-        timeout = settings.delivery_timeout_seconds
-        async with pinned_client(settings.outbound_allowed, timeout=timeout, verify=tls.http()) as client:
+        async with client(settings.delivery_timeout_seconds) as http:
             try:
-                response = await client.post(url, content=body, headers=headers)
+                response = await http.post(url, content=body, headers=headers)
             except Unresolvable as exc:  # nothing was sent
                 raise deliveries.DeliveryRetry(f"KIOSK_NOTIFY_URL: {exc}") from None
             except UnsafeURL as exc:
@@ -86,4 +69,4 @@ async def notify_paid(order_id: uuid.UUID) -> str:
             raise deliveries.DeliveryRetry(f"receiver answered HTTP {response.status_code}")
         raise deliveries.DeliveryFailed(f"receiver answered HTTP {response.status_code}")
 
-    return await deliveries.deliver_once(order.id, deliveries.NOTIFY_PAID, deliver)
+    return await deliveries.deliver(order.id, deliveries.NOTIFY_PAID, deliver, payload=payload(order))

@@ -1,9 +1,10 @@
-"""The receipt email of a paid order, sent over SMTP (KIOSK_SMTP_*), at most once.
+"""The receipt email of a paid order, sent over SMTP (KIOSK_SMTP_*), at least once.
 
 smtplib runs in a thread; the conversation is split into its steps so that a failure can be
 classified: anything before the end of DATA is answered by the server or never reached it, so
-nothing was delivered (retry); losing the connection during DATA leaves the outcome unknown
-(never resent). The Message-ID is derived from the order, so it is the same on every attempt.
+nothing was delivered (retry); losing the connection during DATA leaves the outcome unknown (maybe
+delivered: sent again all the same, and counted as a resend). The Message-ID is derived from the
+order, so it is the same on every attempt and mail systems and people can tell a copy.
 """
 
 from __future__ import annotations
@@ -42,18 +43,18 @@ def build(order: orders.Order, settings: Settings) -> EmailMessage:
 
 
 async def send(order_id: uuid.UUID) -> str:
-    """Send the receipt of a paid order, unless it already went (or may have)."""
+    """Send the receipt of a paid order, unless it already went (or was given up)."""
     order = await orders.get(order_id)
     settings = get_settings()
     if not order.customer_email:
         return "no email address"
 
-    async def deliver() -> None:
+    async def deliver(attempt: deliveries.Attempt) -> None:
         if not settings.smtp_host:
             raise deliveries.DeliveryRetry("KIOSK_SMTP_HOST is not set")
         await asyncio.to_thread(_smtp_send, settings, build(order, settings))
 
-    return await deliveries.deliver_once(order.id, deliveries.RECEIPT, deliver)
+    return await deliveries.deliver(order.id, deliveries.RECEIPT, deliver)
 
 
 def _smtp_send(settings: Settings, message: EmailMessage) -> None:
