@@ -101,9 +101,15 @@ def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
             return token
     admin = {"Authorization": f"Bearer {admin_token}", "X-Kiosk-Actor": "kiosk-dev"}
     with httpx.Client(base_url=base, timeout=10, headers=admin) as http:
-        for device in http.get("/admin/devices").raise_for_status().json():
-            if device["name"] == DEV_DEVICE_NAME and device["revoked_at"] is None:
-                http.delete(f"/admin/devices/{device['id']}").raise_for_status()
+        cursor = None
+        while True:  # every page: the dev device may be older than the newest ones
+            page = http.get("/admin/devices", params={"cursor": cursor} if cursor else None)
+            page = page.raise_for_status().json()
+            for device in page["devices"]:
+                if device["name"] == DEV_DEVICE_NAME and device["revoked_at"] is None:
+                    http.delete(f"/admin/devices/{device['id']}").raise_for_status()
+            if (cursor := page["next_cursor"]) is None:
+                break
         created = http.post("/admin/devices", json={"name": DEV_DEVICE_NAME,
                                                     "terminal_ids": list(DEV_TERMINALS)})
         created.raise_for_status()

@@ -1,7 +1,7 @@
 """Every admin list is paginated the same way, and the API's text search is bounded in time.
 
 `limit` and `cursor` (the `next_cursor` of the previous page) on jobs, audit, exports, workers
-(schedules: docs/schedules.md); periodic tasks and queues are short lists fixed by the code. On
+devices and deliveries (schedules: docs/schedules.md); periodic tasks and queues are short lists fixed by the code. On
 main the workers list had no limit and `GET /admin/jobs?q=` ran with no statement timeout.
 """
 
@@ -47,7 +47,13 @@ def test_workers_audit_and_jobs_page_with_limit_and_cursor(api, database_url):
                      "SELECT 'ana', 'job.retry', 'job:' || n FROM generate_series(1, 5) AS n")
         conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name) "
                      "SELECT 'default', 'tests.effect' FROM generate_series(1, 5)")
-    for path, key in [("/admin/workers", "workers"), ("/admin/audit", "entries"), ("/admin/jobs", "jobs")]:
+        conn.execute("INSERT INTO devices (name, terminal_ids, token_hash) "
+                     "SELECT 'kiosk ' || n, ARRAY['T' || n], sha256(n::text::bytea) FROM generate_series(1, 5) AS n")
+        conn.execute("INSERT INTO orders (id, status, total_cents, expires_at) "
+                     "SELECT gen_random_uuid(), 'paid', 100, now() FROM generate_series(1, 5)")
+        conn.execute("INSERT INTO order_deliveries (order_id, kind) SELECT id, 'receipt' FROM orders")
+    for path, key in [("/admin/workers", "workers"), ("/admin/audit", "entries"), ("/admin/jobs", "jobs"),
+                      ("/admin/devices", "devices"), ("/admin/deliveries", "deliveries")]:
         pages = walk(api, path, key, limit=2)
         assert [len(page) for page in pages] == [2, 2, 1], path
         ids = [item["id"] for page in pages for item in page]

@@ -50,7 +50,7 @@ def test_kiosk_dev_runs_everything_on_the_embedded_database(tmp_path):
         assert f"device token (dev only, kept in {tmp_path / 'state' / 'dev-device-token'}): {token}" in output()
         admin = (tmp_path / "state" / "dev-admin-token").read_text().strip()
         devices = httpx.get(f"http://127.0.0.1:{port}/admin/devices", timeout=10,
-                            headers={"Authorization": f"Bearer {admin}"}).json()
+                            headers={"Authorization": f"Bearer {admin}"}).json()["devices"]
         assert [(d["name"], d["terminal_ids"]) for d in devices] == [
             ("kiosk dev", ["KIOSK_TERMINAL_1", "KIOSK_TERMINAL_2"])]
         probe = httpx.get(f"http://127.0.0.1:{port}/orders/00000000-0000-0000-0000-000000000000",

@@ -70,10 +70,11 @@ def test_devices_are_created_listed_and_stored_hashed(kiosk, database_url):
 
     listed = http.get("/admin/devices", headers=ADMIN)
     assert listed.status_code == 200
-    assert listed.json() == [{"id": new["id"], "name": "front door", "terminal_ids": ["TERM_A", "TERM_B"],
-                              "created_at": listed.json()[0]["created_at"], "revoked_at": None,
-                              "open_orders": 0}]
-    assert token not in listed.text and "token" not in listed.json()[0]
+    assert listed.json() == {"devices": [{
+        "id": new["id"], "name": "front door", "terminal_ids": ["TERM_A", "TERM_B"],
+        "created_at": listed.json()["devices"][0]["created_at"], "revoked_at": None, "open_orders": 0,
+    }], "next_cursor": None}
+    assert token not in listed.text and "token" not in listed.json()["devices"][0]
 
     # An active name is taken; bad names and terminal ids are refused; nothing stored by a refusal.
     assert http.post("/admin/devices", json={"name": "front door", "terminal_ids": ["T"]},
@@ -173,7 +174,7 @@ def test_a_revoked_device_is_refused_at_once(kiosk, database_url):
     with httpx.Client(base_url=kiosk.url, timeout=30) as anon:
         assert anon.delete(f"/admin/devices/{device['id']}").status_code == 401
         assert anon.get("/admin/devices").status_code == 401
-    listed = kiosk.http.get("/admin/devices").json()
+    listed = kiosk.http.get("/admin/devices").json()["devices"]
     assert listed[0]["revoked_at"] is not None
     entries = audit(database_url, "device.revoke")
     assert [(e["actor"], e["target"]) for e in entries] == [("bob", f"device:{device['id']}")]
@@ -195,7 +196,7 @@ def test_a_device_holds_at_most_five_unpaid_orders(kiosk, database_url):
         # Retry-After: when the first of them expires (KIOSK_ORDER_TTL, 1800 s).
         assert 1700 <= int(refused.headers["retry-after"]) <= 1800
         assert kiosk.stock("tea") == 95  # the refused order took nothing
-        assert kiosk.http.get("/admin/devices").json()[0]["open_orders"] == 5
+        assert kiosk.http.get("/admin/devices").json()["devices"][0]["open_orders"] == 5
         # The admin token has no such limit.
         assert kiosk.http.post("/orders", json=ORDER).status_code == 201
         # A cancelled order frees its slot; so does an order past its expiry time.

@@ -597,14 +597,22 @@ async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(
 
 async def _devices_page(request: Request, sess: session.Session, *, new: devices.NewDevice | None = None,
                         form: dict[str, str] | None = None, error: str | None = None,
-                        status: int = 200) -> Response:
+                        status: int = 200, cursor: int | None = None) -> Response:
+    page = await devices.list_page(cursor=cursor, limit=PAGE_SIZE)
+    next_cursor = page[-1].id if len(page) == PAGE_SIZE else None
     return _page(request, "devices.html", sess, status=status, active="devices", title="Devices",
-                 devices=await devices.list_all(), new=new, form=form or {}, error=error)
+                 devices=page, next_cursor=next_cursor, cursor=cursor, new=new, form=form or {},
+                 error=error)
 
 
 @router.get(f"{UI}/devices")
-async def devices_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
-    return await _devices_page(request, sess)
+async def devices_page(request: Request, before: str | None = None,
+                       sess: session.Session = Depends(signed_in)) -> Response:
+    try:
+        cursor = forms.parse_int(before, minimum=1)
+    except ValueError:
+        cursor = None
+    return await _devices_page(request, sess, cursor=cursor)
 
 
 @router.post(f"{UI}/devices")

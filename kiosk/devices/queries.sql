@@ -5,12 +5,14 @@ VALUES (%(name)s, %(terminal_ids)s, %(token_hash)s)
 RETURNING id, name, terminal_ids, created_at, revoked_at;
 
 -- name: list_devices
--- Every device, revoked ones included, newest first (no token hashes).
+-- One page of devices, revoked ones included, newest first (no token hashes); keyset on id.
 SELECT id, name, terminal_ids, created_at, revoked_at,
        (SELECT count(*) FROM orders o
         WHERE o.device_id = d.id AND o.status = 'pending_payment' AND o.expires_at > now()) AS open_orders
 FROM devices d
-ORDER BY id DESC;
+WHERE %(cursor)s::bigint IS NULL OR d.id < %(cursor)s
+ORDER BY id DESC
+LIMIT %(limit)s;
 
 -- name: get_device
 -- One device (no token hash).

@@ -6,8 +6,9 @@ The token is in the answer of `POST /admin/devices` only; it is stored as a SHA-
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
@@ -15,6 +16,7 @@ from kiosk.devices import store
 
 router = APIRouter(prefix="/admin/devices", tags=["devices"], dependencies=[AdminRequired],
                    responses=UNAUTHORIZED)
+MAX_PAGE = 200
 
 
 class DeviceIn(BaseModel):
@@ -52,11 +54,22 @@ async def create_device(body: DeviceIn, by: Actor) -> NewDeviceOut:
                         created_at=d.created_at)
 
 
-@router.get("", response_model=list[DeviceOut], summary="Devices, revoked ones included, newest first")
-async def list_devices() -> list[DeviceOut]:
-    return [DeviceOut(id=d.id, name=d.name, terminal_ids=list(d.terminal_ids), created_at=d.created_at,
-                      revoked_at=d.revoked_at, open_orders=d.open_orders or 0)
-            for d in await store.list_all()]
+class DevicesPage(BaseModel):
+    devices: list[DeviceOut]
+    next_cursor: int | None = Field(description="`cursor` of the next page; null on the last one")
+
+
+@router.get("", response_model=DevicesPage, summary="Devices, revoked ones included, newest first")
+async def list_devices(
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> DevicesPage:
+    page = await store.list_page(cursor=cursor, limit=limit)
+    return DevicesPage(
+        devices=[DeviceOut(id=d.id, name=d.name, terminal_ids=list(d.terminal_ids), created_at=d.created_at,
+                           revoked_at=d.revoked_at, open_orders=d.open_orders or 0) for d in page],
+        next_cursor=page[-1].id if len(page) == limit else None,
+    )
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,

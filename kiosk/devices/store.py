@@ -135,9 +135,11 @@ async def create(name: str, terminal_ids: list[str], by: audit.Operator) -> NewD
     return NewDevice(device, token)
 
 
-async def list_all() -> list[Device]:
+async def list_page(*, cursor: int | None = None, limit: int) -> list[Device]:
+    """Devices with an id below `cursor` (all when None), newest first, at most `limit`."""
     async with db.transaction() as conn:
-        return [_device(row) for row in await db.fetch_all(conn, QUERIES["list_devices"])]
+        rows = await db.fetch_all(conn, QUERIES["list_devices"], {"cursor": cursor, "limit": limit})
+    return [_device(row) for row in rows]
 
 
 async def revoke(device_id: int, by: audit.Operator) -> Device:

@@ -31,11 +31,11 @@ async def get_deliveries(
         description="one state; omitted: every delivery not sent (`failed`: given up, needs an operator)",
     )] = None,
     kind: Kind | None = None,
-    before: Annotated[int | None, Query(ge=1, description="cursor: `next_cursor` of the previous page")] = None,
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> dict[str, Any]:
     async with db.transaction() as conn:
-        page = await deliveries.list_deliveries(conn, state=state, kind=kind, before=before, limit=limit)
+        page = await deliveries.list_deliveries(conn, state=state, kind=kind, before=cursor, limit=limit)
     return dataclasses.asdict(page)
 
 
