@@ -185,12 +185,12 @@ async def test_the_documented_route_counts_a_client_abort_too():
     """The FastAPI route (served when the fast path is not installed) shares the handler."""
     from fastapi import FastAPI
 
-    from kiosk.metrics import WEBHOOKS
+    from kiosk import metrics
     from kiosk.webhooks import routes
 
     bare = FastAPI()
     bare.include_router(routes.router)
-    before = WEBHOOKS.values.get((("outcome", "client_abort"),), 0.0)
+    before = metrics.sample("kiosk_webhook_notifications_total", outcome="client_abort") or 0.0
     messages = [{"type": "http.request", "body": b'{"id": 1', "more_body": True}, {"type": "http.disconnect"}]
     sent: list[dict] = []
 
@@ -207,7 +207,7 @@ async def test_the_documented_route_counts_a_client_abort_too():
                          (b"x-signature", b"ts=1,v1=00")]}
     await asyncio.wait_for(bare(scope, receive, send), timeout=10)
     assert sent[0]["status"] == 499
-    assert WEBHOOKS.values[(("outcome", "client_abort"),)] == before + 1
+    assert metrics.sample("kiosk_webhook_notifications_total", outcome="client_abort") == before + 1
 
 
 # -- NaN and Infinity in a signed webhook body -------------------------------------------------------

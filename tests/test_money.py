@@ -324,7 +324,7 @@ def test_second_charge_of_a_paid_order_is_refunded_once(kiosk, sim, start_worker
     assert audit[0]["details"]["provider_order_id"] == old_charge["id"]
     assert {j["status"] for j in jobs(database_url, "payments.refund_intent")} == {"succeeded"}
     metrics = httpx.get(f"{kiosk.url}/metrics", headers=ADMIN, timeout=10).text
-    assert "\nkiosk_refunds_total 1\n" in metrics
+    assert "\nkiosk_refunds_total 1.0\n" in metrics
 
 
 def test_money_taken_for_a_canceled_order_is_refunded_and_the_order_stays_closed(kiosk, sim, start_worker,
@@ -399,8 +399,8 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     refund_item = next(i for i in listed if i["kind"] == "refund")
     assert refund_item["refund_status"] == "failed" and "HTTP 400" in refund_item["refund_last_error"]
     metrics = httpx.get(f"{kiosk.url}/metrics", headers=ADMIN, timeout=10).text
-    assert 'kiosk_payments_attention{kind="unresolved"} 1' in metrics
-    assert 'kiosk_refunds_open{state="failed"} 1' in metrics
+    assert 'kiosk_payments_attention{kind="unresolved"} 1.0\n' in metrics
+    assert 'kiosk_refunds_open{state="failed"} 1.0\n' in metrics
 
     # The dashboard page shows both, with CSRF-protected forms.
     browser = sign_in(api.url, "ana")

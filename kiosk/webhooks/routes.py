@@ -90,10 +90,10 @@ async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: A
     except Refused as refused:
         if refused.outcome == "client_abort":
             logger.info("webhook client went away mid-body (request id %s)", clip(request_id))
-        WEBHOOKS.inc(1, refused.outcome)
+        WEBHOOKS.labels(refused.outcome).inc()
         return refused.answer
     accepted = await inbox.accept(notification)
-    WEBHOOKS.inc(1, accepted.state)
+    WEBHOOKS.labels(accepted.state).inc()
     if logger.isEnabledFor(logging.DEBUG):  # the inbox row records the same (refusals are warnings)
         logger.debug("webhook %s for %s: %s", clip(notification.notification_id),
                      clip(notification.resource_id), accepted.state)
