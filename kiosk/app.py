@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(DomainError, domain_error)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.mount(dashboard_routes.STATIC_PATH, dashboard_routes.StaticAssets(), name="dashboard-static")
     # The webhook skips FastAPI's routing (kiosk/webhooks/routes.py); an oversized request head is
     # refused before it (kiosk/http_limits.py); the latency middleware, added last, stays outermost
     # and times both.

@@ -79,6 +79,18 @@ def test_signed_out_pages_and_forms_redirect_to_the_login(anon, database_url):
     assert anon.get("/admin/ui/static/dashboard.css").headers["content-type"].startswith("text/css")
 
 
+def test_the_stylesheet_is_cached_revalidated_and_nothing_else_is_served(anon):
+    css = anon.get("/admin/ui/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["cache-control"] == "public, max-age=300"
+    assert css.headers["x-content-type-options"] == "nosniff" and "default-src 'none'" in css.headers[
+        "content-security-policy"]
+    again = anon.get("/admin/ui/static/dashboard.css", headers={"If-None-Match": css.headers["etag"]})
+    assert again.status_code == 304 and again.headers["cache-control"] == "public, max-age=300"
+    for path in ("/admin/ui/static/nope.css", "/admin/ui/static/../routes.py", "/admin/ui/static/%2e%2e/routes.py",
+                 "/admin/ui/static/"):
+        assert anon.get(path).status_code == 404, path
+
+
 def test_login_sets_a_signed_httponly_strict_cookie(anon, database_url):
     wrong = anon.post("/admin/login", data={"token": "wrong-token-0123456789", "operator": "eve"})
     assert wrong.status_code == 401 and "not the admin token" in wrong.text
