@@ -8,6 +8,14 @@ by primary key. Signing out deletes the row, "sign out everywhere" deletes every
 admin token ends every session at once: the old cookies' HMAC no longer checks out, and the rows
 made with the old token never match (they are deleted at the next sign-in). The CSRF token is an
 HMAC of the session id under the same key: new with every sign-in, unknown without the key.
+
+Why no itsdangerous (issue 13 weighed it): what is signed here is a random id, never data to
+trust, and expiry and revocation live in the table, so its payload serialisation and timestamps
+have nothing to do. What remains is the part a library would add nothing to: HMAC-SHA256 from the
+standard library with a purpose label in the message (`session`, `csrf`, `flash`: one signature is
+never valid for another use), a key derived for this purpose from the admin token (`signing_key`),
+and `hmac.compare_digest` for every check. itsdangerous would do the same with SHA-1 by default
+and its own key derivation, one more dependency for about fifteen lines.
 """
 
 from __future__ import annotations
