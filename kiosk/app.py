@@ -11,21 +11,18 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 
-import psycopg
-import psycopg_pool
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from kiosk import db, health, queue, secretbox
+from kiosk import db, health, http_errors, queue, secretbox
 from kiosk.admin import routes as admin_routes
 from kiosk.catalog import routes as catalog_routes
 from kiosk.dashboard import routes as dashboard_routes
 from kiosk.devices import routes as devices_routes
-from kiosk.errors import DomainError
 from kiosk.exports import routes as exports_routes
 from kiosk.heartbeat import routes as heartbeat_routes
 from kiosk.http_limits import HeadLimit
-from kiosk.logclip import ClipArgs, clip
+from kiosk.logclip import ClipArgs
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
 from kiosk.notifications import routes as deliveries_routes
@@ -70,22 +67,6 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.close_pool()
 
 
-async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    logger.warning("database unavailable: %s", type(exc).__name__)
-    return JSONResponse({"detail": "database unavailable"}, status_code=503)
-
-
-async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
-    """A value the database cannot take (a NUL byte in text, an integer beyond bigint): bad input."""
-    message = clip(str(exc).split("\n", 1)[0])  # PostgreSQL may quote the value it refused
-    logger.warning("refused a value the database cannot store: %s", message)
-    return JSONResponse({"detail": f"invalid value: {message}"}, status_code=422)
-
-
-async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers() or None)
-
-
 def create_app(settings: Settings) -> FastAPI:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     # uvicorn's access log writes the request target as sent: at most 1000 characters of it.
@@ -96,10 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     # huge JSON body is never buffered whole; the webhook's own limit is smaller.
     app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
                   **NO_TELEMETRY)
-    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
-    app.add_exception_handler(psycopg_pool.PoolTimeout, database_unavailable)
-    app.add_exception_handler(psycopg.DataError, invalid_value)
-    app.add_exception_handler(DomainError, domain_error)
+    http_errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
     app.mount(dashboard_routes.STATIC_PATH, dashboard_routes.StaticAssets(), name="dashboard-static")

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
 
+from kiosk import http_errors
 from kiosk.logclip import clip
 from kiosk.metrics import WEBHOOKS
 from kiosk.settings import get_settings
@@ -116,8 +117,8 @@ async def mercadopago(request: Request) -> JSONResponse:
 
 class FastPath:
     """Serves `POST /webhooks/mercadopago` with `handle` before FastAPI's routing; everything else
-    goes on. An exception the app has a handler for (a database outage: 503) is answered by that
-    handler, as FastAPI would."""
+    goes on. An exception of `kiosk.http_errors.KNOWN` (a database outage: 503) is answered by the
+    handler the app registers for it (`http_errors.handler_for`); any other propagates."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -141,11 +142,8 @@ class FastPath:
 
         try:
             answer = await handle(QueryParams(scope["query_string"]), Headers(scope=scope), chunks())
-        except Exception as exc:
-            handler = _handler_for(scope, exc)
-            if handler is None:
-                raise
-            response = await handler(Request(scope, receive), exc)
+        except http_errors.KNOWN as exc:  # a database outage: 503, as every route answers it
+            response = await http_errors.handler_for(exc)(Request(scope, receive), exc)
             await response(scope, receive, send)
             return
         body = json.dumps(answer.body, separators=(",", ":")).encode()
@@ -153,8 +151,3 @@ class FastPath:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-def _handler_for(scope: dict, exc: Exception) -> Any:
-    handlers = scope["app"].exception_handlers
-    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
