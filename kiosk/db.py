@@ -13,15 +13,16 @@ import socket
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from kiosk.settings import load_or_exit
 
 _pool: AsyncConnectionPool | None = None
+T = TypeVar("T")
 
 # PostgreSQL keeps 63 bytes of application_name; the host is cut so that the pid survives.
 _HOST_CHARS = 40
@@ -131,5 +132,23 @@ async def fetch_all(
     selectivity swings with its values (a rare status on a million jobs). Those pass prepare=False.
     """
     async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params, prepare=prepare)
+        return await cur.fetchall()
+
+
+async def fetch_one_as(
+    conn: psycopg.AsyncConnection, cls: type[T], query: Any, params: Any = None, *, prepare: bool | None = None
+) -> T | None:
+    """One row as a `cls` (psycopg's `class_row`: the query's columns are its fields), or None."""
+    async with conn.cursor(row_factory=class_row(cls)) as cur:
+        await cur.execute(query, params, prepare=prepare)
+        return await cur.fetchone()
+
+
+async def fetch_all_as(
+    conn: psycopg.AsyncConnection, cls: type[T], query: Any, params: Any = None, *, prepare: bool | None = None
+) -> list[T]:
+    """Rows as `cls` instances (psycopg's `class_row`); `prepare` as in `fetch_all`."""
+    async with conn.cursor(row_factory=class_row(cls)) as cur:
         await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall()

@@ -145,14 +145,6 @@ class ClaimedRun:
         return unseal(keys, self.url, self.headers, self.secrets)
 
 
-def _schedule(row: dict) -> Schedule:
-    return Schedule(**row)
-
-
-def _run(row: dict) -> Run:
-    return Run(**row)
-
-
 def _spec_params(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
     return {
         "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
@@ -162,7 +154,7 @@ def _spec_params(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
 
 
 async def insert_schedule(conn: psycopg.AsyncConnection, keys: Keyring, spec: ScheduleSpec) -> Schedule:
-    return _schedule(await db.fetch_one(conn, queries["insert_schedule"], _spec_params(keys, spec)))
+    return (await db.fetch_all_as(conn, Schedule, queries["insert_schedule"], _spec_params(keys, spec)))[0]
 
 
 async def update_schedule(
@@ -170,22 +162,21 @@ async def update_schedule(
     reset_cursor: bool,
 ) -> Schedule:
     params = _spec_params(keys, spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
-    return _schedule(await db.fetch_one(conn, queries["update_schedule"], params))
+    return (await db.fetch_all_as(conn, Schedule, queries["update_schedule"], params))[0]
 
 
 async def get_schedule(
     conn: psycopg.AsyncConnection, schedule_id: int, *, lock: bool = False
 ) -> Schedule | None:
-    row = await db.fetch_one(conn, queries["lock_schedule" if lock else "get_schedule"], {"id": schedule_id})
-    return _schedule(row) if row else None
+    return await db.fetch_one_as(conn, Schedule, queries["lock_schedule" if lock else "get_schedule"],
+                                 {"id": schedule_id})
 
 
 async def list_schedules(
     conn: psycopg.AsyncConnection, *, limit: int, after_id: int | None = None
 ) -> list[Schedule]:
     """Schedules by id, after `after_id` (keyset pagination)."""
-    rows = await db.fetch_all(conn, queries["list_schedules"], {"limit": limit, "after_id": after_id})
-    return [_schedule(row) for row in rows]
+    return await db.fetch_all_as(conn, Schedule, queries["list_schedules"], {"limit": limit, "after_id": after_id})
 
 
 async def sealed_schedules(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
@@ -201,8 +192,8 @@ async def reseal(conn: psycopg.AsyncConnection, schedule_id: int, old: str, new:
 
 
 async def last_runs(conn: psycopg.AsyncConnection, schedule_ids: list[int]) -> dict[int, Run]:
-    rows = await db.fetch_all(conn, queries["last_runs"], {"ids": schedule_ids})
-    return {row["schedule_id"]: _run(row) for row in rows}
+    runs = await db.fetch_all_as(conn, Run, queries["last_runs"], {"ids": schedule_ids})
+    return {run.schedule_id: run for run in runs}
 
 
 async def delete_schedule(conn: psycopg.AsyncConnection, schedule_id: int) -> bool:
@@ -256,12 +247,11 @@ async def advance_cursor(conn: psycopg.AsyncConnection, schedule_id: int, until:
 
 
 async def insert_manual_run(conn: psycopg.AsyncConnection, schedule_id: int) -> Run:
-    return _run(await db.fetch_one(conn, queries["insert_manual_run"], {"schedule_id": schedule_id}))
+    return (await db.fetch_all_as(conn, Run, queries["insert_manual_run"], {"schedule_id": schedule_id}))[0]
 
 
 async def get_run(conn: psycopg.AsyncConnection, run_id: int) -> Run | None:
-    row = await db.fetch_one(conn, queries["get_run"], {"id": run_id})
-    return _run(row) if row else None
+    return await db.fetch_one_as(conn, Run, queries["get_run"], {"id": run_id})
 
 
 async def list_runs(
@@ -272,15 +262,13 @@ async def list_runs(
     before: tuple[dt.datetime, int] | None = None,
 ) -> list[Run]:
     before_at, before_id = before if before else (None, None)
-    rows = await db.fetch_all(conn, queries["list_runs"], {
+    return await db.fetch_all_as(conn, Run, queries["list_runs"], {
         "schedule_id": schedule_id, "limit": limit, "before_at": before_at, "before_id": before_id,
     })
-    return [_run(row) for row in rows]
 
 
 async def claim_run(conn: psycopg.AsyncConnection, run_id: int) -> ClaimedRun | None:
-    row = await db.fetch_one(conn, queries["claim_run"], {"run_id": run_id})
-    return ClaimedRun(**row) if row else None
+    return await db.fetch_one_as(conn, ClaimedRun, queries["claim_run"], {"run_id": run_id})
 
 
 async def record_attempt(
