@@ -61,8 +61,7 @@ class JobOutcome:
 
 async def for_job(conn: psycopg.AsyncConnection, job_id: int) -> list[JobOutcome]:
     """Every recorded attempt of one job, first attempt first."""
-    rows = await db.fetch_all(conn, queries["outcomes_for_job"], {"job_id": job_id})
-    return [JobOutcome(**row) for row in rows]
+    return await db.fetch_all_as(conn, JobOutcome, queries["outcomes_for_job"], {"job_id": job_id})
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ async def last_errors(conn: psycopg.AsyncConnection, job_ids: list[int]) -> dict
     """The last attempt that did not succeed of each given job, in one query (by job id)."""
     if not job_ids:
         return {}
-    rows = await db.fetch_all(conn, queries["last_errors"], {"job_ids": list(job_ids)})
-    return {row["job_id"]: LastError(**row) for row in rows}
+    errors = await db.fetch_all_as(conn, LastError, queries["last_errors"], {"job_ids": list(job_ids)})
+    return {error.job_id: error for error in errors}
 
 
 async def recent_failures(
