@@ -44,5 +44,4 @@ async def set_result(conn: psycopg.AsyncConnection, job_id: int, result: Any, me
 
 
 async def get(conn: psycopg.AsyncConnection, job_id: int) -> Progress | None:
-    row = await db.fetch_one(conn, QUERIES["get_progress"], {"job_id": job_id})
-    return Progress(**row) if row else None
+    return await db.fetch_one_as(conn, Progress, QUERIES["get_progress"], {"job_id": job_id})
