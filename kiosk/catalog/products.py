@@ -37,5 +37,4 @@ async def put(sku: str, name: str, price_cents: int, stock: int, by: audit.Opera
 
 async def list_all() -> list[Product]:
     async with db.transaction() as conn:
-        rows = await db.fetch_all(conn, QUERIES["list_products"])
-    return [Product(**row) for row in rows]
+        return await db.fetch_all_as(conn, Product, QUERIES["list_products"])
