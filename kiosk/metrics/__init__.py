@@ -100,12 +100,9 @@ async def scrape() -> str:
             kinds[row["kind"]] += 1
         for kind, count in kinds.items():
             attention.set(count, kind)
-        await _collect_outcomes(conn)
-
-    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, JOB_DURATION,
-                   WEBHOOKS, HTTP_LATENCY])
         for state, count in (await notification_deliveries.count_by_state(conn)).items():
             delivery_states.set(count, state)
         await _collect_outcomes(conn)
 
-    return render([jobs, oldest, finished, workers, backlog, delivery_states, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
+    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention,
+                   delivery_states, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
