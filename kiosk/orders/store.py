@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -24,14 +23,12 @@ from kiosk.devices import store as devices
 from kiosk.errors import Conflict, Invalid, NotFound
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
+from kiosk.validators import is_email
 
 QUERIES = load_queries("kiosk.orders")
 logger = logging.getLogger("kiosk.orders")
 
 STATUSES = ("pending_payment", "paid", "canceled", "expired", "refunded")
-# A deliverable-looking address with nothing that could break an email header.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-EMAIL = re.compile(rf"^[^@\s<>\"',;]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
 
 
 @dataclass(frozen=True)
@@ -56,10 +53,6 @@ class Order:
     paid_at: dt.datetime | None
     # The device that created the order; None when made with the admin token (or before devices).
     device_id: int | None = None
-
-
-def is_email(value: str) -> bool:
-    return len(value) <= 254 and EMAIL.fullmatch(value) is not None
 
 
 async def create(

@@ -29,6 +29,7 @@ from kiosk.payments import intents, refunds
 from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings, value_or_default
 from kiosk.sql import load_queries
+from kiosk.validators import parse_duration
 
 QUERIES = load_queries("kiosk.payments")
 logger = logging.getLogger("kiosk.payments")
@@ -61,7 +62,7 @@ def start_grace_seconds() -> int:
 def ttl_seconds() -> int:
     """How long an open intent may stay unchanged before it is checked."""
     settings = get_settings()
-    expiration = mp.parse_duration(settings.payment_expiration)
+    expiration = parse_duration(settings.payment_expiration)
     return expiration + int(settings.mp_timeout_seconds) + 1 + MARGIN_SECONDS
 
 

@@ -35,6 +35,7 @@ from kiosk.payments import mercadopago as mp
 from kiosk.payments import refunds
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
+from kiosk.validators import MIN_EXPIRATION, parse_duration
 
 QUERIES = load_queries("kiosk.payments")
 logger = logging.getLogger("kiosk.payments")
@@ -174,7 +175,7 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
         if order["total_cents"] <= 0:
             raise Conflict("order total is zero: nothing to charge")
         remaining = int((order["expires_at"] - dt.datetime.now(dt.UTC)).total_seconds())
-        if remaining < mp.MIN_EXPIRATION:
+        if remaining < MIN_EXPIRATION:
             raise Conflict("order expires in less than 30 seconds: create a new order")
         params = {"order_id": order_id, "terminal_id": terminal_id}
         current = await db.fetch_one(conn, QUERIES["open_intent_of_order"], params)
@@ -217,7 +218,7 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
 
 
 def _charge(row: dict, order_id: uuid.UUID, terminal_id: str, remaining: int) -> mp.Charge:
-    expiration = min(mp.parse_duration(get_settings().payment_expiration), remaining)
+    expiration = min(parse_duration(get_settings().payment_expiration), remaining)
     return mp.Charge(
         external_reference=row["external_reference"],
         amount_cents=row["amount_cents"],
@@ -409,7 +410,7 @@ async def resolve(intent_id: uuid.UUID) -> Resolved:
         intent = await cancel_if_unwanted(intent)
         return Resolved(intent_id, intent.status, f"Mercado Pago says {answer.status}")
     remaining = int((order.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
-    charge = _charge(row, order.id, row["terminal_id"], max(remaining, mp.MIN_EXPIRATION))
+    charge = _charge(row, order.id, row["terminal_id"], max(remaining, MIN_EXPIRATION))
     try:
         async with mp.MercadoPago.from_settings() as client:
             answer = await client.create_order(charge, row["idempotency_key"])
