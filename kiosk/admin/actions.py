@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
-from kiosk import exports
-from kiosk.admin import audit, jobs, periodic
-from kiosk.admin.audit import Operator
+from kiosk import audit, exports
+from kiosk.admin import jobs, periodic
+from kiosk.audit import Operator
 from kiosk.notifications import deliveries
 
 

@@ -10,8 +10,8 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from kiosk import db
-from kiosk.admin import actions, audit, jobs, periodic
+from kiosk import audit, db
+from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.settings import get_settings
 

@@ -30,8 +30,8 @@ from starlette.requests import ClientDisconnect
 import datetime as dt
 import uuid
 
-from kiosk import db, exports
-from kiosk.admin import actions, audit, jobs, periodic
+from kiosk import audit, db, exports
+from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render

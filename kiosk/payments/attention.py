@@ -10,8 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from kiosk import db
-from kiosk.admin import audit
+from kiosk import audit, db
 from kiosk.errors import Conflict, NotFound
 from kiosk.orders import store as orders
 from kiosk.payments import cleanup, intents, refunds

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kiosk import db, queue
-from kiosk.admin import audit
+from kiosk import audit, db, queue
 from kiosk.errors import Conflict, NotFound
 from kiosk.orders import store as orders
 from kiosk.payments import mercadopago as mp
