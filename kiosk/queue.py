@@ -22,10 +22,13 @@ from procrastinate import PsycopgConnector, exceptions
 
 from kiosk import db
 from kiosk.jobs.app import KioskApp
+from kiosk.jobs.maintenance import release_queueing_lock
 from kiosk.jobs.outcomes import record_outcome
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
+
+__all__ = ["app", "cancel", "defer", "defer_many", "release_queueing_lock"]
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
@@ -127,18 +130,6 @@ async def defer_many(
         raise _unwrapped(exc) from None
     return [await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
             for queueing_lock, lock, kwargs in jobs]
-
-
-async def release_queueing_lock(job_id: int) -> None:
-    """Let a running or stalled job go back to `todo` while a newer job with its lock waits.
-
-    procrastinate retries a job by putting its row back to `todo`, which violates the unique
-    queueing lock when a newer job already waits with that lock (procrastinate issue #1543) and
-    would leave the job stuck in `doing`. Dropping the job's own queueing lock first lets the retry
-    through; a shared `lock` still runs the two one at a time.
-    """
-    async with db.transaction() as conn:
-        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

@@ -11,7 +11,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kiosk import db, exports
-from kiosk.admin import actions
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 
 router = APIRouter(prefix="/admin/exports", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED)
@@ -30,7 +29,7 @@ async def create_export(body: ExportRequest, by: Actor) -> dict[str, Any]:
     """Beyond KIOSK_EXPORT_KEEP exports, the oldest finished ones are deleted (`replaced`)."""
     try:
         async with db.transaction() as conn:
-            return await actions.request_export(conn, body.from_, body.to, by)
+            return await exports.request_by(conn, body.from_, body.to, by)
     except exports.InvalidRange as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
     # exports.ExportLimit is a DomainError: 409 with its detail (kiosk.app)

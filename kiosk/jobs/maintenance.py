@@ -19,12 +19,24 @@ from dataclasses import dataclass
 
 from procrastinate import exceptions, manager
 
-from kiosk import db, queue
+from kiosk import db
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 logger = logging.getLogger("kiosk.jobs")
 queries = load_queries("kiosk.jobs")
+
+
+async def release_queueing_lock(job_id: int) -> None:
+    """Let a running or stalled job go back to `todo` while a newer job with its lock waits.
+
+    procrastinate retries a job by putting its row back to `todo`, which violates the unique
+    queueing lock when a newer job already waits with that lock (procrastinate issue #1543) and
+    would leave the job stuck in `doing`. Dropping the job's own queueing lock first lets the retry
+    through; a shared `lock` still runs the two one at a time.
+    """
+    async with db.transaction() as conn:
+        await conn.execute(queries["release_queueing_lock"], {"job_id": job_id})
 
 
 async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: float) -> list[int]:
@@ -36,7 +48,7 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
         except exceptions.ConnectorException:
             # A newer job waits with its queueing lock (#1543): drop the lock, try once more.
             assert job.id is not None
-            await queue.release_queueing_lock(job.id)
+            await release_queueing_lock(job.id)
             try:
                 await job_manager.retry_job(job)
             except exceptions.ConnectorException:

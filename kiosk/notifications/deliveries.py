@@ -36,7 +36,8 @@ from typing import Any
 
 import psycopg
 
-from kiosk import db, queue
+from kiosk import audit, db, queue
+from kiosk.audit import Operator
 from kiosk.errors import Conflict, NotFound
 from kiosk.notifications import event
 from kiosk.orders import store as orders
@@ -243,6 +244,15 @@ async def resend(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str) 
     job_id = await _defer(conn, kind, order_id)
     return {"order_id": order_id, "kind": kind, "state": row["state"], "job_id": job_id,
             "previous_attempts": before["attempts"], "last_error": before["last_error"]}
+
+
+async def resend_by(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator) -> dict[str, Any]:
+    """`resend` on an operator's behalf, recorded in the audit log in the same transaction; raises
+    DeliveryNotFound or NotResendable (nothing recorded then)."""
+    result = await resend(conn, order_id, kind)
+    await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
+                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
