@@ -40,7 +40,6 @@ from kiosk import audit, db, queue
 from kiosk.audit import Operator
 from kiosk.errors import Conflict, NotFound
 from kiosk.notifications import event
-from kiosk.orders import store as orders
 from kiosk.settings import Settings, get_settings
 from kiosk.sql import load_queries
 
@@ -49,7 +48,9 @@ logger = logging.getLogger("kiosk.notifications")
 
 RECEIPT, NOTIFY_PAID = "receipt", "notify_paid"
 KINDS = (RECEIPT, NOTIFY_PAID)
-TASKS = {RECEIPT: "orders.send_receipt", NOTIFY_PAID: "orders.notify_paid"}
+# The tasks that send them (tasks/orders.py), by kind.
+RECEIPT_TASK, NOTIFY_PAID_TASK = "orders.send_receipt", "orders.notify_paid"
+TASKS = {RECEIPT: RECEIPT_TASK, NOTIFY_PAID: NOTIFY_PAID_TASK}
 STATES = ("pending", "sending", "unknown", "sent", "failed")
 # A delivery untouched this long with no job for it is picked up by the resume sweep.
 RESUME_GRACE_SECONDS = 60
@@ -86,9 +87,14 @@ def lock_name(kind: str, order_id: uuid.UUID | str) -> str:
 
 
 async def plan_paid(
-    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None,
+    paid_order: Callable[[], Awaitable[event.PaidOrder]],
 ) -> None:
-    """In the paid transition's transaction: owe the receipt and the hook, defer their jobs."""
+    """In the paid transition's transaction: owe the receipt and the hook, defer their jobs.
+
+    `paid_order` reads the order as it is now paid (on `conn`); it is called only when the hook's
+    body has to be frozen.
+    """
     settings = get_settings()
     kinds = []
     if customer_email and settings.smtp_host:
@@ -99,7 +105,7 @@ async def plan_paid(
         kinds.append(NOTIFY_PAID)
     for kind in kinds:
         # The hook's body is frozen now, so that every attempt sends (and signs) the same bytes.
-        body = event.payload(await orders.read(conn, order_id)) if kind == NOTIFY_PAID else None
+        body = event.payload(await paid_order()) if kind == NOTIFY_PAID else None
         params = {"order_id": order_id, "kind": kind, "payload": body}
         if await db.fetch_one(conn, QUERIES["plan_delivery"], params) is not None:
             await _defer(conn, kind, order_id)

@@ -81,6 +81,20 @@ async def find_by_provider_order(conn: psycopg.AsyncConnection, provider_order_i
     return _intent(row) if row else None
 
 
+async def find_by_reference(conn: psycopg.AsyncConnection, external_reference: str) -> Intent | None:
+    """The intent that sent this `external_reference` to Mercado Pago."""
+    row = await db.fetch_one(conn, QUERIES["intent_by_reference"], {"external_reference": external_reference})
+    return _intent(row) if row else None
+
+
+async def link_provider_order(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, provider_order_id: str) -> bool:
+    """Link the intent to the order Mercado Pago created for it; False when it is linked to another."""
+    linked = await db.fetch_one(
+        conn, QUERIES["set_provider_order"], {"id": intent_id, "provider_order_id": provider_order_id}
+    )
+    return linked is not None
+
+
 # -- charging ---------------------------------------------------------------------------------
 
 async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
@@ -281,7 +295,8 @@ async def _settle_order(conn: psycopg.AsyncConnection, order: dict, intent: dict
     if status == "processed":
         if order["status"] == "pending_payment" and order["stock_released_at"] is None:
             if await orders.mark_paid(conn, order_id, intent["id"]):
-                await deliveries.plan_paid(conn, order_id, order["customer_email"])
+                await deliveries.plan_paid(conn, order_id, order["customer_email"],
+                                           lambda: orders.read(conn, order_id))
         elif order["paid_intent_id"] != intent["id"]:
             # Money taken that the kiosk cannot honour: give it back (once), the order stays.
             if order["status"] in ("paid", "refunded"):

@@ -20,6 +20,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from kiosk import tls
+from kiosk.money import amount
 from kiosk.validators import ID_PATTERN, format_duration
 
 logger = logging.getLogger("kiosk.mercadopago")
@@ -28,11 +29,6 @@ ORDER_STATUSES = frozenset(
     {"created", "at_terminal", "processed", "failed", "canceled", "expired", "action_required",
      "refunded"}
 )
-
-
-def amount(cents: int) -> str:
-    """Integer cents as Mercado Pago's decimal string with two places."""
-    return f"{cents // 100}.{cents % 100:02d}"
 
 
 class MPPayment(BaseModel):
