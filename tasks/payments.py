@@ -9,7 +9,8 @@ import uuid
 from procrastinate import JobContext
 
 from kiosk import queue
-from kiosk.payments import cleanup, intents, mercadopago, refunds
+from kiosk.orders import cleanup, lifecycle
+from kiosk.payments import intents, mercadopago, refunds
 from kiosk.queue import app
 from kiosk.webhooks import inbox, processing
 from tasks.retry import Backoff, database_unavailable
@@ -61,7 +62,7 @@ async def resolve_intent(context: JobContext, intent_id: str) -> dict:
     """Re-send an ambiguous create with its idempotency key until Mercado Pago answers (deferred
     with the intent marked `unresolved`; again by the periodic clean-up should this give up)."""
     try:
-        outcome = await intents.resolve(uuid.UUID(intent_id))
+        outcome = await lifecycle.resolve(uuid.UUID(intent_id))
     except Exception as exc:
         await _retried(context, exc)
         raise

@@ -4,7 +4,7 @@ Runs in a worker (`payments.process_notification`, deferred by the inbox). Here,
 package, so that the worker path goes one way: webhooks (inbox, this) -> payments (intents, the
 Mercado Pago client), never back. The notification body is only a hint, so the
 order is always read with `GET /v1/orders/{id}`; the intent, the order and the follow-up jobs
-change in one transaction (`intents.apply`, forward only). An order no intent knows by id is
+change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by id is
 matched by its `external_reference` (a create whose answer was lost) and linked; only an order
 whose reference is not ours is `ignored`. `MPUnavailable` propagates so the job is retried with
 backoff; on the last attempt the job fails and nothing has changed.
@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from kiosk import db
+from kiosk.orders import lifecycle
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
 from kiosk.webhooks import inbox
@@ -50,9 +51,9 @@ async def process_notification(provider_order_id: str) -> Outcome:
     if intent is None:
         return await _match(provider_order_id, answer, up_to)
     async with db.transaction() as conn:
-        updated = await intents.apply(conn, intent.id, answer)
+        updated = await lifecycle.apply(conn, intent.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
-    updated = await intents.cancel_if_unwanted(updated)
+    updated = await lifecycle.cancel_if_unwanted(updated)
     return Outcome(provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}")
 
 
@@ -73,10 +74,10 @@ async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) 
             logger.log(logging.INFO if found is None else logging.ERROR, "Mercado Pago order %s: %s",
                        provider_order_id, note)
             return Outcome(provider_order_id, found.id if found else None, None, note)
-        updated = await intents.apply(conn, found.id, answer)
+        updated = await lifecycle.apply(conn, found.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
     logger.warning("Mercado Pago order %s matched payment intent %s by its reference",
                    provider_order_id, found.id)
-    updated = await intents.cancel_if_unwanted(updated)
+    updated = await lifecycle.cancel_if_unwanted(updated)
     return Outcome(provider_order_id, found.id, updated.status,
                    f"matched by external_reference; Mercado Pago says {answer.status}")
