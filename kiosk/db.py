@@ -13,13 +13,15 @@ import socket
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from kiosk.settings import load_or_exit
+
+T = TypeVar("T")
 
 _pool: AsyncConnectionPool | None = None
 
@@ -118,6 +120,15 @@ async def fetch_one(
     """`prepare=False` for a query whose best plan depends on its values (see fetch_all)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params, prepare=prepare)
+        return await cur.fetchone()
+
+
+async def fetch_one_as(
+    conn: psycopg.AsyncConnection, row_type: type[T], query: Any, params: Any = None
+) -> T | None:
+    """One row as a `row_type` dataclass (psycopg's `class_row`): a typed row at a seam."""
+    async with conn.cursor(row_factory=class_row(row_type)) as cur:
+        await cur.execute(query, params)
         return await cur.fetchone()
 
 

@@ -142,8 +142,7 @@ async def _unresolve(intent_id: uuid.UUID) -> Checked:
             conn, QUERIES["unresolve_orphan"], {"id": intent_id, "age": start_grace_seconds()}
         )
         if row is None:
-            row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-            assert row is not None
+            row = await intents.get_row(conn, intent_id)
             return Checked(intent_id, row["status"], "not stale (yet): left for the next tick")
         await intents.defer_resolution(conn, row)
     logger.warning("payment intent %s (order %s): its start never recorded Mercado Pago's answer; "

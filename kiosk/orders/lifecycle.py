@@ -29,11 +29,12 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from kiosk import db
-from kiosk.errors import Conflict, ProviderFailed
+from kiosk.errors import Conflict, NotFound, ProviderFailed
 from kiosk.notifications import deliveries
 from kiosk.orders import store as orders
 from kiosk.payments import intents
@@ -95,8 +96,7 @@ async def record_created(intent_id: uuid.UUID, answer: mp.MPOrder) -> Intent:
         if linked is None:
             logger.error("payment intent %s: Mercado Pago answered with order %s, but another order "
                          "is linked to it", intent_id, answer.id)
-            row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-            assert row is not None
+            row = await intents.get_row(conn, intent_id)
             return from_row(row)
         intent = await apply(conn, intent_id, answer)
     return await cancel_if_unwanted(intent)
@@ -112,8 +112,7 @@ async def unresolve(intent_id: uuid.UUID, error: str) -> Intent:
         if row is not None:
             await defer_resolution(conn, row, delay=RESOLVE_DELAY_SECONDS)
         else:
-            row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-            assert row is not None
+            row = await intents.get_row(conn, intent_id)
     if row["status"] == "unresolved":
         logger.warning("payment intent %s: outcome unknown (%s); resolving with the same key",
                        intent_id, error)
@@ -123,13 +122,13 @@ async def unresolve(intent_id: uuid.UUID, error: str) -> Intent:
 async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge]:
     async with db.transaction() as conn:
         order = await orders.lock(conn, order_id)
-        if order["status"] != "pending_payment":
-            raise Conflict(f"order is {order['status']}, not payable")
-        if order["closing_status"]:
-            raise Conflict(f"order is being {order['closing_status']}, not payable")
-        if order["total_cents"] <= 0:
+        if order.status != "pending_payment":
+            raise Conflict(f"order is {order.status}, not payable")
+        if order.closing_status:
+            raise Conflict(f"order is being {order.closing_status}, not payable")
+        if order.total_cents <= 0:
             raise Conflict("order total is zero: nothing to charge")
-        remaining = int((order["expires_at"] - dt.datetime.now(dt.UTC)).total_seconds())
+        remaining = int((order.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
         if remaining < MIN_EXPIRATION:
             raise Conflict("order expires in less than 30 seconds: create a new order")
         params = {"order_id": order_id, "terminal_id": terminal_id}
@@ -163,12 +162,13 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
                         "id": intent_id,
                         "idempotency_key": f"kiosk-charge-{intent_id}",
                         "external_reference": f"kiosk-{intent_id.hex}",
-                        "amount_cents": order["total_cents"],
+                        "amount_cents": order.total_cents,
                     })
         except psycopg.errors.UniqueViolation:
             # Another order took the terminal between the check and the insert.
             raise Conflict(f"terminal {terminal_id} is busy with another charge") from None
-    assert row is not None
+    if row is None:  # the order is locked: the intent written or reopened above is there
+        raise Conflict(f"payment intent for order {order_id} changed while it was being started; try again")
     return row, _charge(row, order_id, terminal_id, remaining)
 
 
@@ -187,16 +187,15 @@ async def _fail(intent_id: uuid.UUID, error: str) -> None:
     """Nothing was created at Mercado Pago: `error`. An order asked to close while this start was
     running (it had to wait for it) closes now, when nothing else is open on it."""
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-        assert row is not None
+        row = await intents.get_row(conn, intent_id)
         order = await orders.lock(conn, row["order_id"])
         await conn.execute(
             QUERIES["fail_intent"],
             {"id": intent_id, "last_error": error[:500], "outcome_unknown": False},
         )
-        if order["status"] == "pending_payment" and order["closing_status"] and not await db.fetch_one(
-                conn, QUERIES["open_intent_of_order"], {"order_id": order["id"]}):
-            await orders.close(conn, order["id"], order["closing_status"])
+        if order.status == "pending_payment" and order.closing_status and not await db.fetch_one(
+                conn, QUERIES["open_intent_of_order"], {"order_id": order.id}):
+            await orders.close(conn, order.id, order.closing_status)
     logger.warning("payment intent %s: error: %s", intent_id, error)
 
 
@@ -208,11 +207,11 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
     Idempotent and monotonic: a status older than the stored one changes nothing, and the order
     effects below are safe to repeat. Locks the order, then the intent (the order in every path).
     """
-    row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    assert row is not None
+    row = await intents.get_row(conn, intent_id)
     order = await orders.lock(conn, row["order_id"])
     row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
-    assert row is not None
+    if row is None:
+        raise NotFound(f"payment intent {intent_id} not found")
     theirs = answer.external_reference not in (None, row["external_reference"])
     if answer.id != row["provider_order_id"] or theirs:
         logger.error("payment intent %s: Mercado Pago order %s is not its order", intent_id, answer.id)
@@ -231,28 +230,28 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
     return from_row(row)
 
 
-async def _settle_order(conn: psycopg.AsyncConnection, order: dict, intent: dict) -> None:
-    order_id, status = order["id"], intent["status"]
+async def _settle_order(conn: psycopg.AsyncConnection, order: orders.LockedOrder, intent: dict[str, Any]) -> None:
+    order_id, status = order.id, intent["status"]
     if status == "processed":
-        if order["status"] == "pending_payment" and order["stock_released_at"] is None:
+        if order.status == "pending_payment" and order.stock_released_at is None:
             if await orders.mark_paid(conn, order_id, intent["id"]):
-                await deliveries.plan_paid(conn, order_id, order["customer_email"],
+                await deliveries.plan_paid(conn, order_id, order.customer_email,
                                            lambda: orders.read(conn, order_id))
-        elif order["paid_intent_id"] != intent["id"]:
+        elif order.paid_intent_id != intent["id"]:
             # Money taken that the kiosk cannot honour: give it back (once), the order stays.
-            if order["status"] in ("paid", "refunded"):
-                reason = f"order already paid by payment intent {order['paid_intent_id']}"
+            if order.status in ("paid", "refunded"):
+                reason = f"order already paid by payment intent {order.paid_intent_id}"
             else:
-                reason = f"order {order['status']} before the payment"
+                reason = f"order {order.status} before the payment"
             await refunds.plan(conn, intent, reason)
     elif status == "refunded":
         if intent["refund_status"] in ("pending", "failed"):
             await refunds.done(conn, intent)
         else:
             await orders.mark_refunded(conn, order_id, intent["id"])
-    elif status in UNPAID_FINAL and order["status"] == "pending_payment" and order["closing_status"]:
+    elif status in UNPAID_FINAL and order.status == "pending_payment" and order.closing_status:
         if not await db.fetch_one(conn, QUERIES["open_intent_of_order"], {"order_id": order_id}):
-            await orders.close(conn, order_id, order["closing_status"])
+            await orders.close(conn, order_id, order.closing_status)
 
 
 # -- closing orders -----------------------------------------------------------------------------
@@ -267,14 +266,15 @@ async def close_order(order_id: uuid.UUID, status: str = "canceled") -> orders.O
     only when no charge can take money any more. Mercado Pago is re-read after asking: when it
     reports the payment `processed`, money was taken and the order ends `paid` (Conflict).
     """
-    assert status in ("canceled", "expired")
+    if status not in orders.CLOSED:
+        raise ValueError(f"an order is closed as canceled or expired, not {status!r}")
     async with db.transaction() as conn:
         order = await orders.lock(conn, order_id)
-        if order["status"] in ("canceled", "expired"):
+        if order.status in ("canceled", "expired"):
             return await orders.read(conn, order_id)
-        if order["status"] in ("paid", "refunded"):
-            raise Conflict(f"order is {order['status']}; it cannot be {status}")
-        if status == "expired" and order["expires_at"] > dt.datetime.now(dt.UTC):
+        if order.status in ("paid", "refunded"):
+            raise Conflict(f"order is {order.status}; it cannot be {status}")
+        if status == "expired" and order.expires_at > dt.datetime.now(dt.UTC):
             raise Conflict("order has not reached its expires_at")
         current = await db.fetch_one(conn, QUERIES["open_intent_of_order"], {"order_id": order_id})
         if current is None:
@@ -378,8 +378,7 @@ async def resolve(intent_id: uuid.UUID) -> Resolved:
                 conn, QUERIES["fail_resolution"], {"id": intent_id, "last_error": str(exc)[:500]}
             )
             if failed is None:
-                current = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-                assert current is not None
+                current = await intents.get_row(conn, intent_id)
                 return Resolved(intent_id, current["status"], "resolved meanwhile")
             await _settle_order(conn, locked, failed)
         logger.warning("payment intent %s: Mercado Pago refused the charge: %s", intent_id, exc)

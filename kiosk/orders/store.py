@@ -128,9 +128,26 @@ async def read(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> Order:
     return await _order(conn, row)
 
 
-async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> dict:
+@dataclass(frozen=True)
+class LockedOrder:
+    """The columns of an order its transitions decide on, read with the row locked (`lock`)."""
+
+    id: uuid.UUID
+    status: str
+    total_cents: int
+    customer_email: str | None
+    expires_at: dt.datetime
+    closing_status: str | None
+    stock_released_at: dt.datetime | None
+    paid_intent_id: uuid.UUID | None
+
+
+CLOSED = ("canceled", "expired")
+
+
+async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> LockedOrder:
     """The order row, locked until the transaction ends; NotFound when there is none."""
-    row = await db.fetch_one(conn, QUERIES["lock_order"], {"id": order_id})
+    row = await db.fetch_one_as(conn, LockedOrder, QUERIES["lock_order"], {"id": order_id})
     if row is None:
         raise NotFound(f"order {order_id} not found")
     return row
@@ -163,7 +180,8 @@ async def release_stock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> b
 
 async def close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, status: str) -> bool:
     """pending_payment -> canceled/expired and release the stock; False when not pending."""
-    assert status in ("canceled", "expired")
+    if status not in CLOSED:
+        raise ValueError(f"an order is closed as canceled or expired, not {status!r}")
     if await db.fetch_one(conn, QUERIES["close_order"], {"id": order_id, "status": status}) is None:
         return False
     await release_stock(conn, order_id)

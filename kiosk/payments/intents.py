@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -58,6 +59,14 @@ async def lock_order(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> None
     intent: one lock order in every path); NotFound when there is none."""
     if await db.fetch_one(conn, QUERIES["lock_order_of_intent"], {"order_id": order_id}) is None:
         raise NotFound(f"order {order_id} not found")
+
+
+async def get_row(conn: psycopg.AsyncConnection, intent_id: uuid.UUID) -> dict[str, Any]:
+    """The intent's row; NotFound when there is none."""
+    row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
+    if row is None:
+        raise NotFound(f"payment intent {intent_id} not found")
+    return row
 
 
 async def list_for_order(order_id: uuid.UUID) -> list[Intent]:
