@@ -24,7 +24,7 @@ from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 logger = logging.getLogger("kiosk.jobs")
-queries = load_queries("kiosk.jobs")
+QUERIES = load_queries("kiosk.jobs")
 
 
 async def release_queueing_lock(job_id: int) -> None:
@@ -36,7 +36,7 @@ async def release_queueing_lock(job_id: int) -> None:
     through; a shared `lock` still runs the two one at a time.
     """
     async with db.transaction() as conn:
-        await conn.execute(queries["release_queueing_lock"], {"job_id": job_id})
+        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})
 
 
 async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: float) -> list[int]:
@@ -60,7 +60,7 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
         logger.warning("job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id)
         async with db.transaction() as conn:
             await conn.execute(
-                queries["insert_lost_outcome"],
+                QUERIES["insert_lost_outcome"],
                 {
                     "job_id": job.id,
                     "attempt": job.attempts + 1,
@@ -106,7 +106,7 @@ async def prune_jobs(
     jobs = batches = 0
     while True:
         async with db.transaction() as conn:
-            row = await db.fetch_one(conn, queries["prune_finished_jobs"], params)
+            row = await db.fetch_one(conn, QUERIES["prune_finished_jobs"], params)
         assert row is not None
         batches += 1
         jobs += row["deleted"]
@@ -119,7 +119,7 @@ async def prune_jobs(
     old_outcomes = 0
     while outcomes_days > 0:
         async with db.transaction() as conn:
-            cursor = await conn.execute(queries["prune_old_outcomes"], outcome_params)
+            cursor = await conn.execute(QUERIES["prune_old_outcomes"], outcome_params)
             deleted = cursor.rowcount
         batches += 1
         old_outcomes += deleted
