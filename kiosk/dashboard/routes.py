@@ -575,7 +575,7 @@ async def export_create(request: Request, sess: session.Session = Depends(signed
         created_from, created_to = forms.parse_time(form.get("from", "")), forms.parse_time(form.get("to", ""))
         async with db.transaction() as conn:
             export = await exports.request_by(conn, created_from, created_to, _operator(request, sess))
-    except (ValueError, exports.ExportLimit) as exc:  # ValueError includes exports.InvalidRange
+    except (ValueError, exports.InvalidRange, exports.ExportLimit) as exc:
         return _back(request, form, default, "error", f"Cannot export: {exc}")
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
 

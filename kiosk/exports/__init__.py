@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 
 from kiosk import audit, db, progress, queue
 from kiosk.audit import Operator
-from kiosk.errors import Conflict, Invalid
+from kiosk.errors import Conflict, Invalid, NotFound
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -44,16 +44,18 @@ FETCH_ROWS = 500  # orders per fetch of the server-side cursor
 MAX_PAGE = 100
 
 
-class ExportNotFound(LookupError):
-    pass
+class ExportNotFound(NotFound):
+    def __init__(self, export_id: uuid.UUID | str) -> None:
+        super().__init__(f"export {export_id} not found")
+        self.export_id = export_id
 
 
-class ExportNotReady(Exception):
+class ExportNotReady(Conflict):
     """The export has not finished (HTTP 409)."""
 
 
-class InvalidRange(ValueError):
-    pass
+class InvalidRange(Invalid):
+    """A bad `from`/`to` (HTTP 422)."""
 
 
 class InvalidCursor(Invalid):
