@@ -104,5 +104,5 @@ async def scrape() -> str:
             delivery_states.set(count, state)
         await _collect_outcomes(conn)
 
-    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention,
-                   delivery_states, JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
+    return render([jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, delivery_states,
+                   JOB_DURATION, WEBHOOKS, HTTP_LATENCY])
