@@ -7,8 +7,7 @@ row in `procrastinate_periodic_defers`), so every schedule here is safe to run o
 from kiosk import retention
 from kiosk.jobs import maintenance
 from kiosk.notifications import deliveries
-from kiosk.orders import expiry
-from kiosk.payments import cleanup
+from kiosk.orders import cleanup, expiry
 from kiosk.queue import app
 from kiosk.schedules import dispatcher
 from kiosk.settings import get_settings

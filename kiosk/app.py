@@ -28,7 +28,7 @@ from kiosk.metrics.http import LatencyMiddleware
 from kiosk.notifications import routes as deliveries_routes
 from kiosk.orders import routes as orders_routes
 from kiosk.payments import admin_routes as payments_admin_routes
-from kiosk.payments import routes as payments_routes
+from kiosk.orders import payment_routes as payments_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 from kiosk.webhooks import routes as webhooks_routes

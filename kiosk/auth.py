@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kiosk.admin.audit import Operator, actor_name
+from kiosk.audit import Operator, actor_name
 from kiosk.settings import get_settings
 
 # Declared as a security scheme so the OpenAPI schema documents the token on every admin route.

@@ -21,8 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from kiosk.settings import load_or_exit
 
-_pool: AsyncConnectionPool | None = None
 T = TypeVar("T")
+
+_pool: AsyncConnectionPool | None = None
 
 # PostgreSQL keeps 63 bytes of application_name; the host is cut so that the pid survives.
 _HOST_CHARS = 40

@@ -1,6 +1,11 @@
 """Domain errors that carry their HTTP status, so domain code raises without importing FastAPI.
 
-`kiosk.app` turns any `DomainError` into `{"detail": ...}` with `status`.
+`kiosk.app` turns any `DomainError` into `{"detail": ...}` with `status`: routers do not translate
+them. Outside the hierarchy on purpose, because no HTTP answer ever carries them: the worker-only
+control flow (`schedules.executor.RetryLater`/`RunFailed`, `deliveries.DeliveryRetry`/
+`DeliveryFailed`, `jobs.timeouts.JobTimeout`), the Mercado Pago client's `MPError` family (the
+domain maps each to what it means: retry, Conflict, ProviderFailed) and programming errors such as
+`queue.UnknownTask`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """The procrastinate app and the one way application code defers a job.
 
 Rule for the whole code base: domain code defers jobs **by task name**, on the connection of the
-transaction that makes the change (`defer(conn, "payments.process_notification", ...)`). Job code
-in `tasks/` imports the domain, never the other way round, so there is no import circle. The app
-is re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+transaction that makes the change (`defer(conn, inbox.PROCESS_TASK, ...)`). The name is a constant
+owned by the domain module, and the `@app.task` in `tasks/` uses the same constant. Job code in
+`tasks/` imports the domain, never the other way round, so there is no import circle. The app is
+re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+
+A misspelt name fails loudly (`UnknownTask`) instead of queueing a job no worker runs: a name in
+one of the kiosk's task namespaces (`payments.`, `orders.`, ... : the part before the first dot
+of a registered task) must be a registered task. Names in other namespaces pass: the tests' and
+benchmarks' probe jobs, run by probe workers that register them.
 
 The app is a `KioskApp` (kiosk/jobs/app.py): `@app.task(..., timeout=...)`, shutdown-safe retries,
 worker options from KIOSK_WORKER_*; and every job, sync or async, runs inside the outcome
@@ -22,10 +28,13 @@ from procrastinate import PsycopgConnector, exceptions
 
 from kiosk import db
 from kiosk.jobs.app import KioskApp
+from kiosk.jobs.maintenance import release_queueing_lock
 from kiosk.jobs.outcomes import record_outcome
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
+
+__all__ = ["UnknownTask", "app", "cancel", "check_task_name", "defer", "defer_many", "release_queueing_lock"]
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
@@ -40,6 +49,28 @@ app = KioskApp(
         "fetch_job_polling_interval": 1.0,
     },
 )
+
+
+class UnknownTask(LookupError):
+    """A defer named no registered task of a kiosk namespace: a typo, which would otherwise queue
+    a job no worker runs. A programming error, not a domain error: it is never answered as 4xx."""
+
+
+@functools.cache
+def _namespaces() -> frozenset[str]:
+    """The namespaces of the kiosk's own tasks: those defined in tasks/ and periodic.py."""
+    app.perform_import_paths()
+    return frozenset(name.partition(".")[0] for name, task in app.tasks.items()
+                     if task.func.__module__.partition(".")[0] in ("tasks", "periodic"))
+
+
+def check_task_name(task_name: str) -> None:
+    """Raise UnknownTask when `task_name` is in a kiosk task namespace but is not a task."""
+    namespaces = _namespaces()  # first: it registers every task
+    if task_name in app.tasks or task_name.partition(".")[0] not in namespaces:
+        return
+    raise UnknownTask(f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "
+                      "deferred under that name would never run")
 
 
 async def defer(
@@ -63,6 +94,7 @@ async def defer(
     it cannot start without seeing the caller's rows; if it started meanwhile, a job is deferred
     after all.
     """
+    check_task_name(task_name)
     options: dict[str, Any] = {"connection": conn}
     for key, value in (
         ("queueing_lock", queueing_lock),
@@ -110,6 +142,7 @@ async def defer_many(
     get None (as `defer` does) and the others still get their job. Concurrent callers should pass
     jobs sorted by queueing lock, so that two batches never wait on each other in opposite orders.
     """
+    check_task_name(task_name)
     if not jobs:
         return []
     made = [
@@ -127,18 +160,6 @@ async def defer_many(
         raise _unwrapped(exc) from None
     return [await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
             for queueing_lock, lock, kwargs in jobs]
-
-
-async def release_queueing_lock(job_id: int) -> None:
-    """Let a running or stalled job go back to `todo` while a newer job with its lock waits.
-
-    procrastinate retries a job by putting its row back to `todo`, which violates the unique
-    queueing lock when a newer job already waits with that lock (procrastinate issue #1543) and
-    would leave the job stuck in `doing`. Dropping the job's own queueing lock first lets the retry
-    through; a shared `lock` still runs the two one at a time.
-    """
-    async with db.transaction() as conn:
-        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

@@ -18,6 +18,10 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from kiosk.errors import DomainError
+from kiosk.settings import get_settings
+from kiosk.validators import parse_keys
+
+__all__ = ["Keyring", "SecretKeyMissing", "SecretUnreadable", "generate_key", "keyring", "parse_keys", "warn_if_missing"]
 
 
 class SecretKeyMissing(DomainError):
@@ -42,21 +46,6 @@ class SecretUnreadable(DomainError):
             "stored secrets do not decrypt with any key in KIOSK_SECRET_KEY: the key they were "
             "encrypted with is missing from it, or the row was altered"
         )
-
-
-def parse_keys(value: str) -> list[str]:
-    """The keys of a KIOSK_SECRET_KEY value, each checked; ValueError names the bad one by position."""
-    keys = [item.strip() for item in value.split(",") if item.strip()]
-    for position, key in enumerate(keys, 1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            # Never echo the value: it is (meant to be) a key.
-            raise ValueError(
-                f"key {position} is not a Fernet key (32 bytes in url-safe base64, 44 characters; "
-                "make one with `kiosk secret-key`)"
-            ) from None
-    return keys
 
 
 def generate_key() -> str:
@@ -112,8 +101,6 @@ class Keyring:
 
 def keyring() -> Keyring:
     """The keyring of this process's settings."""
-    from kiosk.settings import get_settings
-
     return Keyring(get_settings().secret_keys)
 
 

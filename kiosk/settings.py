@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, is_email, parse_duration, parse_keys
+
 
 class SettingsError(Exception):
     """Raised with one readable line per invalid or missing variable."""
@@ -82,15 +84,11 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _secret_keys(cls, value: SecretStr) -> SecretStr:
-        from kiosk.secretbox import parse_keys
-
         parse_keys(value.get_secret_value())
         return value
 
     @property
     def secret_keys(self) -> list[str]:
-        from kiosk.secretbox import parse_keys
-
         return parse_keys(self.secret_key.get_secret_value())
     # end of secrets at rest
 
@@ -118,8 +116,6 @@ class Settings(BaseSettings):
     @field_validator("payment_expiration")
     @classmethod
     def _payment_expiration(cls, value: str) -> str:
-        from kiosk.payments.mercadopago import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
-
         seconds = parse_duration(value)
         if not MIN_EXPIRATION <= seconds <= MAX_EXPIRATION:
             raise ValueError("must be between PT30S and PT3H")
@@ -128,8 +124,6 @@ class Settings(BaseSettings):
     @field_validator("smtp_from")
     @classmethod
     def _smtp_from(cls, value: str, info: ValidationInfo) -> str:
-        from kiosk.orders.store import is_email
-
         if info.data.get("smtp_host") and not value:
             raise ValueError("must be set when KIOSK_SMTP_HOST is set")
         if value and not is_email(value):

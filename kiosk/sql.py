@@ -7,13 +7,19 @@ it does, as procrastinate does in its own `sql/queries.sql`. Parameters use psyc
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
-def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
+@functools.cache
+def load_queries(package: str, filename: str = "queries.sql") -> Mapping[str, str]:
+    """The named queries of `package`/`filename`, read once per process and shared read-only by
+    every module that loads them."""
     text = (resources.files(package) / filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     queries: dict[str, str] = {}
@@ -21,4 +27,4 @@ def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
         if name in queries:
             raise ValueError(f"duplicate query name {name!r} in {package}/{filename}")
         queries[name] = body.strip()
-    return queries
+    return MappingProxyType(queries)

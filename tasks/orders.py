@@ -6,6 +6,7 @@ import uuid
 
 from kiosk.notifications import deliveries, hook, receipt
 from kiosk.orders import expiry
+from kiosk.orders import store as orders
 from kiosk.queue import app
 from tasks.retry import LedgerBackoff
 
@@ -13,17 +14,17 @@ from tasks.retry import LedgerBackoff
 # attempts of one delivery never run at once. Their ledger decides when to try again.
 
 
-@app.task(name="orders.send_receipt", retry=LedgerBackoff(deliveries.DeliveryRetry))
+@app.task(name=deliveries.RECEIPT_TASK, retry=LedgerBackoff(deliveries.DeliveryRetry))
 async def send_receipt(order_id: str) -> str:
-    return await receipt.send(uuid.UUID(order_id))
+    return await receipt.send(await orders.get(uuid.UUID(order_id)))
 
 
-@app.task(name="orders.notify_paid", retry=LedgerBackoff(deliveries.DeliveryRetry))
+@app.task(name=deliveries.NOTIFY_PAID_TASK, retry=LedgerBackoff(deliveries.DeliveryRetry))
 async def notify_paid(order_id: str) -> str:
-    return await hook.notify_paid(uuid.UUID(order_id))
+    return await hook.notify_paid(await orders.get(uuid.UUID(order_id)))
 
 
-@app.task(name="orders.expire")
+@app.task(name=expiry.EXPIRE_TASK)
 async def expire(order_id: str) -> dict:
     """Expire one order past KIOSK_ORDER_TTL (deferred by the periodic `orders.expire_orders`)."""
     outcome = await expiry.expire(uuid.UUID(order_id))

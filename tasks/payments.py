@@ -8,14 +8,16 @@ import uuid
 
 from procrastinate import JobContext
 
-from kiosk.payments import cleanup, intents, mercadopago, processing, refunds
 from kiosk import queue
+from kiosk.orders import cleanup, lifecycle
+from kiosk.payments import intents, mercadopago, refunds
 from kiosk.queue import app
+from kiosk.webhooks import inbox, processing
 from tasks.retry import Backoff, database_unavailable
 
 
 @app.task(
-    name="payments.process_notification",
+    name=inbox.PROCESS_TASK,
     retry=Backoff(mercadopago.MPUnavailable),
     pass_context=True,
 )
@@ -38,7 +40,7 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
     return {"intent_status": outcome.intent_status, "note": outcome.note}
 
 
-@app.task(name="payments.check_stale_intent")
+@app.task(name=cleanup.CHECK_TASK)
 async def check_stale_intent(intent_id: str) -> dict:
     """Settle a charge Mercado Pago should have ended (deferred by the periodic
     `payments.cleanup_payment_intents`). Not retried: a provider error fails this job and the
@@ -60,7 +62,7 @@ async def resolve_intent(context: JobContext, intent_id: str) -> dict:
     """Re-send an ambiguous create with its idempotency key until Mercado Pago answers (deferred
     with the intent marked `unresolved`; again by the periodic clean-up should this give up)."""
     try:
-        outcome = await intents.resolve(uuid.UUID(intent_id))
+        outcome = await lifecycle.resolve(uuid.UUID(intent_id))
     except Exception as exc:
         await _retried(context, exc)
         raise

@@ -6,7 +6,7 @@ from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
 
 from kiosk.queue import app
-from kiosk.schedules import executor
+from kiosk.schedules import dispatcher, executor
 
 
 class RunRetry(BaseRetryStrategy):
@@ -17,6 +17,6 @@ class RunRetry(BaseRetryStrategy):
         return RetryDecision(retry_at=when) if when else None
 
 
-@app.task(name="schedules.execute_run", retry=RunRetry())
+@app.task(name=dispatcher.EXECUTE_TASK, retry=RunRetry())
 async def execute_run(run_id: int) -> None:
     await executor.execute(run_id)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from kiosk import db
-from kiosk.admin.audit import Operator
+from kiosk.audit import Operator
 from kiosk.catalog import products
 from kiosk.schedules import service
 from kiosk.schedules.spec import ScheduleSpec

@@ -343,7 +343,7 @@ async def test_last_errors_of_many_jobs_in_one_query(pool):
 
 
 async def test_schedules_pages_and_run_now(ana, pool, database_url):
-    from kiosk.admin.audit import Operator
+    from kiosk.audit import Operator
     from kiosk.schedules import service
     from kiosk.schedules.spec import ScheduleSpec
 
@@ -381,7 +381,7 @@ async def test_schedules_pages_and_run_now(ana, pool, database_url):
 
 
 async def test_schedule_history_is_paginated_newest_first(ana, pool):
-    from kiosk.admin.audit import Operator
+    from kiosk.audit import Operator
     from kiosk.dashboard.routes import PAGE_SIZE
     from kiosk.schedules import service
     from kiosk.schedules.spec import ScheduleSpec

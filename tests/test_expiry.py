@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from kiosk.orders import expiry
-from kiosk.payments import cleanup
+from kiosk.orders import cleanup
 from kiosk.settings import get_settings
 from tests.conftest import ADMIN_TOKEN
 from tests.payments_support import TERMINAL, jobs, notify, rows
@@ -326,7 +326,7 @@ async def test_a_start_that_never_recorded_its_answer_is_resolved(kiosk, sim, da
     `unresolved` and defers its resolution; that re-sends the same key (here Mercado Pago never
     got it, so the charge is made now), sees the order is being expired, cancels the charge and
     the order expires with its stock back."""
-    from kiosk.payments import intents
+    from kiosk.orders import lifecycle as intents
 
     kiosk.product("tea", stock=5)
     order = kiosk.order({"tea": 2})

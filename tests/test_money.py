@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from kiosk.orders import expiry
-from kiosk.payments import intents
+from kiosk.orders import lifecycle as intents
 from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings
 from tests.conftest import ACCESS_TOKEN, ADMIN_TOKEN
@@ -150,7 +150,7 @@ async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim
     """Intent written, then the process died before (or while) calling Mercado Pago: once past
     the call's deadline the clean-up tick makes it unresolved with its job; the job re-sends the
     key and the charge is followed (here Mercado Pago never got it, so it is made now)."""
-    from kiosk.payments import cleanup
+    from kiosk.orders import cleanup
 
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 1})

@@ -131,7 +131,7 @@ async def test_expiry_releases_stock_once(kiosk, pool, database_url):
     """The domain call the periodic expiry job uses (kiosk.payments.intents.close_order)."""
     from kiosk.errors import Conflict
     from kiosk.orders import store
-    from kiosk.payments import intents
+    from kiosk.orders import lifecycle as intents
 
     kiosk.product("tea", stock=5)
     order = kiosk.order({"tea": 2})

@@ -316,7 +316,7 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(scratch
 
 
 async def test_rotate_secrets_re_encrypts_with_the_first_key(pool, database_url, settings_env):
-    from kiosk.admin.audit import Operator
+    from kiosk.audit import Operator
     from kiosk.schedules import service
     from kiosk.schedules.spec import ScheduleSpec
 

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from kiosk import db, secretbox
-from kiosk.admin.audit import Operator
+from kiosk.audit import Operator
 from kiosk.schedules import dispatcher, service
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kiosk.payments.mercadopago import format_duration, parse_duration
+from kiosk.validators import format_duration, parse_duration
 from kiosk.webhooks.signature import InvalidSignature, header, manifest, sign, verify
 
 SECRET = "test-webhook-secret"

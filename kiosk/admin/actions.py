@@ -1,21 +1,17 @@
 """Admin actions that change something, each written to the audit log in the same transaction.
 
 The JSON API and the dashboard both go through here, so an action and its audit entry are the
-same whichever surface the operator used.
+same whichever surface the operator used. The audited actions of other areas live with their
+area (`exports.request_by`, `deliveries.resend_by`), so those areas never import kiosk.admin.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from typing import Any
-
 import psycopg
 
-from kiosk import exports
-from kiosk.admin import audit, jobs, periodic
-from kiosk.admin.audit import Operator
-from kiosk.notifications import deliveries
+from kiosk import audit
+from kiosk.admin import jobs, periodic
+from kiosk.audit import Operator
 
 
 async def retry_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -> str:
@@ -52,24 +48,3 @@ async def run_periodic(conn: psycopg.AsyncConnection, name: str, by: Operator) -
     if job_id is not None:
         await audit.record_by(conn, by, "periodic.run", f"periodic:{name}", {"job_id": job_id})
     return job_id
-
-
-async def request_export(
-    conn: psycopg.AsyncConnection, created_from: dt.datetime, created_to: dt.datetime, by: Operator
-) -> dict[str, Any]:
-    """Create an orders CSV export and defer its job; raises InvalidRange or ExportLimit (nothing recorded)."""
-    export = await exports.request_export(conn, created_from, created_to, requested_by=by.name)
-    details = {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]}
-    if export["replaced"]:  # the oldest finished exports, deleted to stay under KIOSK_EXPORT_KEEP
-        details["replaced"] = [str(export_id) for export_id in export["replaced"]]
-    await audit.record_by(conn, by, "export.create", f"export:{export['id']}", details)
-    return export
-
-
-async def resend_delivery(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator) -> dict[str, Any]:
-    """Send a given-up (`failed`) receipt or hook again; raises DeliveryNotFound or NotResendable
-    (nothing recorded then)."""
-    result = await deliveries.resend(conn, order_id, kind)
-    await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
-                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
-    return result

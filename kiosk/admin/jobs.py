@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from kiosk import db, progress
+from kiosk.errors import Conflict, NotFound
 from kiosk.jobs import outcomes
 from kiosk.sql import load_queries
 
@@ -30,11 +31,13 @@ EXACT_COUNT = 10_000
 EXACT_SUCCEEDED_COUNT = 1_000
 
 
-class JobNotFound(LookupError):
-    pass
+class JobNotFound(NotFound):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
 
 
-class JobStateConflict(Exception):
+class JobStateConflict(Conflict):
     """The job's state does not allow the action (HTTP 409)."""
 
 

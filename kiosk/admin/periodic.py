@@ -11,10 +11,13 @@ import psycopg
 
 from kiosk import db, queue
 from kiosk.admin.jobs import QUERIES
+from kiosk.errors import NotFound
 
 
-class PeriodicNotFound(LookupError):
-    pass
+class PeriodicNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no periodic task named {name!r}")
+        self.name = name
 
 
 @dataclass(frozen=True)

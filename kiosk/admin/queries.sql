@@ -143,20 +143,6 @@ SELECT DISTINCT ON (task_name, periodic_id) task_name, periodic_id, defer_timest
 FROM procrastinate_periodic_defers
 ORDER BY task_name, periodic_id, defer_timestamp DESC;
 
--- name: insert_audit
--- One admin action that changed something
-INSERT INTO admin_audit (actor, action, target, details, remote_addr)
-VALUES (%(actor)s, %(action)s, %(target)s, %(details)s, %(remote_addr)s)
-RETURNING id, at;
-
--- name: list_audit
--- Newest first, keyset-paginated by id
-SELECT id, at, actor, action, target, details, remote_addr
-FROM admin_audit
-WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
-ORDER BY id DESC
-LIMIT %(limit)s;
-
 -- name: list_jobs
 -- Jobs newest first; {filters} is composed from the fixed clauses in kiosk/admin/jobs.py
 SELECT j.id, j.queue_name, j.task_name, j.status::text AS status, j.priority, j.lock,

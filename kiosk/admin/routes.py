@@ -10,8 +10,8 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from kiosk import db
-from kiosk.admin import actions, audit, jobs, periodic
+from kiosk import audit, db
+from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.settings import get_settings
 
@@ -79,22 +79,14 @@ async def get_jobs(
 @router.get("/jobs/{job_id}", responses={404: {}},
             summary="One job: arguments, state, locks, event timeline, outcome of every attempt, progress")
 async def get_job(job_id: int) -> dict[str, Any]:
-    async with db.transaction() as conn:
-        try:
-            return await jobs.get_job(conn, job_id)
-        except jobs.JobNotFound:
-            raise HTTPException(404, f"job {job_id} not found") from None
+    async with db.transaction() as conn:  # JobNotFound: 404 (kiosk.app)
+        return await jobs.get_job(conn, job_id)
 
 
 async def _act(by: actions.Operator, job_id: int, action: str) -> ActionResponse:
-    async with db.transaction() as conn:
-        try:
-            operation = actions.retry_job if action == "retry" else actions.cancel_job
-            result = await operation(conn, job_id, by)
-        except jobs.JobNotFound:
-            raise HTTPException(404, f"job {job_id} not found") from None
-        except jobs.JobStateConflict as exc:
-            raise HTTPException(409, str(exc)) from None
+    async with db.transaction() as conn:  # JobNotFound 404, JobStateConflict 409 (kiosk.app)
+        operation = actions.retry_job if action == "retry" else actions.cancel_job
+        result = await operation(conn, job_id, by)
     return ActionResponse(id=job_id, result=result)
 
 
@@ -151,11 +143,8 @@ async def get_periodic() -> list[dict[str, Any]]:
 @router.post("/periodic/{name}/run", summary="Defer a periodic task now, outside its schedule",
              responses={404: {}, 409: {"description": "one is already waiting (queueing lock)"}})
 async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
-    async with db.transaction() as conn:
-        try:
-            job_id = await actions.run_periodic(conn, name, by)
-        except periodic.PeriodicNotFound:
-            raise HTTPException(404, f"no periodic task named {name!r}") from None
+    async with db.transaction() as conn:  # PeriodicNotFound: 404 (kiosk.app)
+        job_id = await actions.run_periodic(conn, name, by)
         if job_id is None:
             raise HTTPException(409, f"a {name} job is already waiting (queueing lock)")
     return {"name": name, "job_id": job_id}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiosk import db
-from kiosk.admin import audit
+from kiosk import audit, db
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.catalog")

@@ -32,8 +32,8 @@ from starlette.types import Scope
 import datetime as dt
 import uuid
 
-from kiosk import db, exports
-from kiosk.admin import actions, audit, jobs, periodic
+from kiosk import audit, db, exports
+from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
 from kiosk.dashboard.render import render
@@ -576,8 +576,8 @@ async def export_create(request: Request, sess: session.Session = Depends(signed
     try:
         created_from, created_to = forms.parse_time(form.get("from", "")), forms.parse_time(form.get("to", ""))
         async with db.transaction() as conn:
-            export = await actions.request_export(conn, created_from, created_to, _operator(request, sess))
-    except (ValueError, exports.ExportLimit) as exc:  # ValueError includes exports.InvalidRange
+            export = await exports.request_by(conn, created_from, created_to, _operator(request, sess))
+    except (ValueError, exports.InvalidRange, exports.ExportLimit) as exc:
         return _back(request, form, default, "error", f"Cannot export: {exc}")
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
 
@@ -676,7 +676,7 @@ async def delivery_resend(request: Request, order_id: uuid.UUID, kind: str,
         return _back(request, form, default, "error", f"No such delivery kind: {kind}.")
     try:
         async with db.transaction() as conn:
-            result = await actions.resend_delivery(conn, order_id, kind, _operator(request, sess))
+            result = await deliveries.resend_by(conn, order_id, kind, _operator(request, sess))
     except (deliveries.DeliveryNotFound, deliveries.NotResendable) as exc:
         return _back(request, form, default, "error", exc.detail)
     return _back(request, form, default, "ok",

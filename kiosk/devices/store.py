@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kiosk import db
-from kiosk.admin import audit
+from kiosk import audit, db
 from kiosk.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries

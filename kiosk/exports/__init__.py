@@ -28,8 +28,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from kiosk import db, progress, queue
-from kiosk.errors import Conflict, Invalid
+from kiosk import audit, db, progress, queue
+from kiosk.audit import Operator
+from kiosk.errors import Conflict, Invalid, NotFound
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -43,16 +44,18 @@ FETCH_ROWS = 500  # orders per fetch of the server-side cursor
 MAX_PAGE = 100
 
 
-class ExportNotFound(LookupError):
-    pass
+class ExportNotFound(NotFound):
+    def __init__(self, export_id: uuid.UUID | str) -> None:
+        super().__init__(f"export {export_id} not found")
+        self.export_id = export_id
 
 
-class ExportNotReady(Exception):
+class ExportNotReady(Conflict):
     """The export has not finished (HTTP 409)."""
 
 
-class InvalidRange(ValueError):
-    pass
+class InvalidRange(Invalid):
+    """A bad `from`/`to` (HTTP 422)."""
 
 
 class InvalidCursor(Invalid):
@@ -118,6 +121,19 @@ async def request_export(
     row["job_id"] = job_id
     row["replaced"] = replaced
     return row
+
+
+async def request_by(
+    conn: psycopg.AsyncConnection, created_from: dt.datetime, created_to: dt.datetime, by: Operator
+) -> dict[str, Any]:
+    """`request_export` on an operator's behalf, recorded in the audit log in the same transaction;
+    raises InvalidRange or ExportLimit (nothing recorded)."""
+    export = await request_export(conn, created_from, created_to, requested_by=by.name)
+    details = {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]}
+    if export["replaced"]:  # the oldest finished exports, deleted to stay under KIOSK_EXPORT_KEEP
+        details["replaced"] = [str(export_id) for export_id in export["replaced"]]
+    await audit.record_by(conn, by, "export.create", f"export:{export['id']}", details)
+    return export
 
 
 async def get_export(conn: psycopg.AsyncConnection, export_id: uuid.UUID) -> dict[str, Any]:

@@ -6,12 +6,11 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kiosk import db, exports
-from kiosk.admin import actions
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 
 router = APIRouter(prefix="/admin/exports", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED)
@@ -28,12 +27,8 @@ class ExportRequest(BaseModel):
              summary="Export the orders created in [from, to) as CSV, in a job that reports progress")
 async def create_export(body: ExportRequest, by: Actor) -> dict[str, Any]:
     """Beyond KIOSK_EXPORT_KEEP exports, the oldest finished ones are deleted (`replaced`)."""
-    try:
-        async with db.transaction() as conn:
-            return await actions.request_export(conn, body.from_, body.to, by)
-    except exports.InvalidRange as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-    # exports.ExportLimit is a DomainError: 409 with its detail (kiosk.app)
+    async with db.transaction() as conn:  # InvalidRange 422, ExportLimit 409 (kiosk.app)
+        return await exports.request_by(conn, body.from_, body.to, by)
 
 
 @router.get("", summary="Exports, newest first, with their progress, keyset-paginated",
@@ -49,24 +44,16 @@ async def list_exports(
 
 @router.get("/{export_id}", responses={404: {}}, summary="One export: status, progress, row count")
 async def get_export(export_id: uuid.UUID) -> dict[str, Any]:
-    async with db.transaction() as conn:
-        try:
-            return await exports.get_export(conn, export_id)
-        except exports.ExportNotFound:
-            raise HTTPException(404, f"export {export_id} not found") from None
+    async with db.transaction() as conn:  # ExportNotFound: 404 (kiosk.app)
+        return await exports.get_export(conn, export_id)
 
 
 @router.get("/{export_id}/download", responses={404: {}, 409: {"description": "not finished"},
                                                  200: {"content": {"text/csv": {}}}},
             summary="The CSV of a finished export")
 async def download_export(export_id: uuid.UUID) -> Response:
-    async with db.transaction() as conn:
-        try:
-            file = await exports.download(conn, export_id)
-        except exports.ExportNotFound:
-            raise HTTPException(404, f"export {export_id} not found") from None
-        except exports.ExportNotReady as exc:
-            raise HTTPException(409, str(exc)) from None
+    async with db.transaction() as conn:  # ExportNotFound 404, ExportNotReady 409 (kiosk.app)
+        file = await exports.download(conn, export_id)
     return csv_response(file)
 
 

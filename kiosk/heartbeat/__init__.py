@@ -20,7 +20,7 @@ import psycopg
 from kiosk import db
 from kiosk.sql import load_queries
 
-queries = load_queries("kiosk.heartbeat")
+QUERIES = load_queries("kiosk.heartbeat")
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,14 @@ class Verdict:
 
 
 async def fleet(conn: psycopg.AsyncConnection, stale_seconds: int) -> Fleet:
-    row = await db.fetch_one(conn, queries["fleet_heartbeats"], {"stale_seconds": stale_seconds})
+    row = await db.fetch_one(conn, QUERIES["fleet_heartbeats"], {"stale_seconds": stale_seconds})
     assert row is not None
     return Fleet(row["fresh"], row["stale"], stale_seconds)
 
 
 async def host_workers(conn: psycopg.AsyncConnection, host: str) -> HostWorkers:
     prefix = db.host_prefix("worker", host)
-    row = await db.fetch_one(conn, queries["host_connections"], {"prefix": prefix})
+    row = await db.fetch_one(conn, QUERIES["host_connections"], {"prefix": prefix})
     assert row is not None
     return HostWorkers(host, row["processes"], row["connections"], row["idle_seconds"])
 

@@ -19,12 +19,24 @@ from dataclasses import dataclass
 
 from procrastinate import exceptions, manager
 
-from kiosk import db, queue
+from kiosk import db
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 logger = logging.getLogger("kiosk.jobs")
-queries = load_queries("kiosk.jobs")
+QUERIES = load_queries("kiosk.jobs")
+
+
+async def release_queueing_lock(job_id: int) -> None:
+    """Let a running or stalled job go back to `todo` while a newer job with its lock waits.
+
+    procrastinate retries a job by putting its row back to `todo`, which violates the unique
+    queueing lock when a newer job already waits with that lock (procrastinate issue #1543) and
+    would leave the job stuck in `doing`. Dropping the job's own queueing lock first lets the retry
+    through; a shared `lock` still runs the two one at a time.
+    """
+    async with db.transaction() as conn:
+        await conn.execute(QUERIES["release_queueing_lock"], {"job_id": job_id})
 
 
 async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: float) -> list[int]:
@@ -36,7 +48,7 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
         except exceptions.ConnectorException:
             # A newer job waits with its queueing lock (#1543): drop the lock, try once more.
             assert job.id is not None
-            await queue.release_queueing_lock(job.id)
+            await release_queueing_lock(job.id)
             try:
                 await job_manager.retry_job(job)
             except exceptions.ConnectorException:
@@ -48,7 +60,7 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
         logger.warning("job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id)
         async with db.transaction() as conn:
             await conn.execute(
-                queries["insert_lost_outcome"],
+                QUERIES["insert_lost_outcome"],
                 {
                     "job_id": job.id,
                     "attempt": job.attempts + 1,
@@ -94,7 +106,7 @@ async def prune_jobs(
     jobs = batches = 0
     while True:
         async with db.transaction() as conn:
-            row = await db.fetch_one(conn, queries["prune_finished_jobs"], params)
+            row = await db.fetch_one(conn, QUERIES["prune_finished_jobs"], params)
         assert row is not None
         batches += 1
         jobs += row["deleted"]
@@ -107,7 +119,7 @@ async def prune_jobs(
     old_outcomes = 0
     while outcomes_days > 0:
         async with db.transaction() as conn:
-            cursor = await conn.execute(queries["prune_old_outcomes"], outcome_params)
+            cursor = await conn.execute(QUERIES["prune_old_outcomes"], outcome_params)
             deleted = cursor.rowcount
         batches += 1
         old_outcomes += deleted

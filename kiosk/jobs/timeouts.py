@@ -45,5 +45,4 @@ def limit(func: Callable[..., Awaitable[R]], seconds: float | None) -> Callable[
                 raise JobTimeout(f"{func.__name__} exceeded its {budget:g}s time limit") from None
             raise
 
-    limited.kiosk_timeout = seconds  # type: ignore[attr-defined]  # None = KIOSK_JOB_TIMEOUT
     return limited

@@ -36,10 +36,10 @@ from typing import Any
 
 import psycopg
 
-from kiosk import db, queue
+from kiosk import audit, db, queue
+from kiosk.audit import Operator
 from kiosk.errors import Conflict, NotFound
 from kiosk.notifications import event
-from kiosk.orders import store as orders
 from kiosk.settings import Settings, get_settings
 from kiosk.sql import load_queries
 
@@ -48,7 +48,9 @@ logger = logging.getLogger("kiosk.notifications")
 
 RECEIPT, NOTIFY_PAID = "receipt", "notify_paid"
 KINDS = (RECEIPT, NOTIFY_PAID)
-TASKS = {RECEIPT: "orders.send_receipt", NOTIFY_PAID: "orders.notify_paid"}
+# The tasks that send them (tasks/orders.py), by kind.
+RECEIPT_TASK, NOTIFY_PAID_TASK = "orders.send_receipt", "orders.notify_paid"
+TASKS = {RECEIPT: RECEIPT_TASK, NOTIFY_PAID: NOTIFY_PAID_TASK}
 STATES = ("pending", "sending", "unknown", "sent", "failed")
 # A delivery untouched this long with no job for it is picked up by the resume sweep.
 RESUME_GRACE_SECONDS = 60
@@ -85,9 +87,14 @@ def lock_name(kind: str, order_id: uuid.UUID | str) -> str:
 
 
 async def plan_paid(
-    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None,
+    paid_order: Callable[[], Awaitable[event.PaidOrder]],
 ) -> None:
-    """In the paid transition's transaction: owe the receipt and the hook, defer their jobs."""
+    """In the paid transition's transaction: owe the receipt and the hook, defer their jobs.
+
+    `paid_order` reads the order as it is now paid (on `conn`); it is called only when the hook's
+    body has to be frozen.
+    """
     settings = get_settings()
     kinds = []
     if customer_email and settings.smtp_host:
@@ -98,7 +105,7 @@ async def plan_paid(
         kinds.append(NOTIFY_PAID)
     for kind in kinds:
         # The hook's body is frozen now, so that every attempt sends (and signs) the same bytes.
-        body = event.payload(await orders.read(conn, order_id)) if kind == NOTIFY_PAID else None
+        body = event.payload(await paid_order()) if kind == NOTIFY_PAID else None
         params = {"order_id": order_id, "kind": kind, "payload": body}
         if await db.fetch_one(conn, QUERIES["plan_delivery"], params) is not None:
             await _defer(conn, kind, order_id)
@@ -243,6 +250,15 @@ async def resend(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str) 
     job_id = await _defer(conn, kind, order_id)
     return {"order_id": order_id, "kind": kind, "state": row["state"], "job_id": job_id,
             "previous_attempts": before["attempts"], "last_error": before["last_error"]}
+
+
+async def resend_by(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator) -> dict[str, Any]:
+    """`resend` on an operator's behalf, recorded in the audit log in the same transaction; raises
+    DeliveryNotFound or NotResendable (nothing recorded then)."""
+    result = await resend(conn, order_id, kind)
+    await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
+                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
+    return result
 
 
 @dataclasses.dataclass(frozen=True)

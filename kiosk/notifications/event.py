@@ -7,16 +7,48 @@ the same bytes, whatever happens to the order afterwards.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
-
-from kiosk.orders import store as orders
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
 
 EVENT = "order.paid"
 
 
-def payload(order: orders.Order) -> bytes:
+class PaidLine(Protocol):
+    @property
+    def sku(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit_price_cents(self) -> int: ...
+    @property
+    def quantity(self) -> int: ...
+
+
+class PaidOrder(Protocol):
+    """What notifications read of an order (`kiosk.orders.store.Order` is one): the notifications
+    package is told about orders and never imports them, so the order lifecycle can plan its
+    deliveries without an import circle."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def total_cents(self) -> int: ...
+    @property
+    def customer_email(self) -> str | None: ...
+    @property
+    def paid_at(self) -> dt.datetime | None: ...
+    @property
+    def items(self) -> Sequence[PaidLine]: ...
+
+
+def payload(order: PaidOrder) -> bytes:
     """The body: compact, sorted JSON, so that equal events are equal bytes."""
     body = {
         "event": EVENT,

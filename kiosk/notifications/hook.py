@@ -14,15 +14,13 @@ guard checked (`netguard.pinned_client`).
 from __future__ import annotations
 
 import time
-import uuid
 
 import httpx
 
 from kiosk import tls
 from kiosk.netguard import UnsafeURL, Unresolvable, pinned_client
 from kiosk.notifications import deliveries
-from kiosk.notifications.event import EVENT, idempotency_key, payload, signature
-from kiosk.orders import store as orders
+from kiosk.notifications.event import EVENT, PaidOrder, idempotency_key, payload, signature
 from kiosk.settings import get_settings
 
 __all__ = ["EVENT", "client", "notify_paid", "payload", "signature"]
@@ -33,8 +31,7 @@ def client(timeout: float) -> httpx.AsyncClient:
     return pinned_client(get_settings().outbound_allowed, timeout=timeout, verify=tls.http())
 
 
-async def notify_paid(order_id: uuid.UUID) -> str:
-    order = await orders.get(order_id)
+async def notify_paid(order: PaidOrder) -> str:
     settings = get_settings()
 
     async def deliver(attempt: deliveries.Attempt) -> None:

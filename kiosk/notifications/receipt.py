@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import uuid
 from email.message import EmailMessage
 from email.utils import format_datetime, formatdate
 
 from kiosk import tls
 from kiosk.notifications import deliveries
-from kiosk.orders import store as orders
-from kiosk.payments.mercadopago import amount
+from kiosk.money import amount
+from kiosk.notifications.event import PaidOrder
 from kiosk.settings import Settings, get_settings
 
 
-def build(order: orders.Order, settings: Settings) -> EmailMessage:
-    assert order.customer_email
+def build(order: PaidOrder, settings: Settings) -> EmailMessage:
+    if not order.customer_email:
+        raise ValueError(f"order {order.id} has no email address to send a receipt to")
     domain = settings.smtp_from.rpartition("@")[2]
     message = EmailMessage()
     message["From"] = settings.smtp_from
@@ -42,9 +42,8 @@ def build(order: orders.Order, settings: Settings) -> EmailMessage:
     return message
 
 
-async def send(order_id: uuid.UUID) -> str:
+async def send(order: PaidOrder) -> str:
     """Send the receipt of a paid order, unless it already went (or was given up)."""
-    order = await orders.get(order_id)
     settings = get_settings()
     if not order.customer_email:
         return "no email address"

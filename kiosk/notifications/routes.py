@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kiosk import db
-from kiosk.admin import actions
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.notifications import deliveries
 
@@ -45,4 +44,4 @@ async def get_deliveries(
                         409: {"description": "the delivery is not failed (sent, or being retried)"}})
 async def resend_delivery(order_id: uuid.UUID, kind: Kind, by: Actor) -> dict[str, Any]:
     async with db.transaction() as conn:
-        return await actions.resend_delivery(conn, order_id, kind, by)
+        return await deliveries.resend_by(conn, order_id, kind, by)

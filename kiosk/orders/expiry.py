@@ -3,7 +3,7 @@
 Every KIOSK_EXPIRE_ORDERS_CRON tick (`orders.expire_orders` in periodic.py) lists the orders past
 `expires_at` and defers one `orders.expire` job per order with the order's `lock`, so it runs
 after (never beside) a notification job of that order. The job calls
-`intents.close_order(order_id, "expired")`: one transaction on the locked order row.
+`lifecycle.close_order(order_id, "expired")`: one transaction on the locked order row.
 
 Why a payment confirmed at the same moment wins: every change of an order happens on its locked
 row, and a `processed` intent makes the order paid in the same transaction that records it. So
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 from kiosk import db, queue
 from kiosk.errors import Conflict, NotFound
-from kiosk.orders import store
-from kiosk.payments import intents
+from kiosk.orders import lifecycle, store
 from kiosk.settings import value_or_default
 
 logger = logging.getLogger("kiosk.orders")
@@ -73,7 +72,7 @@ async def defer_expiries(limit: int = BATCH) -> int:
 async def expire(order_id: uuid.UUID) -> Expired:
     """Expire one order and release its stock, or say why not. Idempotent."""
     try:
-        order = await intents.close_order(order_id, "expired")
+        order = await lifecycle.close_order(order_id, "expired")
     except NotFound:
         return Expired(order_id, None, "no such order")
     except Conflict as exc:

@@ -29,7 +29,9 @@ SELECT device_id FROM orders WHERE id = %(id)s;
 
 -- name: lock_order
 -- One order, locked until the end of the transaction: every status change goes through this.
-SELECT * FROM orders WHERE id = %(id)s FOR UPDATE;
+SELECT id, status, total_cents, customer_email, expires_at, closing_status, stock_released_at,
+       paid_intent_id
+FROM orders WHERE id = %(id)s FOR UPDATE;
 
 -- name: order_items
 -- The lines of an order.

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from kiosk.catalog.products import SKU_PATTERN
 from kiosk.devices.access import RESPONSES as AUTH_RESPONSES, DeviceCaller
-from kiosk.orders import store
+from kiosk.orders import lifecycle, store
 from kiosk.payments import intents
 
 # Every order endpoint takes a device token (or the admin token): kiosk/devices/access.py.
@@ -101,7 +101,7 @@ async def get_order(order_id: uuid.UUID, caller: DeviceCaller) -> OrderOut:
 async def cancel_order(order_id: uuid.UUID, caller: DeviceCaller) -> JSONResponse:
     """Cancel the order and release its stock (200), or 202 while a charge is on the terminal."""
     await store.check_owner(order_id, caller.device_id)
-    order = await intents.close_order(order_id, "canceled")
+    order = await lifecycle.close_order(order_id, "canceled")
     out = order_out(order, await intents.list_for_order(order_id))
     code = status.HTTP_200_OK if order.status == "canceled" else status.HTTP_202_ACCEPTED
     return JSONResponse(out.model_dump(mode="json"), status_code=code)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -24,14 +23,12 @@ from kiosk.devices import store as devices
 from kiosk.errors import Conflict, Invalid, NotFound
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
+from kiosk.validators import is_email
 
 QUERIES = load_queries("kiosk.orders")
 logger = logging.getLogger("kiosk.orders")
 
 STATUSES = ("pending_payment", "paid", "canceled", "expired", "refunded")
-# A deliverable-looking address with nothing that could break an email header.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
-EMAIL = re.compile(rf"^[^@\s<>\"',;]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
 
 
 @dataclass(frozen=True)
@@ -56,10 +53,6 @@ class Order:
     paid_at: dt.datetime | None
     # The device that created the order; None when made with the admin token (or before devices).
     device_id: int | None = None
-
-
-def is_email(value: str) -> bool:
-    return len(value) <= 254 and EMAIL.fullmatch(value) is not None
 
 
 async def create(
@@ -135,9 +128,26 @@ async def read(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> Order:
     return await _order(conn, row)
 
 
-async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> dict:
+@dataclass(frozen=True)
+class LockedOrder:
+    """The columns of an order its transitions decide on, read with the row locked (`lock`)."""
+
+    id: uuid.UUID
+    status: str
+    total_cents: int
+    customer_email: str | None
+    expires_at: dt.datetime
+    closing_status: str | None
+    stock_released_at: dt.datetime | None
+    paid_intent_id: uuid.UUID | None
+
+
+CLOSED = ("canceled", "expired")
+
+
+async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> LockedOrder:
     """The order row, locked until the transaction ends; NotFound when there is none."""
-    row = await db.fetch_one(conn, QUERIES["lock_order"], {"id": order_id})
+    row = await db.fetch_one_as(conn, LockedOrder, QUERIES["lock_order"], {"id": order_id})
     if row is None:
         raise NotFound(f"order {order_id} not found")
     return row
@@ -170,7 +180,8 @@ async def release_stock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> b
 
 async def close(conn: psycopg.AsyncConnection, order_id: uuid.UUID, status: str) -> bool:
     """pending_payment -> canceled/expired and release the stock; False when not pending."""
-    assert status in ("canceled", "expired")
+    if status not in CLOSED:
+        raise ValueError(f"an order is closed as canceled or expired, not {status!r}")
     if await db.fetch_one(conn, QUERIES["close_order"], {"id": order_id, "status": status}) is None:
         return False
     await release_stock(conn, order_id)

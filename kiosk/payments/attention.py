@@ -10,11 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from kiosk import db
-from kiosk.admin import audit
+from kiosk import audit, db
 from kiosk.errors import Conflict, NotFound
-from kiosk.orders import store as orders
-from kiosk.payments import cleanup, intents, refunds
+from kiosk.payments import intents, refunds
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -39,10 +37,10 @@ async def resolve_now(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any
         row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
         if row is None:
             raise NotFound(f"payment intent {intent_id} not found")
-        await orders.lock(conn, row["order_id"])
+        await intents.lock_order(conn, row["order_id"])
         if row["status"] == "created" and row["provider_order_id"] is None:
             row = await db.fetch_one(conn, QUERIES["unresolve_orphan"],
-                                     {"id": intent_id, "age": cleanup.start_grace_seconds()})
+                                     {"id": intent_id, "age": intents.start_grace_seconds()})
             if row is None:
                 raise Conflict(f"payment intent {intent_id} is still being started; try again in a minute")
         if row["status"] != "unresolved":

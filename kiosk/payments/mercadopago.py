@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -21,6 +20,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from kiosk import tls
+from kiosk.money import amount
+from kiosk.validators import ID_PATTERN, format_duration
 
 logger = logging.getLogger("kiosk.mercadopago")
 
@@ -28,31 +29,6 @@ ORDER_STATUSES = frozenset(
     {"created", "at_terminal", "processed", "failed", "canceled", "expired", "action_required",
      "refunded"}
 )
-# Provider ids end up in URL paths: only these characters are ever sent.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MIN_EXPIRATION, MAX_EXPIRATION = 30, 3 * 3600
-_DURATION = re.compile(r"^PT(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$", re.IGNORECASE)
-
-
-def parse_duration(value: str) -> int:
-    """Seconds in an ISO-8601 time duration such as `PT5M` or `PT1H30M`."""
-    match = _DURATION.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT5M")
-    hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def format_duration(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    return text + (f"{seconds}S" if seconds or text == "PT" else "")
-
-
-def amount(cents: int) -> str:
-    """Integer cents as Mercado Pago's decimal string with two places."""
-    return f"{cents // 100}.{cents % 100:02d}"
 
 
 class MPPayment(BaseModel):

@@ -173,3 +173,7 @@ ORDER BY p.updated_at LIMIT %(limit)s;
 -- Refunds by outcome, for /metrics (refunded is final, so that count only goes up).
 SELECT refund_status, count(*) AS n FROM payment_intents
 WHERE refund_status IS NOT NULL GROUP BY refund_status;
+
+-- name: lock_order_of_intent
+-- Lock a charge's order row before changing the charge (the order first, then the intent).
+SELECT id FROM orders WHERE id = %(order_id)s FOR UPDATE;

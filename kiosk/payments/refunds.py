@@ -2,7 +2,7 @@
 closed (canceled or expired, its stock released) or already paid by another charge.
 
 The decision is taken in the transaction that records the charge as processed (`plan`, called by
-`intents.apply` on the locked order): a conditional update gives the charge its refund once, with
+`orders.lifecycle.apply` on the locked order): a conditional update gives the charge its refund once, with
 one idempotency key (`kiosk-refund-<intent id>`) kept across every retry, and defers the
 `payments.refund_intent` job in that same transaction. The job calls
 `POST /v1/orders/{id}/refund` with that key; an ambiguous answer (5xx, timeout, dropped
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kiosk import db, queue
-from kiosk.admin import audit
+from kiosk import audit, db, queue
 from kiosk.errors import Conflict, NotFound
-from kiosk.orders import store as orders
+from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
 from kiosk.sql import load_queries
 
@@ -118,7 +117,7 @@ async def record(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp
     another charge)."""
     row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
     assert row is not None
-    await orders.lock(conn, row["order_id"])
+    await intents.lock_order(conn, row["order_id"])
     row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
     assert row is not None
     if answer.id != row["provider_order_id"] or answer.status != "refunded":
@@ -146,7 +145,7 @@ async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
         row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
         if row is None:
             raise NotFound(f"payment intent {intent_id} not found")
-        await orders.lock(conn, row["order_id"])
+        await intents.lock_order(conn, row["order_id"])
         again = await db.fetch_one(conn, QUERIES["retry_refund"], {"id": intent_id})
         if again is None:
             raise Conflict(f"payment intent {intent_id} has no failed refund "

@@ -25,9 +25,8 @@ from typing import Any
 
 import psycopg
 
-from kiosk import db, netguard, queue, secretbox
-from kiosk.admin import audit
-from kiosk.admin.audit import Operator
+from kiosk import audit, db, netguard, queue, secretbox
+from kiosk.audit import Operator
 from kiosk.schedules import cron as cron_module
 from kiosk.schedules import dispatcher, spec as spec_module, store
 from kiosk.schedules.executor import loggable_url

@@ -24,7 +24,7 @@ from kiosk.schedules.spec import MASK, ScheduleSpec
 from kiosk.secretbox import Keyring
 from kiosk.sql import load_queries
 
-queries = load_queries("kiosk.schedules")
+QUERIES = load_queries("kiosk.schedules")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def _spec_params(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
 
 
 async def insert_schedule(conn: psycopg.AsyncConnection, keys: Keyring, spec: ScheduleSpec) -> Schedule:
-    return (await db.fetch_all_as(conn, Schedule, queries["insert_schedule"], _spec_params(keys, spec)))[0]
+    return (await db.fetch_all_as(conn, Schedule, QUERIES["insert_schedule"], _spec_params(keys, spec)))[0]
 
 
 async def update_schedule(
@@ -162,13 +162,13 @@ async def update_schedule(
     reset_cursor: bool,
 ) -> Schedule:
     params = _spec_params(keys, spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
-    return (await db.fetch_all_as(conn, Schedule, queries["update_schedule"], params))[0]
+    return (await db.fetch_all_as(conn, Schedule, QUERIES["update_schedule"], params))[0]
 
 
 async def get_schedule(
     conn: psycopg.AsyncConnection, schedule_id: int, *, lock: bool = False
 ) -> Schedule | None:
-    return await db.fetch_one_as(conn, Schedule, queries["lock_schedule" if lock else "get_schedule"],
+    return await db.fetch_one_as(conn, Schedule, QUERIES["lock_schedule" if lock else "get_schedule"],
                                  {"id": schedule_id})
 
 
@@ -176,42 +176,42 @@ async def list_schedules(
     conn: psycopg.AsyncConnection, *, limit: int, after_id: int | None = None
 ) -> list[Schedule]:
     """Schedules by id, after `after_id` (keyset pagination)."""
-    return await db.fetch_all_as(conn, Schedule, queries["list_schedules"], {"limit": limit, "after_id": after_id})
+    return await db.fetch_all_as(conn, Schedule, QUERIES["list_schedules"], {"limit": limit, "after_id": after_id})
 
 
 async def sealed_schedules(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
     """(id, token) of every schedule holding secrets, for key rotation and start-up checks."""
-    rows = await db.fetch_all(conn, queries["sealed_schedules"])
+    rows = await db.fetch_all(conn, QUERIES["sealed_schedules"])
     return [(row["id"], row["secrets"]) for row in rows]
 
 
 async def reseal(conn: psycopg.AsyncConnection, schedule_id: int, old: str, new: str) -> bool:
     """Replace a token by the same secrets under the first key, unless the row changed meanwhile."""
-    row = await db.fetch_one(conn, queries["reseal"], {"id": schedule_id, "old": old, "new": new})
+    row = await db.fetch_one(conn, QUERIES["reseal"], {"id": schedule_id, "old": old, "new": new})
     return row is not None
 
 
 async def last_runs(conn: psycopg.AsyncConnection, schedule_ids: list[int]) -> dict[int, Run]:
-    runs = await db.fetch_all_as(conn, Run, queries["last_runs"], {"ids": schedule_ids})
+    runs = await db.fetch_all_as(conn, Run, QUERIES["last_runs"], {"ids": schedule_ids})
     return {run.schedule_id: run for run in runs}
 
 
 async def delete_schedule(conn: psycopg.AsyncConnection, schedule_id: int) -> bool:
-    return await db.fetch_one(conn, queries["delete_schedule"], {"id": schedule_id}) is not None
+    return await db.fetch_one(conn, QUERIES["delete_schedule"], {"id": schedule_id}) is not None
 
 
 async def waiting_job_ids(conn: psycopg.AsyncConnection, schedule_id: int) -> list[int]:
-    rows = await db.fetch_all(conn, queries["waiting_job_ids"], {"schedule_id": schedule_id})
+    rows = await db.fetch_all(conn, QUERIES["waiting_job_ids"], {"schedule_id": schedule_id})
     return [row["job_id"] for row in rows]
 
 
 async def delete_pending_cron_runs(conn: psycopg.AsyncConnection, schedule_id: int) -> list[int]:
-    rows = await db.fetch_all(conn, queries["delete_pending_cron_runs"], {"schedule_id": schedule_id})
+    rows = await db.fetch_all(conn, QUERIES["delete_pending_cron_runs"], {"schedule_id": schedule_id})
     return [row["job_id"] for row in rows if row["job_id"] is not None]
 
 
 async def schedules_to_dispatch(conn: psycopg.AsyncConnection, horizon_seconds: float) -> list[int]:
-    rows = await db.fetch_all(conn, queries["schedules_to_dispatch"], {"horizon_seconds": horizon_seconds})
+    rows = await db.fetch_all(conn, QUERIES["schedules_to_dispatch"], {"horizon_seconds": horizon_seconds})
     return [row["id"] for row in rows]
 
 
@@ -222,7 +222,7 @@ async def insert_cron_runs(
     if not ticks:
         return []
     rows = await db.fetch_all(
-        conn, queries["insert_cron_runs"], {"schedule_id": schedule_id, "ticks": ticks}
+        conn, QUERIES["insert_cron_runs"], {"schedule_id": schedule_id, "ticks": ticks}
     )
     return sorted((row["id"], row["scheduled_for"]) for row in rows)
 
@@ -232,26 +232,26 @@ async def insert_skipped_runs(
 ) -> None:
     if ticks:
         await conn.execute(
-            queries["insert_skipped_runs"], {"schedule_id": schedule_id, "ticks": ticks, "error": error}
+            QUERIES["insert_skipped_runs"], {"schedule_id": schedule_id, "ticks": ticks, "error": error}
         )
 
 
 async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
     if pairs:
         run_ids, job_ids = zip(*pairs)
-        await conn.execute(queries["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)})
+        await conn.execute(QUERIES["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)})
 
 
 async def advance_cursor(conn: psycopg.AsyncConnection, schedule_id: int, until: dt.datetime) -> None:
-    await conn.execute(queries["advance_cursor"], {"id": schedule_id, "until": until})
+    await conn.execute(QUERIES["advance_cursor"], {"id": schedule_id, "until": until})
 
 
 async def insert_manual_run(conn: psycopg.AsyncConnection, schedule_id: int) -> Run:
-    return (await db.fetch_all_as(conn, Run, queries["insert_manual_run"], {"schedule_id": schedule_id}))[0]
+    return (await db.fetch_all_as(conn, Run, QUERIES["insert_manual_run"], {"schedule_id": schedule_id}))[0]
 
 
 async def get_run(conn: psycopg.AsyncConnection, run_id: int) -> Run | None:
-    return await db.fetch_one_as(conn, Run, queries["get_run"], {"id": run_id})
+    return await db.fetch_one_as(conn, Run, QUERIES["get_run"], {"id": run_id})
 
 
 async def list_runs(
@@ -262,13 +262,13 @@ async def list_runs(
     before: tuple[dt.datetime, int] | None = None,
 ) -> list[Run]:
     before_at, before_id = before if before else (None, None)
-    return await db.fetch_all_as(conn, Run, queries["list_runs"], {
+    return await db.fetch_all_as(conn, Run, QUERIES["list_runs"], {
         "schedule_id": schedule_id, "limit": limit, "before_at": before_at, "before_id": before_id,
     })
 
 
 async def claim_run(conn: psycopg.AsyncConnection, run_id: int) -> ClaimedRun | None:
-    return await db.fetch_one_as(conn, ClaimedRun, queries["claim_run"], {"run_id": run_id})
+    return await db.fetch_one_as(conn, ClaimedRun, QUERIES["claim_run"], {"run_id": run_id})
 
 
 async def record_attempt(
@@ -283,7 +283,7 @@ async def record_attempt(
     error: str | None,
 ) -> bool:
     """False when the run is gone (its schedule was deleted meanwhile)."""
-    row = await db.fetch_one(conn, queries["record_attempt"], {
+    row = await db.fetch_one(conn, QUERIES["record_attempt"], {
         "run_id": run_id, "outcome": outcome, "final": final, "http_status": http_status,
         "duration_ms": duration_ms, "response_excerpt": response_excerpt, "error": error,
     })

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kiosk.payments.mercadopago import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
+from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
 from kiosk.webhooks import signature
 
 logger = logging.getLogger("kiosk.simulator")

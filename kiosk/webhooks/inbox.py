@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 
 from kiosk import db, queue
-from kiosk.payments.mercadopago import ID_PATTERN
+from kiosk.validators import ID_PATTERN
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 from kiosk.webhooks.batcher import Batcher

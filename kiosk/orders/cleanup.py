@@ -8,7 +8,7 @@ beside the notification job (or another check) of the same order, and a provider
 intent fails that job only. The next tick is the retry.
 
 A check reads the charge at Mercado Pago, cancels it when it is still `created`, reads it again
-(a cancel never wins over `processed`) and records the answer with `intents.apply`, the same
+(a cancel never wins over `processed`) and records the answer with `lifecycle.apply`, the same
 forward-only update the notification job uses: `processed` makes the order paid and defers its
 receipt and notify jobs in that transaction. A charge on the terminal cannot be cancelled by API:
 it is recorded as it is and read again at the next tick.
@@ -25,18 +25,20 @@ import uuid
 from dataclasses import dataclass
 
 from kiosk import db, queue
+from kiosk.orders import lifecycle
 from kiosk.payments import intents, refunds
 from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings, value_or_default
-from kiosk.sql import load_queries
+from kiosk.validators import parse_duration
 
-QUERIES = load_queries("kiosk.payments")
+# The intents' named queries (kiosk/payments/queries.sql), loaded once by their owner.
+QUERIES = intents.QUERIES
 logger = logging.getLogger("kiosk.payments")
 
 CHECK_TASK = "payments.check_stale_intent"
 # Beyond the charge's own expiration: Mercado Pago's lag in expiring it, and time for a start
 # still waiting for Mercado Pago's answer (bounded by KIOSK_MP_TIMEOUT_SECONDS) to record it.
-MARGIN_SECONDS = 60
+MARGIN_SECONDS = intents.START_MARGIN_SECONDS
 BATCH = 500
 
 
@@ -52,16 +54,13 @@ def cron() -> str:
     return value_or_default("cleanup_payment_intents_cron")
 
 
-def start_grace_seconds() -> int:
-    """How long a start may go without recording Mercado Pago's answer before it is resolved by
-    the clean-up: the call's deadline, plus a margin."""
-    return int(get_settings().mp_timeout_seconds) + 1 + MARGIN_SECONDS
+start_grace_seconds = intents.start_grace_seconds
 
 
 def ttl_seconds() -> int:
     """How long an open intent may stay unchanged before it is checked."""
     settings = get_settings()
-    expiration = mp.parse_duration(settings.payment_expiration)
+    expiration = parse_duration(settings.payment_expiration)
     return expiration + int(settings.mp_timeout_seconds) + 1 + MARGIN_SECONDS
 
 
@@ -129,7 +128,7 @@ async def check(intent_id: uuid.UUID) -> Checked:
                          intent_id, provider_order_id)
             return Checked(intent_id, row["status"], "unknown to Mercado Pago")
     async with db.transaction() as conn:
-        intent = await intents.apply(conn, intent_id, answer)
+        intent = await lifecycle.apply(conn, intent_id, answer)
     logger.info("stale payment intent %s: Mercado Pago says %s", intent_id, answer.status)
     return Checked(intent_id, intent.status, f"Mercado Pago says {answer.status}")
 
@@ -143,8 +142,7 @@ async def _unresolve(intent_id: uuid.UUID) -> Checked:
             conn, QUERIES["unresolve_orphan"], {"id": intent_id, "age": start_grace_seconds()}
         )
         if row is None:
-            row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-            assert row is not None
+            row = await intents.get_row(conn, intent_id)
             return Checked(intent_id, row["status"], "not stale (yet): left for the next tick")
         await intents.defer_resolution(conn, row)
     logger.warning("payment intent %s (order %s): its start never recorded Mercado Pago's answer; "

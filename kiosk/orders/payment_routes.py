@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from kiosk.devices.access import RESPONSES as AUTH_RESPONSES, DeviceCaller
 from kiosk.orders import store as orders
-from kiosk.payments import intents
+from kiosk.orders import lifecycle
 
 router = APIRouter(tags=["payments"])
 
@@ -50,7 +50,7 @@ async def create_payment_intent(order_id: uuid.UUID, body: IntentIn, caller: Dev
     """Charge the order on the terminal: 201 with the created intent, or 202 while unresolved."""
     caller.check_terminal(body.terminal_id)
     await orders.check_owner(order_id, caller.device_id)
-    intent = await intents.create(order_id, body.terminal_id)
+    intent = await lifecycle.create(order_id, body.terminal_id)
     out = IntentOut(id=intent.id, order_id=intent.order_id, terminal_id=intent.terminal_id,
                     provider_order_id=intent.provider_order_id, status=intent.status)
     code = status.HTTP_202_ACCEPTED if intent.status == "unresolved" else status.HTTP_201_CREATED

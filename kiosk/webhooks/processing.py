@@ -1,8 +1,10 @@
 """Processing a Mercado Pago notification: read the truth from Mercado Pago, then apply it.
 
-Runs in a worker (`payments.process_notification`). The notification body is only a hint, so the
+Runs in a worker (`payments.process_notification`, deferred by the inbox). Here, in the webhooks
+package, so that the worker path goes one way: webhooks (inbox, this) -> payments (intents, the
+Mercado Pago client), never back. The notification body is only a hint, so the
 order is always read with `GET /v1/orders/{id}`; the intent, the order and the follow-up jobs
-change in one transaction (`intents.apply`, forward only). An order no intent knows by id is
+change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by id is
 matched by its `external_reference` (a create whose answer was lost) and linked; only an order
 whose reference is not ours is `ignored`. `MPUnavailable` propagates so the job is retried with
 backoff; on the last attempt the job fails and nothing has changed.
@@ -15,13 +17,12 @@ import uuid
 from dataclasses import dataclass
 
 from kiosk import db
+from kiosk.orders import lifecycle
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
-from kiosk.sql import load_queries
 from kiosk.webhooks import inbox
 
 logger = logging.getLogger("kiosk.payments")
-QUERIES = load_queries("kiosk.payments")
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ async def process_notification(provider_order_id: str) -> Outcome:
     if intent is None:
         return await _match(provider_order_id, answer, up_to)
     async with db.transaction() as conn:
-        updated = await intents.apply(conn, intent.id, answer)
+        updated = await lifecycle.apply(conn, intent.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
-    updated = await intents.cancel_if_unwanted(updated)
+    updated = await lifecycle.cancel_if_unwanted(updated)
     return Outcome(provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}")
 
 
@@ -61,25 +62,22 @@ async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) 
     recorded), found by its `external_reference`; it is linked and applied as usual. An order
     whose reference is not ours stays `ignored`."""
     async with db.transaction() as conn:
-        row = None
+        found = None
         if answer.external_reference:
-            row = await db.fetch_one(conn, QUERIES["intent_by_reference"],
-                                     {"external_reference": answer.external_reference})
-        linked = row is not None and await db.fetch_one(
-            conn, QUERIES["set_provider_order"], {"id": row["id"], "provider_order_id": answer.id}
-        )
-        if row is None or not linked:
+            found = await intents.find_by_reference(conn, answer.external_reference)
+        linked = found is not None and await intents.link_provider_order(conn, found.id, answer.id)
+        if found is None or not linked:
             await inbox.finish(conn, provider_order_id, up_to, "ignored")
             note = ("not ours: no payment intent has external_reference "
-                    f"{answer.external_reference!r}" if row is None else
-                    f"payment intent {row['id']} is linked to another Mercado Pago order")
-            logger.log(logging.INFO if row is None else logging.ERROR, "Mercado Pago order %s: %s",
+                    f"{answer.external_reference!r}" if found is None else
+                    f"payment intent {found.id} is linked to another Mercado Pago order")
+            logger.log(logging.INFO if found is None else logging.ERROR, "Mercado Pago order %s: %s",
                        provider_order_id, note)
-            return Outcome(provider_order_id, row["id"] if row else None, None, note)
-        updated = await intents.apply(conn, row["id"], answer)
+            return Outcome(provider_order_id, found.id if found else None, None, note)
+        updated = await lifecycle.apply(conn, found.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
     logger.warning("Mercado Pago order %s matched payment intent %s by its reference",
-                   provider_order_id, row["id"])
-    updated = await intents.cancel_if_unwanted(updated)
-    return Outcome(provider_order_id, row["id"], updated.status,
+                   provider_order_id, found.id)
+    updated = await lifecycle.cancel_if_unwanted(updated)
+    return Outcome(provider_order_id, found.id, updated.status,
                    f"matched by external_reference; Mercado Pago says {answer.status}")

@@ -12,8 +12,9 @@ from psycopg.types.json import Jsonb
 from kiosk import db
 from kiosk.sql import load_queries
 
-# Its own copy of the admin queries: importing the audit log must not pull in the jobs module.
-QUERIES = load_queries("kiosk.admin")
+# A leaf module (db and sql only): every area that changes something on an operator's behalf
+# records it here without importing kiosk.admin.
+QUERIES = load_queries("kiosk", "audit.sql")
 
 _NOT_IN_NAME = re.compile(r"[^\w@.\- ]")
 
