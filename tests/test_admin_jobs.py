@@ -8,8 +8,8 @@ from procrastinate.jobs import Status
 
 from kiosk import db, queue
 from kiosk.admin import jobs
-from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import record_outcome
+from tests.support.config import ADMIN_TOKEN
+from tests.support.dashboard import record_outcome
 from tests.support import Api
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Kiosk-Actor": "ana"}

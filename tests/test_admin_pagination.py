@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN
 from tests.support import Api
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -80,7 +80,7 @@ def test_a_text_search_past_the_timeout_is_a_503_not_a_held_connection(env, log_
 
 
 def test_the_dashboards_exports_page_pages_too(env, log_dir, database_url):
-    from tests.dashboard_support import sign_in
+    from tests.support.dashboard import sign_in
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO exports (id, created_from, created_to, status, requested_by, created_at) "

@@ -17,7 +17,7 @@ from kiosk.admin.audit import Operator
 from kiosk.catalog import products
 from kiosk.schedules import service
 from kiosk.schedules.spec import ScheduleSpec
-from tests.schedules_support import ALLOW_LOOPBACK, AUTH
+from tests.support.schedules import ALLOW_LOOPBACK, AUTH
 from tests.support import Api, child_env
 
 SECRET = "s3cr3t-header-value"

@@ -10,8 +10,8 @@ from procrastinate.jobs import Status
 from kiosk import db, queue
 from kiosk.dashboard import routes as dashboard_routes
 from kiosk.dashboard import session
-from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import csrf_of, defer, record_outcome, sign_in
+from tests.support.config import ADMIN_TOKEN
+from tests.support.dashboard import csrf_of, defer, record_outcome, sign_in
 from tests.support import Api
 
 PAGES = ["/admin/", "/admin/ui/jobs", "/admin/ui/jobs/1", "/admin/ui/failed", "/admin/ui/workers",

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 
 from kiosk.dashboard import session
-from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import defer
-from tests.dashboard_tasks import MARKER_TABLE
-from tests.schedules_support import ALLOW_LOOPBACK, Target, create
+from tests.support.config import ADMIN_TOKEN
+from tests.support.dashboard import defer
+from tests.support.dashboard_tasks import MARKER_TABLE
+from tests.support.schedules import ALLOW_LOOPBACK, Target, create
 from tests.support import Api, Process, Worker, child_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +35,7 @@ SLOW = 60_000  # ms: a worker, a 2-core machine shared with other suites
 
 @pytest.fixture(scope="module")
 def stack(database_url, tmp_path_factory):
-    """A real API and a real worker running tests.dashboard_tasks (the flaky task).
+    """A real API and a real worker running tests.support.dashboard_tasks (the flaky task).
 
     Both may reach 127.0.0.1 (KIOSK_OUTBOUND_ALLOW_HOSTS): schedules call a local target.
     """
@@ -44,7 +44,7 @@ def stack(database_url, tmp_path_factory):
     logs = tmp_path_factory.mktemp("dashboard-browser")
     env = child_env(database_url, **ALLOW_LOOPBACK)
     api = Api(env, logs)
-    worker = Process("worker", [sys.executable, "-m", "procrastinate", "--app=tests.dashboard_tasks.app",
+    worker = Process("worker", [sys.executable, "-m", "procrastinate", "--app=tests.support.dashboard_tasks.app",
                                 "worker", "--fetch-job-polling-interval=0.5"], env, logs)
     yield api
     worker.stop()

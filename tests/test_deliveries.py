@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from kiosk import db, queue
 from kiosk.jobs import maintenance
 from kiosk.notifications import deliveries
-from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import csrf_of, sign_in
-from tests.payments_support import HOOK_SECRET, TERMINAL, jobs, rows
+from tests.support.config import ADMIN_TOKEN
+from tests.support.dashboard import csrf_of, sign_in
+from tests.support.stack import HOOK_SECRET, TERMINAL, jobs, rows
 from tests.support import PROJECT_DIR, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -19,7 +19,7 @@ import pytest
 
 from kiosk import migrations
 from kiosk.settings import Settings, _env_name
-from tests.deploy_support import (
+from tests.support.deploy import (
     command_env,
     compose,
     copy_into,

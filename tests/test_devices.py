@@ -14,17 +14,9 @@ import httpx
 import pytest
 
 from kiosk.devices.limiter import FailureWindow
-from tests.conftest import ADMIN_TOKEN
-from tests.dashboard_support import csrf_of, sign_in
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    api,
-    hook,
-    kiosk,
-    rows,
-    sim,
-    sim_port,
-    smtp,
-)
+from tests.support.config import ADMIN_TOKEN
+from tests.support.dashboard import csrf_of, sign_in
+from tests.support.stack import rows
 from tests.support import Api, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -32,7 +24,8 @@ ORDER = {"items": [{"sku": "tea", "quantity": 1}], "customer_email": "ana@exampl
 
 
 @pytest.fixture(scope="module")
-def stack_env(stack_env):  # noqa: F811 - payments_support's, with a limit this module's 401s never reach
+def stack_env(stack_env):
+    """The stack plugin's, with a limit this module's 401s never reach."""
     # The failed-authentication limit has its own API process below.
     return {**stack_env, "KIOSK_AUTH_FAILURE_LIMIT": "10000"}
 
@@ -259,7 +252,7 @@ def test_repeated_failed_authentication_from_one_address_is_429(stack_env, datab
         server.stop()
 
 
-def test_dashboard_devices_page_creates_shows_the_token_once_and_revokes(api, database_url):  # noqa: F811
+def test_dashboard_devices_page_creates_shows_the_token_once_and_revokes(api, database_url):
     client = sign_in(api.url, "carla")
     try:
         page = client.get("/admin/ui/devices")
@@ -316,7 +309,7 @@ def test_dashboard_devices_page_creates_shows_the_token_once_and_revokes(api, da
         client.close()
 
 
-def test_kiosk_dev_keeps_its_device_while_the_token_works(api, database_url, tmp_path):  # noqa: F811
+def test_kiosk_dev_keeps_its_device_while_the_token_works(api, database_url, tmp_path):
     from kiosk import devserver
 
     token = devserver.dev_device(api.url, ADMIN_TOKEN, tmp_path)

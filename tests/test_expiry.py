@@ -9,45 +9,21 @@ crons that never fire during a test (QUIET) unless a test is about the periodic 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from kiosk.orders import expiry
 from kiosk.payments import cleanup
-from kiosk.settings import get_settings
-from tests.conftest import ADMIN_TOKEN
-from tests.payments_support import TERMINAL, jobs, notify, rows
+from tests.support.config import ADMIN_TOKEN
+from tests.support.stack import QUIET, TERMINAL, backdate_orders, jobs, notify, rows
 from tests.support import wait_for
 
-# No periodic tick of these two during a test (a worker defers the latest past tick at start).
-QUIET = {"KIOSK_CLEANUP_PAYMENT_INTENTS_CRON": "0 0 1 1 *", "KIOSK_EXPIRE_ORDERS_CRON": "0 0 1 1 *"}
 EVERY_2S = {"KIOSK_CLEANUP_PAYMENT_INTENTS_CRON": "* * * * * */2",
             "KIOSK_EXPIRE_ORDERS_CRON": "* * * * * */2"}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def same_settings(stack_env: dict[str, str]) -> Iterator[None]:
-    """This process sees the settings the API and workers see (simulator URL, SMTP, hook)."""
-    ours = {k: v for k, v in stack_env.items() if k.startswith(("KIOSK_", "MP_"))}
-    saved = {k: os.environ.get(k) for k in ours}
-    os.environ.update(ours)
-    get_settings.cache_clear()
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-
-
-def backdate_orders(database_url: str, *order_ids: str) -> None:
-    rows(database_url, "UPDATE orders SET expires_at = now() - interval '1 second' "
-         "WHERE id = ANY(%s) RETURNING id", ([uuid.UUID(i) for i in order_ids],))
+pytestmark = pytest.mark.usefixtures("same_settings")
 
 
 def backdate_intents(database_url: str) -> None:

@@ -8,7 +8,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN
 from tests.support import Api, Worker, wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Kiosk-Actor": "ana"}

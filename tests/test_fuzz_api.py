@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.hostile_support import AUTH, changed, fingerprint, hostile_api  # noqa: F401 (fixture)
-from tests.payments_support import hook, sim_port, smtp, stack_env  # noqa: F401 (fixtures)
+from tests.support.hostile import AUTH, changed, fingerprint
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # 5xx answers that are the documented meaning of an operation, not a failure.
@@ -28,7 +27,7 @@ DOCUMENTED = {("/health/workers", 503)}  # no worker runs in this test
 
 
 @pytest.fixture
-def seeded(hostile_api, database_url):  # noqa: F811
+def seeded(hostile_api, database_url):
     """Something for the fuzzer to hit: a product, an order, a schedule, an export, jobs."""
     with httpx.Client(base_url=hostile_api.url, timeout=30, headers=AUTH) as http:
         http.put("/admin/products/coffee", json={"name": "Coffee", "price_cents": 250, "stock": 50}
@@ -42,7 +41,7 @@ def seeded(hostile_api, database_url):  # noqa: F811
 
 
 @pytest.mark.timeout(max(300, EXAMPLES * 32 * 0.5))  # 32 operations, generous per example
-def test_no_server_error_and_no_row_from_a_refused_request(seeded, database_url):  # noqa: F811
+def test_no_server_error_and_no_row_from_a_refused_request(seeded, database_url):
     # Strategies per operation (schemathesis' Python API): its pytest loader for a live server
     # (`from_fixture`) does not run under pytest 9.
     schema = schemathesis.openapi.from_url(f"{seeded.url}/openapi.json", wait_for_schema=30)
@@ -73,7 +72,7 @@ def test_no_server_error_and_no_row_from_a_refused_request(seeded, database_url)
     print(f"fuzzed {len(operations)} operations: {dict(calls)}")
 
 
-def test_every_admin_operation_wants_the_token(hostile_api, database_url):  # noqa: F811
+def test_every_admin_operation_wants_the_token(hostile_api, database_url):
     """Without the token (or with a wrong one) every admin operation is 401 and changes nothing."""
     spec = httpx.get(f"{hostile_api.url}/openapi.json").json()
     before = fingerprint(database_url)

@@ -15,9 +15,9 @@ import pytest
 
 from kiosk import secretbox
 from kiosk.webhooks import signature
-from tests.conftest import SECRET_KEY, WEBHOOK_SECRET
-from tests.hostile_support import AUTH, changed, fingerprint, hostile_api  # noqa: F401 (fixture)
-from tests.payments_support import hook, rows, sim_port, smtp, stack_env  # noqa: F401 (fixtures)
+from tests.support.config import SECRET_KEY, WEBHOOK_SECRET
+from tests.support.hostile import AUTH, changed, fingerprint
+from tests.support.stack import rows
 
 HOSTILE = ["'; DROP TABLE orders; --", "%(x)s", "%s", "a\x00b", "\\x00", "' OR '1'='1", "$1",
            "\"; SELECT pg_sleep(10); --", "é漢字🙂", "{{7*7}}", "../../etc/passwd", "%", "_"]
@@ -25,7 +25,7 @@ NUL = "\x00"
 
 
 @pytest.fixture
-def http(hostile_api, database_url):  # noqa: F811
+def http(hostile_api, database_url):
     # The admin token: the order endpoints take it (or a device token) like the admin API.
     with httpx.Client(base_url=hostile_api.url, timeout=60, headers=AUTH) as client:
         yield client
@@ -391,8 +391,8 @@ def test_unknown_ids_of_every_shape(http, database_url):
     assert not changed(before, fingerprint(database_url))
 
 
-def test_dashboard_filters_and_forms_with_sql_and_markup(hostile_api, database_url):  # noqa: F811
-    from tests.dashboard_support import csrf_of, sign_in
+def test_dashboard_filters_and_forms_with_sql_and_markup(hostile_api, database_url):
+    from tests.support.dashboard import csrf_of, sign_in
 
     client = sign_in(hostile_api.url)
     texts = [t for t in HOSTILE if NUL not in t] + ["<script>alert(1)</script>"]

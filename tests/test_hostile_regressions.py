@@ -17,10 +17,10 @@ import pytest
 
 from kiosk.dashboard import session
 from kiosk.webhooks import signature
-from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET
-from tests.dashboard_support import csrf_of, sign_in
-from tests.hostile_support import AUTH, changed, fingerprint
-from tests.payments_support import rows
+from tests.support.config import ADMIN_TOKEN, WEBHOOK_SECRET
+from tests.support.dashboard import csrf_of, sign_in
+from tests.support.hostile import AUTH, changed, fingerprint
+from tests.support.stack import rows
 from tests.support import Api, child_env, wait_for
 
 PATH = "/webhooks/mercadopago"

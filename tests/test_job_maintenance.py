@@ -7,7 +7,7 @@ import pytest
 import periodic
 from kiosk import db, queue
 from kiosk.jobs import maintenance
-from tests.jobs_support import Sql, defer
+from tests.support.jobs import Sql, defer
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from kiosk import db, queue
 from kiosk.jobs import outcomes
-from tests.jobs_support import TABLES, AppWorker, Sql, defer
+from tests.support.jobs import TABLES, AppWorker, Sql, defer
 from tests.support import wait_for
 
 

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from procrastinate.jobs import Status
 
 from kiosk import db, queue
-from tests.conftest import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN
 from tests.support import Api, child_env, wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -16,13 +16,14 @@ from kiosk.orders import expiry
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings
-from tests.conftest import ACCESS_TOKEN, ADMIN_TOKEN
-from tests.dashboard_support import csrf_of, sign_in
-from tests.payments_support import TERMINAL, jobs, notify, rows
+from tests.support.config import ACCESS_TOKEN, ADMIN_TOKEN
+from tests.support.dashboard import csrf_of, sign_in
+from tests.support.stack import QUIET, TERMINAL, backdate_orders, jobs, notify, rows
 from tests.support import free_port, wait_for
-from tests.test_expiry import QUIET, backdate_orders, same_settings  # noqa: F401 (fixture)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+pytestmark = pytest.mark.usefixtures("same_settings")
 
 
 @pytest.fixture

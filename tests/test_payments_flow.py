@@ -10,7 +10,7 @@ import json
 
 import httpx
 
-from tests.payments_support import HOOK_SECRET, MAIL_FROM, TERMINAL, jobs, rows
+from tests.support.stack import HOOK_SECRET, MAIL_FROM, TERMINAL, jobs, rows
 from tests.support import wait_for
 
 
@@ -121,7 +121,7 @@ def test_provider_down_leaves_job_failed_and_order_unchanged(kiosk, sim, start_w
     sim.faults(fail_next=100, fail_status=503, method="GET")
     # One notification, so one job: it gives up after KIOSK_PAYMENT_MAX_ATTEMPTS=2 runs.
     start_worker(KIOSK_PAYMENT_MAX_ATTEMPTS="2")
-    from tests.payments_support import notify
+    from tests.support.stack import notify
     assert notify(kiosk.url, processed["id"], 900001).status_code == 200
     wait_for(lambda: [j["status"] for j in jobs(database_url, "payments.process_notification")] == ["failed"],
              timeout=60, what="job failed")

@@ -14,17 +14,8 @@ from procrastinate.jobs import Job
 
 from kiosk import db, queue
 from tasks.retry import Backoff
-from tests.conftest import ADMIN_TOKEN
-from tests.payments_support import (  # noqa: F401 (fixtures)
-    api,
-    hook,
-    kiosk,
-    notify,
-    sim,
-    sim_port,
-    smtp,
-    stack_env,
-)
+from tests.support.config import ADMIN_TOKEN
+from tests.support.stack import notify
 from tests.support import Api, child_env
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -96,7 +87,7 @@ async def test_a_defer_that_finds_the_waiting_job_started_defers_after_all(pool)
 
 # -- a charge whose answer was never recorded is resumed ------------------------------------------
 
-def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, database_url):  # noqa: F811
+def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, database_url):
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1})
     first = kiosk.pay(order["id"])

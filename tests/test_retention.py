@@ -12,7 +12,7 @@ import periodic
 from kiosk import queue, retention
 from kiosk.jobs import maintenance
 from kiosk.settings import SettingsError, get_settings
-from tests.jobs_support import Sql
+from tests.support.jobs import Sql
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from cryptography.fernet import Fernet
 
 from kiosk import migrations, secretbox
 from kiosk.settings import get_settings
-from tests.conftest import SECRET_KEY
-from tests.dashboard_support import sign_in
-from tests.schedules_support import ALLOW_LOOPBACK, AUTH, Target, count, create, run_row, runs
+from tests.support.config import SECRET_KEY
+from tests.support.dashboard import sign_in
+from tests.support.schedules import ALLOW_LOOPBACK, AUTH, Target, count, create, run_row, runs
 from tests.support import PROJECT_DIR, Api, Worker, child_env, wait_for
 
 MASK = "********"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.schedules_support import (
+from tests.support.schedules import (
     ALLOW_LOOPBACK, AUTH, Target, count, create, db_runs, run_row, runs,
 )
 from tests.support import Api, Worker, child_env, free_port, wait_for

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from kiosk.webhooks import signature
-from tests.conftest import ACCESS_TOKEN, WEBHOOK_SECRET
-from tests.payments_support import SimulatorProcess
+from tests.support.config import ACCESS_TOKEN, WEBHOOK_SECRET
+from tests.support.stack import SimulatorProcess
 from tests.support import PROJECT_DIR, child_env, free_port, wait_for
 
 AUTH = {"Authorization": f"Bearer {ACCESS_TOKEN}"}

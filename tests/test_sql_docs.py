@@ -7,7 +7,7 @@ import pytest
 from procrastinate.jobs import Status
 
 from kiosk import db, queue
-from tests.dashboard_support import record_outcome
+from tests.support.dashboard import record_outcome
 from tests.support import PROJECT_DIR
 
 QUERIES = re.findall(r"```sql\n(.*?)```", (PROJECT_DIR / "docs" / "sql.md").read_text(), re.S)

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from kiosk.webhooks import inbox
-from tests.conftest import WEBHOOK_SECRET
-from tests.payments_support import rows
+from tests.support.config import WEBHOOK_SECRET
+from tests.support.stack import rows
 from tests.support import Api, child_env
 from kiosk.webhooks import signature
 

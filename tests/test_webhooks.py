@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.payments_support import TERMINAL, jobs, notify, rows
+from tests.support.stack import TERMINAL, jobs, notify, rows
 from tests.support import wait_for
 
 TASK = "payments.process_notification"
@@ -158,7 +158,7 @@ def test_old_senders_lowercased_data_id_is_accepted(kiosk, sim, database_url):
     order, intent = charge(kiosk, sim)
     data_id = intent["provider_order_id"]
     from kiosk.webhooks import signature
-    from tests.conftest import WEBHOOK_SECRET
+    from tests.support.config import WEBHOOK_SECRET
 
     ts = int(time.time())
     v1 = signature.sign(WEBHOOK_SECRET, data_id.lower(), "req-1", str(ts))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.jobs_support import TABLES, AppWorker, Sql, defer
+from tests.support.jobs import TABLES, AppWorker, Sql, defer
 from tests.support import wait_for
 
 
@@ -40,7 +40,7 @@ def started_by(sql: Sql, key: str, attempt: int = 1) -> dict | None:
 
 async def test_three_workers_defer_one_job_per_tick(database_url, log_dir, sql, workers):
     for n in range(3):
-        start(workers, database_url, log_dir, app="tests.worker_periodic_app.app", name=f"w{n}")
+        start(workers, database_url, log_dir, app="tests.support.worker_periodic_app.app", name=f"w{n}")
     wait_for(lambda: sql.value("SELECT count(*) FROM procrastinate_workers") == 3,
              timeout=60, what="three workers registered")
     since = sql.value("SELECT extract(epoch FROM now())::bigint")

@@ -14,7 +14,7 @@ from procrastinate.testing import InMemoryConnector
 from kiosk.jobs.app import KioskApp, worker_options
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.settings import Settings
-from tests.jobs_support import TABLES, AppWorker, Sql, defer
+from tests.support.jobs import TABLES, AppWorker, Sql, defer
 from tests.support import PROJECT_DIR, wait_for
 
 VALID = {

@@ -1,4 +1,4 @@
-"""Test-only tasks for the dashboard browser test: `--app=tests.dashboard_tasks.app`.
+"""Test-only tasks for the dashboard browser test: `--app=tests.support.dashboard_tasks.app`.
 
 `dashboard_test.flaky` fails until a row with its name exists in `dashboard_test_marker`, so a test
 can make a real worker fail a job, then let the retry succeed.

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
-from tests.payments_support import SimulatorProcess
-from tests.support import Api
+from tests.support.config import ADMIN_TOKEN
+from tests.support.stack import SimulatorProcess
+from tests.support.processes import Api
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Rows that change without any request: none while no worker runs, except these.

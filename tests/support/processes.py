@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import httpx
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
@@ -55,6 +55,14 @@ def wait_for(
                 return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+def until(condition: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
+    """Like `wait_for`, but False instead of an error after `timeout`."""
+    try:
+        return bool(wait_for(condition, timeout=timeout, interval=interval))
+    except AssertionError:
+        return False
 
 
 class Process:

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from kiosk import db, queue
-from tests.conftest import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from tests.support import PROJECT_DIR
+from tests.support.processes import PROJECT_DIR
 
 # The project's own virtualenv: `kiosk`, `procrastinate`, `uvicorn` and `python` as an image has them.
 VENV_BIN = Path(sys.executable).parent

@@ -1,11 +1,11 @@
-"""`tests.worker_app` plus a periodic task every 2 seconds, for the one-job-per-tick test."""
+"""`tests.support.worker_app` plus a periodic task every 2 seconds, for the one-job-per-tick test."""
 
 from __future__ import annotations
 
 import os
 
 from kiosk import db
-from tests.worker_app import app
+from tests.support.worker_app import app
 
 __all__ = ["app"]
 

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.conftest import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ALLOW_LOOPBACK = {"KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1,localhost"}

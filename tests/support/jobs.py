@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.support import Process, child_env
+from tests.support.processes import Process, child_env
 
 # Small thresholds so that a dead worker is noticed in seconds (the sweep itself runs each minute).
 FAST = {"KIOSK_WORKER_HEARTBEAT_INTERVAL": "1", "KIOSK_WORKER_STALLED_AFTER": "3"}
@@ -25,7 +25,7 @@ class AppWorker(Process):
     """`procrastinate --app=<app> worker <args>`, by default on the test tasks."""
 
     def __init__(
-        self, database_url: str, log_dir: Path, *args: str, app: str = "tests.worker_app.app",
+        self, database_url: str, log_dir: Path, *args: str, app: str = "tests.support.worker_app.app",
         name: str = "worker", **env: str,
     ):
         argv = [sys.executable, "-m", "procrastinate", f"--app={app}", "worker", *args]

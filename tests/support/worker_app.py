@@ -1,8 +1,8 @@
 """Test-only tasks on the real `tasks.app`, for real worker processes.
 
-Run with `procrastinate --app=tests.worker_app.app worker`: the workers load kiosk's app (outcome
+Run with `procrastinate --app=tests.support.worker_app.app worker`: the workers load kiosk's app (outcome
 middleware, timeouts, shutdown retries, periodic tasks) plus these tasks, which never ship.
-Side effects go to tables made by `tests/jobs_support.py`.
+Side effects go to tables made by `tests/support/jobs.py`.
 """
 
 from __future__ import annotations

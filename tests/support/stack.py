@@ -1,14 +1,16 @@
-"""Fixtures for the payment tests: the kiosk API, the Mercado Pago simulator, an SMTP server and a
+"""pytest plugin and helpers for the payment tests: the kiosk API, the Mercado Pago simulator, an SMTP server and a
 notify-hook receiver, all real servers on 127.0.0.1, plus per-test workers.
 
-Module-scoped servers keep the tests fast; each test starts from empty tables (conftest) and a
-reset simulator and sinks. Workers are per test, started after the tables are emptied.
+Module-scoped servers keep the tests fast, and start only when a test of the module asks for them;
+each test starts from empty tables (tests/support/database.py), a reset simulator and empty sinks.
+Workers are per test, started after the tables are emptied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -23,13 +26,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from psycopg.rows import dict_row
 
+from kiosk.settings import get_settings
 from kiosk.webhooks import signature
-from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET
-from tests.support import Api, Process, Worker, child_env, free_port, wait_for
+from tests.support.config import ADMIN_TOKEN, HOOK_SECRET, MAIL_FROM, TERMINAL, WEBHOOK_SECRET
+from tests.support.processes import Api, Process, Worker, child_env, free_port, wait_for
 
-HOOK_SECRET = "test-notify-secret-0123456789"
-MAIL_FROM = "kiosk@example.com"
-TERMINAL = "NEWLAND_N950__N950NCB801293324"
+# No periodic tick of the payment clean-up and the order expiry during a test (a worker defers the
+# latest past tick at start): extra environment for `start_worker(**QUIET)`.
+QUIET = {"KIOSK_CLEANUP_PAYMENT_INTENTS_CRON": "0 0 1 1 *", "KIOSK_EXPIRE_ORDERS_CRON": "0 0 1 1 *"}
 
 
 # -- servers ----------------------------------------------------------------------------------------
@@ -52,7 +56,7 @@ class SimulatorProcess(Process):
     def post(self, path: str, body: dict | None = None) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", json=body or {}, timeout=10)
 
-    def get(self, path: str) -> list[dict]:
+    def get(self, path: str) -> Any:
         return httpx.get(f"{self.url}{path}", timeout=10).json()
 
     def reset(self) -> None:
@@ -60,6 +64,10 @@ class SimulatorProcess(Process):
 
     def faults(self, **faults: object) -> None:
         self.post("/_sim/faults", faults).raise_for_status()
+
+    def chaos(self, **chaos: object) -> None:
+        """Random faults on a share of the calls (the money drill); none when called empty."""
+        self.post("/_sim/chaos", chaos).raise_for_status()
 
     def webhooks(self, enabled: bool) -> None:
         self.post("/_sim/config", {"webhooks": enabled}).raise_for_status()
@@ -77,12 +85,12 @@ class SimulatorProcess(Process):
 class SmtpSink:
     """aiosmtpd on a free port, keeping every message it accepts."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.messages: list[dict] = []
         self.refuse_next = 0  # answer DATA with a temporary failure this many times
         self.delay_next = 0  # take the next N messages, but answer them `delay_seconds` late
         self.delay_seconds = 3.0
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
@@ -97,10 +105,14 @@ class SmtpSink:
         return "250 OK"
 
 
+def hook_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/hooks/order-paid"
+
+
 class HookSink:
     """An HTTP server recording the notify hook's POSTs; answers `statuses` in turn, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: list[dict] = []
         self.statuses: list[int] = []
         self.delay = 0.0  # seconds before answering
@@ -120,8 +132,8 @@ class HookSink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/order-paid"
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = hook_url(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def clear(self) -> None:
@@ -199,6 +211,11 @@ def rows(database_url: str, query: str, params: tuple | dict | None = None) -> l
         return conn.execute(query, params).fetchall()
 
 
+def backdate_orders(database_url: str, *order_ids: str) -> None:
+    rows(database_url, "UPDATE orders SET expires_at = now() - interval '1 second' "
+         "WHERE id = ANY(%s) RETURNING id", ([uuid.UUID(i) for i in order_ids],))
+
+
 def jobs(database_url: str, task_name: str) -> list[dict]:
     return rows(database_url, "SELECT id, status, attempts, queueing_lock, lock, args FROM procrastinate_jobs "
                 "WHERE task_name = %s ORDER BY id", (task_name,))
@@ -206,19 +223,18 @@ def jobs(database_url: str, task_name: str) -> list[dict]:
 
 # -- fixtures -----------------------------------------------------------------------------------------
 
+# Ports are chosen before any server starts, so that `stack_env` (and with it the API alone) does not
+# start the simulator, the SMTP server or the hook receiver: a module gets those only when one of
+# its tests asks for `sim`, `smtp`, `hook`, `kiosk` or `start_worker`.
+
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.controller.start()
-    yield sink
-    sink.controller.stop()
+def smtp_port() -> int:
+    return free_port()
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[HookSink]:
-    sink = HookSink()
-    yield sink
-    sink.server.shutdown()
+def hook_port() -> int:
+    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -227,22 +243,71 @@ def sim_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack_env(database_url: str, sim_port: int, smtp: SmtpSink, hook: HookSink) -> dict[str, str]:
+def smtp_server(smtp_port: int) -> Iterator[SmtpSink]:
+    sink = SmtpSink(smtp_port)
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+@pytest.fixture(scope="module")
+def hook_server(hook_port: int) -> Iterator[HookSink]:
+    sink = HookSink(hook_port)
+    yield sink
+    sink.server.shutdown()
+    sink.server.server_close()
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpSink) -> SmtpSink:
+    """The module's SMTP server, emptied and answering normally for this test."""
+    smtp_server.messages.clear()
+    smtp_server.refuse_next = 0
+    smtp_server.delay_next = 0
+    return smtp_server
+
+
+@pytest.fixture
+def hook(hook_server: HookSink) -> HookSink:
+    """The module's hook receiver, emptied and answering 200 at once for this test."""
+    hook_server.clear()
+    return hook_server
+
+
+@pytest.fixture(scope="module")
+def stack_env(database_url: str, sim_port: int, smtp_port: int, hook_port: int) -> dict[str, str]:
     return child_env(
         database_url,
         MP_API_BASE_URL=f"http://127.0.0.1:{sim_port}",
         KIOSK_MP_TIMEOUT_SECONDS="2",
         KIOSK_PAYMENT_MAX_ATTEMPTS="4",
         KIOSK_SMTP_HOST="127.0.0.1",
-        KIOSK_SMTP_PORT=str(smtp.port),
+        KIOSK_SMTP_PORT=str(smtp_port),
         KIOSK_SMTP_STARTTLS="false",
         KIOSK_SMTP_FROM=MAIL_FROM,
-        KIOSK_NOTIFY_URL=hook.url,
+        KIOSK_NOTIFY_URL=hook_url(hook_port),
         KIOSK_NOTIFY_SECRET=HOOK_SECRET,
         KIOSK_OUTBOUND_ALLOW_HOSTS="127.0.0.1,localhost",
         KIOSK_DELIVERY_TIMEOUT_SECONDS="5",
         KIOSK_WEBHOOK_MAX_BYTES="4096",
     )
+
+
+@pytest.fixture(scope="module")
+def same_settings(stack_env: dict[str, str]) -> Iterator[None]:
+    """This process sees the settings the API and workers see (simulator URL, SMTP, hook): for
+    modules that call payment code in-process (`pytestmark = pytest.mark.usefixtures(...)`)."""
+    ours = {k: v for k, v in stack_env.items() if k.startswith(("KIOSK_", "MP_"))}
+    saved = {k: os.environ.get(k) for k in ours}
+    os.environ.update(ours)
+    get_settings.cache_clear()
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -262,21 +327,26 @@ def sim(api: Api, stack_env: dict[str, str], sim_port: int,
 
 
 @pytest.fixture
-def kiosk(api: Api, sim: SimulatorProcess, smtp: SmtpSink, hook: HookSink) -> Iterator[Kiosk]:
-    """The kiosk API with a reset simulator and empty sinks."""
+def kiosk(api: Api, sim: SimulatorProcess) -> Iterator[Kiosk]:
+    """The kiosk API with a reset simulator (ask for `smtp`/`hook` too to see deliveries)."""
     sim.reset()
-    smtp.messages.clear()
-    smtp.refuse_next = 0
-    smtp.delay_next = 0
-    hook.clear()
     client = Kiosk(api.url)
     yield client
     client.http.close()
 
 
 @pytest.fixture
-def start_worker(stack_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Start `procrastinate worker` processes (concurrency 3, 0.5 s polling) for this test."""
+def shop(api: Api) -> Iterator[Kiosk]:
+    """The kiosk API alone, for tests that charge nothing: no simulator, SMTP server or hook."""
+    client = Kiosk(api.url)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture
+def start_worker(stack_env: dict[str, str], smtp: SmtpSink, hook: HookSink, tmp_path: Path) -> Iterator:
+    """Start `procrastinate worker` processes (concurrency 3, 0.5 s polling) for this test; they
+    deliver receipts and hooks, so the SMTP server and the hook receiver run too."""
     started: list[Worker] = []
 
     def start(**extra_env: str) -> Worker:
