@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from kiosk.devices.limiter import FailureWindow
 from tests.support.config import ADMIN_TOKEN
 from tests.support.dashboard import csrf_of, sign_in
 from tests.support.stack import rows
@@ -212,22 +211,6 @@ def test_a_device_holds_at_most_five_unpaid_orders(kiosk, database_url):
         codes = sorted(pool.map(create, range(12)))
     assert codes == [201] * 5 + [429] * 7
     assert rows(database_url, "SELECT count(*) AS n FROM orders WHERE device_id = %s", (racer["id"],))[0]["n"] == 5
-
-
-def test_failure_window_unit():
-    window = FailureWindow(limit=3, window=10, max_keys=2)
-    for t in (0, 1, 2):
-        assert window.retry_after("a", now=t) == 0
-        window.fail("a", now=t)
-    assert window.retry_after("a", now=3) == 7  # the first failure leaves the window at 10
-    assert window.retry_after("b", now=3) == 0  # per address
-    assert window.retry_after("a", now=10.5) == 0  # two failures left in the window
-    window.fail("a", now=10.6)
-    assert window.retry_after("a", now=10.6) == 1  # failures at 1, 2 and 10.6: until 11
-    assert window.retry_after("a", now=11) == 0
-    window.fail("b", now=12)
-    window.fail("c", now=12)  # more addresses than max_keys: the least recent one is forgotten
-    assert window.retry_after("a", now=12) == 0 and len(window._failures) == 2
 
 
 def test_repeated_failed_authentication_from_one_address_is_429(stack_env, database_url, tmp_path):

@@ -382,23 +382,9 @@ def test_periodic_tasks_run_on_their_cron_once_per_tick(kiosk, sim, start_worker
     ],
 )
 def test_bad_cron_is_one_line_naming_the_variable(change, expected):
-    from tests.test_settings import VALID, start_api
+    from tests.support.startup import VALID, start_api
 
     result = start_api({**VALID, **change})
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
-
-
-def test_cron_defaults_and_overrides():
-    from kiosk.settings import Settings
-
-    base = {"DATABASE_URL": "postgresql://h/d", "admin_token": "a" * 20, "MP_ACCESS_TOKEN": "t",
-            "MP_WEBHOOK_SECRET": "s"}
-    defaults = Settings(**base)  # type: ignore[arg-type]
-    assert defaults.cleanup_payment_intents_cron == "*/2 * * * *"
-    assert defaults.expire_orders_cron == "*/10 * * * *"
-    custom = Settings(**base, cleanup_payment_intents_cron=" *  * * * * */2",  # type: ignore[arg-type]
-                      expire_orders_cron="@hourly")
-    assert custom.cleanup_payment_intents_cron == "* * * * * */2"
-    assert custom.expire_orders_cron == "@hourly"

@@ -17,16 +17,6 @@ def sql(database_url):
     sql.close()
 
 
-def test_the_schedules():
-    schedules = {
-        name: task.cron for (name, _), task in queue.app.periodic_registry.periodic_tasks.items()
-    }
-    assert schedules["jobs.retry_stalled_jobs"] == "* * * * *"
-    assert schedules["jobs.prune_jobs"] == "0 * * * *"
-    assert periodic.retry_stalled_jobs.queueing_lock == "jobs.retry_stalled_jobs"
-    assert periodic.prune_jobs.lock == "jobs.prune_jobs"
-
-
 def running_on(sql: Sql, job_id: int, heartbeat_age: str) -> int:
     """Make `job_id` `doing` on a new worker whose last heartbeat is `heartbeat_age` old."""
     worker_id = sql.value(

@@ -10,11 +10,9 @@ import uuid
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from kiosk.orders import expiry
 from kiosk.payments import intents
-from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings
 from tests.support.config import ACCESS_TOKEN, ADMIN_TOKEN
 from tests.support.dashboard import csrf_of, sign_in
@@ -128,22 +126,6 @@ async def test_nothing_sent_is_error_not_unresolved(kiosk, database_url, pool, m
     (intent,) = intent_rows(database_url, order["id"])
     assert intent["status"] == "error" and not intent["outcome_unknown"]
     assert jobs(database_url, "payments.resolve_intent") == []
-
-
-async def test_client_maps_connect_errors_to_not_sent_and_read_errors_to_unknown():
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    def drop(request: httpx.Request) -> httpx.Response:
-        raise httpx.RemoteProtocolError("peer closed connection", request=request)
-
-    charge = mp.Charge("kiosk-x", 250, "T", 60, "d")
-    for handler, kind in ((refuse, mp.MPNotSent), (drop, mp.MPUnavailable)):
-        client = mp.MercadoPago("http://mp.test", SecretStr("t"), 2, transport=httpx.MockTransport(handler))
-        async with client:
-            with pytest.raises(mp.MPUnavailable) as raised:
-                await client.create_order(charge, "k")
-        assert type(raised.value) is kind
 
 
 async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim, start_worker,
@@ -469,4 +451,3 @@ def _calm_simulator(sim):
     sim.faults()
     sim.post("/_sim/chaos", {}).raise_for_status()
     sim.webhooks(True)
-

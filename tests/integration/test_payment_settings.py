@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.test_settings import VALID, start_api
+from tests.support.startup import VALID, start_api
 
 
 @pytest.mark.parametrize(
@@ -27,16 +27,3 @@ def test_bad_payment_setting_is_one_line_naming_the_variable(change, expected):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
-
-
-def test_secrets_never_in_repr():
-    from kiosk.settings import Settings
-
-    settings = Settings(**{  # type: ignore[arg-type]
-        "DATABASE_URL": "postgresql://h/d", "admin_token": "a" * 20, "MP_ACCESS_TOKEN": "t",
-        "MP_WEBHOOK_SECRET": "s", "smtp_password": "smtp-very-secret",
-        "notify_url": "https://hooks.example.com/x", "notify_secret": "notify-very-secret",
-    })
-    text = repr(settings) + str(settings.model_dump())
-    assert "smtp-very-secret" not in text and "notify-very-secret" not in text
-    assert settings.payment_expiration == "PT5M" and settings.order_ttl == 1800

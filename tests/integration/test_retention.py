@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import periodic
-from kiosk import queue, retention
+from kiosk import retention
 from kiosk.jobs import maintenance
 from kiosk.settings import SettingsError, get_settings
 from tests.support.jobs import Sql
@@ -51,13 +51,6 @@ def inbox_row(sql: Sql, name: str, state: str, age: str, job_id: int | None = No
 
 def names(sql: Sql, query: str) -> set:
     return {next(iter(row.values())) for row in sql.all(query)}
-
-
-def test_the_periodic_task_runs_hourly_on_the_default_queue():
-    schedules = {name: task.cron for (name, _), task in queue.app.periodic_registry.periodic_tasks.items()}
-    assert schedules["retention.prune_tables"] == "30 * * * *"
-    assert periodic.prune_tables.lock == "retention.prune_tables"
-    assert periodic.prune_tables.queue == "default"
 
 
 async def test_settled_inbox_rows_go_received_ones_and_those_of_running_jobs_stay(pool, sql):

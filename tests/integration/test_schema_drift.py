@@ -8,7 +8,6 @@ When a procrastinate upgrade brings a migration, this fails until a revision app
 
 import subprocess
 import sys
-from importlib import resources
 
 import psycopg
 
@@ -70,15 +69,3 @@ def test_alembic_schema_matches_procrastinate_schema(scratch_database):
             f"extra {sorted(extra)} - add a revision per new procrastinate migration "
             "(docs/migrations.md)"
         )
-
-
-def test_newest_procrastinate_migration_is_applied():
-    files = sorted(
-        p.name for p in resources.files("procrastinate.sql.migrations").iterdir()
-        if p.name.endswith(".sql")
-    )
-    revisions = "\n".join(p.read_text() for p in (PROJECT_DIR / "alembic" / "versions").glob("*.py"))
-    assert files[-1] in revisions, (
-        f"procrastinate ships migration {files[-1]} that no alembic revision names "
-        "(docs/migrations.md)"
-    )

@@ -1,26 +1,8 @@
 """A missing or invalid setting stops start-up with one clear line naming the variable."""
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.support import PROJECT_DIR
-
-VALID = {
-    "DATABASE_URL": "postgresql://127.0.0.1:1/none",
-    "KIOSK_ADMIN_TOKEN": "x" * 20,
-    "MP_ACCESS_TOKEN": "token",
-    "MP_WEBHOOK_SECRET": "secret",
-    "PATH": "/usr/bin:/bin",
-}
-
-
-def start_api(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "import kiosk.app"],
-        env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
-    )
+from tests.support.startup import VALID, start_api
 
 
 @pytest.mark.parametrize(
@@ -43,14 +25,3 @@ def test_bad_setting_is_one_line_naming_the_variable(change, expected):
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
-
-
-def test_secrets_do_not_appear_in_repr():
-    from kiosk.settings import Settings
-
-    settings = Settings(**{  # type: ignore[arg-type]
-        "DATABASE_URL": "postgresql://h/d", "admin_token": "a" * 20,
-        "MP_ACCESS_TOKEN": "APP_USR-very-secret", "MP_WEBHOOK_SECRET": "hook-secret",
-    })
-    text = repr(settings) + str(settings.model_dump())
-    assert "APP_USR-very-secret" not in text and "hook-secret" not in text and "a" * 20 not in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -92,3 +93,36 @@ def railway(name: str) -> dict:
 def command_env(env: dict[str, str], **extra: str) -> dict[str, str]:
     """`env` with the project's virtualenv first on PATH, as the image's PATH has /opt/venv/bin."""
     return {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
+
+
+GRACEFUL = re.compile(r"--shutdown-graceful-timeout[= ](\d+)")
+# Field names of Railway's config-as-code schema (railway.com/railway.schema.json) used or nearby.
+RAILWAY_BUILD_KEYS = {"builder", "dockerfilePath", "watchPatterns", "buildCommand"}
+RAILWAY_DEPLOY_KEYS = {
+    "startCommand", "preDeployCommand", "healthcheckPath", "healthcheckTimeout",
+    "restartPolicyType", "restartPolicyMaxRetries", "numReplicas", "multiRegionConfig",
+    "drainingSeconds", "overlapSeconds", "sleepApplication", "cronSchedule",
+}
+
+
+def seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)s", value)
+    assert match, f"expected a duration in seconds like '40s', got {value!r}"
+    return int(match.group(1))
+
+
+def graceful_timeout(command: list[str] | str) -> int:
+    text = command if isinstance(command, str) else " ".join(command)
+    match = GRACEFUL.search(text)
+    assert match, f"the worker command sets no --shutdown-graceful-timeout: {text}"
+    return int(match.group(1))
+
+
+def healthcheck_argv(test: list[str]) -> list[str]:
+    assert test[0] in ("CMD", "CMD-SHELL"), test
+    return test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
+
+
+def dockerfile_cmd() -> list[str]:
+    (cmd,) = dockerfile_stages()["runtime"].args("CMD")
+    return json.loads(cmd)

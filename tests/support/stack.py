@@ -149,7 +149,7 @@ class Kiosk:
     def __init__(self, url: str):
         self.url = url
         # The admin token works on the order endpoints for any order and terminal
-        # (tests/test_devices.py covers device tokens).
+        # (tests/integration/test_devices.py covers device tokens).
         self.http = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
     def product(self, sku: str, price_cents: int = 250, stock: int = 10, name: str | None = None) -> dict:
