@@ -19,6 +19,9 @@ from tests.support import PROJECT_DIR
 
 pytest.importorskip("pgserver", reason="the drills run their own embedded PostgreSQL (pgserver)")
 
+# Minutes together: `./scripts/test -m "not drill"` leaves them out, `-m drill` runs only them.
+pytestmark = pytest.mark.drill
+
 DRILLS = PROJECT_DIR / "bench" / "drills"
 
 

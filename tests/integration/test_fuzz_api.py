@@ -3,7 +3,7 @@
 Every operation gets valid and invalid inputs (schemathesis' positive and negative modes), admin
 operations with the valid token so the fuzzing reaches past authentication. Nothing may answer
 5xx, and a refused (4xx) request may change no row of any table. A short budget keeps the run in
-the default suite; FUZZ_EXAMPLES raises it (`FUZZ_EXAMPLES=300 ./scripts/test tests/test_fuzz_api.py`).
+the default suite; FUZZ_EXAMPLES raises it (`FUZZ_EXAMPLES=300 ./scripts/test tests/integration/test_fuzz_api.py`).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def test_refused_requests_store_nothing(case, status, kiosk, sim, database_url):
 
 def test_unknown_order_is_acknowledged_and_read_by_a_job(kiosk, database_url):
     """An order no intent knows by id may be ours (a create whose answer was lost): its job reads
-    it and matches its external_reference, or marks it ignored (tests/test_money.py)."""
+    it and matches its external_reference, or marks it ignored (tests/integration/test_money.py)."""
     response = notify(kiosk.url, "ORD0NOTOURS", 424242)
     assert response.status_code == 200 and response.json() == {"status": "received"}
     (row,) = rows(database_url, "SELECT state, resource_id, job_id FROM webhook_inbox")
