@@ -184,9 +184,12 @@ def test_past_its_max_age_a_hook_is_listed_resent_by_an_operator_and_audited(
     order = paid_order(kiosk, sim, email=None)
     wait_for(lambda: in_state(database_url, order["id"], "notify_paid", "pending"), timeout=60, what="a 503")
     assert metric(api.url, "kiosk_deliveries") == {"pending": 1, "sending": 0, "unknown": 0, "failed": 0}
-    # Two days later (the window moved back): the next attempt gives up instead of sending.
-    rows(database_url, "UPDATE order_deliveries SET window_started_at = now() - interval '2 days' "
-                       "RETURNING order_id")
+    # Two days later (the window moved back): the next attempt gives up instead of sending. Moved
+    # while the delivery waits, not while an attempt is out (that attempt's end would give up with
+    # its own message): the update takes the row only in `pending`, polled until it does.
+    wait_for(lambda: rows(database_url, "UPDATE order_deliveries SET window_started_at = now() - interval "
+                          "'2 days' WHERE order_id = %s AND kind = 'notify_paid' AND state = 'pending' "
+                          "RETURNING order_id", (order["id"],)), timeout=60, what="the delivery waiting")
     failed = wait_for(lambda: settled(database_url, order["id"], "notify_paid"), timeout=60, what="given up")
     assert failed["state"] == "failed"
     assert "KIOSK_DELIVERY_MAX_AGE_SECONDS" in failed["last_error"] and "HTTP 503" in failed["last_error"]
