@@ -1,6 +1,6 @@
 # One image for both roles: the API (the default command) and procrastinate workers, which run
 # the same image with `procrastinate --app=tasks.app worker ...`. See docs/deploy.md.
-# The install steps live in scripts/image-install; tests/test_deploy.py runs them too.
+# The install steps live in scripts/image-install; tests/integration/test_deploy.py runs them too.
 ARG PYTHON_IMAGE=python:3.12-slim
 
 # --- builder: a virtualenv holding the runtime dependencies and the kiosk package -------------

@@ -40,7 +40,7 @@ import psycopg  # noqa: E402
 
 from bench import scratch  # noqa: E402
 from kiosk.webhooks import signature  # noqa: E402
-from tests.payments_support import HookSink, SimulatorProcess, SmtpSink  # noqa: E402
+from tests.support.stack import HookSink, SimulatorProcess, SmtpSink  # noqa: E402
 from tests.support import Api, free_port  # noqa: E402
 
 ADMIN = {"Authorization": f"Bearer {scratch.SECRETS['KIOSK_ADMIN_TOKEN']}"}

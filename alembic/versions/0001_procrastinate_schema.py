@@ -3,8 +3,8 @@
 The schema procrastinate 3.10.0 ships (`procrastinate/sql/schema.sql`), frozen in
 `sql/procrastinate_3.10.0_schema.sql`: it equals procrastinate's migrations up to and including
 PROCRASTINATE_LAST_MIGRATION below. A later procrastinate release adds migration files; each one
-becomes its own revision after this one (docs/migrations.md), and tests/test_schema_drift.py fails
-until that is done.
+becomes its own revision after this one (docs/migrations.md), and
+tests/integration/test_schema_drift.py fails until that is done.
 
 Revision ID: 0001
 Revises:

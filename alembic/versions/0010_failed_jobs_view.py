@@ -1,6 +1,6 @@
 """view for engineers: failed jobs with their last error (from job_outcomes)
 
-docs/sql.md shows how to read it; tests/test_sql_docs.py runs every query there.
+docs/sql.md shows how to read it; tests/integration/test_sql_docs.py runs every query there.
 
 Revision ID: 0010
 Revises: 0009

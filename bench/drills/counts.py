@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.drills.harness import Load, Stack, notify
+from bench.drills.harness import WEBHOOK_SECRET, Load, Stack
+from tests.support.stack import notify
 
 
 def unfinished(stack: Stack) -> dict[str, int]:
@@ -87,10 +88,10 @@ def redeliver_unacknowledged(stack: Stack) -> int:
     does later (every 15 minutes at first): an answer other than 200 is never an acknowledgement."""
     sent = 0
     with httpx.Client(timeout=30) as client:
-        for hook in stack.sim.webhooks():
+        for hook in stack.sim.get("/_sim/webhooks"):
             if 200 not in hook["answers"] and 201 not in hook["answers"]:
-                response = notify(client, stack.api.url, hook["order_id"], hook["notification_id"],
-                                  hook["action"])
+                response = notify(stack.api.url, hook["order_id"], hook["notification_id"],
+                                  hook["action"], secret=WEBHOOK_SECRET, client=client)
                 hook["answers"].append(response.status_code)
                 sent += 1
     return sent
@@ -147,7 +148,7 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
         "SELECT id, order_id::text, provider_order_id, status FROM payment_intents "
         "WHERE provider_order_id IS NOT NULL")}
     charged: Counter[str] = Counter()
-    for sim_order in stack.sim.orders():
+    for sim_order in stack.sim.get("/_sim/orders"):
         if sim_order["status"] != "processed":
             continue
         intent = intents.get(sim_order["id"])
@@ -223,7 +224,7 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     inbox = stack.db("SELECT notification_id, state FROM webhook_inbox")
     report.figures["inbox by state"] = dict(sorted(Counter(r["state"] for r in inbox).items()))
     stored = {r["notification_id"] for r in inbox}
-    webhooks = stack.sim.webhooks()
+    webhooks = stack.sim.get("/_sim/webhooks")
     acked = [w for w in webhooks if 200 in w["answers"] or 201 in w["answers"]]
     report.figures["notifications sent / acknowledged"] = f"{len(webhooks)} / {len(acked)}"
     for w in acked:

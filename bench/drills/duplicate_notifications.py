@@ -85,7 +85,7 @@ def main() -> int:
     rng = harness.seeded(args)
     report = Report("duplicate-notifications")
     with Stack(args, "dup") as stack:
-        stack.sim.control("/_sim/config", {"webhooks": False})
+        stack.sim.webhooks(False)
         load = Load(stack.api.url, stack.sim, orders=args.notifications, duration=args.duration,
                     customers=args.customers)
         load.join(args.duration + 60)

@@ -4,22 +4,17 @@ A drill owns everything it runs: a private embedded PostgreSQL in a temporary fo
 server someone else uses), uvicorn, the Mercado Pago simulator, `procrastinate worker` processes
 under a supervisor that restarts them the way production does (Compose `restart: unless-stopped`,
 Railway `ALWAYS`), a real SMTP server (aiosmtpd) and a notify-hook receiver; customers paying
-orders; the stalled-job sweep. bench/drills/counts.py settles and counts.
+orders; the stalled-job sweep. bench/drills/counts.py settles and counts. The servers, receivers,
+polling and the sweep come from the test support package (tests/support/), as the tests use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
-import email
-import hashlib
-import hmac
-import json
 import os
 import random
-import re
 import shutil
 import signal
 import sys
@@ -27,9 +22,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +35,10 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
-from tests.support import Api, Process, Worker, free_port  # noqa: E402
+from tests.support.processes import Api, Worker, free_port  # noqa: E402
+from tests.support.receivers import HookCounter, SmtpCounter  # noqa: E402
+from tests.support.stack import SimulatorProcess  # noqa: E402
+from tests.support.sweep import Sweeper  # noqa: E402
 
 ADMIN_TOKEN = "drill-admin-token-0123456789"
 # The order endpoints take a device token or the admin token; the drills use the admin token.
@@ -109,182 +106,6 @@ def migrate(database_url: str) -> None:
 def query(database_url: str, sql: str, params: Any = None) -> list[dict]:
     with psycopg.connect(database_url, row_factory=dict_row, connect_timeout=10) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-# -- receivers: SMTP and the notify hook ----------------------------------------------------------
-
-_RECEIPT_ID = re.compile(r"<receipt\.([0-9a-f-]{36})@")
-
-
-class Receiver:
-    """What both receivers keep: copies per order, the keys they carried, calls held open.
-
-    `delay` (seconds) holds every answer that long *after* the copy was counted, as a slow
-    receiver does: a sender killed meanwhile cannot know it was delivered (the kill-while-sending
-    drills). `in_flight`: order id -> when a held call arrived.
-    """
-
-    def __init__(self) -> None:
-        self.per_order: Counter[str] = Counter()
-        self.keys: dict[str, set[str]] = defaultdict(set)  # Message-ID / Idempotency-Key per order
-        self.bodies: dict[str, set[str]] = defaultdict(set)  # sha256 of each copy's content
-        self.in_flight: dict[str, float] = {}
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-    def count(self, order_id: str, key: str, content: bytes) -> None:
-        with self.lock:
-            self.per_order[order_id] += 1
-            self.keys[order_id].add(key)
-            self.bodies[order_id].add(hashlib.sha256(content).hexdigest())
-
-    def holding(self, since: float) -> set[str]:
-        """Orders whose call is being held and arrived after `since` (monotonic seconds)."""
-        with self.lock:
-            return {order_id for order_id, at in self.in_flight.items() if at >= since}
-
-    def hold(self, order_id: str) -> float:
-        with self.lock:
-            delay = self.delay
-            if delay:
-                self.in_flight[order_id] = time.monotonic()
-        return delay
-
-    def release(self, order_id: str) -> None:
-        with self.lock:
-            self.in_flight.pop(order_id, None)
-
-
-class SmtpCounter(Receiver):
-    """aiosmtpd on a free loopback port; counts receipts per order (by their stable Message-ID)."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        super().__init__()
-        self.unrecognised = 0
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
-        message = email.message_from_bytes(envelope.content)
-        message_id = message.get("Message-ID", "")
-        match = _RECEIPT_ID.search(message_id)
-        if not match:
-            with self.lock:
-                self.unrecognised += 1
-            return "250 OK"
-        order_id = match.group(1)
-        # The content without the transport's own headers (aiosmtpd may add none, a relay would).
-        self.count(order_id, message_id, message.get_payload(decode=True) or b"")
-        delay = self.hold(order_id)
-        if delay:
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self.release(order_id)
-        return "250 OK"
-
-    def close(self) -> None:
-        self.controller.stop()
-
-
-class HookCounter(Receiver):
-    """An HTTP server counting the notify hook's signed POSTs per order (the body's `order_id`),
-    with the Idempotency-Key and the body of every copy; a call with a bad signature is not
-    counted, only noted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bad_signature = 0
-        counter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                key = self.headers.get("Idempotency-Key", "")
-                valid = counter.signed(self.headers.get("X-Kiosk-Signature", ""), body)
-                order_id = None
-                with contextlib.suppress(ValueError, AttributeError):
-                    order_id = str(json.loads(body).get("order_id"))
-                if valid and order_id:
-                    counter.count(order_id, key, body)
-                    delay = counter.hold(order_id)
-                    if delay:
-                        time.sleep(delay)
-                        counter.release(order_id)
-                else:
-                    with counter.lock:
-                        counter.bad_signature += 1
-                with contextlib.suppress(OSError):  # the sender may have been killed meanwhile
-                    self.send_response(200)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/order-paid"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @staticmethod
-    def signed(header: str, body: bytes) -> bool:
-        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-        expected = hmac.new(HOOK_SECRET.encode(), f"{parts.get('t')}.".encode() + body,
-                            hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, parts.get("v1", ""))
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
-# -- the Mercado Pago simulator ---------------------------------------------------------------------
-
-class Simulator(Process):
-    def __init__(self, env: dict[str, str], log_dir: Path, port: int, webhook_url: str):
-        self.url = f"http://127.0.0.1:{port}"
-        super().__init__("simulator", [sys.executable, "-m", "kiosk.cli", "simulator", "--port",
-                                       str(port), "--webhook-url", webhook_url], env, log_dir)
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if self.http.get("/_sim/orders").status_code == 200:
-                    break
-            if not self.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"simulator did not start:\n{self.output()}")
-            time.sleep(0.1)
-
-    def control(self, path: str, body: dict | None = None) -> dict:
-        response = self.http.post(path, json=body or {})
-        response.raise_for_status()
-        return response.json()
-
-    def orders(self) -> list[dict]:
-        return self.http.get("/_sim/orders").json()
-
-    def webhooks(self) -> list[dict]:
-        return self.http.get("/_sim/webhooks").json()
-
-
-def notify(client: httpx.Client, api_url: str, provider_order_id: str, notification_id: int,
-           action: str) -> httpx.Response:
-    """POST one notification signed like Mercado Pago (a fresh request id and timestamp)."""
-    from kiosk.webhooks import signature
-
-    request_id = str(uuid.uuid4())
-    body = {"id": notification_id, "type": "order", "action": action, "api_version": "v1",
-            "application_id": "2836150016842090", "date_created": "2026-11-25T12:01:07Z",
-            "live_mode": False, "user_id": "1243567810",
-            "data": {"id": provider_order_id, "status": action.removeprefix("order.")}}
-    headers = {"x-signature": signature.header(WEBHOOK_SECRET, provider_order_id, request_id),
-               "x-request-id": request_id}
-    return client.post(f"{api_url}/webhooks/mercadopago",
-                       params={"data.id": provider_order_id, "type": "order"},
-                       json=body, headers=headers)
 
 
 # -- workers under a supervisor -------------------------------------------------------------------
@@ -386,79 +207,6 @@ class Supervisor:
                 slot.process.stop(timeout=30)
 
 
-# -- the stalled-job sweep ------------------------------------------------------------------------
-
-async def drill_retry_stalled_jobs(job_manager: Any, *, stalled_after: float) -> list[int]:
-    """Put the jobs of workers silent for `stalled_after` seconds back to `todo`; their ids.
-
-    procrastinate's public API: `get_stalled_jobs` then `retry_job`. A stalled job whose queueing
-    lock is now held by a newer waiting job cannot go back to `todo` (unique index), and that
-    waiting job cannot start while the stalled one holds their shared `lock`: first drop the
-    stalled job's queueing lock, as `tasks/payments.py` does before its own retries (#1543).
-    """
-    from procrastinate import exceptions
-
-    from kiosk import queue
-
-    retried = []
-    for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
-        assert job.id is not None
-        try:
-            await job_manager.retry_job(job)
-        except exceptions.ConnectorException:
-            await queue.release_queueing_lock(job.id)
-            try:
-                await job_manager.retry_job(job)
-            except exceptions.ConnectorException:
-                continue  # it finished (or was retried) meanwhile
-        retried.append(job.id)
-    return retried
-
-
-# The sweep the drills run. When the worker branch's periodic `jobs.retry_stalled_jobs` lands,
-# switch with one line: `from kiosk.jobs.maintenance import retry_stalled_jobs as retry_stalled`
-# (same signature), or set `Sweeper.enabled = False` and let the workers' periodic task do it.
-retry_stalled = drill_retry_stalled_jobs
-
-
-class Sweeper:
-    """Runs the stalled-job sweep every `every` seconds in a thread of the drill process."""
-
-    enabled = True
-
-    def __init__(self, stalled_after: float, every: float = 2.0):
-        self.stalled_after, self.every = stalled_after, every
-        self.retried: list[int] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        if self.enabled:
-            self.thread.start()
-
-    async def _run(self) -> None:
-        from kiosk import db
-        from kiosk.queue import app
-
-        pool = db.create_pool(role="drill", min_size=1, max_size=2, timeout=5)
-        await pool.open(wait=False)
-        await app.open_async(pool)
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.retried += await retry_stalled(app.job_manager, stalled_after=self.stalled_after)
-                except Exception:  # noqa: BLE001 - the database may be down: try again later
-                    self.errors += 1
-                await asyncio.sleep(self.every)
-        finally:
-            await app.close_async()
-            await db.close_pool()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=30)
-
-
 # -- load: customers paying orders ----------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -476,7 +224,7 @@ class Load:
     approving card at the simulator. A refused call (503, no connection) is retried, as a kiosk
     front end would, until `give_up` seconds have passed for that step."""
 
-    def __init__(self, api_url: str, sim: Simulator, *, orders: int, duration: float,
+    def __init__(self, api_url: str, sim: SimulatorProcess, *, orders: int, duration: float,
                  customers: int = 4, give_up: float = 120.0, rate: float | None = None):
         self.api_url, self.sim = api_url, sim
         self.orders, self.duration, self.give_up = orders, duration, give_up
@@ -595,7 +343,7 @@ class Stack:
         self.database_url = self.pg.create_database(f"drill_{name}")
         self.smtp = SmtpCounter()
         self._close.append(self.smtp.close)
-        self.hook = HookCounter()
+        self.hook = HookCounter(HOOK_SECRET)
         self._close.append(self.hook.close)
         self.sim_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KIOSK_", "MP_"))}
@@ -619,7 +367,7 @@ class Stack:
         migrate(self.database_url)
         self.api = Api(env, self.log_dir, workers=args.api_processes)
         self._close.append(self.api.stop)
-        self.sim = Simulator(env, self.log_dir, self.sim_port, f"{self.api.url}/webhooks/mercadopago")
+        self.sim = SimulatorProcess(env, self.log_dir, self.sim_port, f"{self.api.url}/webhooks/mercadopago")
         self._close.append(self.sim.stop)
         response = httpx.put(f"{self.api.url}/admin/products/{SKU}", timeout=30,
                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
@@ -677,24 +425,6 @@ def seeded(args: argparse.Namespace) -> random.Random:
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     args.seed = seed
     return random.Random(seed)
-
-
-def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if value := condition():
-                return value
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def until(condition: Callable[[], Any], timeout: float) -> bool:
-    """Like `wait`, but False instead of an error after `timeout`."""
-    try:
-        return bool(wait(condition, timeout, "condition"))
-    except TimeoutError:
-        return False
 
 
 def tail(path: Path, lines: int = 5) -> str:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.drills import counts, harness  # noqa: E402
 from bench.drills.counts import Report  # noqa: E402
 from bench.drills.harness import Load, Stack, log  # noqa: E402
+from tests.support.processes import wait_for  # noqa: E402
 
 
 def jobs_running(stack: Stack) -> dict[str, int]:
@@ -44,7 +45,7 @@ def hold_mp_reads(stack: Stack, workers: int, seconds: float) -> bool:
     notification job waiting on it and runs nothing else. Receipt and hook jobs of orders paid
     just before may still wait for a free slot: they are not running, so the kill cannot cut
     them. True once so, False after `seconds`."""
-    stack.sim.control("/_sim/faults", {"delay_next": 1000, "delay_seconds": seconds, "method": "GET"})
+    stack.sim.faults(delay_next=1000, delay_seconds=seconds, method="GET")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         row = stack.db("""
@@ -102,11 +103,12 @@ def main() -> int:
         kills = []
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
-            harness.wait(lambda: load.reached(share), args.duration + 60, "the kill's turn")
+            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
+                     what="the kill's turn")
             mode = args.during if args.during != "send" else ("hook-send", "receipt-send")[i % 2]
             held = mode == "mp-read" and hold_mp_reads(stack, args.workers, 4)
             sending = mode in SENDS and hold_sends(stack, mode, args.workers, 30)
-            running = harness.wait(stack.supervisor.running, 60, "a running worker")
+            running = wait_for(stack.supervisor.running, timeout=60, interval=0.1, what="a running worker")
             victim = rng.choice(running)
             doing = jobs_running(stack)
             pid = stack.supervisor.signal(victim, signal.SIGKILL)
@@ -116,7 +118,7 @@ def main() -> int:
                          + (f" ({mode}: answers held for orders {sending})" if sending else ""))
             log(f"kill -9 {kills[-1]}")
             if mode == "mp-read":
-                stack.sim.control("/_sim/faults", {})  # reads answer at once again
+                stack.sim.faults()  # reads answer at once again
                 if not held:
                     report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
             if mode in SENDS:

@@ -40,6 +40,7 @@ from bench.drills import counts, harness  # noqa: E402
 from bench.drills.counts import Report  # noqa: E402
 from bench.drills.harness import ADMIN_TOKEN, SKU, Stack, log  # noqa: E402
 from bench.drills.kill_worker import hold_mp_reads  # noqa: E402
+from tests.support.processes import wait_for  # noqa: E402
 
 INITIAL_STOCK = 1_000_000  # what the harness puts on the shelf
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -232,7 +233,7 @@ def settle(stack: Stack, timeout: float) -> bool:
 
 def check_invariant(stack: Stack, report: Report) -> None:
     """The invariant, from the simulator's records against the kiosk's tables."""
-    sim_orders = stack.sim.orders()
+    sim_orders = stack.sim.get("/_sim/orders")
     intents = {r["external_reference"]: r for r in stack.db(
         "SELECT id, order_id::text, external_reference, provider_order_id, status, refund_status "
         "FROM payment_intents")}
@@ -317,28 +318,28 @@ def main() -> int:
         chaos = {"seed": args.seed, "fail_after": args.fault_rate, "late": args.fault_rate,
                  "late_seconds": args.mp_timeout + 1, "drop": args.fault_rate,
                  "webhook_delay": 2.0, "webhook_duplicate": 0.2}
-        stack.sim.control("/_sim/chaos", chaos)
+        stack.sim.chaos(**chaos)
         began = time.monotonic()
         customers = Customers(stack, rng, orders=args.orders, customers=args.customers,
                               order_ttl=args.order_ttl)
         kills = []
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
-            harness.wait(lambda: customers.done() or customers.sold() >= args.orders * share,
-                         args.duration, "the kill's turn")
+            wait_for(lambda: customers.done() or customers.sold() >= args.orders * share,
+                     timeout=args.duration, interval=0.1, what="the kill's turn")
             held = hold_mp_reads(stack, args.workers, 4)
-            running = harness.wait(stack.supervisor.running, 60, "a running worker")
+            running = wait_for(stack.supervisor.running, timeout=60, interval=0.1, what="a running worker")
             victim = rng.choice(running)
             doing = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
             pid = stack.supervisor.signal(victim, signal.SIGKILL)
-            stack.sim.control("/_sim/faults", {})
+            stack.sim.faults()
             kills.append(f"t={time.monotonic() - began:.1f}s {victim.name} pid {pid}, {doing} jobs running"
                          + (", every worker held on a Mercado Pago read" if held else ""))
             log(f"kill -9 {kills[-1]}")
         customers.join(args.duration)
         load_elapsed = time.monotonic() - began
-        chaos_counts = stack.sim.http.get("/_sim/chaos").json()["counts"]
-        stack.sim.control("/_sim/chaos", {})  # Mercado Pago behaves again: everything can settle
+        chaos_counts = stack.sim.get("/_sim/chaos")["counts"]
+        stack.sim.chaos()  # Mercado Pago behaves again: everything can settle
         log(f"load done in {load_elapsed:.0f}s; settling")
         settled = settle(stack, args.settle_timeout + args.order_ttl)
         if not settled and counts.redeliver_unacknowledged(stack):

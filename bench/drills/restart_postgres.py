@@ -36,6 +36,7 @@ import httpx  # noqa: E402
 from bench.drills import counts, harness  # noqa: E402
 from bench.drills.counts import Report  # noqa: E402
 from bench.drills.harness import Load, Stack, log  # noqa: E402
+from tests.support.processes import until, wait_for  # noqa: E402
 
 SLOW_ANSWER = 12.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
 
@@ -103,7 +104,8 @@ def main() -> int:
         outages = []
         for i in range(args.outages):
             share = (i + 1) / (args.outages + 1)
-            harness.wait(lambda: load.reached(share), args.duration + 60, "the outage's turn")
+            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
+                     what="the outage's turn")
             exits_before = sum(len(s.exits) for s in stack.supervisor.slots)
             stack.pg.stop(args.mode)
             stopped = time.monotonic()  # pg_ctl -w returned: the server is down
@@ -113,7 +115,7 @@ def main() -> int:
             stack.pg.start()
             log("PostgreSQL started again")
             ok_at = first_ok_after(probe, restarted, args.recover_timeout)
-            workers_back = harness.until(
+            workers_back = until(
                 lambda: len(stack.supervisor.running()) == args.workers and all(
                     time.monotonic() - s.exits[-1][0] > 3 if s.exits else True
                     for s in stack.supervisor.slots),

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.drills import counts, harness  # noqa: E402
 from bench.drills.counts import Report  # noqa: E402
 from bench.drills.harness import Load, Stack, log  # noqa: E402
+from tests.support.processes import until, wait_for  # noqa: E402
 
 GRACE = 25 + 15  # the graceful timeout, plus the time to start and unregister
 
@@ -41,15 +42,16 @@ def main() -> int:
         rounds = []
         for i in range(args.rounds):
             share = (i + 1) / (args.rounds + 1)
-            harness.wait(lambda: load.reached(share), args.duration + 60, "the round's turn")
-            harness.wait(supervisor.ready, 60, "every worker running")
+            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
+                     what="the round's turn")
+            wait_for(supervisor.ready, timeout=60, interval=0.1, what="every worker running")
             running = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
             exits_before = [len(s.exits) for s in supervisor.slots]
             supervisor.pause()
             signalled = time.monotonic()
             for slot in supervisor.slots:
                 supervisor.signal(slot, signal.SIGTERM)
-            stopped = harness.until(supervisor.stopped, GRACE)
+            stopped = until(supervisor.stopped, GRACE)
             took = time.monotonic() - signalled
             codes = [harness.signal_name(code) for slot, n in zip(supervisor.slots, exits_before)
                      for _, code in slot.exits[n:]]
