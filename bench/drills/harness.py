@@ -249,7 +249,7 @@ class Load:
             self.sales.append(sale)
             return sale
 
-    def _call(self, client: httpx.Client, method: str, url: str, body: dict, ok: set[int],
+    def _call(self, client: httpx.Client, method: str, url: str, body: dict | None, ok: set[int],
               what: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
         deadline = time.monotonic() + self.give_up
         while time.monotonic() < deadline:
@@ -286,17 +286,36 @@ class Load:
             return
         sale.order_id = order.json()["id"]
         intent = self._call(client, "POST", f"{self.api_url}/orders/{sale.order_id}/payment-intents",
-                            {"terminal_id": sale.terminal}, {201}, "POST payment-intents", ADMIN_AUTH)
-        if intent is None or intent.status_code != 201:
+                            {"terminal_id": sale.terminal}, {201, 202}, "POST payment-intents", ADMIN_AUTH)
+        if intent is not None and intent.status_code == 201:
+            sale.provider_order_id = intent.json()["provider_order_id"]
+        elif intent is not None and (intent.status_code == 202 or "open payment intent" in intent.text):
+            # As a kiosk does: the answer was lost (202 `unresolved`), or an earlier try created the
+            # charge before its answer was lost (409 naming the open intent): follow the order.
+            sale.provider_order_id = self._live_charge(client, sale)
+        if sale.provider_order_id is None:
             sale.note = f"charge not started ({intent.text if intent else 'gave up'})"
             return
-        sale.provider_order_id = intent.json()["provider_order_id"]
         tap = self._call(client, "POST", f"{self.sim.url}/_sim/terminals/{sale.terminal}/approve", {},
                          {200}, "tap")
         if tap is not None and tap.status_code == 200 and tap.json()["status"] == "processed":
             sale.approved = True
         else:
             sale.note = f"tap failed ({tap.text if tap else 'gave up'})"
+
+    def _live_charge(self, client: httpx.Client, sale: Sale, timeout: float = 60) -> str | None:
+        """The Mercado Pago order of the sale's open charge on its terminal, once the kiosk knows it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            order = self._call(client, "GET", f"{self.api_url}/orders/{sale.order_id}", None, {200},
+                               "GET /orders", ADMIN_AUTH)
+            charges = order.json().get("payment_intents") or [] if order is not None and order.status_code == 200 else []
+            for charge in charges:
+                if (charge["terminal_id"] == sale.terminal and charge["provider_order_id"]
+                        and charge["status"] in ("created", "at_terminal")):
+                    return charge["provider_order_id"]
+            time.sleep(0.5)
+        return None
 
     def stop(self) -> None:
         self._stop.set()
