@@ -24,12 +24,11 @@ from kiosk import migrations, secretbox
 from kiosk.settings import get_settings
 from tests.support.config import SECRET_KEY
 from tests.support.dashboard import sign_in
-from tests.support.schedules import ALLOW_LOOPBACK, AUTH, Target, count, create, run_row, runs
+from tests.support.schedules import ALLOW_LOOPBACK, AUTH, FAST, Target, count, create, run_row, runs
 from tests.support import PROJECT_DIR, Api, Worker, child_env, wait_for
 
 MASK = "********"
 YEARLY = "0 0 1 1 *"  # never fires during a test: runs come from "run now"
-FAST = {"KIOSK_SCHEDULES_DISPATCH_EVERY": "2", "KIOSK_SCHEDULES_RETRY_BACKOFF_SECONDS": "0.2"}
 SECRETS = {
     "authorization": "Bearer tok-AAAA1111",
     "bearer": "xb-BBBB2222",
@@ -37,13 +36,6 @@ SECRETS = {
     "query": "qk-DDDD4444",
     "body": "bd-EEEE5555",
 }
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    server = Target()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,11 @@ import httpx
 import pytest
 
 from tests.support.schedules import (
-    ALLOW_LOOPBACK, AUTH, Target, count, create, db_runs, run_row, runs,
+    ALLOW_LOOPBACK, AUTH, FAST, Target, count, create, db_runs, run_row, runs,
 )
 from tests.support import Api, Worker, child_env, free_port, wait_for
 
-FAST = {"KIOSK_SCHEDULES_DISPATCH_EVERY": "2", "KIOSK_SCHEDULES_RETRY_BACKOFF_SECONDS": "0.2"}
 SECRET = "s3cr3t-api-key-value"
-
-
-@pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    server = Target()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

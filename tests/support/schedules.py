@@ -5,17 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from tests.support.config import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ALLOW_LOOPBACK = {"KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1,localhost"}
+# Dispatch every 2 s and retry after 0.2 s, so a test sees a schedule's runs in seconds.
+FAST = {"KIOSK_SCHEDULES_DISPATCH_EVERY": "2", "KIOSK_SCHEDULES_RETRY_BACKOFF_SECONDS": "0.2"}
 
 
 @dataclass
@@ -130,3 +134,11 @@ def run_row(database_url: str, run_id: int) -> dict | None:
 def count(database_url: str, query: str, *params: object) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute(query, params).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    """A local HTTP server scheduled requests are sent to (one per module)."""
+    server = Target()
+    yield server
+    server.close()
