@@ -32,7 +32,11 @@ async def dispatch_schedules(timestamp: int) -> None:
 async def retry_stalled_jobs(timestamp: int) -> dict[str, list[int]]:
     """Jobs of workers silent for KIOSK_WORKER_STALLED_AFTER seconds go back to `todo`."""
     stalled_after = get_settings().worker_stalled_after
-    return {"retried": await maintenance.retry_stalled_jobs(app.job_manager, stalled_after=stalled_after)}
+    return {
+        "retried": await maintenance.retry_stalled_jobs(
+            app.job_manager, stalled_after=stalled_after
+        )
+    }
 
 
 @app.periodic(cron="0 * * * *", periodic_id="hourly")
@@ -50,6 +54,7 @@ async def prune_jobs(timestamp: int) -> dict[str, int]:
 async def prune_tables(timestamp: int) -> dict[str, int]:
     """Inbox, schedule runs, exports and audit rows past their KIOSK_RETAIN_*_DAYS are deleted."""
     return await retention.prune_tables()
+
 
 # Payments and orders: each tick only lists the work and defers one job per intent / order with
 # that order's `lock` (tasks/payments.py, tasks/orders.py): provider errors stay per intent, and

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging.config
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 
+from alembic import context
 from kiosk.migrations import sqlalchemy_url
 
 config = context.config

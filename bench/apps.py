@@ -47,5 +47,6 @@ for _app in (bare_app, kiosk_app):
 
 
 if os.environ.get("BENCH_NO_OUTCOMES"):
-    kiosk_app.worker_defaults = {k: v for k, v in kiosk_app.worker_defaults.items()
-                                 if k != "worker_middleware"}
+    kiosk_app.worker_defaults = {
+        k: v for k, v in kiosk_app.worker_defaults.items() if k != "worker_middleware"
+    }

@@ -14,8 +14,16 @@ import time
 import psycopg
 
 QUEUES = ["default", "mail", "payments", "exports"]
-TASKS = ["orders.expire", "mail.receipt", "payments.process_notification", "exports.orders_csv",
-         "orders.notify", "mail.digest", "payments.reconcile", "exports.cleanup"]
+TASKS = [
+    "orders.expire",
+    "mail.receipt",
+    "payments.process_notification",
+    "exports.orders_csv",
+    "orders.notify",
+    "mail.digest",
+    "payments.reconcile",
+    "exports.cleanup",
+]
 
 FINISHED = [
     # Finished jobs, oldest first, spread over the last 7 days: job i of N at now - 7d + i * 7d / N.
@@ -89,8 +97,13 @@ def fill(url: str, rows: int, *, waiting: bool = True, outcomes: bool = False) -
     finished job.
     """
     started = time.perf_counter()
-    params = {"rows": rows, "failed": max(10, rows // 500), "todo": max(10, rows // 200),
-              "queues": QUEUES, "tasks": TASKS}
+    params = {
+        "rows": rows,
+        "failed": max(10, rows // 500),
+        "todo": max(10, rows // 200),
+        "queues": QUEUES,
+        "tasks": TASKS,
+    }
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
             # Triggers off (procrastinate's event and notify triggers): events are written below.
@@ -104,12 +117,18 @@ def fill(url: str, rows: int, *, waiting: bool = True, outcomes: bool = False) -
                 conn.execute(AUDIT)
         if waiting:
             # Two workers: one live running a job, one stalled.
-            conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) "
-                         "VALUES (now()), (now() - interval '1 hour')")
-            conn.execute("UPDATE procrastinate_jobs SET status = 'doing', "
-                         "worker_id = (SELECT min(id) FROM procrastinate_workers) "
-                         "WHERE id = (SELECT max(id) FROM procrastinate_jobs)")
-        conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes, admin_audit")
+            conn.execute(
+                "INSERT INTO procrastinate_workers (last_heartbeat) "
+                "VALUES (now()), (now() - interval '1 hour')"
+            )
+            conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'doing', "
+                "worker_id = (SELECT min(id) FROM procrastinate_workers) "
+                "WHERE id = (SELECT max(id) FROM procrastinate_jobs)"
+            )
+        conn.execute(
+            "VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes, admin_audit"
+        )
         # Write the fill out now: a checkpoint's writeback under the first measurement slows it.
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")

@@ -72,11 +72,22 @@ class Stamps:
         return self.seen[seq]
 
 
-async def sample(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
-                 gap: tuple[float, float], pids: list[int], quiet: tuple[float, float]) -> dict:
+async def sample(
+    url: str,
+    names: list[str],
+    count: int,
+    stamps: Stamps,
+    first_seq: int,
+    gap: tuple[float, float],
+    pids: list[int],
+    quiet: tuple[float, float],
+) -> dict:
     from kiosk import db, queue
 
-    figures = {name: {"latency": [], "fetched": [], "commit": [], "others": [], "busy": []} for name in names}
+    figures = {
+        name: {"latency": [], "fetched": [], "commit": [], "others": [], "busy": []}
+        for name in names
+    }
 
     def ours() -> float:  # CPU seconds of this process, the workers and the server
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -124,33 +135,70 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
     try:
         figures = {}
         if args.samples:
-            figures.update(await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15), args))
+            figures.update(
+                await run_with(url, ["kiosk", "bare"], args.samples, stamps, 0, (0.05, 0.15), args)
+            )
         if args.polled:
-            figures.update(await run_with(url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 1.05), args))
+            figures.update(
+                await run_with(
+                    url, ["kiosk-polled"], args.polled, stamps, 10**6, (0.05, 1.05), args
+                )
+            )
         return figures
     finally:
         await queue.app.close_async()
         await db.close_pool()
 
 
-async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first_seq: int,
-                   gap: tuple[float, float], args: argparse.Namespace) -> dict:
+async def run_with(
+    url: str,
+    names: list[str],
+    count: int,
+    stamps: Stamps,
+    first_seq: int,
+    gap: tuple[float, float],
+    args: argparse.Namespace,
+) -> dict:
     env = scratch.env(url, BENCH_STAMPS=str(stamps.path))
     since = scratch.db_now(url)
-    workers = [scratch.worker(f"bench-{name}", WORKERS[name][0], env, f"--queues={WORKERS[name][1]}",
-                              *WORKERS[name][2]) for name in names]
+    workers = [
+        scratch.worker(
+            f"bench-{name}",
+            WORKERS[name][0],
+            env,
+            f"--queues={WORKERS[name][1]}",
+            *WORKERS[name][2],
+        )
+        for name in names
+    ]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             if any("--no-listen-notify" in WORKERS[name][2] for name in names):
-                scratch.wait_for(lambda: conn.execute(
-                    "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat >= %s",
-                    (since,)).fetchone()[0] >= len(names), 60, "workers registered")
+                scratch.wait_for(
+                    lambda: (
+                        conn.execute(
+                            "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat >= %s",
+                            (since,),
+                        ).fetchone()[0]
+                        >= len(names)
+                    ),
+                    60,
+                    "workers registered",
+                )
             else:
                 scratch.wait_listening(conn, workers, since)
         await asyncio.sleep(1)
         print(f"  {', '.join(names)}: {count} jobs each, load {scratch.load():.1f}", flush=True)
-        figures = await sample(url, names, count, stamps, first_seq, gap, [w.pid for w in workers],
-                               (args.max_busy, args.quiet_wait))
+        figures = await sample(
+            url,
+            names,
+            count,
+            stamps,
+            first_seq,
+            gap,
+            [w.pid for w in workers],
+            (args.max_busy, args.quiet_wait),
+        )
         print(f"  done, load {scratch.load():.1f}", flush=True)
         return figures
     finally:
@@ -159,15 +207,34 @@ async def run_with(url: str, names: list[str], count: int, stamps: Stamps, first
 
 def main() -> int:
     scratch.stop_cleanly()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=500, help="jobs per variant with NOTIFY (default 500)")
-    parser.add_argument("--polled", type=int, default=40, help="jobs for the polling-only worker (default 40)")
-    parser.add_argument("--max-busy", type=float, default=0.3,
-                        help="before each block of 50, wait for a second with the cores at most this busy")
-    parser.add_argument("--quiet-wait", type=float, default=30, help="... for at most this many seconds (default 30)")
-    parser.add_argument("--max-others", type=float, default=0.3,
-                        help="also report the jobs of blocks during which other processes used at most "
-                             "this many cores (default 0.3)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--samples", type=int, default=500, help="jobs per variant with NOTIFY (default 500)"
+    )
+    parser.add_argument(
+        "--polled", type=int, default=40, help="jobs for the polling-only worker (default 40)"
+    )
+    parser.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.3,
+        help="before each block of 50, wait for a second with the cores at most this busy",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30,
+        help="... for at most this many seconds (default 30)",
+    )
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.3,
+        help="also report the jobs of blocks during which other processes used at most "
+        "this many cores (default 0.3)",
+    )
     args = parser.parse_args()
     print(scratch.machine())
     stamps = Stamps(scratch.LOGS / f"stamps-{os.getpid()}.txt")
@@ -182,7 +249,9 @@ def main() -> int:
     finally:
         stamps.path.unlink(missing_ok=True)
     print("\ncommit-to-start, milliseconds")
-    print("| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores |")
+    print(
+        "| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, values in figures.items():
         rows = list(zip(values["latency"], values["fetched"], values["commit"], values["others"]))
@@ -192,9 +261,11 @@ def main() -> int:
                 continue
             latency, fetched, commit, others = (list(column) for column in zip(*chosen))
             p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
-            print(f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
-                  f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
-                  f"{scratch.percentile(commit, 50):.2f} | {min(others):.2f}–{max(others):.2f} |")
+            print(
+                f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
+                f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
+                f"{scratch.percentile(commit, 50):.2f} | {min(others):.2f}–{max(others):.2f} |"
+            )
     return 0
 
 

@@ -28,22 +28,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kiosk.http_limits import HeadLimit  # noqa: E402
 from kiosk.webhooks import inbox, signature  # noqa: E402
 
-BODY = json.dumps({
-    "id": 123456789012, "type": "order", "action": "order.processed", "api_version": "v1",
-    "application_id": "2836150016842090", "date_created": "2026-11-25T12:01:07Z", "live_mode": False,
-    "user_id": "1243567810", "data": {"id": "ORD01JQ4S4KY8HWQ6NA5PXB65B3D3", "status": "processed"},
-})
+BODY = json.dumps(
+    {
+        "id": 123456789012,
+        "type": "order",
+        "action": "order.processed",
+        "api_version": "v1",
+        "application_id": "2836150016842090",
+        "date_created": "2026-11-25T12:01:07Z",
+        "live_mode": False,
+        "user_id": "1243567810",
+        "data": {"id": "ORD01JQ4S4KY8HWQ6NA5PXB65B3D3", "status": "processed"},
+    }
+)
 REQUEST_ID = str(uuid.uuid4())
 HEADERS = [
-    (b"host", b"kiosk.example.com"), (b"user-agent", b"MercadoPago WebHook v1.0"),
-    (b"accept", b"*/*"), (b"content-type", b"application/json"),
-    (b"content-length", str(len(BODY)).encode()), (b"x-request-id", REQUEST_ID.encode()),
-    (b"x-signature", signature.header("secret", "ORD01JQ4S4KY8HWQ6NA5PXB65B3D3", REQUEST_ID).encode()),
-    (b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"https"),
+    (b"host", b"kiosk.example.com"),
+    (b"user-agent", b"MercadoPago WebHook v1.0"),
+    (b"accept", b"*/*"),
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"x-request-id", REQUEST_ID.encode()),
+    (
+        b"x-signature",
+        signature.header("secret", "ORD01JQ4S4KY8HWQ6NA5PXB65B3D3", REQUEST_ID).encode(),
+    ),
+    (b"x-forwarded-for", b"203.0.113.7"),
+    (b"x-forwarded-proto", b"https"),
 ]
-SCOPE = {"type": "http", "method": "POST", "path": "/webhooks/mercadopago",
-         "raw_path": b"/webhooks/mercadopago", "query_string": b"data.id=ORD01JQ4S4KY8HWQ6NA5PXB65B3D3&type=order",
-         "headers": HEADERS}
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/webhooks/mercadopago",
+    "raw_path": b"/webhooks/mercadopago",
+    "query_string": b"data.id=ORD01JQ4S4KY8HWQ6NA5PXB65B3D3&type=order",
+    "headers": HEADERS,
+}
 
 
 async def nothing(scope: dict, receive: object, send: object) -> None:
@@ -71,8 +91,14 @@ def main() -> None:
 
     base = per_call(lambda: drive(nothing), args.number, args.repeat)
     head = per_call(lambda: drive(limited), args.number, args.repeat)
-    separators = per_call(lambda: (signature._SEPARATORS.search("ORD01JQ4S4KY8HWQ6NA5PXB65B3D3"),
-                                   signature._SEPARATORS.search(REQUEST_ID)), args.number, args.repeat)
+    separators = per_call(
+        lambda: (
+            signature._SEPARATORS.search("ORD01JQ4S4KY8HWQ6NA5PXB65B3D3"),
+            signature._SEPARATORS.search(REQUEST_ID),
+        ),
+        args.number,
+        args.repeat,
+    )
     plain = per_call(lambda: json.loads(BODY), args.number, args.repeat)
     hooked = per_call(lambda: inbox._DECODER.decode(BODY), args.number, args.repeat)
     print(f"ASGI app alone                   {base:7.3f} us")

@@ -40,20 +40,37 @@ QUEUE = "bench"
 # what a sample was for; psycopg's own frames are told apart inside each.
 PURPOSES = [
     ("procrastinate: fetch_job query", lambda f: f.startswith("JobManager.fetch_job ")),
-    ("procrastinate: finish_job query", lambda f: f.startswith(("JobManager.finish_job ",
-                                                                "JobManager.retry_job "))),
-    ("procrastinate: heartbeat, listener, periodic deferrer, abort polling",
-     lambda f: f.startswith(("Worker._update_heartbeat ", "JobManager.listen_for_jobs ",
-                             "PeriodicDeferrer.", "Worker._poll_jobs_to_abort ",
-                             "Worker._handle_notification "))),
+    (
+        "procrastinate: finish_job query",
+        lambda f: f.startswith(("JobManager.finish_job ", "JobManager.retry_job ")),
+    ),
+    (
+        "procrastinate: heartbeat, listener, periodic deferrer, abort polling",
+        lambda f: f.startswith(
+            (
+                "Worker._update_heartbeat ",
+                "JobManager.listen_for_jobs ",
+                "PeriodicDeferrer.",
+                "Worker._poll_jobs_to_abort ",
+                "Worker._handle_notification ",
+            )
+        ),
+    ),
     ("kiosk: outcome INSERT (OutcomeWriter.write)", lambda f: f.startswith("OutcomeWriter.")),
-    ("kiosk: outcome middleware, row building", lambda f: f.startswith(("record_outcome ", "_row "))),
+    (
+        "kiosk: outcome middleware, row building",
+        lambda f: f.startswith(("record_outcome ", "_row ")),
+    ),
     ("kiosk: time limit (timeouts.limit)", lambda f: f.startswith("limited ")),
     ("procrastinate: logging", lambda f: "logging/__init__.py" in f),
-    ("procrastinate: job processing (context, middleware, status)",
-     lambda f: f.startswith(("Worker._process_job ", "Worker._persist_job_status "))),
-    ("procrastinate: fetch loop (semaphore, task creation)",
-     lambda f: f.startswith(("Worker._fetch_and_process_jobs ", "Worker._run_loop "))),
+    (
+        "procrastinate: job processing (context, middleware, status)",
+        lambda f: f.startswith(("Worker._process_job ", "Worker._persist_job_status ")),
+    ),
+    (
+        "procrastinate: fetch loop (semaphore, task creation)",
+        lambda f: f.startswith(("Worker._fetch_and_process_jobs ", "Worker._run_loop ")),
+    ),
 ]
 
 
@@ -92,16 +109,22 @@ def summarize(raw: Path) -> tuple[dict[tuple[str, bool], int], int]:
 
 
 def xacts(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                        "WHERE datname = current_database()").fetchone()[0]
+    return conn.execute(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+        "WHERE datname = current_database()"
+    ).fetchone()[0]
 
 
 def main() -> int:
     scratch.stop_cleanly()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variant", choices=list(APPS), default="kiosk")
     parser.add_argument("--jobs", type=int, default=4000)
-    parser.add_argument("--rate", type=int, default=400, help="py-spy samples per second (default 400)")
+    parser.add_argument(
+        "--rate", type=int, default=400, help="py-spy samples per second (default 400)"
+    )
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks in this file")
     args = parser.parse_args()
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -120,14 +143,20 @@ def main() -> int:
     if not args.raw:
         raw.unlink(missing_ok=True)
     jobs = args.jobs
-    print(f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency 1; busy before {figures['quiet']:.2f}, "
-          f"load {figures['load']:.1f}")
-    print(f"  wall {1000 * figures['wall'] / jobs:.2f} ms/job ({jobs / figures['wall']:.0f} jobs/s); "
-          f"CPU per job: worker {1000 * figures['worker_cpu'] / jobs:.2f} ms, "
-          f"PostgreSQL {1000 * figures['server_cpu'] / jobs:.2f} ms; "
-          f"{figures['xacts'] / jobs:.1f} server transactions per job")
-    print(f"  py-spy: {total} samples at {args.rate}/s = {total / args.rate / jobs * 1000:.2f} ms of "
-          f"on-CPU Python per job ({waiting} more samples in epoll, left out)\n")
+    print(
+        f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency 1; busy before {figures['quiet']:.2f}, "
+        f"load {figures['load']:.1f}"
+    )
+    print(
+        f"  wall {1000 * figures['wall'] / jobs:.2f} ms/job ({jobs / figures['wall']:.0f} jobs/s); "
+        f"CPU per job: worker {1000 * figures['worker_cpu'] / jobs:.2f} ms, "
+        f"PostgreSQL {1000 * figures['server_cpu'] / jobs:.2f} ms; "
+        f"{figures['xacts'] / jobs:.1f} server transactions per job"
+    )
+    print(
+        f"  py-spy: {total} samples at {args.rate}/s = {total / args.rate / jobs * 1000:.2f} ms of "
+        f"on-CPU Python per job ({waiting} more samples in epoll, left out)\n"
+    )
     print("| where | share | ms/job | of which in psycopg |")
     print("|---|---:|---:|---:|")
     purposes = collections.Counter()
@@ -136,23 +165,43 @@ def main() -> int:
     per_job = 1000 / args.rate / jobs
     for label, n in purposes.most_common():
         psy = counts.get((label, True), 0)
-        print(f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} | {n and 100 * psy / n:.0f} % |")
+        print(
+            f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} | {n and 100 * psy / n:.0f} % |"
+        )
     return 0
 
 
 def profile(url: str, spy: str, raw: Path, args: argparse.Namespace) -> dict[str, float]:
     since = scratch.db_now(url)
-    worker = scratch.worker(f"bench-profile-{args.variant}", APPS[args.variant], scratch.env(url),
-                            "--concurrency=1", f"--queues={QUEUE}")
+    worker = scratch.worker(
+        f"bench-profile-{args.variant}",
+        APPS[args.variant],
+        scratch.env(url),
+        "--concurrency=1",
+        f"--queues={QUEUE}",
+    )
     recorder = None
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             scratch.wait_listening(conn, [worker], since)
             quiet = scratch.wait_quiet(0.3, 30)
             load = scratch.load()
-            recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--format", "raw",
-                                         "--rate", str(args.rate), "--output", str(raw)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            recorder = subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(worker.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    str(args.rate),
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(1.5)  # attached and sampling (idle samples are not recorded)
             if recorder.poll() is not None:
                 raise SystemExit(f"py-spy could not attach: {recorder.stderr.read().decode()}")
@@ -160,24 +209,33 @@ def profile(url: str, spy: str, raw: Path, args: argparse.Namespace) -> dict[str
             worker_before = scratch.process_cpu([worker.pid])
             server_before = scratch.server_cpu(url)
             started = time.monotonic()
-            conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
-                         "SELECT %s, 'bench.noop', jsonb_build_object('n', n) FROM generate_series(1, %s) n",
-                         (QUEUE, args.jobs))
+            conn.execute(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+                "SELECT %s, 'bench.noop', jsonb_build_object('n', n) FROM generate_series(1, %s) n",
+                (QUEUE, args.jobs),
+            )
             polls = 0
 
             def done() -> bool:
                 nonlocal polls
                 polls += 1
-                return not conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s "
-                                        "AND status IN ('todo', 'doing')", (QUEUE,)).fetchone()[0]
+                return not conn.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s "
+                    "AND status IN ('todo', 'doing')",
+                    (QUEUE,),
+                ).fetchone()[0]
 
             scratch.wait_for(done, 60 + args.jobs / 50, "jobs done", interval=0.05)
             wall = time.monotonic() - started
-            figures = {"wall": wall, "worker_cpu": scratch.process_cpu([worker.pid]) - worker_before,
-                       "server_cpu": scratch.server_cpu(url) - server_before,
-                       # less this script's own: the INSERT, the polls, the xacts() query itself
-                       "xacts": xacts(conn) - xacts_before - polls - 2,
-                       "quiet": quiet, "load": load}
+            figures = {
+                "wall": wall,
+                "worker_cpu": scratch.process_cpu([worker.pid]) - worker_before,
+                "server_cpu": scratch.server_cpu(url) - server_before,
+                # less this script's own: the INSERT, the polls, the xacts() query itself
+                "xacts": xacts(conn) - xacts_before - polls - 2,
+                "quiet": quiet,
+                "load": load,
+            }
         recorder.send_signal(signal.SIGINT)
         recorder.wait(30)
         return figures

@@ -59,7 +59,9 @@ def fill(url: str, rows: int) -> float:
                    now() - interval '60 days' + n * (interval '12 days' / %(rows)s),
                    now() - interval '60 days' + n * (interval '12 days' / %(rows)s)
             FROM generate_series(1, %(rows)s) AS n
-            """, {"rows": rows})
+            """,
+            {"rows": rows},
+        )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE webhook_inbox")
     return time.monotonic() - started
@@ -70,9 +72,10 @@ def prune_main(url: str, batch: int, days: float) -> None:
     import os
 
     os.environ["DATABASE_URL"] = url
+    import datetime as dt
+
     from kiosk import db, retention
     from kiosk.sql import load_queries
-    import datetime as dt
 
     table = next(t for t in retention.TABLES if t.name == "webhook_inbox")
     query = load_queries(table.package)[table.query]
@@ -95,20 +98,37 @@ def prune_main(url: str, batch: int, days: float) -> None:
             await db.close_pool()
         elapsed = time.monotonic() - started
         times.sort()
-        return {"deleted": deleted, "seconds": elapsed, "batches": len(times),
-                "batch_p50_ms": percentile(times, .5) * 1000, "batch_p99_ms": percentile(times, .99) * 1000,
-                "batch_max_ms": times[-1] * 1000}
+        return {
+            "deleted": deleted,
+            "seconds": elapsed,
+            "batches": len(times),
+            "batch_p50_ms": percentile(times, 0.5) * 1000,
+            "batch_p99_ms": percentile(times, 0.99) * 1000,
+            "batch_max_ms": times[-1] * 1000,
+        }
 
     print(json.dumps(asyncio.run(run())), flush=True)
 
 
-def load(api: Api, items: list[tuple[str, str]], rate: float, clients: int = 2, connections: int = 32) -> dict:
+def load(
+    api: Api, items: list[tuple[str, str]], rate: float, clients: int = 2, connections: int = 32
+) -> dict:
     start = time.time() + 1.0
     queue: multiprocessing.Queue = multiprocessing.Queue()
     procs = []
     for k in range(clients):
-        proc = multiprocessing.Process(target=client_main, args=(
-            k, api.port, items[k::clients], rate / clients, connections // clients, start + k / rate, queue))
+        proc = multiprocessing.Process(
+            target=client_main,
+            args=(
+                k,
+                api.port,
+                items[k::clients],
+                rate / clients,
+                connections // clients,
+                start + k / rate,
+                queue,
+            ),
+        )
         proc.start()
         procs.append(proc)
     results = [queue.get(timeout=len(items) / rate + 120) for _ in procs]
@@ -119,24 +139,39 @@ def load(api: Api, items: list[tuple[str, str]], rate: float, clients: int = 2, 
         statuses += st
         latencies += lat
     ok = sorted(lat for st, lat in zip(statuses, latencies) if st == 200)
-    return {"sent": len(items), "ok": len(ok), "errors": len(items) - len(ok),
-            "p50": percentile(ok, .5) * 1000, "p95": percentile(ok, .95) * 1000,
-            "p99": percentile(ok, .99) * 1000, "max": ok[-1] * 1000 if ok else float("nan")}
+    return {
+        "sent": len(items),
+        "ok": len(ok),
+        "errors": len(items) - len(ok),
+        "p50": percentile(ok, 0.5) * 1000,
+        "p95": percentile(ok, 0.95) * 1000,
+        "p99": percentile(ok, 0.99) * 1000,
+        "max": ok[-1] * 1000 if ok else float("nan"),
+    }
 
 
 def show(label: str, r: dict) -> None:
-    print(f"  {label:<8} sent {r['sent']:>6}  ok {r['ok']:>6}  errors {r['errors']:>3}  "
-          f"p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:7.1f} ms",
-          flush=True)
+    print(
+        f"  {label:<8} sent {r['sent']:>6}  ok {r['ok']:>6}  errors {r['errors']:>3}  "
+        f"p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:7.1f} ms",
+        flush=True,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="old inbox rows to prune")
-    parser.add_argument("--rate", type=float, default=200, help="webhooks per second during each run")
+    parser.add_argument(
+        "--rate", type=float, default=200, help="webhooks per second during each run"
+    )
     parser.add_argument("--seconds", type=float, default=20, help="length of each webhook run")
     parser.add_argument("--batch", type=int, default=1000, help="rows per pruning transaction")
-    parser.add_argument("--unknown-share", type=float, default=0.2, help="share of notifications for unknown orders (ignored)")
+    parser.add_argument(
+        "--unknown-share",
+        type=float,
+        default=0.2,
+        help="share of notifications for unknown orders (ignored)",
+    )
     parser.add_argument("--prune", metavar="URL", help=argparse.SUPPRESS)  # the pruning process
     args = parser.parse_args()
     if args.prune:
@@ -151,18 +186,30 @@ def main() -> int:
         print(f"filling {args.rows} old inbox rows ...", flush=True)
         print(f"  filled in {fill(url, args.rows):.0f} s", flush=True)
         with psycopg.connect(url) as conn:
-            size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('webhook_inbox'))").fetchone()[0]
+            size = conn.execute(
+                "SELECT pg_size_pretty(pg_total_relation_size('webhook_inbox'))"
+            ).fetchone()[0]
         print(f"  webhook_inbox: {size} with its indexes", flush=True)
         api = Api(url, 1, [], LOGS / "retention-api.log")
         try:
             runs = {}
             for phase, offset in (("quiet", 0), ("pruning", count)):
-                items = [(f"{phase}-{n}", f"ORDUNKNOWN{phase}{n}" if unknown_every and n % unknown_every == 0
-                          else orders[offset + n]) for n in range(count)]
+                items = [
+                    (
+                        f"{phase}-{n}",
+                        f"ORDUNKNOWN{phase}{n}"
+                        if unknown_every and n % unknown_every == 0
+                        else orders[offset + n],
+                    )
+                    for n in range(count)
+                ]
                 pruner = None
                 if phase == "pruning":
-                    pruner = subprocess.Popen([sys.executable, __file__, "--prune", url, "--batch", str(args.batch)],
-                                              stdout=subprocess.PIPE, text=True)
+                    pruner = subprocess.Popen(
+                        [sys.executable, __file__, "--prune", url, "--batch", str(args.batch)],
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
                     time.sleep(1)  # deleting already
                 pg = [postmaster, *children(postmaster)] if postmaster else []
                 cpu0 = cpu_seconds(api.pids() + pg)
@@ -177,16 +224,24 @@ def main() -> int:
                     runs["prune"]["outlived_load"] = still_pruning
         finally:
             api.stop()
-        print(f"webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s, {args.unknown_share:.0%} unknown orders:")
+        print(
+            f"webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s, {args.unknown_share:.0%} unknown orders:"
+        )
         show("quiet", runs["quiet"])
         show("pruning", runs["pruning"])
         p = runs["prune"]
-        print(f"pruning: {p['deleted']} rows in {p['seconds']:.1f} s ({p['deleted'] / p['seconds']:.0f} rows/s), "
-              f"{p['batches']} batches of {args.batch}: p50 {p['batch_p50_ms']:.0f} ms, p99 {p['batch_p99_ms']:.0f} ms, "
-              f"max {p['batch_max_ms']:.0f} ms; {'still running when the load ended' if p['outlived_load'] else 'ended before the load did'}")
+        print(
+            f"pruning: {p['deleted']} rows in {p['seconds']:.1f} s ({p['deleted'] / p['seconds']:.0f} rows/s), "
+            f"{p['batches']} batches of {args.batch}: p50 {p['batch_p50_ms']:.0f} ms, p99 {p['batch_p99_ms']:.0f} ms, "
+            f"max {p['batch_max_ms']:.0f} ms; {'still running when the load ended' if p['outlived_load'] else 'ended before the load did'}"
+        )
         with psycopg.connect(url) as conn:
-            old = conn.execute("SELECT count(*) FROM webhook_inbox WHERE notification_id LIKE 'old-%'").fetchone()[0]
-            new = conn.execute("SELECT count(*) FROM webhook_inbox WHERE notification_id NOT LIKE 'old-%'").fetchone()[0]
+            old = conn.execute(
+                "SELECT count(*) FROM webhook_inbox WHERE notification_id LIKE 'old-%'"
+            ).fetchone()[0]
+            new = conn.execute(
+                "SELECT count(*) FROM webhook_inbox WHERE notification_id NOT LIKE 'old-%'"
+            ).fetchone()[0]
         accepted = runs["quiet"]["ok"] + runs["pruning"]["ok"]
         print(f"check: {old} old rows left (want 0), {new} new rows kept (want {accepted})")
         return 0 if old == 0 and new == accepted else 1

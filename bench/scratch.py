@@ -29,8 +29,11 @@ from tests.support import Process  # noqa: E402
 
 LOGS = PROJECT_DIR / ".kiosk" / "bench-logs"
 # Settings every kiosk process needs; the values only have to be valid.
-SECRETS = {"KIOSK_ADMIN_TOKEN": "bench-admin-token-0123456789", "MP_ACCESS_TOKEN": "bench-access-token",
-           "MP_WEBHOOK_SECRET": "bench-webhook-secret"}
+SECRETS = {
+    "KIOSK_ADMIN_TOKEN": "bench-admin-token-0123456789",
+    "MP_ACCESS_TOKEN": "bench-access-token",
+    "MP_WEBHOOK_SECRET": "bench-webhook-secret",
+}
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -69,8 +72,14 @@ def database(server_url: str, label: str) -> Iterator[str]:
 
 def env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a kiosk child process (API, worker) on `database_url`."""
-    return {**os.environ, **SECRETS, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1",
-            "KIOSK_LOG_LEVEL": "WARNING", **extra}
+    return {
+        **os.environ,
+        **SECRETS,
+        "DATABASE_URL": database_url,
+        "PYTHONUNBUFFERED": "1",
+        "KIOSK_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def use(database_url: str) -> None:
@@ -84,15 +93,20 @@ def use(database_url: str) -> None:
 def server_version(url: str) -> str:
     with psycopg.connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = dict(conn.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
-            "('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections')"
-        ).fetchall())
-    return (f"PostgreSQL {version} (fsync {settings['fsync']}, synchronous_commit "
-            f"{settings['synchronous_commit']}, shared_buffers {settings['shared_buffers']})")
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+                "('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections')"
+            ).fetchall()
+        )
+    return (
+        f"PostgreSQL {version} (fsync {settings['fsync']}, synchronous_commit "
+        f"{settings['synchronous_commit']}, shared_buffers {settings['shared_buffers']})"
+    )
 
 
 # -- processes ----------------------------------------------------------------------------------------
+
 
 class Child(Process):
     """A child process logging to .kiosk/bench-logs, stopped with SIGTERM, then SIGKILL."""
@@ -104,13 +118,18 @@ class Child(Process):
     def check(self) -> None:
         """Exit the benchmark, with the end of the child's log, if the child has exited."""
         if not self.alive():
-            raise SystemExit(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-2000:]}")
+            raise SystemExit(
+                f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-2000:]}"
+            )
 
 
 def worker(name: str, app: str, env: dict[str, str], *flags: str) -> Child:
     """`procrastinate --app=APP worker FLAGS` (APP e.g. `bench.apps.kiosk_app`)."""
-    return Child(name, [sys.executable, "-m", "procrastinate", f"--app={app}", "worker",
-                        f"--name={name}", *flags], env)
+    return Child(
+        name,
+        [sys.executable, "-m", "procrastinate", f"--app={app}", "worker", f"--name={name}", *flags],
+        env,
+    )
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
@@ -128,8 +147,9 @@ def db_now(url: str) -> object:
         return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
-def wait_listening(conn: psycopg.Connection, workers: Sequence[Child], since: object,
-                   timeout: float = 60) -> None:
+def wait_listening(
+    conn: psycopg.Connection, workers: Sequence[Child], since: object, timeout: float = 60
+) -> None:
     """Wait until every worker has started since `since` and LISTENs (then it is idle, waiting)."""
 
     def listening() -> bool:
@@ -137,7 +157,9 @@ def wait_listening(conn: psycopg.Connection, workers: Sequence[Child], since: ob
             child.check()
         count = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query LIKE 'LISTEN %%' AND backend_start >= %s", (since,)).fetchone()[0]
+            "AND query LIKE 'LISTEN %%' AND backend_start >= %s",
+            (since,),
+        ).fetchone()[0]
         return count >= len(workers)
 
     wait_for(listening, timeout, f"{len(workers)} workers listening")
@@ -152,6 +174,7 @@ def stop_all(children: Sequence[Child]) -> None:
 
 
 # -- measuring ----------------------------------------------------------------------------------------
+
 
 def load() -> float:
     """The 1-minute load average (2 cores: 2.0 is a full machine)."""
@@ -198,11 +221,22 @@ class Others:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
-    return f"{os.cpu_count()} cores, {cpu}, {mem_kb / 1024 ** 2:.0f} GiB RAM"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    mem_kb = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    )
+    return f"{os.cpu_count()} cores, {cpu}, {mem_kb / 1024**2:.0f} GiB RAM"
 
 
 def percentile(values: Sequence[float], p: float) -> float:

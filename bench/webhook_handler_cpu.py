@@ -26,9 +26,13 @@ import time
 from pathlib import Path
 
 SECRET = "bench-webhook-secret"
-ENV = {"KIOSK_ADMIN_TOKEN": "bench-admin-token-0123456789", "MP_ACCESS_TOKEN": "bench-access-token",
-       "MP_WEBHOOK_SECRET": SECRET, "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",
-       "KIOSK_LOG_LEVEL": "ERROR"}
+ENV = {
+    "KIOSK_ADMIN_TOKEN": "bench-admin-token-0123456789",
+    "MP_ACCESS_TOKEN": "bench-access-token",
+    "MP_WEBHOOK_SECRET": SECRET,
+    "DATABASE_URL": "postgresql://bench@127.0.0.1:1/none",
+    "KIOSK_LOG_LEVEL": "ERROR",
+}
 
 
 def measure(n: int) -> dict[str, float]:
@@ -36,7 +40,9 @@ def measure(n: int) -> dict[str, float]:
     os.environ.update(ENV)
     tree = os.environ.get("KIOSK_BENCH_TREE")
     if tree:  # this tree's kiosk, not the editable install's
-        sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
+        ]
         sys.path.insert(0, tree)
     import psycopg_pool
 
@@ -49,17 +55,33 @@ def measure(n: int) -> dict[str, float]:
     async def pool_timeout(notification: inbox.Notification) -> inbox.Accepted:
         raise psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec")
 
-    body = json.dumps({"id": 1, "type": "order", "action": "order.processed", "data": {"id": "ORD01"}}).encode()
+    body = json.dumps(
+        {"id": 1, "type": "order", "action": "order.processed", "data": {"id": "ORD01"}}
+    ).encode()
 
     def scope(signed: bool) -> dict:
         x_signature = signature.header(SECRET if signed else "wrong", "ORD01", "req-1")
-        return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                "scheme": "http", "path": "/webhooks/mercadopago", "raw_path": b"/webhooks/mercadopago",
-                "root_path": "", "query_string": b"data.id=ORD01&type=order", "server": ("kiosk", 80),
-                "client": ("127.0.0.1", 5000), "app": app,
-                "headers": [(b"host", b"kiosk"), (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), (b"x-request-id", b"req-1"),
-                            (b"x-signature", x_signature.encode())]}
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/webhooks/mercadopago",
+            "raw_path": b"/webhooks/mercadopago",
+            "root_path": "",
+            "query_string": b"data.id=ORD01&type=order",
+            "server": ("kiosk", 80),
+            "client": ("127.0.0.1", 5000),
+            "app": app,
+            "headers": [
+                (b"host", b"kiosk"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", b"req-1"),
+                (b"x-signature", x_signature.encode()),
+            ],
+        }
 
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -99,10 +121,17 @@ def compare(trees: list[tuple[str, str]], n: int, rounds: int = 3) -> None:
     for _ in range(rounds):
         for label, tree in trees:
             env = {**os.environ, "KIOSK_BENCH_TREE": str(Path(tree).resolve())}
-            out = subprocess.run([sys.executable, __file__, "--n", str(n), "--json"], env=env, check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--n", str(n), "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             for case, value in json.loads(out).items():
-                best.setdefault(label, {})[case] = min(value, best.get(label, {}).get(case, float("inf")))
+                best.setdefault(label, {})[case] = min(
+                    value, best.get(label, {}).get(case, float("inf"))
+                )
     cases = list(next(iter(best.values())))
     print(f"{'us CPU per notification':<24}" + "".join(f"{case:>15}" for case in cases))
     for label, values in best.items():
@@ -110,10 +139,16 @@ def compare(trees: list[tuple[str, str]], n: int, rounds: int = 3) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=20000, help="notifications per case")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON (used by --compare)")
-    parser.add_argument("--compare", nargs="+", metavar="LABEL=TREE", help="source trees to compare")
+    parser.add_argument(
+        "--json", action="store_true", help="print the figures as JSON (used by --compare)"
+    )
+    parser.add_argument(
+        "--compare", nargs="+", metavar="LABEL=TREE", help="source trees to compare"
+    )
     args = parser.parse_args()
     if args.compare:
         compare([tuple(item.split("=", 1)) for item in args.compare], args.n)  # type: ignore[misc]

@@ -58,15 +58,23 @@ REQUEST_TIMEOUT = 10.0
 
 # -- load generator (runs in client processes) ------------------------------------------------------
 
+
 def build_request(port: int, notification_id: str, data_id: str, ts: int) -> bytes:
     """One signed notification as raw HTTP/1.1 bytes, as Mercado Pago sends it."""
     request_id = str(uuid.uuid4())
-    body = json.dumps({
-        "id": notification_id, "type": "order", "action": "order.processed", "api_version": "v1",
-        "application_id": "2836150016842090", "date_created": "2026-11-25T12:01:07Z",
-        "live_mode": False, "user_id": "1243567810",
-        "data": {"id": data_id, "status": "processed"},
-    }).encode()
+    body = json.dumps(
+        {
+            "id": notification_id,
+            "type": "order",
+            "action": "order.processed",
+            "api_version": "v1",
+            "application_id": "2836150016842090",
+            "date_created": "2026-11-25T12:01:07Z",
+            "live_mode": False,
+            "user_id": "1243567810",
+            "data": {"id": data_id, "status": "processed"},
+        }
+    ).encode()
     head = (
         f"POST /webhooks/mercadopago?data.id={data_id}&type=order HTTP/1.1\r\n"
         f"Host: {HOST}:{port}\r\n"
@@ -78,8 +86,9 @@ def build_request(port: int, notification_id: str, data_id: str, ts: int) -> byt
     return head.encode() + body
 
 
-async def _load(port: int, requests: list[bytes], rate: float, connections: int,
-                start: float) -> tuple[list[int], list[float], list[bytes]]:
+async def _load(
+    port: int, requests: list[bytes], rate: float, connections: int, start: float
+) -> tuple[list[int], list[float], list[bytes]]:
     """Send `requests` at `rate` per second from wall-clock `start`; status, latency, state each."""
     count = len(requests)
     statuses = [0] * count
@@ -115,7 +124,7 @@ async def _load(port: int, requests: list[bytes], rate: float, connections: int,
                 if b"connection: close" in head.lower():
                     writer.close()
                     writer = None
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 statuses[index] = -1  # no answer: the outcome is unknown
                 if writer is not None:
                     writer.close()
@@ -137,8 +146,15 @@ async def _load(port: int, requests: list[bytes], rate: float, connections: int,
     return statuses, latencies, states
 
 
-def client_main(k: int, port: int, items: list[tuple[str, str]], rate: float, connections: int,
-                start: float, result_queue) -> None:
+def client_main(
+    k: int,
+    port: int,
+    items: list[tuple[str, str]],
+    rate: float,
+    connections: int,
+    start: float,
+    result_queue,
+) -> None:
     """Entry point of one client process: build the signed requests, send them, report back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ts = int(time.time())
@@ -149,6 +165,7 @@ def client_main(k: int, port: int, items: list[tuple[str, str]], rate: float, co
 
 
 # -- processes and the database ---------------------------------------------------------------------
+
 
 @contextmanager
 def database(keep: bool):
@@ -164,8 +181,12 @@ def database(keep: bool):
             postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
         name = f"kiosk_bench_{os.getpid()}"
         url = embedded.create_database(server, name, replace=True)
-        os.environ.update(DATABASE_URL=url, KIOSK_ADMIN_TOKEN="bench-admin-token-0123456789",
-                          MP_ACCESS_TOKEN="bench-access-token", MP_WEBHOOK_SECRET=SECRET)
+        os.environ.update(
+            DATABASE_URL=url,
+            KIOSK_ADMIN_TOKEN="bench-admin-token-0123456789",
+            MP_ACCESS_TOKEN="bench-access-token",
+            MP_WEBHOOK_SECRET=SECRET,
+        )
         from kiosk import migrations
         from kiosk.settings import get_settings
 
@@ -181,17 +202,23 @@ def database(keep: bool):
 def seed(url: str, count: int) -> list[str]:
     """`count` pending orders, each with a payment intent on its own provider order."""
     with psycopg.connect(url) as conn:
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO orders (id, total_cents, expires_at)
             SELECT md5('bench-order-' || n)::uuid, 250, now() + interval '1 day'
-            FROM generate_series(1, %(n)s) AS n""", {"n": count})
-        conn.execute("""
+            FROM generate_series(1, %(n)s) AS n""",
+            {"n": count},
+        )
+        conn.execute(
+            """
             INSERT INTO payment_intents (id, order_id, terminal_id, provider_order_id,
                                          idempotency_key, external_reference, amount_cents, status)
             SELECT md5('bench-intent-' || n)::uuid, md5('bench-order-' || n)::uuid,
                    'TERMINAL_' || n, 'ORDBENCH' || n, 'bench-key-' || n, 'bench-ref-' || n, 250,
                    'at_terminal'
-            FROM generate_series(1, %(n)s) AS n""", {"n": count})
+            FROM generate_series(1, %(n)s) AS n""",
+            {"n": count},
+        )
         conn.execute("ANALYZE")
     return [f"ORDBENCH{n}" for n in range(1, count + 1)]
 
@@ -217,19 +244,38 @@ class Api:
     def __init__(self, url: str, processes: int, extra: list[str], log_path: Path):
         self.port = free_port()
         env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "uvicorn", "kiosk.app:app", "--host", HOST,
-                "--port", str(self.port), "--workers", str(processes), *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "kiosk.app:app",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(processes),
+            *extra,
+        ]
         self.log = log_path.open("wb")
-        self.popen = subprocess.Popen(argv, env=env, cwd=PROJECT_DIR, stdout=self.log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=PROJECT_DIR,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise SystemExit(f"uvicorn exited; see {log_path}")
             try:
                 # Every process must be up: ask a few times (connections spread over processes).
-                if all(httpx.get(f"http://{HOST}:{self.port}/readyz", timeout=2).status_code == 200
-                       for _ in range(processes * 4)):
+                if all(
+                    httpx.get(f"http://{HOST}:{self.port}/readyz", timeout=2).status_code == 200
+                    for _ in range(processes * 4)
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -272,6 +318,7 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 
 # -- one run ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -323,15 +370,35 @@ def wait_quiet(pids: list[int], below: float, patience: float) -> float:
 QUIET = {"below": 0.3, "patience": 0.0, "retries": 0}
 
 
-def measured(api: Api, url: str, postmaster: int | None, orders: list[str], rate: float,
-             seconds: float, clients: int, connections: int, unknown_share: float,
-             tag: str, fixed: bool) -> Run:
+def measured(
+    api: Api,
+    url: str,
+    postmaster: int | None,
+    orders: list[str],
+    rate: float,
+    seconds: float,
+    clients: int,
+    connections: int,
+    unknown_share: float,
+    tag: str,
+    fixed: bool,
+) -> Run:
     """`run`, again (at most `retries` times) when other processes took CPU during it and it did
     not pass (ramp) or at all (fixed rates): the least disturbed attempt is kept."""
     best: Run | None = None
     for attempt in range(1 + QUIET["retries"]):
-        r = run(api, url, postmaster, orders, rate, seconds, clients, connections, unknown_share,
-                f"{tag}-{attempt}")
+        r = run(
+            api,
+            url,
+            postmaster,
+            orders,
+            rate,
+            seconds,
+            clients,
+            connections,
+            unknown_share,
+            f"{tag}-{attempt}",
+        )
         if r.problems:
             return r
         if best is None or (r.sustained, -r.cpu["others"]) > (best.sustained, -best.cpu["others"]):
@@ -339,14 +406,26 @@ def measured(api: Api, url: str, postmaster: int | None, orders: list[str], rate
         if r.cpu["others"] <= QUIET["below"] or (r.sustained and not fixed):
             break
         if attempt < QUIET["retries"]:
-            print(f"  (others used {r.cpu['others']:.2f} cores during {rate:.0f}/s: again)",
-                  flush=True)
+            print(
+                f"  (others used {r.cpu['others']:.2f} cores during {rate:.0f}/s: again)",
+                flush=True,
+            )
     assert best is not None
     return best
 
 
-def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: float, seconds: float,
-        clients: int, connections: int, unknown_share: float, tag: str) -> Run:
+def run(
+    api: Api,
+    url: str,
+    postmaster: int | None,
+    orders: list[str],
+    rate: float,
+    seconds: float,
+    clients: int,
+    connections: int,
+    unknown_share: float,
+    tag: str,
+) -> Run:
     reset(url)
     pg_all = [postmaster, *children(postmaster)] if postmaster else []
     others_before = wait_quiet(api.pids() + pg_all, QUIET["below"], QUIET["patience"])
@@ -368,12 +447,19 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
         part = items[k::clients]
         proc = multiprocessing.Process(
             target=client_main,
-            args=(k, api.port, part, rate / clients, max(1, connections // clients),
-                  start + k / rate, queue),
+            args=(
+                k,
+                api.port,
+                part,
+                rate / clients,
+                max(1, connections // clients),
+                start + k / rate,
+                queue,
+            ),
         )
         proc.start()
         procs.append(proc)
-    pg_pids = ([postmaster, *children(postmaster)] if postmaster else [])
+    pg_pids = [postmaster, *children(postmaster)] if postmaster else []
     api_pids = api.pids()
     commits0 = xact_commits(url)
     time.sleep(max(0.0, start - time.time()))
@@ -412,26 +498,48 @@ def run(api: Api, url: str, postmaster: int | None, orders: list[str], rate: flo
         "before": others_before,
     }
     cpu["others"] = max(0.0, busy - cpu["api"] - cpu["postgres"] - cpu["client"])
-    result = Run(rate, count, len(ok_lat), errors, percentile(ok_lat, .5) * 1000,
-                 percentile(ok_lat, .95) * 1000, percentile(ok_lat, .99) * 1000,
-                 (ok_lat[-1] if ok_lat else float("nan")) * 1000,
-                 count / max(finished, 1e-9), finished - (count - 1) / rate, commits, cpu)
+    result = Run(
+        rate,
+        count,
+        len(ok_lat),
+        errors,
+        percentile(ok_lat, 0.5) * 1000,
+        percentile(ok_lat, 0.95) * 1000,
+        percentile(ok_lat, 0.99) * 1000,
+        (ok_lat[-1] if ok_lat else float("nan")) * 1000,
+        count / max(finished, 1e-9),
+        finished - (count - 1) / rate,
+        commits,
+        cpu,
+    )
     result.problems = verify(url, items, known, statuses)
     return result
 
 
-def verify(url: str, items: list[tuple[str, str]], known: list[bool], statuses: list[int]) -> list[str]:
+def verify(
+    url: str, items: list[tuple[str, str]], known: list[bool], statuses: list[int]
+) -> list[str]:
     """Each accepted notification: one row and one todo job with its queueing lock (orders no
     intent knows too: their job reads them and matches their reference)."""
     problems: list[str] = []
     with psycopg.connect(url) as conn:
-        inbox = {r[0]: r[1:] for r in conn.execute(
-            "SELECT notification_id, state, job_id, resource_id FROM webhook_inbox")}
-        jobs = {r[0]: r[1:] for r in conn.execute(
-            "SELECT id, queueing_lock, status, args->>'provider_order_id' FROM procrastinate_jobs "
-            "WHERE task_name = %s", (TASK,))}
+        inbox = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT notification_id, state, job_id, resource_id FROM webhook_inbox"
+            )
+        }
+        jobs = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT id, queueing_lock, status, args->>'provider_order_id' FROM procrastinate_jobs "
+                "WHERE task_name = %s",
+                (TASK,),
+            )
+        }
         other_jobs = conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name <> %s", (TASK,)).fetchone()[0]
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name <> %s", (TASK,)
+        ).fetchone()[0]
     expected_jobs = 0
     sent_ids = set()
     for n, (nid, data_id) in enumerate(items):
@@ -451,52 +559,82 @@ def verify(url: str, items: list[tuple[str, str]], known: list[bool], statuses: 
         expected_jobs += 1
         job = jobs.get(job_id)
         if state != "received" or job is None:
-            problems.append(f"{nid}: state {state}, job {job_id} ({'known' if known[n] else 'unknown'} order)")
+            problems.append(
+                f"{nid}: state {state}, job {job_id} ({'known' if known[n] else 'unknown'} order)"
+            )
         elif job != (f"mp-order-{data_id}", "todo", data_id):
             problems.append(f"{nid}: job {job_id} is {job}")
     if set(inbox) - sent_ids:
         problems.append(f"{len(set(inbox) - sent_ids)} inbox rows nobody sent")
     if len(jobs) != expected_jobs or other_jobs:
-        problems.append(f"{len(jobs)} jobs for {expected_jobs} stored notifications "
-                        f"(+{other_jobs} others)")
+        problems.append(
+            f"{len(jobs)} jobs for {expected_jobs} stored notifications (+{other_jobs} others)"
+        )
     return problems[:10]
 
 
 # -- main -------------------------------------------------------------------------------------------
 
+
 def show(label: str, r: Run) -> None:
     errors = ", ".join(f"{k}: {v}" for k, v in r.errors.items()) or "none"
     check = "ok" if not r.problems else "FAILED: " + "; ".join(r.problems)
-    print(f"  {label:>5} offered {r.rate:5.0f}/s  achieved {r.achieved:5.0f}/s  lag {r.lag:4.2f} s  "
-          f"p50 {r.p50:6.1f}  p95 {r.p95:6.1f}  p99 {r.p99:7.1f}  max {r.max:7.1f} ms  "
-          f"errors {errors}  commits/notification {r.commits / max(1, r.sent):.2f}  "
-          f"cpu api {r.cpu['api']:.2f} pg {r.cpu['postgres']:.2f} client {r.cpu['client']:.2f} "
-          f"others {r.cpu['others']:.2f} (before {r.cpu['before']:.2f})  "
-          f"per notification: api {r.cpu['api'] / r.achieved * 1e6:.0f} us, "
-          f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  check {check}", flush=True)
+    print(
+        f"  {label:>5} offered {r.rate:5.0f}/s  achieved {r.achieved:5.0f}/s  lag {r.lag:4.2f} s  "
+        f"p50 {r.p50:6.1f}  p95 {r.p95:6.1f}  p99 {r.p99:7.1f}  max {r.max:7.1f} ms  "
+        f"errors {errors}  commits/notification {r.commits / max(1, r.sent):.2f}  "
+        f"cpu api {r.cpu['api']:.2f} pg {r.cpu['postgres']:.2f} client {r.cpu['client']:.2f} "
+        f"others {r.cpu['others']:.2f} (before {r.cpu['before']:.2f})  "
+        f"per notification: api {r.cpu['api'] / r.achieved * 1e6:.0f} us, "
+        f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  check {check}",
+        flush=True,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", default="1,2", help="uvicorn process counts (--workers)")
-    parser.add_argument("--ramp", default="500,750,1000,1250,1500,1750,2000,2500,3000",
-                        help="offered rates, per second, tried in turn until one is not sustained")
+    parser.add_argument(
+        "--ramp",
+        default="500,750,1000,1250,1500,1750,2000,2500,3000",
+        help="offered rates, per second, tried in turn until one is not sustained",
+    )
     parser.add_argument("--fixed", default="200,500", help="rates for the latency figures")
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
-    parser.add_argument("--connections", type=int, default=128, help="keep-alive connections in all")
-    parser.add_argument("--unknown-share", type=float, default=0.0,
-                        help="share of notifications for provider orders no intent knows (each gets its job too)")
-    parser.add_argument("--uvicorn-args", default="", help="extra uvicorn options, e.g. '--http h11'")
+    parser.add_argument(
+        "--connections", type=int, default=128, help="keep-alive connections in all"
+    )
+    parser.add_argument(
+        "--unknown-share",
+        type=float,
+        default=0.0,
+        help="share of notifications for provider orders no intent knows (each gets its job too)",
+    )
+    parser.add_argument(
+        "--uvicorn-args", default="", help="extra uvicorn options, e.g. '--http h11'"
+    )
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="stop stepping after this")
-    parser.add_argument("--quiet-below", type=float, default=0.3,
-                        help="before each run, wait until other processes use fewer cores than this")
-    parser.add_argument("--quiet-wait", type=float, default=0.0,
-                        help="...but at most this many seconds (0: do not wait)")
-    parser.add_argument("--retries", type=int, default=0,
-                        help="run a step again when others took more than --quiet-below cores "
-                             "during it (fixed rates; ramp steps that failed); best one kept")
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.3,
+        help="before each run, wait until other processes use fewer cores than this",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="...but at most this many seconds (0: do not wait)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="run a step again when others took more than --quiet-below cores "
+        "during it (fixed rates; ramp steps that failed); best one kept",
+    )
     args = parser.parse_args()
     QUIET.update(below=args.quiet_below, patience=args.quiet_wait, retries=args.retries)
 
@@ -512,18 +650,42 @@ def main() -> int:
         orders = seed(url, need)
         print(f"database ready, {len(orders)} payment intents seeded", flush=True)
         for processes in [int(x) for x in args.processes.split(",") if x]:
-            api = Api(url, processes, args.uvicorn_args.split(),
-                      log_dir / f"uvicorn-{processes}-{os.getpid()}.log")
+            api = Api(
+                url,
+                processes,
+                args.uvicorn_args.split(),
+                log_dir / f"uvicorn-{processes}-{os.getpid()}.log",
+            )
             print(f"uvicorn --workers {processes} {args.uvicorn_args}".rstrip(), flush=True)
             try:
                 tag = f"w{processes}-{uuid.uuid4().hex[:6]}"
                 # Warm-up: connections, pools, caches.
-                run(api, url, postmaster, orders, 200, 2, args.clients, args.connections,
-                    args.unknown_share, tag + "-warm")
+                run(
+                    api,
+                    url,
+                    postmaster,
+                    orders,
+                    200,
+                    2,
+                    args.clients,
+                    args.connections,
+                    args.unknown_share,
+                    tag + "-warm",
+                )
                 for rate in fixed:
-                    r = measured(api, url, postmaster, orders, rate, args.step_seconds,
-                                 args.clients, args.connections, args.unknown_share,
-                                 f"{tag}-f{int(rate)}", fixed=True)
+                    r = measured(
+                        api,
+                        url,
+                        postmaster,
+                        orders,
+                        rate,
+                        args.step_seconds,
+                        args.clients,
+                        args.connections,
+                        args.unknown_share,
+                        f"{tag}-f{int(rate)}",
+                        fixed=True,
+                    )
                     show("fixed", r)
                     failed |= bool(r.problems)
                 best = None
@@ -531,16 +693,29 @@ def main() -> int:
                     if time.monotonic() > deadline:
                         print("  time budget spent; stopping the ramp", flush=True)
                         break
-                    r = measured(api, url, postmaster, orders, rate, args.step_seconds,
-                                 args.clients, args.connections, args.unknown_share,
-                                 f"{tag}-r{int(rate)}", fixed=False)
+                    r = measured(
+                        api,
+                        url,
+                        postmaster,
+                        orders,
+                        rate,
+                        args.step_seconds,
+                        args.clients,
+                        args.connections,
+                        args.unknown_share,
+                        f"{tag}-r{int(rate)}",
+                        fixed=False,
+                    )
                     show("ramp", r)
                     failed |= bool(r.problems)
                     if not r.sustained:
                         break
                     best = r
-                print(f"  highest sustained rate, {processes} process(es): "
-                      f"{f'{best.rate:.0f}/s' if best else 'none of the ramp'}", flush=True)
+                print(
+                    f"  highest sustained rate, {processes} process(es): "
+                    f"{f'{best.rate:.0f}/s' if best else 'none of the ramp'}",
+                    flush=True,
+                )
             finally:
                 api.stop()
     print(f"load average after: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)

@@ -26,9 +26,9 @@ from kiosk.logclip import ClipArgs
 from kiosk.metrics import routes as metrics_routes
 from kiosk.metrics.http import LatencyMiddleware
 from kiosk.notifications import routes as deliveries_routes
+from kiosk.orders import payment_routes as payments_routes
 from kiosk.orders import routes as orders_routes
 from kiosk.payments import admin_routes as payments_admin_routes
-from kiosk.orders import payment_routes as payments_routes
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 from kiosk.webhooks import routes as webhooks_routes
@@ -36,8 +36,16 @@ from kiosk.webhooks import routes as webhooks_routes
 # One router per area: the kiosk's API, then the operators' surface. Mercado Pago's notifications
 # are the hottest path, so their route is matched first.
 ROUTERS = (
-    webhooks_routes, catalog_routes, orders_routes, payments_routes, heartbeat_routes,
-    admin_routes, schedules_routes, exports_routes, metrics_routes, dashboard_routes,
+    webhooks_routes,
+    catalog_routes,
+    orders_routes,
+    payments_routes,
+    heartbeat_routes,
+    admin_routes,
+    schedules_routes,
+    exports_routes,
+    metrics_routes,
+    dashboard_routes,
     devices_routes,
     payments_admin_routes,
     deliveries_routes,
@@ -48,8 +56,11 @@ logger = logging.getLogger("kiosk")
 # kiosk exports no OpenTelemetry data; FastAPI's native hook (0.16x) would still look OTEL_*
 # variables up in the environment on every request (~4 % of the webhook path's CPU,
 # docs/benchmarks.md). Older FastAPI has no such parameter.
-NO_TELEMETRY = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
-                if "telemetry" in inspect.signature(FastAPI).parameters else {})
+NO_TELEMETRY = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
 
 
 @contextlib.asynccontextmanager
@@ -75,12 +86,19 @@ def create_app(settings: Settings) -> FastAPI:
         access_log.addFilter(ClipArgs(limit=1000))
     # max_body_size: every route refuses (413) a body past the limit while it streams in, so a
     # huge JSON body is never buffered whole; the webhook's own limit is smaller.
-    app = FastAPI(title="kiosk", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
-                  **NO_TELEMETRY)
+    app = FastAPI(
+        title="kiosk",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        **NO_TELEMETRY,
+    )
     http_errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router)
-    app.mount(dashboard_routes.STATIC_PATH, dashboard_routes.StaticAssets(), name="dashboard-static")
+    app.mount(
+        dashboard_routes.STATIC_PATH, dashboard_routes.StaticAssets(), name="dashboard-static"
+    )
     # The webhook skips FastAPI's routing (kiosk/webhooks/routes.py); an oversized request head is
     # refused before it (kiosk/http_limits.py); the latency middleware, added last, stays outermost
     # and times both.

@@ -50,17 +50,35 @@ async def record(
     """Write the entry in the caller's transaction: the action and its record commit together."""
     await conn.execute(
         QUERIES["insert_audit"],
-        {"actor": actor, "action": action, "target": target, "details": Jsonb(details or {}),
-         "remote_addr": remote_addr},
+        {
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": Jsonb(details or {}),
+            "remote_addr": remote_addr,
+        },
     )
 
 
 async def record_by(
-    conn: psycopg.AsyncConnection, by: Operator, action: str, target: str, details: dict[str, Any] | None = None
+    conn: psycopg.AsyncConnection,
+    by: Operator,
+    action: str,
+    target: str,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """`record` for an Operator: the usual call from domain code, on the connection of its change."""
-    await record(conn, actor=by.name, action=action, target=target, details=details, remote_addr=by.remote_addr)
+    await record(
+        conn,
+        actor=by.name,
+        action=action,
+        target=target,
+        details=details,
+        remote_addr=by.remote_addr,
+    )
 
 
-async def list_entries(conn: psycopg.AsyncConnection, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+async def list_entries(
+    conn: psycopg.AsyncConnection, *, before: int | None, limit: int
+) -> list[dict[str, Any]]:
     return await db.fetch_all(conn, QUERIES["list_audit"], {"before": before, "limit": limit})

@@ -23,7 +23,9 @@ def token_matches(presented: str | None) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), expected)
 
 
-async def require_admin(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_admin(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> None:
     """FastAPI dependency for every `/admin/...` JSON route: 401 unless the token matches."""
     if credentials is None or not token_matches(credentials.credentials):
         raise HTTPException(
@@ -40,9 +42,12 @@ UNAUTHORIZED = {401: {"description": "admin token missing or wrong"}}
 
 async def acting_operator(
     request: Request,
-    x_kiosk_actor: Annotated[str | None, Header(
-        description="your name, recorded as the actor of this action in the audit log (default `admin`)",
-    )] = None,
+    x_kiosk_actor: Annotated[
+        str | None,
+        Header(
+            description="your name, recorded as the actor of this action in the audit log (default `admin`)",
+        ),
+    ] = None,
 ) -> Operator:
     """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
     return Operator(actor_name(x_kiosk_actor), request.client.host if request.client else None)

@@ -49,14 +49,18 @@ def _tap(args: argparse.Namespace) -> int:
     try:
         response = httpx.post(url, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"kiosk tap: cannot reach the simulator at {args.simulator_url}: {exc}", file=sys.stderr)
+        print(
+            f"kiosk tap: cannot reach the simulator at {args.simulator_url}: {exc}", file=sys.stderr
+        )
         return 1
     if response.status_code != 200:
         print(f"kiosk tap: {response.json().get('message', response.text)}", file=sys.stderr)
         return 1
     order = response.json()
-    print(f"terminal {args.terminal_id}: Mercado Pago order {order['id']} "
-          f"({order['transactions']['payments'][0]['amount']}) is {order['status']}")
+    print(
+        f"terminal {args.terminal_id}: Mercado Pago order {order['id']} "
+        f"({order['transactions']['payments'][0]['amount']}) is {order['status']}"
+    )
     return 0
 
 
@@ -99,8 +103,10 @@ def _rotate_secrets(args: argparse.Namespace) -> int:
     except secretbox.SecretUnreadable as exc:
         print(f"kiosk rotate-secrets: {exc.detail}", file=sys.stderr)
         return 1
-    print(f"re-encrypted the secrets of {rotated} schedules with the first key "
-          f"({total} hold secrets); older keys may now be removed from KIOSK_SECRET_KEY")
+    print(
+        f"re-encrypted the secrets of {rotated} schedules with the first key "
+        f"({total} hold secrets); older keys may now be removed from KIOSK_SECRET_KEY"
+    )
     return 0
 
 
@@ -134,10 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         "worker-health",
         help="container health check: exit 0 when a worker of this host is alive (docs/deploy.md)",
     )
-    health.add_argument("--host", help="check the workers of this host name (default: this machine's)")
+    health.add_argument(
+        "--host", help="check the workers of this host name (default: this machine's)"
+    )
     health.set_defaults(func=_worker_health)
 
-    sim = sub.add_parser("simulator", help="run the Mercado Pago Point simulator (docs/payments.md)")
+    sim = sub.add_parser(
+        "simulator", help="run the Mercado Pago Point simulator (docs/payments.md)"
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)
     sim.add_argument(
@@ -147,12 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=_simulator)
 
-    tap = sub.add_parser("tap", help="tap a card on a simulated terminal: pay the charge waiting there")
+    tap = sub.add_parser(
+        "tap", help="tap a card on a simulated terminal: pay the charge waiting there"
+    )
     tap.add_argument("terminal_id")
     choice = tap.add_mutually_exclusive_group()
     choice.add_argument("--approve", action="store_true", help="the card pays (default)")
     choice.add_argument("--decline", action="store_true", help="the card is declined")
-    choice.add_argument("--cancel", action="store_true", help="the customer cancels on the terminal")
+    choice.add_argument(
+        "--cancel", action="store_true", help="the customer cancels on the terminal"
+    )
     tap.add_argument(
         "--simulator-url",
         default=os.environ.get("KIOSK_SIMULATOR_URL", "http://127.0.0.1:8090"),

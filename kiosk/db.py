@@ -32,7 +32,9 @@ _HOST_CHARS = 40
 # round trip (one of the two to five a job or a webhook transaction makes: docs/benchmarks.md);
 # an older one is checked first, so connections left over from a database restart are replaced.
 CHECK_AFTER_IDLE_SECONDS = 1.0
-_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
@@ -83,7 +85,10 @@ def create_pool(*, role: str = "app", **kwargs: Any) -> AsyncConnectionPool:
     }
     options.update(kwargs)
     # procrastinate opens its LISTEN connection with the pool's kwargs: it carries the name too.
-    options["kwargs"] = {"application_name": application_name(role), **(options.get("kwargs") or {})}
+    options["kwargs"] = {
+        "application_name": application_name(role),
+        **(options.get("kwargs") or {}),
+    }
     options.setdefault("conninfo", settings.database_url)
     _pool = AsyncConnectionPool(**options)
     return _pool
@@ -109,9 +114,8 @@ async def transaction() -> AsyncIterator[psycopg.AsyncConnection]:
     Rows written and jobs deferred (`kiosk.queue.defer(conn, ...)`) on this connection commit
     together or not at all.
     """
-    async with pool().connection() as conn:
-        async with conn.transaction():
-            yield conn
+    async with pool().connection() as conn, conn.transaction():
+        yield conn
 
 
 async def fetch_one(
@@ -138,7 +142,12 @@ async def fetch_all(
 
 
 async def fetch_one_as(
-    conn: psycopg.AsyncConnection, cls: type[T], query: Any, params: Any = None, *, prepare: bool | None = None
+    conn: psycopg.AsyncConnection,
+    cls: type[T],
+    query: Any,
+    params: Any = None,
+    *,
+    prepare: bool | None = None,
 ) -> T | None:
     """One row as a `cls` (psycopg's `class_row`: the query's columns are its fields), or None."""
     async with conn.cursor(row_factory=class_row(cls)) as cur:
@@ -147,7 +156,12 @@ async def fetch_one_as(
 
 
 async def fetch_all_as(
-    conn: psycopg.AsyncConnection, cls: type[T], query: Any, params: Any = None, *, prepare: bool | None = None
+    conn: psycopg.AsyncConnection,
+    cls: type[T],
+    query: Any,
+    params: Any = None,
+    *,
+    prepare: bool | None = None,
 ) -> list[T]:
     """Rows as `cls` instances (psycopg's `class_row`); `prepare` as in `fetch_all`."""
     async with conn.cursor(row_factory=class_row(cls)) as cur:

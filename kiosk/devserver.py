@@ -82,7 +82,9 @@ def _dev_defaults(env: dict[str, str], state_dir: Path) -> None:
     key_file = state_dir / "dev-secret-key"
     if not env.get("KIOSK_SECRET_KEY"):
         if not key_file.exists():
-            with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            with os.fdopen(
+                os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"
+            ) as out:
                 out.write(generate_key())
         env["KIOSK_SECRET_KEY"] = key_file.read_text().strip()
         _log(f"secret key (dev only) in {key_file}")
@@ -95,8 +97,11 @@ def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
     if token_file.exists():
         token = token_file.read_text().strip()
         # An unknown order id: 404 with a valid token, 401 without one.
-        probe = httpx.get(f"{base}/orders/00000000-0000-0000-0000-000000000000", timeout=10,
-                          headers={"Authorization": f"Bearer {token}"})
+        probe = httpx.get(
+            f"{base}/orders/00000000-0000-0000-0000-000000000000",
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         if probe.status_code == 404:
             return token
     admin = {"Authorization": f"Bearer {admin_token}", "X-Kiosk-Actor": "kiosk-dev"}
@@ -110,8 +115,9 @@ def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
                     http.delete(f"/admin/devices/{device['id']}").raise_for_status()
             if (cursor := page["next_cursor"]) is None:
                 break
-        created = http.post("/admin/devices", json={"name": DEV_DEVICE_NAME,
-                                                    "terminal_ids": list(DEV_TERMINALS)})
+        created = http.post(
+            "/admin/devices", json={"name": DEV_DEVICE_NAME, "terminal_ids": list(DEV_TERMINALS)}
+        )
         created.raise_for_status()
     token = created.json()["token"]
     token_file.write_text(token)
@@ -122,13 +128,30 @@ def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
 def children(host: str, port: int, simulator_port: int | None = None) -> list[Child]:
     python = sys.executable
     procs = [
-        Child("api", [python, "-m", "uvicorn", "kiosk.app:app", "--host", host, "--port", str(port)]),
+        Child(
+            "api", [python, "-m", "uvicorn", "kiosk.app:app", "--host", host, "--port", str(port)]
+        ),
         Child("worker", [python, "-m", "procrastinate", "--app=tasks.app", "worker"]),
     ]
     if simulator_port is not None:
         webhook_url = f"http://{host}:{port}/webhooks/mercadopago"
-        procs.append(Child("simulator", [python, "-m", "kiosk.cli", "simulator", "--host", "127.0.0.1",
-                                         "--port", str(simulator_port), "--webhook-url", webhook_url]))
+        procs.append(
+            Child(
+                "simulator",
+                [
+                    python,
+                    "-m",
+                    "kiosk.cli",
+                    "simulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(simulator_port),
+                    "--webhook-url",
+                    webhook_url,
+                ],
+            )
+        )
     return procs
 
 
@@ -183,7 +206,11 @@ def run(
 
 
 def _serve(
-    env: dict[str, str], host: str, port: int, stopping: threading.Event, simulator: int | None,
+    env: dict[str, str],
+    host: str,
+    port: int,
+    stopping: threading.Event,
+    simulator: int | None,
     state_dir: Path,
 ) -> int:
     _log("migrating: alembic upgrade head")
@@ -204,11 +231,15 @@ def _serve(
             _log(f"could not create the dev device: {exc}")
         else:
             _log(f"device token (dev only, kept in {state_dir / 'dev-device-token'}): {token}")
-            _log(f"           the orders API takes it; device {DEV_DEVICE_NAME!r} charges on "
-                 f"{', '.join(DEV_TERMINALS)}")
+            _log(
+                f"           the orders API takes it; device {DEV_DEVICE_NAME!r} charges on "
+                f"{', '.join(DEV_TERMINALS)}"
+            )
         if simulator is not None:
-            _log(f"simulator  http://127.0.0.1:{simulator}   (Mercado Pago; tap a card: "
-                 f"kiosk tap <terminal_id> --approve, or open the page)")
+            _log(
+                f"simulator  http://127.0.0.1:{simulator}   (Mercado Pago; tap a card: "
+                f"kiosk tap <terminal_id> --approve, or open the page)"
+            )
         _log("press Ctrl-C to stop")
     code = 0
     while not stopping.is_set():

@@ -28,5 +28,7 @@ async def readiness() -> Readiness:
         return Readiness(False, f"database unavailable: {type(exc).__name__}")
     current = row["version_num"] if row else None
     if current != head:
-        return Readiness(False, f"migrations not at head (database {current}, code {head})", current)
+        return Readiness(
+            False, f"migrations not at head (database {current}, code {head})", current
+        )
     return Readiness(True, "ok", current)

@@ -42,7 +42,9 @@ async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
 
 
 async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers() or None)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status, headers=exc.headers() or None
+    )
 
 
 HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (

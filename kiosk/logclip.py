@@ -36,5 +36,7 @@ class ClipArgs(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(clip(arg, self.limit) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(
+                clip(arg, self.limit) if isinstance(arg, str) else arg for arg in record.args
+            )
         return True

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-
-from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from kiosk.db import application_name
 from kiosk.settings import load_or_exit
 
@@ -54,7 +53,9 @@ def exclusive(database_url: str | None = None) -> Iterator[None]:
     on objects the first one created.
     """
     url = database_url or load_or_exit().database_url
-    with psycopg.connect(url, autocommit=True, application_name=application_name("migrate")) as conn:
+    with psycopg.connect(
+        url, autocommit=True, application_name=application_name("migrate")
+    ) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             yield

@@ -178,8 +178,9 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     sent), the next checked address is tried. Raises UnsafeURL (Unresolvable for DNS trouble).
     """
 
-    def __init__(self, allowed: frozenset[str], *, verify: ssl.SSLContext,
-                 resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, allowed: frozenset[str], *, verify: ssl.SSLContext, resolver: Resolver | None = None
+    ) -> None:
         self._allowed = allowed
         self._resolver = resolver
         self._inner = httpx.AsyncHTTPTransport(verify=verify, trust_env=False)
@@ -191,7 +192,8 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             return await self._inner.handle_async_request(request)
         for index, address in enumerate(addresses):
             pinned = httpx.Request(
-                request.method, request.url.copy_with(host=str(address)),
+                request.method,
+                request.url.copy_with(host=str(address)),
                 headers=request.headers,  # Host is already set from the real URL
                 stream=request.stream,
                 extensions={**request.extensions, "sni_hostname": host},
@@ -220,5 +222,7 @@ def pinned_client(
     """
     return httpx.AsyncClient(
         transport=PinnedTransport(allowed, verify=verify, resolver=resolver),
-        follow_redirects=False, trust_env=False, timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        timeout=timeout,
     )

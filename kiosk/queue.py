@@ -34,7 +34,15 @@ from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
 
-__all__ = ["UnknownTask", "app", "cancel", "check_task_name", "defer", "defer_many", "release_queueing_lock"]
+__all__ = [
+    "UnknownTask",
+    "app",
+    "cancel",
+    "check_task_name",
+    "defer",
+    "defer_many",
+    "release_queueing_lock",
+]
 
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
@@ -60,8 +68,11 @@ class UnknownTask(LookupError):
 def _namespaces() -> frozenset[str]:
     """The namespaces of the kiosk's own tasks: those defined in tasks/ and periodic.py."""
     app.perform_import_paths()
-    return frozenset(name.partition(".")[0] for name, task in app.tasks.items()
-                     if task.func.__module__.partition(".")[0] in ("tasks", "periodic"))
+    return frozenset(
+        name.partition(".")[0]
+        for name, task in app.tasks.items()
+        if task.func.__module__.partition(".")[0] in ("tasks", "periodic")
+    )
 
 
 def check_task_name(task_name: str) -> None:
@@ -69,8 +80,10 @@ def check_task_name(task_name: str) -> None:
     namespaces = _namespaces()  # first: it registers every task
     if task_name in app.tasks or task_name.partition(".")[0] not in namespaces:
         return
-    raise UnknownTask(f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "
-                      "deferred under that name would never run")
+    raise UnknownTask(
+        f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "
+        "deferred under that name would never run"
+    )
 
 
 async def defer(
@@ -146,8 +159,9 @@ async def defer_many(
     if not jobs:
         return []
     made = [
-        app.configure_task(task_name, connection=conn, queueing_lock=queueing_lock, lock=lock)
-        .make_new_job(**kwargs)
+        app.configure_task(
+            task_name, connection=conn, queueing_lock=queueing_lock, lock=lock
+        ).make_new_job(**kwargs)
         for queueing_lock, lock, kwargs in jobs
     ]
     try:
@@ -158,8 +172,10 @@ async def defer_many(
         pass
     except exceptions.ConnectorException as exc:
         raise _unwrapped(exc) from None
-    return [await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
-            for queueing_lock, lock, kwargs in jobs]
+    return [
+        await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
+        for queueing_lock, lock, kwargs in jobs
+    ]
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

@@ -45,12 +45,17 @@ TABLES = (
 )
 
 
-async def prune_table(table: Table, days: float, *, batch_size: int, now: dt.datetime | None = None) -> int:
+async def prune_table(
+    table: Table, days: float, *, batch_size: int, now: dt.datetime | None = None
+) -> int:
     """Delete the table's rows past `days` (0: none), batch by batch; the number deleted."""
     if days <= 0:
         return 0
     query = load_queries(table.package)[table.query]
-    params = {"before": (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days), "batch_size": batch_size}
+    params = {
+        "before": (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days),
+        "batch_size": batch_size,
+    }
     deleted = 0
     while True:
         async with db.transaction() as conn:
@@ -62,7 +67,10 @@ async def prune_table(table: Table, days: float, *, batch_size: int, now: dt.dat
 
 
 async def prune_tables(
-    *, days: dict[str, float] | None = None, batch_size: int | None = None, now: dt.datetime | None = None
+    *,
+    days: dict[str, float] | None = None,
+    batch_size: int | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, int]:
     """Prune every table of TABLES with its setting (or `days[name]`); rows deleted per table."""
     settings = get_settings()
@@ -72,5 +80,7 @@ async def prune_tables(
         table_days = (days or {}).get(table.name, getattr(settings, table.setting))
         result[table.name] = await prune_table(table, table_days, batch_size=batch_size, now=now)
     if any(result.values()):
-        logger.info("retention pruned %s", ", ".join(f"{n} {name} rows" for name, n in result.items() if n))
+        logger.info(
+            "retention pruned %s", ", ".join(f"{n} {name} rows" for name, n in result.items() if n)
+        )
     return result

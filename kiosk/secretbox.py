@@ -21,7 +21,15 @@ from kiosk.errors import DomainError
 from kiosk.settings import get_settings
 from kiosk.validators import parse_keys
 
-__all__ = ["Keyring", "SecretKeyMissing", "SecretUnreadable", "generate_key", "keyring", "parse_keys", "warn_if_missing"]
+__all__ = [
+    "Keyring",
+    "SecretKeyMissing",
+    "SecretUnreadable",
+    "generate_key",
+    "keyring",
+    "parse_keys",
+    "warn_if_missing",
+]
 
 
 class SecretKeyMissing(DomainError):

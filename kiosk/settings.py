@@ -8,8 +8,8 @@ Secrets are `SecretStr` so that they never reach a log or a repr by accident.
 from __future__ import annotations
 
 import functools
-from typing import Any
 import sys
+from typing import Any
 
 from pydantic import (
     AliasChoices,
@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     @property
     def secret_keys(self) -> list[str]:
         return parse_keys(self.secret_key.get_secret_value())
+
     # end of secrets at rest
 
     # payments, webhooks and notifications (docs/payments.md)
@@ -148,6 +149,7 @@ class Settings(BaseSettings):
         if info.data.get("notify_url") and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters when KIOSK_NOTIFY_URL is set")
         return value
+
     # end of payments, webhooks and notifications
 
     # deliveries (docs/payments.md, "Receipt and notify hook"): the receipt and the order-paid
@@ -167,6 +169,7 @@ class Settings(BaseSettings):
         if first is not None and value < first:
             raise ValueError(f"must be at least KIOSK_DELIVERY_RETRY_BACKOFF_SECONDS ({first:g})")
         return value
+
     # end of deliveries
 
     # metrics: Prometheus scrapes GET /metrics with this bearer token (the admin token when unset).
@@ -214,7 +217,9 @@ class Settings(BaseSettings):
             if name and not (
                 len(name) <= 128 and name.isascii() and all(c.isalnum() or c in "._-" for c in name)
             ):
-                raise ValueError(f"{name!r} is not a queue name (letters, digits, . _ -, at most 128)")
+                raise ValueError(
+                    f"{name!r} is not a queue name (letters, digits, . _ -, at most 128)"
+                )
         return value
 
     @field_validator("worker_stalled_after")
@@ -250,6 +255,7 @@ class Settings(BaseSettings):
                 "must be a cron expression of 5 fields, or 6 with seconds last (e.g. */2 * * * *)"
             )
         return value
+
     # end of expiry
 
     # webhook ingestion: group commit of concurrent notifications (kiosk/webhooks/batcher.py,
@@ -300,6 +306,7 @@ class Settings(BaseSettings):
         if 0 < value < 1:
             raise ValueError("must be 0 (keep forever) or at least 1 day")
         return value
+
     # end of retention
 
     @field_validator("database_url")
@@ -359,7 +366,9 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else "?"
         env = name if name.isupper() else _env_name(name)
-        message = "is not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
+        message = (
+            "is not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
+        )
         parts.append(f"{env} {message}")
     return "; ".join(parts)
 

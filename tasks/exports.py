@@ -10,8 +10,12 @@ from kiosk import exports
 from kiosk.queue import app
 
 
-@app.task(name=exports.TASK, queue=exports.QUEUE, pass_context=True,
-          retry=RetryStrategy(max_attempts=3, exponential_wait=5))
+@app.task(
+    name=exports.TASK,
+    queue=exports.QUEUE,
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=3, exponential_wait=5),
+)
 async def orders_csv(context: JobContext, export_id: str) -> dict[str, Any]:
     assert context.job.id is not None
     try:

@@ -7,5 +7,9 @@ tests ask for: `database_url` a database, `api` uvicorn alone, `sim` the Mercado
 `target` a local server for scheduled requests.
 """
 
-pytest_plugins = ("tests.support.database", "tests.support.stack", "tests.support.hostile",
-                  "tests.support.schedules")
+pytest_plugins = (
+    "tests.support.database",
+    "tests.support.stack",
+    "tests.support.hostile",
+    "tests.support.schedules",
+)

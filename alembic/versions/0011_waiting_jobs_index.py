@@ -19,7 +19,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_sql("CREATE INDEX kiosk_jobs_todo_queue_id ON procrastinate_jobs (queue_name, id) WHERE status = 'todo';")
+    run_sql(
+        "CREATE INDEX kiosk_jobs_todo_queue_id ON procrastinate_jobs (queue_name, id) WHERE status = 'todo';"
+    )
 
 
 def downgrade() -> None:

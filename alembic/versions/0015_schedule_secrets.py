@@ -30,7 +30,14 @@ branch_labels = None
 depends_on = None
 
 MASK = "********"
-PLAIN_HEADERS = {"accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent"}
+PLAIN_HEADERS = {
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "user-agent",
+}
 
 
 def _secret_header(name: str) -> bool:
@@ -77,7 +84,9 @@ def upgrade() -> None:
         """
     )
     conn = _conn()
-    rows = conn.execute("SELECT id, url, headers, body FROM schedules ORDER BY id FOR UPDATE").fetchall()
+    rows = conn.execute(
+        "SELECT id, url, headers, body FROM schedules ORDER BY id FOR UPDATE"
+    ).fetchall()
     keys = None
     for schedule_id, url, headers, body in rows:
         plain = {n: v for n, v in headers.items() if not _secret_header(n)}
@@ -92,12 +101,20 @@ def upgrade() -> None:
                     "strings to encrypt: set it (`kiosk secret-key` makes one) and run `kiosk "
                     "migrate` again; nothing was changed"
                 )
-            sealed = keys.seal({"headers": secret, "body": body, "url": url if shown != url else None})
+            sealed = keys.seal(
+                {"headers": secret, "body": body, "url": url if shown != url else None}
+            )
         conn.execute(
             "UPDATE schedules SET url = %s, headers = %s::jsonb, secret_headers = %s, body_bytes = %s, "
             "secrets = %s WHERE id = %s",
-            (shown, json.dumps(plain), list(secret),
-             len(body.encode()) if body is not None else None, sealed, schedule_id),
+            (
+                shown,
+                json.dumps(plain),
+                list(secret),
+                len(body.encode()) if body is not None else None,
+                sealed,
+                schedule_id,
+            ),
         )
     run_sql("ALTER TABLE schedules DROP COLUMN body;")
 
@@ -111,10 +128,19 @@ def downgrade() -> None:
     keys = _keyring() if rows else None
     for schedule_id, url, headers, sealed in rows:
         if not keys.available:
-            raise RuntimeError("KIOSK_SECRET_KEY is not set: cannot decrypt the schedules' secrets to downgrade")
+            raise RuntimeError(
+                "KIOSK_SECRET_KEY is not set: cannot decrypt the schedules' secrets to downgrade"
+            )
         opened = keys.open(sealed)
         conn.execute(
             "UPDATE schedules SET url = %s, headers = %s::jsonb, body = %s WHERE id = %s",
-            (opened.get("url") or url, json.dumps(headers | opened["headers"]), opened.get("body"), schedule_id),
+            (
+                opened.get("url") or url,
+                json.dumps(headers | opened["headers"]),
+                opened.get("body"),
+                schedule_id,
+            ),
         )
-    run_sql("ALTER TABLE schedules DROP COLUMN secrets, DROP COLUMN body_bytes, DROP COLUMN secret_headers;")
+    run_sql(
+        "ALTER TABLE schedules DROP COLUMN secrets, DROP COLUMN body_bytes, DROP COLUMN secret_headers;"
+    )

@@ -69,8 +69,15 @@ def load_figures(stack: Stack, load: Load, elapsed: float, redelivered: int) -> 
     }
 
 
-def conclude(report: Report, stack: Stack, load: Load, settled: bool, timeout: float, *,
-             unapproved_created_is_lost: bool = False) -> None:
+def conclude(
+    report: Report,
+    stack: Stack,
+    load: Load,
+    settled: bool,
+    timeout: float,
+    *,
+    unapproved_created_is_lost: bool = False,
+) -> None:
     """Fail the report for a sale not approved, a stack that did not settle, or what `audit` finds.
     `unapproved_created_is_lost`: a sale whose order exists but whose charge never went through
     counts as lost, not as a mere problem."""
@@ -90,8 +97,14 @@ def redeliver_unacknowledged(stack: Stack) -> int:
     with httpx.Client(timeout=30) as client:
         for hook in stack.sim.get("/_sim/webhooks"):
             if 200 not in hook["answers"] and 201 not in hook["answers"]:
-                response = notify(stack.api.url, hook["order_id"], hook["notification_id"],
-                                  hook["action"], secret=WEBHOOK_SECRET, client=client)
+                response = notify(
+                    stack.api.url,
+                    hook["order_id"],
+                    hook["notification_id"],
+                    hook["action"],
+                    secret=WEBHOOK_SECRET,
+                    client=client,
+                )
                 hook["answers"].append(response.status_code)
                 sent += 1
     return sent
@@ -116,8 +129,12 @@ class Report:
         width = max((len(k) for k in self.figures), default=0)
         for key, value in self.figures.items():
             print(f"  {key:<{width}}  {value}")
-        for title, items in (("LOST", self.lost), ("DUPLICATED", self.duplicated),
-                             ("PROBLEMS", self.problems), ("notes", self.notes)):
+        for title, items in (
+            ("LOST", self.lost),
+            ("DUPLICATED", self.duplicated),
+            ("PROBLEMS", self.problems),
+            ("notes", self.notes),
+        ):
             if items:
                 print(f"  {title} ({len(items)}):")
                 for item in items[:30]:
@@ -137,24 +154,33 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     Lost: an approved charge whose order is not paid, an acknowledged notification not in the
     inbox, a paid order without its receipt or its hook. Duplicated: anything twice.
     """
-    orders = {str(r["id"]): r for r in stack.db(
-        "SELECT id, status, customer_email, paid_intent_id FROM orders")}
+    orders = {
+        str(r["id"]): r
+        for r in stack.db("SELECT id, status, customer_email, paid_intent_id FROM orders")
+    }
     statuses = Counter(r["status"] for r in orders.values())
     report.figures["orders by status"] = dict(sorted(statuses.items()))
     paid = {oid for oid, r in orders.items() if r["status"] == "paid"}
 
     # Money taken at Mercado Pago <-> kiosk orders paid.
-    intents = {r["provider_order_id"]: r for r in stack.db(
-        "SELECT id, order_id::text, provider_order_id, status FROM payment_intents "
-        "WHERE provider_order_id IS NOT NULL")}
+    intents = {
+        r["provider_order_id"]: r
+        for r in stack.db(
+            "SELECT id, order_id::text, provider_order_id, status FROM payment_intents "
+            "WHERE provider_order_id IS NOT NULL"
+        )
+    }
     charged: Counter[str] = Counter()
     for sim_order in stack.sim.get("/_sim/orders"):
         if sim_order["status"] != "processed":
             continue
         intent = intents.get(sim_order["id"])
         if intent is None:
-            report.fail("lost", f"Mercado Pago order {sim_order['id']} was paid but no payment intent "
-                                "knows it (money taken, order not paid)")
+            report.fail(
+                "lost",
+                f"Mercado Pago order {sim_order['id']} was paid but no payment intent "
+                "knows it (money taken, order not paid)",
+            )
             continue
         charged[intent["order_id"]] += 1
     report.figures["charges approved at Mercado Pago"] = sum(charged.values())
@@ -164,8 +190,10 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     for order_id, provider_order_id in expected_paid.items():
         status = orders.get(order_id, {}).get("status")
         if status != "paid":
-            report.fail("lost", f"order {order_id} ({provider_order_id}) approved at Mercado Pago "
-                                f"but {status}")
+            report.fail(
+                "lost",
+                f"order {order_id} ({provider_order_id}) approved at Mercado Pago but {status}",
+            )
     for order_id in paid - set(expected_paid):
         report.fail("problems", f"order {order_id} is paid but no card approved it in this drill")
     report.figures["orders paid"] = len(paid)
@@ -174,10 +202,15 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     # At least once: a copy is no failure, as long as every copy of a delivery carried its one
     # key (Message-ID, Idempotency-Key) and, for the hook, the same body; and the ledger counted it
     # (a copy only comes from an attempt made after one that may have delivered: `resends`).
-    deliveries = {(str(r["order_id"]), r["kind"]): r for r in stack.db(
-        "SELECT order_id, kind, state, attempts, resends, maybe_delivered, last_error FROM order_deliveries")}
-    report.figures["deliveries by state"] = dict(sorted(Counter(
-        f"{k[1]}:{r['state']}" for k, r in deliveries.items()).items()))
+    deliveries = {
+        (str(r["order_id"]), r["kind"]): r
+        for r in stack.db(
+            "SELECT order_id, kind, state, attempts, resends, maybe_delivered, last_error FROM order_deliveries"
+        )
+    }
+    report.figures["deliveries by state"] = dict(
+        sorted(Counter(f"{k[1]}:{r['state']}" for k, r in deliveries.items()).items())
+    )
     duplicates: dict[str, str] = {}
     for kind, receiver in (("receipt", stack.smtp), ("notify_paid", stack.hook)):
         with receiver.lock:
@@ -191,34 +224,49 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
             ledger = deliveries.get((order_id, kind))
             state = ledger["state"] if ledger else "not planned"
             if got == 0:
-                why = f"delivery {state}" + (f": {ledger['last_error']}" if ledger and ledger["last_error"] else "")
+                why = f"delivery {state}" + (
+                    f": {ledger['last_error']}" if ledger and ledger["last_error"] else ""
+                )
                 report.fail("lost", f"{kind} of order {order_id} never arrived ({why})")
                 continue
             if state != "sent":
-                report.fail("problems", f"{kind} of order {order_id} arrived but its delivery is {state}")
-            expected = (f"order-paid-{order_id}" if kind == "notify_paid" else None)
+                report.fail(
+                    "problems", f"{kind} of order {order_id} arrived but its delivery is {state}"
+                )
+            expected = f"order-paid-{order_id}" if kind == "notify_paid" else None
             if len(keys[order_id]) != 1 or (expected and keys[order_id] != {expected}):
-                report.fail("problems", f"{kind} of order {order_id}: its {got} copies carried the keys "
-                                        f"{sorted(keys[order_id])}, not one")
+                report.fail(
+                    "problems",
+                    f"{kind} of order {order_id}: its {got} copies carried the keys "
+                    f"{sorted(keys[order_id])}, not one",
+                )
             if len(bodies[order_id]) != 1:
                 report.fail("problems", f"{kind} of order {order_id}: its {got} copies differ")
             if ledger and got - 1 > ledger["resends"]:
-                report.fail("problems", f"{kind} of order {order_id} arrived {got} times but its delivery "
-                                        f"counts {ledger['resends']} resends")
+                report.fail(
+                    "problems",
+                    f"{kind} of order {order_id} arrived {got} times but its delivery "
+                    f"counts {ledger['resends']} resends",
+                )
         for order_id in set(counts) - paid:
             report.fail("problems", f"{kind} for order {order_id}, which is not paid")
-        duplicates[kind] = (f"{sum(copies.values())} extra copies of {len(copies)} deliveries, "
-                            "each copy with its delivery's one key")
+        duplicates[kind] = (
+            f"{sum(copies.values())} extra copies of {len(copies)} deliveries, "
+            "each copy with its delivery's one key"
+        )
     report.figures["duplicates (at least once, same key)"] = duplicates
     if stack.hook.bad_signature:
-        report.fail("problems", f"{stack.hook.bad_signature} notify hook calls with a bad signature")
+        report.fail(
+            "problems", f"{stack.hook.bad_signature} notify hook calls with a bad signature"
+        )
     resent = [r for r in deliveries.values() if r["maybe_delivered"]]
     if resent:
         report.notes.append(
             f"{len(resent)} deliveries had an attempt whose outcome was unknown (its worker was killed "
             f"while sending, or lost the database) and were sent again with the same key: "
             f"{sum(r['resends'] for r in resent)} resends in the ledger; the receivers' duplicates above "
-            "are those that had arrived")
+            "are those that had arrived"
+        )
 
     # The inbox against what the simulator saw acknowledged.
     inbox = stack.db("SELECT notification_id, state FROM webhook_inbox")
@@ -229,7 +277,10 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     report.figures["notifications sent / acknowledged"] = f"{len(webhooks)} / {len(acked)}"
     for w in acked:
         if str(w["notification_id"]) not in stored:
-            report.fail("lost", f"notification {w['notification_id']} was acknowledged but is not in the inbox")
+            report.fail(
+                "lost",
+                f"notification {w['notification_id']} was acknowledged but is not in the inbox",
+            )
     for r in stack.db("""
             SELECT i.id, i.notification_id, i.action, i.resource_id, i.job_id, i.received_at,
                    j.status AS job_status, o.status AS order_status
@@ -238,13 +289,18 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
             LEFT JOIN payment_intents p ON p.provider_order_id = i.resource_id
             LEFT JOIN orders o ON o.id = p.order_id
             WHERE i.state = 'received'"""):
-        report.fail("problems", f"inbox row {r['id']} ({r['action']} of {r['resource_id']}, received "
-                                f"{r['received_at']:%H:%M:%S.%f}) is still 'received': job {r['job_id']} "
-                                f"{r['job_status']}, order {r['order_status']}")
+        report.fail(
+            "problems",
+            f"inbox row {r['id']} ({r['action']} of {r['resource_id']}, received "
+            f"{r['received_at']:%H:%M:%S.%f}) is still 'received': job {r['job_id']} "
+            f"{r['job_status']}, order {r['order_status']}",
+        )
 
     # Jobs: none left behind.
-    jobs = stack.db("SELECT task_name, status::text, count(*) AS n FROM procrastinate_jobs "
-                    "GROUP BY 1, 2 ORDER BY 1, 2")
+    jobs = stack.db(
+        "SELECT task_name, status::text, count(*) AS n FROM procrastinate_jobs "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    )
     report.figures["jobs"] = {f"{r['task_name']}:{r['status']}": r["n"] for r in jobs}
     for r in jobs:
         if r["status"] in ("todo", "doing") and not r["task_name"].startswith("schedules."):

@@ -59,6 +59,7 @@ def log(message: str) -> None:
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
 
+
 class PrivatePostgres:
     """An embedded PostgreSQL (pgserver) in its own temporary folder, stopped and started with its
     own pg_ctl. It listens on a Unix socket in that folder only: no TCP port, nothing shared."""
@@ -84,8 +85,9 @@ class PrivatePostgres:
         self._pg_ctl("-w", "-m", mode, "stop")
 
     def start(self) -> None:
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
-                     "-l", str(self.server.log), "start")
+        self._pg_ctl(
+            "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"
+        )
 
     def create_database(self, name: str) -> str:
         from kiosk import embedded
@@ -110,6 +112,7 @@ def query(database_url: str, sql: str, params: Any = None) -> list[dict]:
 
 # -- workers under a supervisor -------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Slot:
     name: str
@@ -123,8 +126,14 @@ class Supervisor:
     """Keeps `count` worker processes running: one that exits is started again after
     `restart_delay` seconds, as Docker Compose and Railway do with the workers' restart policy."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, count: int, concurrency: int,
-                 restart_delay: float = 1.0):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        count: int,
+        concurrency: int,
+        restart_delay: float = 1.0,
+    ):
         self.env, self.log_dir, self.concurrency = env, log_dir, concurrency
         self.restart_delay = restart_delay
         self.slots = [Slot(f"worker{i}") for i in range(count)]
@@ -138,9 +147,16 @@ class Supervisor:
 
     def _start(self, slot: Slot) -> None:
         slot.starts += 1
-        slot.process = Worker(self.env, self.log_dir, "--concurrency", str(self.concurrency),
-                              "--fetch-job-polling-interval", "0.5", *WORKER_FLAGS,
-                              name=f"{slot.name}-{slot.starts}")
+        slot.process = Worker(
+            self.env,
+            self.log_dir,
+            "--concurrency",
+            str(self.concurrency),
+            "--fetch-job-polling-interval",
+            "0.5",
+            *WORKER_FLAGS,
+            name=f"{slot.name}-{slot.starts}",
+        )
 
     def _watch(self) -> None:
         exited_at: dict[str, float] = {}
@@ -155,8 +171,11 @@ class Supervisor:
                         proc.stop()
                         slot.process = None
                         exited_at[slot.name] = time.monotonic()
-                    if slot.process is None and slot.wanted and \
-                            time.monotonic() - exited_at.get(slot.name, 0) >= self.restart_delay:
+                    if (
+                        slot.process is None
+                        and slot.wanted
+                        and time.monotonic() - exited_at.get(slot.name, 0) >= self.restart_delay
+                    ):
                         self._start(slot)
                         self.events.append(f"{slot.name} started again (start #{slot.starts})")
 
@@ -190,8 +209,12 @@ class Supervisor:
     def ready(self) -> bool:
         """Every slot runs a worker that has started its loop (and so handles SIGTERM)."""
         with self.lock:
-            return all(s.process is not None and s.process.alive()
-                       and "Starting worker on" in s.process.output() for s in self.slots)
+            return all(
+                s.process is not None
+                and s.process.alive()
+                and "Starting worker on" in s.process.output()
+                for s in self.slots
+            )
 
     def restarts(self) -> int:
         return sum(max(s.starts - 1, 0) for s in self.slots)
@@ -209,6 +232,7 @@ class Supervisor:
 
 # -- load: customers paying orders ----------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Sale:
     n: int
@@ -224,8 +248,17 @@ class Load:
     approving card at the simulator. A refused call (503, no connection) is retried, as a kiosk
     front end would, until `give_up` seconds have passed for that step."""
 
-    def __init__(self, api_url: str, sim: SimulatorProcess, *, orders: int, duration: float,
-                 customers: int = 4, give_up: float = 120.0, rate: float | None = None):
+    def __init__(
+        self,
+        api_url: str,
+        sim: SimulatorProcess,
+        *,
+        orders: int,
+        duration: float,
+        customers: int = 4,
+        give_up: float = 120.0,
+        rate: float | None = None,
+    ):
         self.api_url, self.sim = api_url, sim
         self.orders, self.duration, self.give_up = orders, duration, give_up
         self.interval = customers / rate if rate else 0.0
@@ -235,22 +268,35 @@ class Load:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._next = 0
-        self.threads = [threading.Thread(target=self._customer, daemon=True) for _ in range(customers)]
+        self.threads = [
+            threading.Thread(target=self._customer, daemon=True) for _ in range(customers)
+        ]
         for thread in self.threads:
             thread.start()
 
     def _take(self) -> Sale | None:
         with self.lock:
-            if self._stop.is_set() or self._next >= self.orders or \
-                    time.monotonic() - self.started > self.duration:
+            if (
+                self._stop.is_set()
+                or self._next >= self.orders
+                or time.monotonic() - self.started > self.duration
+            ):
                 return None
             self._next += 1
             sale = Sale(self._next, f"DRILL_{self._next}_{uuid.uuid4().hex[:6]}")
             self.sales.append(sale)
             return sale
 
-    def _call(self, client: httpx.Client, method: str, url: str, body: dict | None, ok: set[int],
-              what: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
+    def _call(
+        self,
+        client: httpx.Client,
+        method: str,
+        url: str,
+        body: dict | None,
+        ok: set[int],
+        what: str,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response | None:
         deadline = time.monotonic() + self.give_up
         while time.monotonic() < deadline:
             try:
@@ -278,26 +324,50 @@ class Load:
                     time.sleep(max(0.0, self.interval - (time.monotonic() - began)))
 
     def _sell(self, client: httpx.Client, sale: Sale) -> None:
-        order = self._call(client, "POST", f"{self.api_url}/orders", {
-            "items": [{"sku": SKU, "quantity": 1}],
-            "customer_email": f"customer{sale.n}@example.com"}, {201}, "POST /orders", ADMIN_AUTH)
+        order = self._call(
+            client,
+            "POST",
+            f"{self.api_url}/orders",
+            {
+                "items": [{"sku": SKU, "quantity": 1}],
+                "customer_email": f"customer{sale.n}@example.com",
+            },
+            {201},
+            "POST /orders",
+            ADMIN_AUTH,
+        )
         if order is None or order.status_code != 201:
             sale.note = f"order not created ({order.status_code if order else 'gave up'})"
             return
         sale.order_id = order.json()["id"]
-        intent = self._call(client, "POST", f"{self.api_url}/orders/{sale.order_id}/payment-intents",
-                            {"terminal_id": sale.terminal}, {201, 202}, "POST payment-intents", ADMIN_AUTH)
+        intent = self._call(
+            client,
+            "POST",
+            f"{self.api_url}/orders/{sale.order_id}/payment-intents",
+            {"terminal_id": sale.terminal},
+            {201, 202},
+            "POST payment-intents",
+            ADMIN_AUTH,
+        )
         if intent is not None and intent.status_code == 201:
             sale.provider_order_id = intent.json()["provider_order_id"]
-        elif intent is not None and (intent.status_code == 202 or "open payment intent" in intent.text):
+        elif intent is not None and (
+            intent.status_code == 202 or "open payment intent" in intent.text
+        ):
             # As a kiosk does: the answer was lost (202 `unresolved`), or an earlier try created the
             # charge before its answer was lost (409 naming the open intent): follow the order.
             sale.provider_order_id = self._live_charge(client, sale)
         if sale.provider_order_id is None:
             sale.note = f"charge not started ({intent.text if intent else 'gave up'})"
             return
-        tap = self._call(client, "POST", f"{self.sim.url}/_sim/terminals/{sale.terminal}/approve", {},
-                         {200}, "tap")
+        tap = self._call(
+            client,
+            "POST",
+            f"{self.sim.url}/_sim/terminals/{sale.terminal}/approve",
+            {},
+            {200},
+            "tap",
+        )
         if tap is not None and tap.status_code == 200 and tap.json()["status"] == "processed":
             sale.approved = True
         else:
@@ -307,12 +377,26 @@ class Load:
         """The Mercado Pago order of the sale's open charge on its terminal, once the kiosk knows it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            order = self._call(client, "GET", f"{self.api_url}/orders/{sale.order_id}", None, {200},
-                               "GET /orders", ADMIN_AUTH)
-            charges = order.json().get("payment_intents") or [] if order is not None and order.status_code == 200 else []
+            order = self._call(
+                client,
+                "GET",
+                f"{self.api_url}/orders/{sale.order_id}",
+                None,
+                {200},
+                "GET /orders",
+                ADMIN_AUTH,
+            )
+            charges = (
+                order.json().get("payment_intents") or []
+                if order is not None and order.status_code == 200
+                else []
+            )
             for charge in charges:
-                if (charge["terminal_id"] == sale.terminal and charge["provider_order_id"]
-                        and charge["status"] in ("created", "at_terminal")):
+                if (
+                    charge["terminal_id"] == sale.terminal
+                    and charge["provider_order_id"]
+                    and charge["status"] in ("created", "at_terminal")
+                ):
                     return charge["provider_order_id"]
             time.sleep(0.5)
         return None
@@ -330,8 +414,11 @@ class Load:
 
     def reached(self, share: float) -> bool:
         """Finished, or `share` of its orders or of its duration is behind it: a drill's cue."""
-        return (self.done() or len(self.sales) >= self.orders * share
-                or time.monotonic() - self.started >= self.duration * share)
+        return (
+            self.done()
+            or len(self.sales) >= self.orders * share
+            or time.monotonic() - self.started >= self.duration * share
+        )
 
     def approved(self) -> list[Sale]:
         return [s for s in self.sales if s.approved]
@@ -339,10 +426,13 @@ class Load:
 
 # -- the stack --------------------------------------------------------------------------------------
 
+
 class Stack:
     """Everything a drill runs, started in order and stopped in reverse."""
 
-    def __init__(self, args: argparse.Namespace, name: str, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self, args: argparse.Namespace, name: str, extra_env: dict[str, str] | None = None
+    ):
         self.args = args
         self.extra_env = extra_env or {}  # settings of this drill, over the defaults below
         self.work = Path(tempfile.mkdtemp(prefix=f"kiosk-drill-{name}-"))
@@ -365,32 +455,51 @@ class Stack:
         self.hook = HookCounter(HOOK_SECRET)
         self._close.append(self.hook.close)
         self.sim_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KIOSK_", "MP_"))}
-        env.update({
-            "DATABASE_URL": self.database_url, "PYTHONUNBUFFERED": "1",
-            "KIOSK_ADMIN_TOKEN": ADMIN_TOKEN, "MP_ACCESS_TOKEN": ACCESS_TOKEN,
-            "MP_WEBHOOK_SECRET": WEBHOOK_SECRET, "MP_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
-            "KIOSK_MP_TIMEOUT_SECONDS": "5", "KIOSK_PAYMENT_MAX_ATTEMPTS": "8",
-            "KIOSK_SMTP_HOST": "127.0.0.1", "KIOSK_SMTP_PORT": str(self.smtp.port),
-            "KIOSK_SMTP_STARTTLS": "false", "KIOSK_SMTP_FROM": MAIL_FROM,
-            "KIOSK_NOTIFY_URL": self.hook.url, "KIOSK_NOTIFY_SECRET": HOOK_SECRET,
-            "KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1", "KIOSK_DELIVERY_TIMEOUT_SECONDS": "10",
-            "KIOSK_LOG_LEVEL": "WARNING",
-        })
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "KIOSK_", "MP_"))
+        }
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "PYTHONUNBUFFERED": "1",
+                "KIOSK_ADMIN_TOKEN": ADMIN_TOKEN,
+                "MP_ACCESS_TOKEN": ACCESS_TOKEN,
+                "MP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "MP_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
+                "KIOSK_MP_TIMEOUT_SECONDS": "5",
+                "KIOSK_PAYMENT_MAX_ATTEMPTS": "8",
+                "KIOSK_SMTP_HOST": "127.0.0.1",
+                "KIOSK_SMTP_PORT": str(self.smtp.port),
+                "KIOSK_SMTP_STARTTLS": "false",
+                "KIOSK_SMTP_FROM": MAIL_FROM,
+                "KIOSK_NOTIFY_URL": self.hook.url,
+                "KIOSK_NOTIFY_SECRET": HOOK_SECRET,
+                "KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+                "KIOSK_DELIVERY_TIMEOUT_SECONDS": "10",
+                "KIOSK_LOG_LEVEL": "WARNING",
+            }
+        )
         env.update(self.extra_env)
         self.env = env
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("KIOSK_", "MP_", "DATABASE_URL"))})
+        os.environ.update(
+            {k: v for k, v in env.items() if k.startswith(("KIOSK_", "MP_", "DATABASE_URL"))}
+        )
         from kiosk.settings import get_settings
 
         get_settings.cache_clear()
         migrate(self.database_url)
         self.api = Api(env, self.log_dir, workers=args.api_processes)
         self._close.append(self.api.stop)
-        self.sim = SimulatorProcess(env, self.log_dir, self.sim_port, f"{self.api.url}/webhooks/mercadopago")
+        self.sim = SimulatorProcess(
+            env, self.log_dir, self.sim_port, f"{self.api.url}/webhooks/mercadopago"
+        )
         self._close.append(self.sim.stop)
-        response = httpx.put(f"{self.api.url}/admin/products/{SKU}", timeout=30,
-                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                             json={"name": "Drill coffee", "price_cents": PRICE_CENTS, "stock": 1_000_000})
+        response = httpx.put(
+            f"{self.api.url}/admin/products/{SKU}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            json={"name": "Drill coffee", "price_cents": PRICE_CENTS, "stock": 1_000_000},
+        )
         response.raise_for_status()
         self.supervisor = Supervisor(env, self.log_dir, args.workers, args.concurrency)
         self._close.append(self.supervisor.close)
@@ -419,21 +528,35 @@ class Stack:
 
 # -- command line -----------------------------------------------------------------------------------
 
-def parser(description: str, *, orders: int, duration: float, workers: int = 2) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+def parser(
+    description: str, *, orders: int, duration: float, workers: int = 2
+) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--orders", type=int, default=orders, help="paid orders to attempt (at most)")
     p.add_argument("--duration", type=float, default=duration, help="seconds of load (at most)")
     p.add_argument("--customers", type=int, default=4, help="concurrent customers")
-    p.add_argument("--rate", type=float, default=None, help="orders per second (default: as fast as it goes)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="orders per second (default: as fast as it goes)"
+    )
     p.add_argument("--workers", type=int, default=workers, help="worker processes")
     p.add_argument("--concurrency", type=int, default=3, help="jobs per worker process")
     p.add_argument("--api-processes", type=int, default=1, help="uvicorn --workers")
-    p.add_argument("--stalled-after", type=float, default=20.0,
-                   help="seconds without a heartbeat before a worker's jobs are retried "
-                        "(procrastinate beats every 10 s: twice that, less a margin)")
-    p.add_argument("--settle-timeout", type=float, default=120.0,
-                   help="seconds to wait for everything to finish after the load")
+    p.add_argument(
+        "--stalled-after",
+        type=float,
+        default=20.0,
+        help="seconds without a heartbeat before a worker's jobs are retried "
+        "(procrastinate beats every 10 s: twice that, less a margin)",
+    )
+    p.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for everything to finish after the load",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (victims, timings)")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
@@ -454,4 +577,3 @@ def signal_name(code: int | None) -> str:
     if code is not None and code < 0:
         return signal.Signals(-code).name
     return str(code)
-

@@ -35,8 +35,9 @@ from tests.support.processes import wait_for  # noqa: E402
 
 
 def jobs_running(stack: Stack) -> dict[str, int]:
-    rows = stack.db("SELECT task_name, count(*) AS n FROM procrastinate_jobs WHERE status = 'doing' "
-                    "GROUP BY 1")
+    rows = stack.db(
+        "SELECT task_name, count(*) AS n FROM procrastinate_jobs WHERE status = 'doing' GROUP BY 1"
+    )
     return {r["task_name"]: r["n"] for r in rows}
 
 
@@ -60,7 +61,10 @@ def hold_mp_reads(stack: Stack, workers: int, seconds: float) -> bool:
     return False
 
 
-SENDS = {"hook-send": ("orders.notify_paid", "hook"), "receipt-send": ("orders.send_receipt", "smtp")}
+SENDS = {
+    "hook-send": ("orders.notify_paid", "hook"),
+    "receipt-send": ("orders.send_receipt", "smtp"),
+}
 HOLD_SECONDS = 6.0  # under the drill's KIOSK_DELIVERY_TIMEOUT_SECONDS (10): the sender waits for it
 FRESH_SECONDS = 3.0  # a held call this young is still held when the kill lands
 
@@ -76,8 +80,11 @@ def hold_sends(stack: Stack, mode: str, workers: int, timeout: float) -> str | N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         held = receiver.holding(time.monotonic() - FRESH_SECONDS)
-        rows = stack.db("SELECT worker_id, args->>'order_id' AS order_id FROM procrastinate_jobs "
-                        "WHERE status = 'doing' AND task_name = %s", (task,))
+        rows = stack.db(
+            "SELECT worker_id, args->>'order_id' AS order_id FROM procrastinate_jobs "
+            "WHERE status = 'doing' AND task_name = %s",
+            (task,),
+        )
         holding = {r["worker_id"] for r in rows if r["order_id"] in held}
         if len(holding) >= workers:
             return ", ".join(sorted(r["order_id"][:8] for r in rows if r["order_id"] in held))
@@ -88,48 +95,73 @@ def hold_sends(stack: Stack, mode: str, workers: int, timeout: float) -> str | N
 def main() -> int:
     parser = harness.parser(__doc__.split("\n")[0], orders=40, duration=60)
     parser.add_argument("--kills", type=int, default=1, help="workers killed, spread over the load")
-    parser.add_argument("--during", choices=["any", "mp-read", "hook-send", "receipt-send", "send"],
-                        default="any",
-                        help="kill at any moment; while the victim's jobs wait for Mercado Pago; or while "
-                             "it sends a hook, a receipt, or (send) each in turn")
+    parser.add_argument(
+        "--during",
+        choices=["any", "mp-read", "hook-send", "receipt-send", "send"],
+        default="any",
+        help="kill at any moment; while the victim's jobs wait for Mercado Pago; or while "
+        "it sends a hook, a receipt, or (send) each in turn",
+    )
     args = parser.parse_args()
     rng = harness.seeded(args)
     report = Report("kill-worker")
     report.figures["seed"] = args.seed
     with Stack(args, "kill") as stack:
         began = time.monotonic()
-        load = Load(stack.api.url, stack.sim, orders=args.orders, duration=args.duration,
-                    customers=args.customers, rate=args.rate)
+        load = Load(
+            stack.api.url,
+            stack.sim,
+            orders=args.orders,
+            duration=args.duration,
+            customers=args.customers,
+            rate=args.rate,
+        )
         kills = []
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
-            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
-                     what="the kill's turn")
+            wait_for(
+                lambda: load.reached(share),
+                timeout=args.duration + 60,
+                interval=0.1,
+                what="the kill's turn",
+            )
             mode = args.during if args.during != "send" else ("hook-send", "receipt-send")[i % 2]
             held = mode == "mp-read" and hold_mp_reads(stack, args.workers, 4)
             sending = mode in SENDS and hold_sends(stack, mode, args.workers, 30)
-            running = wait_for(stack.supervisor.running, timeout=60, interval=0.1, what="a running worker")
+            running = wait_for(
+                stack.supervisor.running, timeout=60, interval=0.1, what="a running worker"
+            )
             victim = rng.choice(running)
             doing = jobs_running(stack)
             pid = stack.supervisor.signal(victim, signal.SIGKILL)
-            kills.append(f"t={time.monotonic() - began:.1f}s {victim.name} pid {pid}, "
-                         f"{len(load.sales)} orders in, jobs running everywhere: {doing or 'none'}"
-                         + (" (held on Mercado Pago reads)" if held else "")
-                         + (f" ({mode}: answers held for orders {sending})" if sending else ""))
+            kills.append(
+                f"t={time.monotonic() - began:.1f}s {victim.name} pid {pid}, "
+                f"{len(load.sales)} orders in, jobs running everywhere: {doing or 'none'}"
+                + (" (held on Mercado Pago reads)" if held else "")
+                + (f" ({mode}: answers held for orders {sending})" if sending else "")
+            )
             log(f"kill -9 {kills[-1]}")
             if mode == "mp-read":
                 stack.sim.faults()  # reads answer at once again
                 if not held:
-                    report.fail("problems", "the kill could not wait for jobs held on Mercado Pago reads")
+                    report.fail(
+                        "problems", "the kill could not wait for jobs held on Mercado Pago reads"
+                    )
             if mode in SENDS:
                 getattr(stack, SENDS[mode][1]).delay = 0.0  # answers at once again
                 if not sending:
-                    report.fail("problems", f"the kill could not wait for every worker to be in a {mode}")
+                    report.fail(
+                        "problems", f"the kill could not wait for every worker to be in a {mode}"
+                    )
         load.join(args.duration + 120)
         load.stop()
         settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
-        report.figures.update(counts.load_figures(stack, load, time.monotonic() - began, redelivered))
-        report.figures.update({"kills": kills, "worker restarts (supervisor)": stack.supervisor.restarts()})
+        report.figures.update(
+            counts.load_figures(stack, load, time.monotonic() - began, redelivered)
+        )
+        report.figures.update(
+            {"kills": kills, "worker restarts (supervisor)": stack.supervisor.restarts()}
+        )
         counts.conclude(report, stack, load, settled, args.settle_timeout)
         return counts.finish(report, stack, args)
 

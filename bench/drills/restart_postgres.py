@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -38,7 +38,9 @@ from bench.drills.counts import Report  # noqa: E402
 from bench.drills.harness import Load, Stack, log  # noqa: E402
 from tests.support.processes import until, wait_for  # noqa: E402
 
-SLOW_ANSWER = 12.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
+SLOW_ANSWER = (
+    12.0  # seconds: an answer slower than this counts as a hang (KIOSK_DB_POOL_TIMEOUT + slack)
+)
 
 
 class Probe:
@@ -57,7 +59,9 @@ class Probe:
     def _ask(self) -> None:
         asked = time.monotonic()
         try:
-            status: int | str = httpx.get(self.url, headers=harness.ADMIN_AUTH, timeout=60).status_code
+            status: int | str = httpx.get(
+                self.url, headers=harness.ADMIN_AUTH, timeout=60
+            ).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         self.answers.append((asked, time.monotonic(), status))
@@ -88,24 +92,42 @@ def first_ok_after(probe: Probe, since: float, timeout: float) -> float | None:
 
 def main() -> int:
     parser = harness.parser(__doc__.split("\n")[0], orders=40, duration=60)
-    parser.add_argument("--outages", type=int, default=1, help="database outages, spread over the load")
+    parser.add_argument(
+        "--outages", type=int, default=1, help="database outages, spread over the load"
+    )
     parser.add_argument("--down", type=float, default=10.0, help="seconds the database stays down")
-    parser.add_argument("--mode", choices=["fast", "immediate"], default="fast", help="pg_ctl stop mode")
-    parser.add_argument("--recover-timeout", type=float, default=60.0,
-                        help="seconds the API and the workers get to recover after each restart")
+    parser.add_argument(
+        "--mode", choices=["fast", "immediate"], default="fast", help="pg_ctl stop mode"
+    )
+    parser.add_argument(
+        "--recover-timeout",
+        type=float,
+        default=60.0,
+        help="seconds the API and the workers get to recover after each restart",
+    )
     args = parser.parse_args()
     harness.seeded(args)
     report = Report("restart-postgres")
     with Stack(args, "pg") as stack:
         probe = Probe(stack.api.url)
         began = time.monotonic()
-        load = Load(stack.api.url, stack.sim, orders=args.orders, duration=args.duration,
-                    customers=args.customers, rate=args.rate)
+        load = Load(
+            stack.api.url,
+            stack.sim,
+            orders=args.orders,
+            duration=args.duration,
+            customers=args.customers,
+            rate=args.rate,
+        )
         outages = []
         for i in range(args.outages):
             share = (i + 1) / (args.outages + 1)
-            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
-                     what="the outage's turn")
+            wait_for(
+                lambda: load.reached(share),
+                timeout=args.duration + 60,
+                interval=0.1,
+                what="the outage's turn",
+            )
             exits_before = sum(len(s.exits) for s in stack.supervisor.slots)
             stack.pg.stop(args.mode)
             stopped = time.monotonic()  # pg_ctl -w returned: the server is down
@@ -116,56 +138,86 @@ def main() -> int:
             log("PostgreSQL started again")
             ok_at = first_ok_after(probe, restarted, args.recover_timeout)
             workers_back = until(
-                lambda: len(stack.supervisor.running()) == args.workers and all(
-                    time.monotonic() - s.exits[-1][0] > 3 if s.exits else True
-                    for s in stack.supervisor.slots),
-                args.recover_timeout)
+                lambda: (
+                    len(stack.supervisor.running()) == args.workers
+                    and all(
+                        time.monotonic() - s.exits[-1][0] > 3 if s.exits else True
+                        for s in stack.supervisor.slots
+                    )
+                ),
+                args.recover_timeout,
+            )
             time.sleep(max(0.0, restarted + SLOW_ANSWER - time.monotonic()))  # the last answers
             during = probe.overlapping(stopped, restarted)
             while_down = Counter(str(s) for _, answered, s in during if answered < restarted)
             after = Counter(str(s) for _, answered, s in during if answered >= restarted)
             slowest = max((b - a for a, b, _ in during), default=0.0)
             exits = sum(len(s.exits) for s in stack.supervisor.slots) - exits_before
-            outages.append({
-                "at": f"{stopped - began:.1f}s", "down": f"{restarted - stopped:.1f}s",
-                "probe answers while down": dict(while_down),
-                "probe questions asked while down, answered after": dict(after),
-                "slowest probe answer": f"{slowest:.2f}s",
-                "API answers 2xx/404 again after": f"{ok_at - restarted:.2f}s" if ok_at else "never",
-                "worker exits": exits, "workers running again": bool(workers_back),
-            })
+            outages.append(
+                {
+                    "at": f"{stopped - began:.1f}s",
+                    "down": f"{restarted - stopped:.1f}s",
+                    "probe answers while down": dict(while_down),
+                    "probe questions asked while down, answered after": dict(after),
+                    "slowest probe answer": f"{slowest:.2f}s",
+                    "API answers 2xx/404 again after": f"{ok_at - restarted:.2f}s"
+                    if ok_at
+                    else "never",
+                    "worker exits": exits,
+                    "workers running again": bool(workers_back),
+                }
+            )
             log(f"outage {i + 1}: {outages[-1]}")
             bad = {s: n for s, n in while_down.items() if s != "503"}
             bad.update({s: n for s, n in after.items() if s not in ("503", "404")})
             if bad:
-                report.fail("problems", f"outage {i + 1}: probe answers other than 503 (or 404 once "
-                                        f"the database was back): {bad}")
+                report.fail(
+                    "problems",
+                    f"outage {i + 1}: probe answers other than 503 (or 404 once "
+                    f"the database was back): {bad}",
+                )
             if args.down > SLOW_ANSWER and not while_down.get("503"):
                 report.fail("problems", f"outage {i + 1}: no 503 while the database was down")
             if slowest > SLOW_ANSWER:
                 report.fail("problems", f"outage {i + 1}: a probe answer took {slowest:.1f}s")
             if not workers_back:
-                report.fail("problems", f"outage {i + 1}: workers not running again after {args.recover_timeout}s")
+                report.fail(
+                    "problems",
+                    f"outage {i + 1}: workers not running again after {args.recover_timeout}s",
+                )
             if ok_at is None:
-                report.fail("problems", f"outage {i + 1}: the API did not recover in {args.recover_timeout}s")
+                report.fail(
+                    "problems",
+                    f"outage {i + 1}: the API did not recover in {args.recover_timeout}s",
+                )
         load.join(args.duration + 180)
         load.stop()
         settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
         elapsed = time.monotonic() - began
         probe.close()
 
-        exit_codes = Counter(harness.signal_name(code) for s in stack.supervisor.slots for _, code in s.exits)
+        exit_codes = Counter(
+            harness.signal_name(code) for s in stack.supervisor.slots for _, code in s.exits
+        )
         report.figures.update(counts.load_figures(stack, load, elapsed, redelivered))
-        report.figures.update({
-            "outages": outages,
-            "worker exits (exit code: count)": dict(exit_codes),
-            "worker restarts (supervisor)": stack.supervisor.restarts(),
-        })
-        counts.conclude(report, stack, load, settled, args.settle_timeout, unapproved_created_is_lost=True)
+        report.figures.update(
+            {
+                "outages": outages,
+                "worker exits (exit code: count)": dict(exit_codes),
+                "worker restarts (supervisor)": stack.supervisor.restarts(),
+            }
+        )
+        counts.conclude(
+            report, stack, load, settled, args.settle_timeout, unapproved_created_is_lost=True
+        )
         if exit_codes:
-            logs = [p for p in stack.supervisor.logs() if "Traceback" in p.read_text(errors="replace")]
+            logs = [
+                p for p in stack.supervisor.logs() if "Traceback" in p.read_text(errors="replace")
+            ]
             if logs:
-                report.notes.append(f"how a worker ended ({logs[0].name}):\n" + harness.tail(logs[0], 3))
+                report.notes.append(
+                    f"how a worker ended ({logs[0].name}):\n" + harness.tail(logs[0], 3)
+                )
         return counts.finish(report, stack, args)
 
 

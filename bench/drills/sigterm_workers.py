@@ -37,15 +37,27 @@ def main() -> int:
     with Stack(args, "term") as stack:
         supervisor = stack.supervisor
         began = time.monotonic()
-        load = Load(stack.api.url, stack.sim, orders=args.orders, duration=args.duration,
-                    customers=args.customers, rate=args.rate)
+        load = Load(
+            stack.api.url,
+            stack.sim,
+            orders=args.orders,
+            duration=args.duration,
+            customers=args.customers,
+            rate=args.rate,
+        )
         rounds = []
         for i in range(args.rounds):
             share = (i + 1) / (args.rounds + 1)
-            wait_for(lambda: load.reached(share), timeout=args.duration + 60, interval=0.1,
-                     what="the round's turn")
+            wait_for(
+                lambda: load.reached(share),
+                timeout=args.duration + 60,
+                interval=0.1,
+                what="the round's turn",
+            )
             wait_for(supervisor.ready, timeout=60, interval=0.1, what="every worker running")
-            running = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
+            running = stack.db(
+                "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'"
+            )[0]["n"]
             exits_before = [len(s.exits) for s in supervisor.slots]
             supervisor.pause()
             signalled = time.monotonic()
@@ -53,28 +65,50 @@ def main() -> int:
                 supervisor.signal(slot, signal.SIGTERM)
             stopped = until(supervisor.stopped, GRACE)
             took = time.monotonic() - signalled
-            codes = [harness.signal_name(code) for slot, n in zip(supervisor.slots, exits_before)
-                     for _, code in slot.exits[n:]]
-            stranded = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'")[0]["n"]
-            waiting = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo'")[0]["n"]
+            codes = [
+                harness.signal_name(code)
+                for slot, n in zip(supervisor.slots, exits_before)
+                for _, code in slot.exits[n:]
+            ]
+            stranded = stack.db(
+                "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'doing'"
+            )[0]["n"]
+            waiting = stack.db(
+                "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo'"
+            )[0]["n"]
             time.sleep(args.gap)
-            queued = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo'")[0]["n"]
+            queued = stack.db("SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo'")[
+                0
+            ]["n"]
             supervisor.resume()
-            rounds.append({"at": f"{signalled - began:.1f}s", "jobs running at SIGTERM": running,
-                           "all exited after": f"{took:.2f}s", "exit codes": codes,
-                           "jobs left doing": stranded, "jobs waiting after the stop / the gap":
-                           f"{waiting} / {queued}", "orders in": len(load.sales)})
+            rounds.append(
+                {
+                    "at": f"{signalled - began:.1f}s",
+                    "jobs running at SIGTERM": running,
+                    "all exited after": f"{took:.2f}s",
+                    "exit codes": codes,
+                    "jobs left doing": stranded,
+                    "jobs waiting after the stop / the gap": f"{waiting} / {queued}",
+                    "orders in": len(load.sales),
+                }
+            )
             log(f"round {i + 1}: {rounds[-1]}")
             if not stopped:
-                report.fail("problems", f"round {i + 1}: workers still running {GRACE}s after SIGTERM")
+                report.fail(
+                    "problems", f"round {i + 1}: workers still running {GRACE}s after SIGTERM"
+                )
             if len(codes) != args.workers or any(code != "0" for code in codes):
                 report.fail("problems", f"round {i + 1}: exit codes {codes}")
             if stranded:
-                report.fail("problems", f"round {i + 1}: {stranded} jobs left 'doing' by a graceful stop")
+                report.fail(
+                    "problems", f"round {i + 1}: {stranded} jobs left 'doing' by a graceful stop"
+                )
         load.join(args.duration + 120)
         load.stop()
         settled, redelivered = counts.settle_all(stack, load, args.settle_timeout)
-        report.figures.update(counts.load_figures(stack, load, time.monotonic() - began, redelivered))
+        report.figures.update(
+            counts.load_figures(stack, load, time.monotonic() - began, redelivered)
+        )
         report.figures["rounds"] = rounds
         if stack.sweeper.retried:
             report.fail("problems", f"the sweep had to put back jobs {stack.sweeper.retried}")

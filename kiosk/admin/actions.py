@@ -28,14 +28,21 @@ async def cancel_job(conn: psycopg.AsyncConnection, job_id: int, by: Operator) -
     return result
 
 
-async def bulk(conn: psycopg.AsyncConnection, action: str, flt: jobs.JobFilter, by: Operator) -> jobs.BulkResult:
+async def bulk(
+    conn: psycopg.AsyncConnection, action: str, flt: jobs.JobFilter, by: Operator
+) -> jobs.BulkResult:
     """`retry` or `cancel` every job matching a non-empty filter."""
     if flt.is_empty():
         raise ValueError("a bulk action needs at least one filter")
     operation = {"retry": jobs.bulk_retry, "cancel": jobs.bulk_cancel}[action]
     result = await operation(conn, flt)
-    await audit.record_by(conn, by, f"jobs.bulk_{action}", "jobs",
-                  {"filter": flt.describe(), "changed": len(result.changed), "skipped": len(result.skipped)})
+    await audit.record_by(
+        conn,
+        by,
+        f"jobs.bulk_{action}",
+        "jobs",
+        {"filter": flt.describe(), "changed": len(result.changed), "skipped": len(result.skipped)},
+    )
     return result
 
 

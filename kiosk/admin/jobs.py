@@ -122,12 +122,16 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
         params["min_attempts"] = flt.min_attempts
     # Job ids grow with time: a deferral-time range becomes an id range, which the primary key serves.
     if flt.deferred_after is not None:
-        row = await db.fetch_one(conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after})
+        row = await db.fetch_one(
+            conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after}
+        )
         if row["job_id"] is None:
             return None
         params["min_id"] = row["job_id"]
     if flt.deferred_before is not None:
-        row = await db.fetch_one(conn, QUERIES["last_job_deferred_before"], {"at": flt.deferred_before})
+        row = await db.fetch_one(
+            conn, QUERIES["last_job_deferred_before"], {"at": flt.deferred_before}
+        )
         if row["job_id"] is None:
             return None
         params["max_id"] = row["job_id"]
@@ -151,7 +155,9 @@ async def bound_statements(conn: psycopg.AsyncConnection, seconds: float) -> Non
 
 
 async def list_queues(
-    conn: psycopg.AsyncConnection, *, exact_up_to: int = EXACT_COUNT,
+    conn: psycopg.AsyncConnection,
+    *,
+    exact_up_to: int = EXACT_COUNT,
     exact_succeeded_up_to: int = EXACT_SUCCEEDED_COUNT,
 ) -> list[QueueStats]:
     """Every queue with its jobs per status, oldest runnable job and recent throughput.
@@ -161,8 +167,10 @@ async def list_queues(
     """
     names = [r["name"] for r in await db.fetch_all(conn, QUERIES["queue_names"])]
     counts, estimated = await _queue_counts(conn, names, exact_up_to, exact_succeeded_up_to)
-    oldest = {r["queue_name"]: r["age_seconds"]
-              for r in await db.fetch_all(conn, QUERIES["queue_oldest_runnable"], {"queues": names})}
+    oldest = {
+        r["queue_name"]: r["age_seconds"]
+        for r in await db.fetch_all(conn, QUERIES["queue_oldest_runnable"], {"queues": names})
+    }
     rates = {r["queue_name"]: r for r in await db.fetch_all(conn, QUERIES["queue_throughput"])}
     names = sorted(set(counts) | set(rates))
     result = []
@@ -190,7 +198,12 @@ async def _queue_counts(
     """Counts per queue and status, and per queue the statuses whose count was estimated."""
     counts = {name: dict.fromkeys(STATUSES, 0) for name in names}
     estimated: dict[str, list[str]] = {}
-    params = {"queues": names, "statuses": list(STATUSES), "cap": cap, "succeeded_cap": succeeded_cap}
+    params = {
+        "queues": names,
+        "statuses": list(STATUSES),
+        "cap": cap,
+        "succeeded_cap": succeeded_cap,
+    }
     for row in await db.fetch_all(conn, QUERIES["queue_counts"], params):
         name, status, count = row["queue_name"], row["status"], row["count"]
         limit = succeeded_cap if status == "succeeded" else cap
@@ -203,12 +216,15 @@ async def _queue_counts(
 
 
 async def _estimate(conn: psycopg.AsyncConnection, queue: str, status: str) -> int:
-    row = await db.fetch_one(conn, QUERIES["estimate_queue_count"], {"queue": queue, "status": status},
-                             prepare=False)
+    row = await db.fetch_one(
+        conn, QUERIES["estimate_queue_count"], {"queue": queue, "status": status}, prepare=False
+    )
     return int(next(iter(row.values()))[0]["Plan"]["Plan Rows"])
 
 
-async def throughput_series(conn: psycopg.AsyncConnection, minutes: int = 60) -> list[dict[str, Any]]:
+async def throughput_series(
+    conn: psycopg.AsyncConnection, minutes: int = 60
+) -> list[dict[str, Any]]:
     return await db.fetch_all(conn, QUERIES["throughput_series"], {"minutes": minutes})
 
 
@@ -265,7 +281,9 @@ async def retry_job(conn: psycopg.AsyncConnection, job_id: int) -> None:
     """failed, cancelled or aborted -> todo, to run again as soon as a worker is free."""
     job = await _locked(conn, job_id)
     if job["status"] not in RETRYABLE:
-        raise JobStateConflict(f"job {job_id} is {job['status']}; only {', '.join(RETRYABLE)} jobs can be retried")
+        raise JobStateConflict(
+            f"job {job_id} is {job['status']}; only {', '.join(RETRYABLE)} jobs can be retried"
+        )
     try:
         async with conn.transaction():
             query = "retry_failed_job" if job["status"] == "failed" else "retry_finished_job"
@@ -281,18 +299,27 @@ async def cancel_job(conn: psycopg.AsyncConnection, job_id: int) -> str:
     """todo -> cancelled; doing -> abort requested. Returns what happened."""
     job = await _locked(conn, job_id)
     if job["status"] not in CANCELLABLE:
-        raise JobStateConflict(f"job {job_id} is {job['status']}; only todo or doing jobs can be cancelled")
+        raise JobStateConflict(
+            f"job {job_id} is {job['status']}; only todo or doing jobs can be cancelled"
+        )
     await conn.execute(QUERIES["cancel_job"], {"job_id": job_id, "abort": job["status"] == "doing"})
     return "cancelled" if job["status"] == "todo" else "abort_requested"
 
 
-async def _bulk(conn: psycopg.AsyncConnection, flt: JobFilter, allowed: tuple[str, ...], action) -> BulkResult:
+async def _bulk(
+    conn: psycopg.AsyncConnection, flt: JobFilter, allowed: tuple[str, ...], action
+) -> BulkResult:
     params = await _filter_params(conn, flt)
     if params is None:
         return BulkResult(0)
-    params["statuses"] = list(allowed if flt.status is None else [s for s in allowed if s == flt.status])
+    params["statuses"] = list(
+        allowed if flt.status is None else [s for s in allowed if s == flt.status]
+    )
     params["limit"] = MAX_BULK
-    ids = [r["id"] for r in await db.fetch_all(conn, _compose("select_job_ids", params), params, prepare=False)]
+    ids = [
+        r["id"]
+        for r in await db.fetch_all(conn, _compose("select_job_ids", params), params, prepare=False)
+    ]
     result = BulkResult(len(ids))
     for job_id in ids:
         try:
@@ -314,7 +341,11 @@ async def bulk_cancel(conn: psycopg.AsyncConnection, flt: JobFilter) -> BulkResu
 
 
 async def list_workers(
-    conn: psycopg.AsyncConnection, stale_after: float, *, after: int | None = None, limit: int | None = None
+    conn: psycopg.AsyncConnection,
+    stale_after: float,
+    *,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Workers by id, those after `after`; every one when `limit` is None (the overview's counts)."""
     rows = await db.fetch_all(conn, QUERIES["workers"], {"after": after, "limit": limit})

@@ -55,7 +55,9 @@ async def list_periodic(conn: psycopg.AsyncConnection) -> list[PeriodicInfo]:
                 periodic_id=periodic_id,
                 cron=task.cron,
                 queue=task.task.queue,
-                last_tick=dt.datetime.fromtimestamp(row["defer_timestamp"], dt.UTC) if row else None,
+                last_tick=dt.datetime.fromtimestamp(row["defer_timestamp"], dt.UTC)
+                if row
+                else None,
                 last_job_id=row["job_id"] if row else None,
                 next_ticks=_next_ticks(task.cron),
             )
@@ -69,6 +71,11 @@ async def run_now(conn: psycopg.AsyncConnection, name: str) -> int | None:
     if not matches:
         raise PeriodicNotFound(name)
     task = matches[0]
-    task_kwargs = {**(task.configure_kwargs.get("task_kwargs") or {}), "timestamp": int(time.time())}
-    options = {k: v for k, v in task.configure_kwargs.items() if k in ("queueing_lock", "lock", "priority")}
+    task_kwargs = {
+        **(task.configure_kwargs.get("task_kwargs") or {}),
+        "timestamp": int(time.time()),
+    }
+    options = {
+        k: v for k, v in task.configure_kwargs.items() if k in ("queueing_lock", "lock", "priority")
+    }
     return await queue.defer(conn, name, queue=task.task.queue, **options, **task_kwargs)

@@ -15,7 +15,9 @@ from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.settings import get_settings
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED
+)
 
 Status = Literal["todo", "doing", "succeeded", "failed", "cancelled", "aborted"]
 
@@ -54,11 +56,17 @@ async def get_jobs(
     status: Status | None = None,
     queue: Annotated[str | None, Query(max_length=128)] = None,
     task: Annotated[str | None, Query(max_length=128)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="substring of the JSON arguments")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="substring of the JSON arguments")
+    ] = None,
     deferred_after: dt.datetime | None = None,
     deferred_before: dt.datetime | None = None,
-    min_attempts: Annotated[int | None, Query(ge=0, description="1: jobs that ran at least once")] = None,
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
+    min_attempts: Annotated[
+        int | None, Query(ge=0, description="1: jobs that ran at least once")
+    ] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="`next_cursor` of the previous page")
+    ] = None,
     before: Annotated[int | None, Query(ge=1, description="the former name of `cursor`")] = None,
     limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 50,
 ) -> dict[str, Any]:
@@ -71,13 +79,19 @@ async def get_jobs(
             await jobs.bound_statements(conn, timeout)
             page = await jobs.list_jobs(conn, flt, before=cursor or before, limit=limit)
     except psycopg.errors.QueryCanceled:
-        raise HTTPException(503, f"the search took longer than {timeout:g} s and was stopped: narrow it "
-                                 "with a status, task or time range (text alone reads every job)") from None
+        raise HTTPException(
+            503,
+            f"the search took longer than {timeout:g} s and was stopped: narrow it "
+            "with a status, task or time range (text alone reads every job)",
+        ) from None
     return {"jobs": page.jobs, "next_cursor": page.next_cursor}
 
 
-@router.get("/jobs/{job_id}", responses={404: {}},
-            summary="One job: arguments, state, locks, event timeline, outcome of every attempt, progress")
+@router.get(
+    "/jobs/{job_id}",
+    responses={404: {}},
+    summary="One job: arguments, state, locks, event timeline, outcome of every attempt, progress",
+)
 async def get_job(job_id: int) -> dict[str, Any]:
     async with db.transaction() as conn:  # JobNotFound: 404 (kiosk.app)
         return await jobs.get_job(conn, job_id)
@@ -90,14 +104,20 @@ async def _act(by: actions.Operator, job_id: int, action: str) -> ActionResponse
     return ActionResponse(id=job_id, result=result)
 
 
-@router.post("/jobs/{job_id}/retry", summary="Run a failed, cancelled or aborted job again",
-             responses={404: {}, 409: {"description": "the job's state does not allow it"}})
+@router.post(
+    "/jobs/{job_id}/retry",
+    summary="Run a failed, cancelled or aborted job again",
+    responses={404: {}, 409: {"description": "the job's state does not allow it"}},
+)
 async def retry_job(job_id: int, by: Actor) -> ActionResponse:
     return await _act(by, job_id, "retry")
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a waiting job, or ask a running one to abort",
-             responses={404: {}, 409: {"description": "the job's state does not allow it"}})
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a waiting job, or ask a running one to abort",
+    responses={404: {}, 409: {"description": "the job's state does not allow it"}},
+)
 async def cancel_job(job_id: int, by: Actor) -> ActionResponse:
     return await _act(by, job_id, "cancel")
 
@@ -105,43 +125,63 @@ async def cancel_job(job_id: int, by: Actor) -> ActionResponse:
 async def _bulk(by: actions.Operator, body: JobFilterBody, action: str) -> BulkResponse:
     flt = jobs.JobFilter(**body.model_dump())
     if flt.is_empty():
-        raise HTTPException(422, "give at least one filter (status, queue, task, text or a time range)")
+        raise HTTPException(
+            422, "give at least one filter (status, queue, task, text or a time range)"
+        )
     async with db.transaction() as conn:
         result = await actions.bulk(conn, action, flt, by)
     return BulkResponse(**asdict(result))
 
 
-@router.post("/jobs/retry", summary=f"Retry every matching job (at most {jobs.MAX_BULK} per call)",
-             responses={422: {"description": "no filter given"}})
+@router.post(
+    "/jobs/retry",
+    summary=f"Retry every matching job (at most {jobs.MAX_BULK} per call)",
+    responses={422: {"description": "no filter given"}},
+)
 async def bulk_retry(body: JobFilterBody, by: Actor) -> BulkResponse:
     return await _bulk(by, body, "retry")
 
 
-@router.post("/jobs/cancel", summary=f"Cancel every matching job (at most {jobs.MAX_BULK} per call)",
-             responses={422: {"description": "no filter given"}})
+@router.post(
+    "/jobs/cancel",
+    summary=f"Cancel every matching job (at most {jobs.MAX_BULK} per call)",
+    responses={422: {"description": "no filter given"}},
+)
 async def bulk_cancel(body: JobFilterBody, by: Actor) -> BulkResponse:
     return await _bulk(by, body, "cancel")
 
 
-@router.get("/workers", summary="Workers: heartbeat age, stalled or live, running jobs; keyset-paginated by id")
+@router.get(
+    "/workers",
+    summary="Workers: heartbeat age, stalled or live, running jobs; keyset-paginated by id",
+)
 async def get_workers(
-    cursor: Annotated[int | None, Query(ge=0, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=0, description="`next_cursor` of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
     async with db.transaction() as conn:
-        workers = await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds,
-                                          after=cursor, limit=limit)
+        workers = await jobs.list_workers(
+            conn, stale_after=get_settings().worker_stale_seconds, after=cursor, limit=limit
+        )
     return {"workers": workers, "next_cursor": workers[-1]["id"] if len(workers) == limit else None}
 
 
-@router.get("/periodic", summary="Periodic tasks: schedule, last and next ticks (all: the tasks of periodic.py)")
+@router.get(
+    "/periodic",
+    summary="Periodic tasks: schedule, last and next ticks (all: the tasks of periodic.py)",
+)
 async def get_periodic() -> list[dict[str, Any]]:
     async with db.transaction() as conn:
         return [asdict(p) for p in await periodic.list_periodic(conn)]
 
 
-@router.post("/periodic/{name}/run", summary="Defer a periodic task now, outside its schedule",
-             responses={404: {}, 409: {"description": "one is already waiting (queueing lock)"}})
+@router.post(
+    "/periodic/{name}/run",
+    summary="Defer a periodic task now, outside its schedule",
+    responses={404: {}, 409: {"description": "one is already waiting (queueing lock)"}},
+)
 async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
     async with db.transaction() as conn:  # PeriodicNotFound: 404 (kiosk.app)
         job_id = await actions.run_periodic(conn, name, by)
@@ -152,7 +192,9 @@ async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
 
 @router.get("/audit", summary="Audit log of admin actions, newest first, keyset-paginated")
 async def get_audit(
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="`next_cursor` of the previous page")
+    ] = None,
     before: Annotated[int | None, Query(ge=1, description="the former name of `cursor`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

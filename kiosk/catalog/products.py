@@ -19,7 +19,9 @@ class Product:
     stock: int
 
 
-async def put(sku: str, name: str, price_cents: int, stock: int, by: audit.Operator) -> tuple[Product, bool]:
+async def put(
+    sku: str, name: str, price_cents: int, stock: int, by: audit.Operator
+) -> tuple[Product, bool]:
     """Create or replace; return the product and whether it was created.
 
     The audit entry (`product.create` / `product.replace`) commits with the change.
@@ -29,8 +31,9 @@ async def put(sku: str, name: str, price_cents: int, stock: int, by: audit.Opera
         row = await db.fetch_one(conn, QUERIES["upsert_product"], {"sku": sku, **values})
         assert row is not None
         created = row.pop("created")
-        await audit.record_by(conn, by, "product.create" if created else "product.replace",
-                              f"product:{sku}", values)
+        await audit.record_by(
+            conn, by, "product.create" if created else "product.replace", f"product:{sku}", values
+        )
     return Product(**row), created
 
 

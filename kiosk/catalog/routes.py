@@ -30,8 +30,13 @@ class ProductOut(BaseModel):
 Sku = Annotated[str, Path(pattern=products.SKU_PATTERN)]
 
 
-@router.put("/admin/products/{sku}", dependencies=[AdminRequired], response_model=ProductOut,
-            summary="Create or replace a product", responses={201: {"description": "created"}, **UNAUTHORIZED})
+@router.put(
+    "/admin/products/{sku}",
+    dependencies=[AdminRequired],
+    response_model=ProductOut,
+    summary="Create or replace a product",
+    responses={201: {"description": "created"}, **UNAUTHORIZED},
+)
 async def put_product(sku: Sku, body: ProductIn, response: Response, by: Actor) -> dict:
     """Create (201) or replace (200) a product; `stock` is the number of units left to sell.
 

@@ -40,7 +40,9 @@ class Chart:
     bottom: int = BOTTOM
 
 
-def bucket_counts(series: list[dict[str, Any]], key: str, minutes: int, now: dt.datetime) -> tuple[dt.datetime, int, list[int]]:
+def bucket_counts(
+    series: list[dict[str, Any]], key: str, minutes: int, now: dt.datetime
+) -> tuple[dt.datetime, int, list[int]]:
     """(start, minutes per bar, counts per bar) covering the `minutes` up to and including now's minute."""
     per_bar = max(1, minutes // BARS)
     end = now.astimezone(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
@@ -53,8 +55,9 @@ def bucket_counts(series: list[dict[str, Any]], key: str, minutes: int, now: dt.
     return start, per_bar, counts
 
 
-def bar_chart(series: list[dict[str, Any]], key: str, minutes: int, title: str,
-              now: dt.datetime | None = None) -> Chart:
+def bar_chart(
+    series: list[dict[str, Any]], key: str, minutes: int, title: str, now: dt.datetime | None = None
+) -> Chart:
     now = now or dt.datetime.now(dt.UTC)
     start, per_bar, counts = bucket_counts(series, key, minutes, now)
     peak = max(counts)
@@ -66,9 +69,18 @@ def bar_chart(series: list[dict[str, Any]], key: str, minutes: int, title: str,
             continue
         h = max(1.0, plot_h * count / peak)
         at = start + dt.timedelta(minutes=i * per_bar)
-        span = f"{at:%H:%M}" + (f"–{at + dt.timedelta(minutes=per_bar):%H:%M}" if per_bar > 1 else "")
-        bars.append(Bar(round(LEFT + i * slot + 0.5, 2), round(TOP + plot_h - h, 2),
-                        round(max(1.0, slot - 1), 2), round(h, 2), f"{span} UTC: {count} {key}"))
+        span = f"{at:%H:%M}" + (
+            f"–{at + dt.timedelta(minutes=per_bar):%H:%M}" if per_bar > 1 else ""
+        )
+        bars.append(
+            Bar(
+                round(LEFT + i * slot + 0.5, 2),
+                round(TOP + plot_h - h, 2),
+                round(max(1.0, slot - 1), 2),
+                round(h, 2),
+                f"{span} UTC: {count} {key}",
+            )
+        )
     ticks = [
         (round(LEFT + i * slot, 2), f"{start + dt.timedelta(minutes=i * per_bar):%H:%M}")
         for i in (0, BARS // 4, BARS // 2, 3 * BARS // 4)

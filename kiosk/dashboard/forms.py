@@ -13,7 +13,15 @@ from urllib.parse import parse_qsl
 from kiosk.admin.jobs import STATUSES, JobFilter
 
 MAX_BODY = 64 * 1024
-FILTER_FIELDS = ("status", "queue", "task", "q", "deferred_after", "deferred_before", "min_attempts")
+FILTER_FIELDS = (
+    "status",
+    "queue",
+    "task",
+    "q",
+    "deferred_after",
+    "deferred_before",
+    "min_attempts",
+)
 
 
 def parse_body(body: bytes) -> dict[str, str]:
@@ -68,20 +76,31 @@ def parse_filter(values: Mapping[str, str]) -> tuple[JobFilter, list[str]]:
     except ValueError:
         errors.append("min_attempts: a whole number, 0 or more")
         min_attempts = None
-    flt = JobFilter(status=status, queue=text("queue", 128), task=text("task", 128), text=text("q", 200),
-                    deferred_after=times["deferred_after"], deferred_before=times["deferred_before"],
-                    min_attempts=min_attempts)
+    flt = JobFilter(
+        status=status,
+        queue=text("queue", 128),
+        task=text("task", 128),
+        text=text("q", 200),
+        deferred_after=times["deferred_after"],
+        deferred_before=times["deferred_before"],
+        min_attempts=min_attempts,
+    )
     return flt, [f"{error} (ignored)" for error in errors]
 
 
 def filter_params(flt: JobFilter) -> dict[str, str]:
     """The filter as query parameters / hidden form fields (the inverse of parse_filter)."""
+
     def fmt(value: dt.datetime | None) -> str | None:
         return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") if value else None
 
     params = {
-        "status": flt.status, "queue": flt.queue, "task": flt.task, "q": flt.text,
-        "deferred_after": fmt(flt.deferred_after), "deferred_before": fmt(flt.deferred_before),
+        "status": flt.status,
+        "queue": flt.queue,
+        "task": flt.task,
+        "q": flt.text,
+        "deferred_after": fmt(flt.deferred_after),
+        "deferred_before": fmt(flt.deferred_before),
         "min_attempts": None if flt.min_attempts is None else str(flt.min_attempts),
     }
     return {k: v for k, v in params.items() if v is not None}

@@ -78,7 +78,9 @@ def url(path: str, params: dict[str, Any] | None = None, **more: Any) -> str:
     return f"{path}?{query}" if query else path
 
 
-_env.filters.update(ts=ts, age=age, duration=duration, since=since, pretty_json=pretty_json, short_json=short_json)
+_env.filters.update(
+    ts=ts, age=age, duration=duration, since=since, pretty_json=pretty_json, short_json=short_json
+)
 _env.globals.update(url=url)
 
 

@@ -14,8 +14,10 @@ the cookie, so a forged cross-site request can never reach it with the operator'
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import os
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
@@ -29,9 +31,6 @@ from starlette.requests import ClientDisconnect
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
-import datetime as dt
-import uuid
-
 from kiosk import audit, db, exports
 from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import token_matches
@@ -42,8 +41,8 @@ from kiosk.errors import DomainError
 from kiosk.exports.routes import csv_response
 from kiosk.jobs import outcomes
 from kiosk.logclip import clip
-from kiosk.payments import attention
 from kiosk.notifications import deliveries
+from kiosk.payments import attention
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule
 from kiosk.settings import get_settings
@@ -56,8 +55,10 @@ HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
 # KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about one.
-TOO_SLOW = ("The search took longer than {seconds:g} s and was stopped: narrow it with a "
-            "status, task or time range (text alone reads every job).")
+TOO_SLOW = (
+    "The search took longer than {seconds:g} s and was stopped: narrow it with a "
+    "status, task or time range (text alone reads every job)."
+)
 
 
 def _search_timeout() -> float:
@@ -120,7 +121,9 @@ class DashboardRoute(APIRoute):
                 response = _error_page(request, exc.status, exc.message)
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 logger.warning("database unavailable: %s", type(exc).__name__)
-                response = _error_page(request, 503, "The database is unavailable; try again shortly.")
+                response = _error_page(
+                    request, 503, "The database is unavailable; try again shortly."
+                )
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -185,39 +188,56 @@ async def posted(request: Request, sess: session.Session = Depends(signed_in)) -
     """Dependency of every state-changing form: its fields, once the CSRF token checked out."""
     form = await _form(request)
     if not session.csrf_ok(_key(), sess, form.get("csrf_token")):
-        raise PageError(403, "This form has expired or did not come from the dashboard "
-                             "(CSRF token missing or wrong). Reload the page and try again.")
+        raise PageError(
+            403,
+            "This form has expired or did not come from the dashboard "
+            "(CSRF token missing or wrong). Reload the page and try again.",
+        )
     return form
 
 
 def _secure(request: Request) -> bool:
-    return session.cookie_secure(request.url.scheme, request.client.host if request.client else None,
-                                 get_settings().dashboard_secure_cookie)
+    return session.cookie_secure(
+        request.url.scheme,
+        request.client.host if request.client else None,
+        get_settings().dashboard_secure_cookie,
+    )
 
 
 def _operator(request: Request, sess: session.Session) -> actions.Operator:
     return actions.Operator(sess.actor, request.client.host if request.client else None)
 
 
-def _page(request: Request, template: str, sess: session.Session | None, *, status: int = 200,
-          active: str = "", title: str = "", **context: Any) -> HTMLResponse:
+def _page(
+    request: Request,
+    template: str,
+    sess: session.Session | None,
+    *,
+    status: int = 200,
+    active: str = "",
+    title: str = "",
+    **context: Any,
+) -> HTMLResponse:
     flash_cookie = request.cookies.get(session.FLASH_COOKIE)
     flash = session.read_flash(_key(), flash_cookie)
     kind, _, message = (flash or "").partition(":")
     refresh = request.query_params.get("refresh") == "on"
-    body = render(template, {
-        "session": sess,
-        "csrf": session.csrf_token(_key(), sess) if sess else "",
-        "flash": {"kind": kind, "message": message} if flash else None,
-        "nav": NAV,
-        "active": active,
-        "title": title,
-        "here": _here(request),
-        "path": request.url.path,
-        "query": dict(request.query_params),
-        "refresh": REFRESH_SECONDS if refresh else None,
-        **context,
-    })
+    body = render(
+        template,
+        {
+            "session": sess,
+            "csrf": session.csrf_token(_key(), sess) if sess else "",
+            "flash": {"kind": kind, "message": message} if flash else None,
+            "nav": NAV,
+            "active": active,
+            "title": title,
+            "here": _here(request),
+            "path": request.url.path,
+            "query": dict(request.query_params),
+            "refresh": REFRESH_SECONDS if refresh else None,
+            **context,
+        },
+    )
     response = HTMLResponse(body, status_code=status)
     if flash_cookie:
         response.delete_cookie(session.FLASH_COOKIE, path=session.COOKIE_PATH)
@@ -232,12 +252,21 @@ def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 
 def _flash(request: Request, response: Response, kind: str, message: str) -> Response:
-    response.set_cookie(session.FLASH_COOKIE, session.sign_flash(_key(), f"{kind}:{message}"), max_age=60,
-                        path=session.COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
+    response.set_cookie(
+        session.FLASH_COOKIE,
+        session.sign_flash(_key(), f"{kind}:{message}"),
+        max_age=60,
+        path=session.COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
     return response
 
 
-def _back(request: Request, form: dict[str, str], default: str, kind: str, message: str) -> Response:
+def _back(
+    request: Request, form: dict[str, str], default: str, kind: str, message: str
+) -> Response:
     response = RedirectResponse(session.safe_next(form.get("next"), default), status_code=303)
     return _flash(request, response, kind, message)
 
@@ -249,8 +278,15 @@ def _back(request: Request, form: dict[str, str], default: str, kind: str, messa
 async def login_form(request: Request, next: str | None = None) -> Response:
     if await _current(request) is not None:
         raise Redirect(session.safe_next(next))
-    return _page(request, "login.html", None, title="Sign in", next=session.safe_next(next), error=None,
-                 actor="")
+    return _page(
+        request,
+        "login.html",
+        None,
+        title="Sign in",
+        next=session.safe_next(next),
+        error=None,
+        actor="",
+    )
 
 
 @router.post(LOGIN)
@@ -260,43 +296,86 @@ async def login(request: Request) -> Response:
     actor = audit.actor_name(form.get("operator"), default="")
 
     def again(status: int, error: str) -> Response:
-        return _page(request, "login.html", None, status=status, title="Sign in", next=target, error=error,
-                     actor=actor)
+        return _page(
+            request,
+            "login.html",
+            None,
+            status=status,
+            title="Sign in",
+            next=target,
+            error=error,
+            actor=actor,
+        )
 
     if not token_matches(form.get("token") or None):
-        logger.warning("dashboard sign-in refused from %s", clip(request.client.host if request.client else "?"))
+        logger.warning(
+            "dashboard sign-in refused from %s",
+            clip(request.client.host if request.client else "?"),
+        )
         return again(401, "That is not the admin token.")
     secure = _secure(request)
-    if secure and request.url.scheme != "https" and not session.is_loopback(
-            request.client.host if request.client else None):
-        return again(400, "Open the dashboard over https: the session cookie is Secure, so a browser "
-                          "would drop it on plain http.")
+    if (
+        secure
+        and request.url.scheme != "https"
+        and not session.is_loopback(request.client.host if request.client else None)
+    ):
+        return again(
+            400,
+            "Open the dashboard over https: the session cookie is Secure, so a browser "
+            "would drop it on plain http.",
+        )
     lifetime = get_settings().dashboard_session_hours * 3600
     async with db.transaction() as conn:
-        _, cookie = await session.start(conn, _key(), _fingerprint(), actor or "admin", lifetime,
-                                        request.client.host if request.client else None)
+        _, cookie = await session.start(
+            conn,
+            _key(),
+            _fingerprint(),
+            actor or "admin",
+            lifetime,
+            request.client.host if request.client else None,
+        )
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(session.COOKIE, cookie, max_age=int(lifetime), path=session.COOKIE_PATH,
-                        httponly=True, samesite="strict", secure=secure)
+    response.set_cookie(
+        session.COOKIE,
+        cookie,
+        max_age=int(lifetime),
+        path=session.COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
     return response
 
 
 @router.post(LOGOUT)
-async def logout(request: Request, sess: session.Session = Depends(signed_in),
-                 form: dict[str, str] = Depends(posted)) -> Response:
+async def logout(
+    request: Request,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     """End this session on the server; with `everywhere=yes`, every dashboard session (audited)."""
     async with db.transaction() as conn:
         if form.get("everywhere") == "yes":
             ended = await session.end_all(conn)
-            await audit.record_by(conn, _operator(request, sess), "dashboard.sign_out_everywhere",
-                                  "dashboard_sessions", {"ended": ended})
+            await audit.record_by(
+                conn,
+                _operator(request, sess),
+                "dashboard.sign_out_everywhere",
+                "dashboard_sessions",
+                {"ended": ended},
+            )
             message = f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended)."
         else:
             await session.end(conn, sess)
             message = "Signed out."
     response = RedirectResponse(LOGIN, status_code=303)
-    response.delete_cookie(session.COOKIE, path=session.COOKIE_PATH, httponly=True, samesite="strict",
-                           secure=_secure(request))
+    response.delete_cookie(
+        session.COOKIE,
+        path=session.COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
     return _flash(request, response, "ok", message)
 
 
@@ -304,7 +383,9 @@ async def logout(request: Request, sess: session.Session = Depends(signed_in),
 
 
 @router.get(HOME)
-async def overview(request: Request, window: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+async def overview(
+    request: Request, window: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     minutes = int(window) if window and window.isdigit() else 60
     window_minutes = minutes if minutes in charts.WINDOWS else 60
     async with db.transaction() as conn:
@@ -315,14 +396,26 @@ async def overview(request: Request, window: str | None = None, sess: session.Se
         charts.bar_chart(series, "succeeded", window_minutes, "Succeeded"),
         charts.bar_chart(series, "failed", window_minutes, "Failed"),
     ]
-    return _page(request, "overview.html", sess, active="overview", title="Overview", queues=queues,
-                 charts=graphs, window=window_minutes, windows=charts.WINDOWS, statuses=jobs.STATUSES,
-                 live_workers=sum(not w["stalled"] for w in workers),
-                 stalled_workers=sum(w["stalled"] for w in workers))
+    return _page(
+        request,
+        "overview.html",
+        sess,
+        active="overview",
+        title="Overview",
+        queues=queues,
+        charts=graphs,
+        window=window_minutes,
+        windows=charts.WINDOWS,
+        statuses=jobs.STATUSES,
+        live_workers=sum(not w["stalled"] for w in workers),
+        stalled_workers=sum(w["stalled"] for w in workers),
+    )
 
 
 @router.get(f"{UI}/jobs")
-async def jobs_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+async def jobs_page(
+    request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     flt, errors = forms.parse_filter(request.query_params)
     try:
         cursor = forms.parse_int(before, minimum=1)
@@ -337,25 +430,49 @@ async def jobs_page(request: Request, before: str | None = None, sess: session.S
             page = await jobs.list_jobs(conn, flt, before=cursor, limit=PAGE_SIZE)
     except psycopg.errors.QueryCanceled:
         page, errors = jobs.JobPage([], None), [*errors, _too_slow()]
-    return _page(request, "jobs.html", sess, active="jobs", title="Jobs", page=page, flt=flt,
-                 params=forms.filter_params(flt), errors=errors, statuses=jobs.STATUSES,
-                 queue_names=queue_names, task_names=task_names, cursor=cursor)
+    return _page(
+        request,
+        "jobs.html",
+        sess,
+        active="jobs",
+        title="Jobs",
+        page=page,
+        flt=flt,
+        params=forms.filter_params(flt),
+        errors=errors,
+        statuses=jobs.STATUSES,
+        queue_names=queue_names,
+        task_names=task_names,
+        cursor=cursor,
+    )
 
 
 @router.get(f"{UI}/jobs/{{job_id}}")
-async def job_page(request: Request, job_id: int, sess: session.Session = Depends(signed_in)) -> Response:
+async def job_page(
+    request: Request, job_id: int, sess: session.Session = Depends(signed_in)
+) -> Response:
     async with db.transaction() as conn:
         try:
             job = await jobs.get_job(conn, job_id)
         except jobs.JobNotFound:
             raise PageError(404, f"There is no job {job_id}.") from None
-    return _page(request, "job.html", sess, active="jobs", title=f"Job {job_id}", job=job,
-                 retryable=job["status"] in jobs.RETRYABLE, cancellable=job["status"] in jobs.CANCELLABLE,
-                 finished=job["status"] not in ("todo", "doing"))
+    return _page(
+        request,
+        "job.html",
+        sess,
+        active="jobs",
+        title=f"Job {job_id}",
+        job=job,
+        retryable=job["status"] in jobs.RETRYABLE,
+        cancellable=job["status"] in jobs.CANCELLABLE,
+        finished=job["status"] not in ("todo", "doing"),
+    )
 
 
 @router.get(f"{UI}/failed")
-async def failed_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+async def failed_page(
+    request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     base, errors = forms.parse_filter(request.query_params)
     # Only queue, task and text narrow this page; the status is the page's own.
     base = jobs.JobFilter(queue=base.queue, task=base.task, text=base.text)
@@ -376,18 +493,34 @@ async def failed_page(request: Request, before: str | None = None, sess: session
             retrying_count = await jobs.count_jobs(conn, retrying)
             # One query for every listed job, not one per row.
             last_errors = await outcomes.last_errors(
-                conn, [job["id"] for job in failed_page_.jobs + retrying_page.jobs])
+                conn, [job["id"] for job in failed_page_.jobs + retrying_page.jobs]
+            )
     except psycopg.errors.QueryCanceled:
         failed_page_ = retrying_page = jobs.JobPage([], None)
         failed_count = retrying_count = 0
         last_errors = {}
         errors = [*errors, _too_slow()]
-    return _page(request, "failed.html", sess, active="failed", title="Failed jobs", errors=errors,
-                 flt_base=base, base_params=forms.filter_params(base), failed=failed_page_, retrying=retrying_page,
-                 failed_params=forms.filter_params(failed), retrying_params=forms.filter_params(retrying),
-                 failed_count=failed_count, retrying_count=retrying_count, cap=jobs.MAX_BULK,
-                 last_errors=last_errors,
-                 queue_names=queue_names, task_names=task_names, cursor=cursor)
+    return _page(
+        request,
+        "failed.html",
+        sess,
+        active="failed",
+        title="Failed jobs",
+        errors=errors,
+        flt_base=base,
+        base_params=forms.filter_params(base),
+        failed=failed_page_,
+        retrying=retrying_page,
+        failed_params=forms.filter_params(failed),
+        retrying_params=forms.filter_params(retrying),
+        failed_count=failed_count,
+        retrying_count=retrying_count,
+        cap=jobs.MAX_BULK,
+        last_errors=last_errors,
+        queue_names=queue_names,
+        task_names=task_names,
+        cursor=cursor,
+    )
 
 
 @router.get(f"{UI}/workers")
@@ -395,19 +528,30 @@ async def workers_page(request: Request, sess: session.Session = Depends(signed_
     stale_after = get_settings().worker_stale_seconds
     async with db.transaction() as conn:
         workers = await jobs.list_workers(conn, stale_after=stale_after)
-    return _page(request, "workers.html", sess, active="workers", title="Workers", workers=workers,
-                 stale_after=stale_after)
+    return _page(
+        request,
+        "workers.html",
+        sess,
+        active="workers",
+        title="Workers",
+        workers=workers,
+        stale_after=stale_after,
+    )
 
 
 @router.get(f"{UI}/periodic")
 async def periodic_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
     async with db.transaction() as conn:
         tasks = await periodic.list_periodic(conn)
-    return _page(request, "periodic.html", sess, active="periodic", title="Periodic tasks", tasks=tasks)
+    return _page(
+        request, "periodic.html", sess, active="periodic", title="Periodic tasks", tasks=tasks
+    )
 
 
 @router.get(f"{UI}/audit")
-async def audit_page(request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+async def audit_page(
+    request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     try:
         cursor = forms.parse_int(before, minimum=1)
     except ValueError:
@@ -415,16 +559,29 @@ async def audit_page(request: Request, before: str | None = None, sess: session.
     async with db.transaction() as conn:
         entries = await audit.list_entries(conn, before=cursor, limit=PAGE_SIZE)
     next_cursor = entries[-1]["id"] if len(entries) == PAGE_SIZE else None
-    return _page(request, "audit.html", sess, active="audit", title="Audit log", entries=entries,
-                 next_cursor=next_cursor, cursor=cursor)
+    return _page(
+        request,
+        "audit.html",
+        sess,
+        active="audit",
+        title="Audit log",
+        entries=entries,
+        next_cursor=next_cursor,
+        cursor=cursor,
+    )
 
 
 # --- actions: POST + CSRF, then back to the page with a message --------------------------------------
 
 
 @router.post(f"{UI}/jobs/{{job_id}}/{{action}}")
-async def job_action(request: Request, job_id: int, action: str, sess: session.Session = Depends(signed_in),
-                     form: dict[str, str] = Depends(posted)) -> Response:
+async def job_action(
+    request: Request,
+    job_id: int,
+    action: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     operation = {"retry": actions.retry_job, "cancel": actions.cancel_job}.get(action)
     if operation is None:
         raise PageError(404, f"No such action: {action}.")
@@ -440,8 +597,12 @@ async def job_action(request: Request, job_id: int, action: str, sess: session.S
 
 
 @router.post(f"{UI}/bulk/{{action}}")
-async def bulk_action(request: Request, action: str, sess: session.Session = Depends(signed_in),
-                      form: dict[str, str] = Depends(posted)) -> Response:
+async def bulk_action(
+    request: Request,
+    action: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     if action not in ("retry", "cancel"):
         raise PageError(404, f"No such action: {action}.")
     flt, errors = forms.parse_filter(form)
@@ -449,19 +610,33 @@ async def bulk_action(request: Request, action: str, sess: session.Session = Dep
     if errors:
         return _back(request, form, default, "error", "; ".join(errors))
     if flt.is_empty():
-        return _back(request, form, default, "error",
-                     "A bulk action needs a filter (status, queue, task, text or a time range).")
+        return _back(
+            request,
+            form,
+            default,
+            "error",
+            "A bulk action needs a filter (status, queue, task, text or a time range).",
+        )
     async with db.transaction() as conn:
         result = await actions.bulk(conn, action, flt, _operator(request, sess))
     verb = "retried" if action == "retry" else "cancelled"
-    return _back(request, form, default, "ok",
-                 f"{len(result.changed)} of {result.matched} matching jobs {verb}"
-                 + (f"; {len(result.skipped)} skipped (their state changed)." if result.skipped else "."))
+    return _back(
+        request,
+        form,
+        default,
+        "ok",
+        f"{len(result.changed)} of {result.matched} matching jobs {verb}"
+        + (f"; {len(result.skipped)} skipped (their state changed)." if result.skipped else "."),
+    )
 
 
 @router.post(f"{UI}/periodic/{{name}}/run")
-async def periodic_run(request: Request, name: str, sess: session.Session = Depends(signed_in),
-                       form: dict[str, str] = Depends(posted)) -> Response:
+async def periodic_run(
+    request: Request,
+    name: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     default = f"{UI}/periodic"
     try:
         async with db.transaction() as conn:
@@ -469,7 +644,9 @@ async def periodic_run(request: Request, name: str, sess: session.Session = Depe
     except periodic.PeriodicNotFound:
         return _back(request, form, default, "error", f"There is no periodic task named {name}.")
     if job_id is None:
-        return _back(request, form, default, "error", f"A {name} job is already waiting (queueing lock).")
+        return _back(
+            request, form, default, "error", f"A {name} job is already waiting (queueing lock)."
+        )
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
 
 
@@ -485,14 +662,25 @@ async def attention_short() -> Response:
 @router.get(f"{UI}/attention")
 async def attention_page(request: Request, sess: session.Session = Depends(signed_in)) -> Response:
     items = await attention.list_attention()
-    return _page(request, "attention.html", sess, active="attention", title="Payments needing attention",
-                 items=items, after=get_settings().payment_attention_after_seconds)
+    return _page(
+        request,
+        "attention.html",
+        sess,
+        active="attention",
+        title="Payments needing attention",
+        items=items,
+        after=get_settings().payment_attention_after_seconds,
+    )
 
 
 @router.post(f"{UI}/attention/{{intent_id}}/{{action}}")
-async def attention_action(request: Request, intent_id: uuid.UUID, action: str,
-                           sess: session.Session = Depends(signed_in),
-                           form: dict[str, str] = Depends(posted)) -> Response:
+async def attention_action(
+    request: Request,
+    intent_id: uuid.UUID,
+    action: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     operation = {"resolve": attention.resolve_now, "refund": attention.retry_refund}.get(action)
     if operation is None:
         raise PageError(404, f"No such action: {action}.")
@@ -509,21 +697,35 @@ async def attention_action(request: Request, intent_id: uuid.UUID, action: str,
 
 
 @router.get(f"{UI}/schedules")
-async def schedules_page(request: Request, cursor: str | None = None,
-                         sess: session.Session = Depends(signed_in)) -> Response:
+async def schedules_page(
+    request: Request, cursor: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     errors: list[str] = []
     try:
         page = await schedules.list_page(limit=PAGE_SIZE, cursor=cursor or None)
     except InvalidSchedule:
         errors.append("cursor: not a page of this list (ignored)")
         cursor, page = None, await schedules.list_page(limit=PAGE_SIZE)
-    return _page(request, "schedules.html", sess, active="schedules", title="Schedules",
-                 schedules=page.views, next_cursor=page.next_cursor, cursor=cursor, errors=errors)
+    return _page(
+        request,
+        "schedules.html",
+        sess,
+        active="schedules",
+        title="Schedules",
+        schedules=page.views,
+        next_cursor=page.next_cursor,
+        cursor=cursor,
+        errors=errors,
+    )
 
 
 @router.get(f"{UI}/schedules/{{schedule_id}}")
-async def schedule_page(request: Request, schedule_id: int, cursor: str | None = None,
-                        sess: session.Session = Depends(signed_in)) -> Response:
+async def schedule_page(
+    request: Request,
+    schedule_id: int,
+    cursor: str | None = None,
+    sess: session.Session = Depends(signed_in),
+) -> Response:
     errors: list[str] = []
     try:
         view = await schedules.get(schedule_id)
@@ -534,19 +736,34 @@ async def schedule_page(request: Request, schedule_id: int, cursor: str | None =
             cursor, history = None, await schedules.history(schedule_id, limit=PAGE_SIZE)
     except schedules.ScheduleNotFound:
         raise PageError(404, f"There is no schedule {schedule_id}.") from None
-    return _page(request, "schedule.html", sess, active="schedules", title=f"Schedule {view.schedule.name}",
-                 view=view, headers=view.schedule.shown_headers, history=history, cursor=cursor,
-                 errors=errors)
+    return _page(
+        request,
+        "schedule.html",
+        sess,
+        active="schedules",
+        title=f"Schedule {view.schedule.name}",
+        view=view,
+        headers=view.schedule.shown_headers,
+        history=history,
+        cursor=cursor,
+        errors=errors,
+    )
 
 
 @router.post(f"{UI}/schedules/{{schedule_id}}/run")
-async def schedule_run(request: Request, schedule_id: int, sess: session.Session = Depends(signed_in),
-                       form: dict[str, str] = Depends(posted)) -> Response:
+async def schedule_run(
+    request: Request,
+    schedule_id: int,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     default = f"{UI}/schedules/{schedule_id}"
     try:
         run, _ = await schedules.run_now(schedule_id, by=_operator(request, sess))
     except schedules.ScheduleNotFound:
-        return _back(request, form, f"{UI}/schedules", "error", f"There is no schedule {schedule_id}.")
+        return _back(
+            request, form, f"{UI}/schedules", "error", f"There is no schedule {schedule_id}."
+        )
     return _back(request, form, default, "ok", f"Run {run.id} queued as job {run.job_id}.")
 
 
@@ -554,36 +771,56 @@ async def schedule_run(request: Request, schedule_id: int, sess: session.Session
 
 
 @router.get(f"{UI}/exports")
-async def exports_page(request: Request, before: str | None = None,
-                       sess: session.Session = Depends(signed_in)) -> Response:
+async def exports_page(
+    request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     async with db.transaction() as conn:
         try:
             page = await exports.list_exports(conn, cursor=before, limit=PAGE_SIZE)
         except exports.InvalidCursor:
             before, page = None, await exports.list_exports(conn, limit=PAGE_SIZE)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return _page(request, "exports.html", sess, active="exports", title="Exports", exports=page.exports,
-                 next_cursor=page.next_cursor, cursor=before, keep=get_settings().export_keep,
-                 retain_days=get_settings().retain_exports_days,
-                 default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
-                 default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}")
+    return _page(
+        request,
+        "exports.html",
+        sess,
+        active="exports",
+        title="Exports",
+        exports=page.exports,
+        next_cursor=page.next_cursor,
+        cursor=before,
+        keep=get_settings().export_keep,
+        retain_days=get_settings().retain_exports_days,
+        default_from=f"{today - dt.timedelta(days=7):%Y-%m-%dT%H:%M}",
+        default_to=f"{today + dt.timedelta(days=1):%Y-%m-%dT%H:%M}",
+    )
 
 
 @router.post(f"{UI}/exports")
-async def export_create(request: Request, sess: session.Session = Depends(signed_in),
-                        form: dict[str, str] = Depends(posted)) -> Response:
+async def export_create(
+    request: Request,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     default = f"{UI}/exports"
     try:
-        created_from, created_to = forms.parse_time(form.get("from", "")), forms.parse_time(form.get("to", ""))
+        created_from, created_to = (
+            forms.parse_time(form.get("from", "")),
+            forms.parse_time(form.get("to", "")),
+        )
         async with db.transaction() as conn:
-            export = await exports.request_by(conn, created_from, created_to, _operator(request, sess))
+            export = await exports.request_by(
+                conn, created_from, created_to, _operator(request, sess)
+            )
     except (ValueError, exports.InvalidRange, exports.ExportLimit) as exc:
         return _back(request, form, default, "error", f"Cannot export: {exc}")
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
 
 
 @router.get(f"{UI}/exports/{{export_id}}/download")
-async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(signed_in)) -> Response:
+async def export_download(
+    export_id: uuid.UUID, sess: session.Session = Depends(signed_in)
+) -> Response:
     async with db.transaction() as conn:
         try:
             file = await exports.download(conn, export_id)
@@ -597,19 +834,38 @@ async def export_download(export_id: uuid.UUID, sess: session.Session = Depends(
 # --- devices: list, create (the token shown once), revoke ------------------------------------------
 
 
-async def _devices_page(request: Request, sess: session.Session, *, new: devices.NewDevice | None = None,
-                        form: dict[str, str] | None = None, error: str | None = None,
-                        status: int = 200, cursor: int | None = None) -> Response:
+async def _devices_page(
+    request: Request,
+    sess: session.Session,
+    *,
+    new: devices.NewDevice | None = None,
+    form: dict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+    cursor: int | None = None,
+) -> Response:
     page = await devices.list_page(cursor=cursor, limit=PAGE_SIZE)
     next_cursor = page[-1].id if len(page) == PAGE_SIZE else None
-    return _page(request, "devices.html", sess, status=status, active="devices", title="Devices",
-                 devices=page, next_cursor=next_cursor, cursor=cursor, new=new, form=form or {},
-                 error=error)
+    return _page(
+        request,
+        "devices.html",
+        sess,
+        status=status,
+        active="devices",
+        title="Devices",
+        devices=page,
+        next_cursor=next_cursor,
+        cursor=cursor,
+        new=new,
+        form=form or {},
+        error=error,
+    )
 
 
 @router.get(f"{UI}/devices")
-async def devices_page(request: Request, before: str | None = None,
-                       sess: session.Session = Depends(signed_in)) -> Response:
+async def devices_page(
+    request: Request, before: str | None = None, sess: session.Session = Depends(signed_in)
+) -> Response:
     try:
         cursor = forms.parse_int(before, minimum=1)
     except ValueError:
@@ -618,8 +874,11 @@ async def devices_page(request: Request, before: str | None = None,
 
 
 @router.post(f"{UI}/devices")
-async def device_create(request: Request, sess: session.Session = Depends(signed_in),
-                        form: dict[str, str] = Depends(posted)) -> Response:
+async def device_create(
+    request: Request,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     """Answered with the page itself, not a redirect: the token is in this answer only (never in
     a cookie or a URL), and `Cache-Control: no-store` keeps it out of the browser's cache."""
     terminals = [t for t in form.get("terminal_ids", "").replace(",", " ").split() if t]
@@ -631,8 +890,12 @@ async def device_create(request: Request, sess: session.Session = Depends(signed
 
 
 @router.post(f"{UI}/devices/{{device_id}}/revoke")
-async def device_revoke(request: Request, device_id: int, sess: session.Session = Depends(signed_in),
-                        form: dict[str, str] = Depends(posted)) -> Response:
+async def device_revoke(
+    request: Request,
+    device_id: int,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     default = f"{UI}/devices"
     if form.get("confirm") != "yes":
         return _back(request, form, default, "error", "Tick the box to confirm the revocation.")
@@ -640,13 +903,26 @@ async def device_revoke(request: Request, device_id: int, sess: session.Session 
         device = await devices.revoke(device_id, _operator(request, sess))
     except DomainError as exc:
         return _back(request, form, default, "error", exc.detail)
-    return _back(request, form, default, "ok", f"Device {device.name} revoked: its token is refused from now on.")
+    return _back(
+        request,
+        form,
+        default,
+        "ok",
+        f"Device {device.name} revoked: its token is refused from now on.",
+    )
+
+
 # --- deliveries: receipts and hooks not delivered, resend ------------------------------------------
 
 
 @router.get(f"{UI}/deliveries")
-async def deliveries_page(request: Request, state: str | None = None, kind: str | None = None,
-                          before: str | None = None, sess: session.Session = Depends(signed_in)) -> Response:
+async def deliveries_page(
+    request: Request,
+    state: str | None = None,
+    kind: str | None = None,
+    before: str | None = None,
+    sess: session.Session = Depends(signed_in),
+) -> Response:
     errors = []
     if state and state not in deliveries.STATES:
         errors.append(f"state: one of {', '.join(deliveries.STATES)} (ignored)")
@@ -659,18 +935,37 @@ async def deliveries_page(request: Request, state: str | None = None, kind: str 
     except ValueError:
         cursor = None
     async with db.transaction() as conn:
-        page = await deliveries.list_deliveries(conn, state=state, kind=kind, before=cursor, limit=PAGE_SIZE)
+        page = await deliveries.list_deliveries(
+            conn, state=state, kind=kind, before=cursor, limit=PAGE_SIZE
+        )
     settings = get_settings()
-    return _page(request, "deliveries.html", sess, active="deliveries", title="Deliveries", page=page,
-                 state=state, kind=kind, states=deliveries.STATES, kinds=deliveries.KINDS, errors=errors,
-                 params={"state": state, "kind": kind}, cursor=cursor,
-                 max_attempts=settings.delivery_max_attempts, max_age=settings.delivery_max_age_seconds)
+    return _page(
+        request,
+        "deliveries.html",
+        sess,
+        active="deliveries",
+        title="Deliveries",
+        page=page,
+        state=state,
+        kind=kind,
+        states=deliveries.STATES,
+        kinds=deliveries.KINDS,
+        errors=errors,
+        params={"state": state, "kind": kind},
+        cursor=cursor,
+        max_attempts=settings.delivery_max_attempts,
+        max_age=settings.delivery_max_age_seconds,
+    )
 
 
 @router.post(f"{UI}/deliveries/{{order_id}}/{{kind}}/resend")
-async def delivery_resend(request: Request, order_id: uuid.UUID, kind: str,
-                          sess: session.Session = Depends(signed_in),
-                          form: dict[str, str] = Depends(posted)) -> Response:
+async def delivery_resend(
+    request: Request,
+    order_id: uuid.UUID,
+    kind: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
     default = f"{UI}/deliveries"
     if kind not in deliveries.KINDS:
         return _back(request, form, default, "error", f"No such delivery kind: {kind}.")
@@ -679,8 +974,13 @@ async def delivery_resend(request: Request, order_id: uuid.UUID, kind: str,
             result = await deliveries.resend_by(conn, order_id, kind, _operator(request, sess))
     except (deliveries.DeliveryNotFound, deliveries.NotResendable) as exc:
         return _back(request, form, default, "error", exc.detail)
-    return _back(request, form, default, "ok",
-                 f"The {kind} of order {order_id} is owed again (job {result['job_id']}).")
+    return _back(
+        request,
+        form,
+        default,
+        "ok",
+        f"The {kind} of order {order_id} is owed again (job {result['job_id']}).",
+    )
 
 
 # --- the stylesheet --------------------------------------------------------------------------------
@@ -696,8 +996,9 @@ class StaticAssets(StaticFiles):
     def __init__(self) -> None:
         super().__init__(packages=[("kiosk.dashboard", "static")])
 
-    def file_response(self, full_path: PathLike, stat_result: os.stat_result, scope: Scope,
-                      status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["Cache-Control"] = "public, max-age=300"
         for name, value in SECURITY_HEADERS.items():

@@ -50,12 +50,16 @@ class Session:
 
 def signing_key(admin_token: str) -> bytes:
     """A key for this purpose only: the token itself never signs or leaves the server."""
-    return hmac.new(admin_token.encode(), b"kiosk.dashboard.session." + _VERSION, hashlib.sha256).digest()
+    return hmac.new(
+        admin_token.encode(), b"kiosk.dashboard.session." + _VERSION, hashlib.sha256
+    ).digest()
 
 
 def token_fingerprint(admin_token: str) -> bytes:
     """Which admin token a session was made with, stored beside it; not the token, not the key."""
-    return hmac.new(admin_token.encode(), b"kiosk.dashboard.token-fingerprint", hashlib.sha256).digest()
+    return hmac.new(
+        admin_token.encode(), b"kiosk.dashboard.token-fingerprint", hashlib.sha256
+    ).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -85,29 +89,46 @@ def cookie_id(key: bytes, cookie: str | None) -> str | None:
     if not cookie or "." not in cookie or len(cookie) > 200:
         return None
     session_id, signature = cookie.rsplit(".", 1)
-    if not hmac.compare_digest(signature.encode(), _sign(key, b"session", session_id.encode()).encode()):
+    if not hmac.compare_digest(
+        signature.encode(), _sign(key, b"session", session_id.encode()).encode()
+    ):
         return None
     return session_id
 
 
-async def start(conn: psycopg.AsyncConnection, key: bytes, fingerprint: bytes, actor: str,
-                lifetime_seconds: float, remote_addr: str | None) -> tuple[Session, str]:
+async def start(
+    conn: psycopg.AsyncConnection,
+    key: bytes,
+    fingerprint: bytes,
+    actor: str,
+    lifetime_seconds: float,
+    remote_addr: str | None,
+) -> tuple[Session, str]:
     """Store a new session (and drop the expired ones and those of another token); its cookie."""
     session_id, cookie = new_cookie(key)
     session = Session(session_id, actor, int(time.time() + lifetime_seconds))
     await conn.execute(QUERIES["delete_dead_sessions"], {"fingerprint": fingerprint})
-    await conn.execute(QUERIES["insert_session"], {
-        "id_hash": _id_hash(session_id), "actor": actor, "fingerprint": fingerprint,
-        "expires": session.expires, "remote_addr": remote_addr,
-    })
+    await conn.execute(
+        QUERIES["insert_session"],
+        {
+            "id_hash": _id_hash(session_id),
+            "actor": actor,
+            "fingerprint": fingerprint,
+            "expires": session.expires,
+            "remote_addr": remote_addr,
+        },
+    )
     return session, cookie
 
 
-async def find(conn: psycopg.AsyncConnection, fingerprint: bytes, session_id: str) -> Session | None:
+async def find(
+    conn: psycopg.AsyncConnection, fingerprint: bytes, session_id: str
+) -> Session | None:
     """The live session of an id (from `cookie_id`), or None: signed out, expired, or made with
     another admin token."""
-    row = await db.fetch_one(conn, QUERIES["find_session"],
-                             {"id_hash": _id_hash(session_id), "fingerprint": fingerprint})
+    row = await db.fetch_one(
+        conn, QUERIES["find_session"], {"id_hash": _id_hash(session_id), "fingerprint": fingerprint}
+    )
     return Session(session_id, row["actor"], row["expires"]) if row else None
 
 
@@ -127,7 +148,9 @@ def csrf_token(key: bytes, session: Session) -> str:
 
 def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:
     """Constant-time comparison of a form's token with the session's."""
-    return bool(presented) and hmac.compare_digest(presented.encode(), csrf_token(key, session).encode())
+    return bool(presented) and hmac.compare_digest(
+        presented.encode(), csrf_token(key, session).encode()
+    )
 
 
 def sign_flash(key: bytes, message: str) -> str:

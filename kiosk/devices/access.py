@@ -24,14 +24,17 @@ from kiosk.settings import get_settings
 logger = logging.getLogger("kiosk.devices")
 
 _bearer = HTTPBearer(
-    auto_error=False, scheme_name="deviceToken",
+    auto_error=False,
+    scheme_name="deviceToken",
     description="a device token (POST /admin/devices), or KIOSK_ADMIN_TOKEN for any order and terminal",
 )
 # Documented on every order endpoint.
 RESPONSES = {
     401: {"description": "device token missing, unknown or revoked"},
-    429: {"description": "too many failed authentications from this address, or too many unpaid "
-                         "orders on this device; `Retry-After` says when to try again"},
+    429: {
+        "description": "too many failed authentications from this address, or too many unpaid "
+        "orders on this device; `Retry-After` says when to try again"
+    },
 }
 
 
@@ -63,11 +66,17 @@ async def order_caller(
     window.fail(address)
     if window.retry_after(address):
         # Once per lock-out: from now on this address is refused before its token is read.
-        logger.warning("order endpoints: %s failed authentication %d times in %g s; refused for %d s",
-                       address, window.limit, window.window, window.retry_after(address))
+        logger.warning(
+            "order endpoints: %s failed authentication %d times in %g s; refused for %d s",
+            address,
+            window.limit,
+            window.window,
+            window.retry_after(address),
+        )
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
-        detail="device token required: Authorization: Bearer <device token>" if not token
+        detail="device token required: Authorization: Bearer <device token>"
+        if not token
         else "unknown or revoked device token",
         headers={"WWW-Authenticate": "Bearer"},
     )

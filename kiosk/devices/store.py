@@ -79,9 +79,14 @@ ADMIN = Caller(None)
 
 
 def _device(row: dict) -> Device:
-    return Device(id=row["id"], name=row["name"], terminal_ids=tuple(row["terminal_ids"]),
-                  created_at=row["created_at"], revoked_at=row["revoked_at"],
-                  open_orders=row.get("open_orders"))
+    return Device(
+        id=row["id"],
+        name=row["name"],
+        terminal_ids=tuple(row["terminal_ids"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        open_orders=row.get("open_orders"),
+    )
 
 
 def token_hash(token: str) -> bytes:
@@ -108,8 +113,10 @@ def clean_terminals(terminal_ids: list[str]) -> list[str]:
         raise Invalid(f"terminal_ids: 1 to {MAX_TERMINALS} terminal ids")
     for terminal_id in unique:
         if not re.fullmatch(TERMINAL_ID_PATTERN, terminal_id):
-            raise Invalid(f"terminal_ids: {terminal_id[:100]!r} is not a terminal id "
-                          "(letters, digits, _ and -, at most 100)")
+            raise Invalid(
+                f"terminal_ids: {terminal_id[:100]!r} is not a terminal id "
+                "(letters, digits, _ and -, at most 100)"
+            )
     return unique
 
 
@@ -123,14 +130,22 @@ async def create(name: str, terminal_ids: list[str], by: audit.Operator) -> NewD
     async with db.transaction() as conn:
         try:
             async with conn.transaction():
-                row = await db.fetch_one(conn, QUERIES["insert_device"], {
-                    "name": name, "terminal_ids": terminals, "token_hash": token_hash(token)})
+                row = await db.fetch_one(
+                    conn,
+                    QUERIES["insert_device"],
+                    {"name": name, "terminal_ids": terminals, "token_hash": token_hash(token)},
+                )
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"an active device is already named {name!r}") from None
         assert row is not None
         device = _device(row)
-        await audit.record_by(conn, by, "device.create", f"device:{device.id}",
-                              {"name": name, "terminal_ids": terminals})
+        await audit.record_by(
+            conn,
+            by,
+            "device.create",
+            f"device:{device.id}",
+            {"name": name, "terminal_ids": terminals},
+        )
     return NewDevice(device, token)
 
 
@@ -152,8 +167,13 @@ async def revoke(device_id: int, by: audit.Operator) -> Device:
                 raise NotFound(f"device {device_id} not found")
             return _device(row)
         device = _device(row)
-        await audit.record_by(conn, by, "device.revoke", f"device:{device.id}",
-                              {"name": device.name, "terminal_ids": list(device.terminal_ids)})
+        await audit.record_by(
+            conn,
+            by,
+            "device.revoke",
+            f"device:{device.id}",
+            {"name": device.name, "terminal_ids": list(device.terminal_ids)},
+        )
     return device
 
 

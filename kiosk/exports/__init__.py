@@ -95,7 +95,10 @@ def check_range(created_from: dt.datetime, created_to: dt.datetime) -> None:
 
 
 async def request_export(
-    conn: psycopg.AsyncConnection, created_from: dt.datetime, created_to: dt.datetime, requested_by: str
+    conn: psycopg.AsyncConnection,
+    created_from: dt.datetime,
+    created_to: dt.datetime,
+    requested_by: str,
 ) -> dict[str, Any]:
     """Create the export and defer its job in the caller's transaction.
 
@@ -109,13 +112,21 @@ async def request_export(
     replaced = [r["id"] for r in await db.fetch_all(conn, QUERIES["make_room"], {"keep": keep})]
     kept = (await db.fetch_one(conn, QUERIES["count_exports"]))["kept"]
     if kept >= keep:
-        raise ExportLimit(f"{kept} exports are still running and KIOSK_EXPORT_KEEP is {keep}: "
-                          "wait for one to finish")
+        raise ExportLimit(
+            f"{kept} exports are still running and KIOSK_EXPORT_KEEP is {keep}: "
+            "wait for one to finish"
+        )
     export_id = uuid.uuid4()
-    row = await db.fetch_one(conn, QUERIES["insert_export"], {
-        "id": export_id, "created_from": created_from, "created_to": created_to,
-        "requested_by": requested_by,
-    })
+    row = await db.fetch_one(
+        conn,
+        QUERIES["insert_export"],
+        {
+            "id": export_id,
+            "created_from": created_from,
+            "created_to": created_to,
+            "requested_by": requested_by,
+        },
+    )
     job_id = await queue.defer(conn, TASK, queue=QUEUE, export_id=str(export_id))
     await conn.execute(QUERIES["set_job"], {"id": export_id, "job_id": job_id})
     row["job_id"] = job_id
@@ -129,7 +140,11 @@ async def request_by(
     """`request_export` on an operator's behalf, recorded in the audit log in the same transaction;
     raises InvalidRange or ExportLimit (nothing recorded)."""
     export = await request_export(conn, created_from, created_to, requested_by=by.name)
-    details = {"from": created_from.isoformat(), "to": created_to.isoformat(), "job_id": export["job_id"]}
+    details = {
+        "from": created_from.isoformat(),
+        "to": created_to.isoformat(),
+        "job_id": export["job_id"],
+    }
     if export["replaced"]:  # the oldest finished exports, deleted to stay under KIOSK_EXPORT_KEEP
         details["replaced"] = [str(export_id) for export_id in export["replaced"]]
     await audit.record_by(conn, by, "export.create", f"export:{export['id']}", details)
@@ -149,15 +164,22 @@ async def list_exports(
     """Newest first; `cursor` is the `next_cursor` of the previous page (InvalidCursor if not)."""
     limit = max(1, min(limit, MAX_PAGE))
     before_created_at, before_id = _parse_cursor(cursor) if cursor else (None, None)
-    rows = await db.fetch_all(conn, QUERIES["list_exports"], {
-        "before_created_at": before_created_at, "before_id": before_id, "limit": limit})
+    rows = await db.fetch_all(
+        conn,
+        QUERIES["list_exports"],
+        {"before_created_at": before_created_at, "before_id": before_id, "limit": limit},
+    )
     last = rows[-1] if len(rows) == limit else None
     return ExportPage(rows, _make_cursor(last["created_at"], last["id"]) if last else None)
 
 
 def _make_cursor(created_at: dt.datetime, export_id: uuid.UUID) -> str:
     # Opaque and URL-safe: a time with "+00:00" in a query string would arrive as a space.
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{export_id}".encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(f"{created_at.isoformat()}|{export_id}".encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def _parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
@@ -210,7 +232,9 @@ def _cell(value: Any) -> Any:
 class _ChunkWriter:
     """CSV rows into chunks of `chunk_bytes`, inserted on the run's connection as they fill."""
 
-    def __init__(self, conn: psycopg.AsyncConnection, export_id: str, chunk_bytes: int, max_bytes: int):
+    def __init__(
+        self, conn: psycopg.AsyncConnection, export_id: str, chunk_bytes: int, max_bytes: int
+    ):
         self.conn, self.export_id = conn, export_id
         self.chunk_bytes, self.max_bytes = chunk_bytes, max_bytes
         self.buffer = io.StringIO()
@@ -227,15 +251,23 @@ class _ChunkWriter:
         self.buffer.seek(0)
         self.buffer.truncate()
         if self.size + len(data) > self.max_bytes:
-            raise ExportTooLarge(f"the CSV passes KIOSK_EXPORT_MAX_BYTES ({self.max_bytes} bytes): "
-                                 "export a shorter range")
-        await self.conn.execute(QUERIES["insert_chunk"], {"id": self.export_id, "seq": self.seq, "data": data})
+            raise ExportTooLarge(
+                f"the CSV passes KIOSK_EXPORT_MAX_BYTES ({self.max_bytes} bytes): "
+                "export a shorter range"
+            )
+        await self.conn.execute(
+            QUERIES["insert_chunk"], {"id": self.export_id, "seq": self.seq, "data": data}
+        )
         self.seq += 1
         self.size += len(data)
 
 
 async def run_export(
-    export_id: str, job_id: int, *, fetch_rows: int = FETCH_ROWS, chunk_bytes: int = CHUNK_BYTES,
+    export_id: str,
+    job_id: int,
+    *,
+    fetch_rows: int = FETCH_ROWS,
+    chunk_bytes: int = CHUNK_BYTES,
     max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The job: stream the orders into CSV chunks, reporting progress; idempotent when re-run.
@@ -258,21 +290,44 @@ async def run_export(
             await conn.execute(QUERIES["clear_chunks"], {"id": export_id})
             writer = _ChunkWriter(conn, export_id, chunk_bytes, max_bytes)
             await writer.row(list(COLUMNS))
-            async with conn.cursor(name=f"export_{uuid.UUID(export_id).hex}", row_factory=dict_row) as cur:
+            async with conn.cursor(
+                name=f"export_{uuid.UUID(export_id).hex}", row_factory=dict_row
+            ) as cur:
                 await cur.execute(QUERIES["orders_in_range"], claim)
                 while rows := await cur.fetchmany(fetch_rows):
                     for row in rows:
-                        await writer.row([_cell(row[c]) for c in ("id", "created_at", "status", "total_cents",
-                                                                  "customer_email", "paid_at", "items")])
+                        await writer.row(
+                            [
+                                _cell(row[c])
+                                for c in (
+                                    "id",
+                                    "created_at",
+                                    "status",
+                                    "total_cents",
+                                    "customer_email",
+                                    "paid_at",
+                                    "items",
+                                )
+                            ]
+                        )
                     done += len(rows)
                     if len(rows) == fetch_rows:
-                        await progress.report(job_id, 100 * done / max(total, 1) * 0.99,
-                                              f"exported {done} of {total} orders")
+                        await progress.report(
+                            job_id,
+                            100 * done / max(total, 1) * 0.99,
+                            f"exported {done} of {total} orders",
+                        )
             await writer.flush()
-            result = {"export_id": export_id, "rows": done, "bytes": writer.size,
-                      "download": f"/admin/exports/{export_id}/download"}
-            await conn.execute(QUERIES["finish_export"],
-                               {"id": export_id, "row_count": done, "size_bytes": writer.size})
+            result = {
+                "export_id": export_id,
+                "rows": done,
+                "bytes": writer.size,
+                "download": f"/admin/exports/{export_id}/download",
+            }
+            await conn.execute(
+                QUERIES["finish_export"],
+                {"id": export_id, "row_count": done, "size_bytes": writer.size},
+            )
             await progress.set_result(conn, job_id, result, f"exported {done} orders")
     except ExportTooLarge as exc:
         message = f"{exc} (stopped after {done} of {total} orders)"

@@ -45,7 +45,9 @@ def check_worker_options(options: dict[str, Any], pool_max_size: int) -> str | N
         )
     timeout = options.get("shutdown_graceful_timeout")
     if timeout is not None and not 0 <= timeout <= 3600:
-        return f"worker shutdown graceful timeout must be between 0 and 3600 seconds, got {timeout:g}"
+        return (
+            f"worker shutdown graceful timeout must be between 0 and 3600 seconds, got {timeout:g}"
+        )
     return None
 
 

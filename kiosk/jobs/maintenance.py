@@ -57,7 +57,9 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
                 continue
         assert job.id is not None
         retried.append(job.id)
-        logger.warning("job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id)
+        logger.warning(
+            "job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id
+        )
         async with db.transaction() as conn:
             await conn.execute(
                 QUERIES["insert_lost_outcome"],
@@ -96,7 +98,7 @@ async def prune_jobs(
     failed_days = settings.prune_failed_days if failed_days is None else failed_days
     outcomes_days = settings.retain_job_outcomes_days if outcomes_days is None else outcomes_days
     batch_size = batch_size or settings.prune_batch_size
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     params = {
         "succeeded_before": now - datetime.timedelta(days=succeeded_days),
         "failed_before": now - datetime.timedelta(days=failed_days),
@@ -115,7 +117,10 @@ async def prune_jobs(
         params["after_id"] = row["last_id"]
 
     # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too; 0 keeps them.
-    outcome_params = {"before": now - datetime.timedelta(days=outcomes_days), "batch_size": batch_size}
+    outcome_params = {
+        "before": now - datetime.timedelta(days=outcomes_days),
+        "batch_size": batch_size,
+    }
     old_outcomes = 0
     while outcomes_days > 0:
         async with db.transaction() as conn:

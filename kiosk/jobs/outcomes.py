@@ -80,7 +80,9 @@ async def last_errors(conn: psycopg.AsyncConnection, job_ids: list[int]) -> dict
     """The last attempt that did not succeed of each given job, in one query (by job id)."""
     if not job_ids:
         return {}
-    errors = await db.fetch_all_as(conn, LastError, queries["last_errors"], {"job_ids": list(job_ids)})
+    errors = await db.fetch_all_as(
+        conn, LastError, queries["last_errors"], {"job_ids": list(job_ids)}
+    )
     return {error.job_id: error for error in errors}
 
 
@@ -98,9 +100,7 @@ async def recent_failures(
     return [JobOutcome(**row) for row in rows]
 
 
-async def record_outcome(
-    call_next: Any, context: job_context.JobContext, worker: Any
-) -> Any:
+async def record_outcome(call_next: Any, context: job_context.JobContext, worker: Any) -> Any:
     """procrastinate worker middleware: run the job, then write its outcome row."""
     started_at = time.time()
     clock = time.perf_counter()
@@ -166,7 +166,9 @@ def _row(
         row["error_type"] = _clean(type(error).__qualname__, 200)
         row["error_message"] = _clean(str(error), MESSAGE_LIMIT)
         if status in ("failed", "timed_out"):
-            row["traceback"] = _clean("".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True)
+            row["traceback"] = _clean(
+                "".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True
+            )
     return row
 
 
@@ -195,9 +197,13 @@ class OutcomeWriter:
                 except psycopg.OperationalError:
                     await self._drop()
                     if last_try:
-                        logger.warning("could not record the outcome of job %s", row["job_id"], exc_info=True)
+                        logger.warning(
+                            "could not record the outcome of job %s", row["job_id"], exc_info=True
+                        )
                 except Exception:  # noqa: BLE001 - e.g. the pool is closed or exhausted
-                    logger.warning("could not record the outcome of job %s", row["job_id"], exc_info=True)
+                    logger.warning(
+                        "could not record the outcome of job %s", row["job_id"], exc_info=True
+                    )
                     return
 
     async def _connection(self) -> psycopg.AsyncConnection:

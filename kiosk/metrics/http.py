@@ -33,4 +33,6 @@ class LatencyMiddleware:
             route = scope.get("route")
             # The template (/orders/{order_id}), never the raw path: label values stay few.
             template = getattr(route, "path", None) or "unmatched"
-            HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )

@@ -87,7 +87,9 @@ def lock_name(kind: str, order_id: uuid.UUID | str) -> str:
 
 
 async def plan_paid(
-    conn: psycopg.AsyncConnection, order_id: uuid.UUID, customer_email: str | None,
+    conn: psycopg.AsyncConnection,
+    order_id: uuid.UUID,
+    customer_email: str | None,
     paid_order: Callable[[], Awaitable[event.PaidOrder]],
 ) -> None:
     """In the paid transition's transaction: owe the receipt and the hook, defer their jobs.
@@ -112,7 +114,9 @@ async def plan_paid(
 
 
 async def _defer(conn: psycopg.AsyncConnection, kind: str, order_id: uuid.UUID) -> int | None:
-    return await queue.defer(conn, TASKS[kind], lock=lock_name(kind, order_id), order_id=str(order_id))
+    return await queue.defer(
+        conn, TASKS[kind], lock=lock_name(kind, order_id), order_id=str(order_id)
+    )
 
 
 def backoff(attempt: int, settings: Settings) -> float:
@@ -127,13 +131,19 @@ def _exhausted(row: dict[str, Any], settings: Settings) -> str | None:
         return f"gave up after {row['attempts']} attempts (KIOSK_DELIVERY_MAX_ATTEMPTS)"
     deadline = row["window_started_at"] + dt.timedelta(seconds=settings.delivery_max_age_seconds)
     if row["now"] >= deadline:
-        return (f"gave up: owed since {row['window_started_at']:%Y-%m-%d %H:%M:%S} UTC, past "
-                f"KIOSK_DELIVERY_MAX_AGE_SECONDS ({settings.delivery_max_age_seconds} s)")
+        return (
+            f"gave up: owed since {row['window_started_at']:%Y-%m-%d %H:%M:%S} UTC, past "
+            f"KIOSK_DELIVERY_MAX_AGE_SECONDS ({settings.delivery_max_age_seconds} s)"
+        )
     return None
 
 
 async def deliver(
-    order_id: uuid.UUID, kind: str, send: Callable[[Attempt], Awaitable[None]], *, payload: bytes | None = None
+    order_id: uuid.UUID,
+    kind: str,
+    send: Callable[[Attempt], Awaitable[None]],
+    *,
+    payload: bytes | None = None,
 ) -> str:
     """Run one attempt of a delivery that is owed; return its state.
 
@@ -152,7 +162,9 @@ async def deliver(
             return row["state"]
         reason = _exhausted(row, settings)
         if reason is None:
-            claimed = await db.fetch_one(conn, QUERIES["claim_delivery"], {**params, "payload": payload})
+            claimed = await db.fetch_one(
+                conn, QUERIES["claim_delivery"], {**params, "payload": payload}
+            )
         else:
             await conn.execute(QUERIES["give_up_delivery"], {**params, "reason": reason})
     if reason is not None:
@@ -160,8 +172,14 @@ async def deliver(
         raise DeliveryFailed(reason)
     assert claimed is not None
     if row["state"] != "pending":
-        logger.warning("order %s: %s was %s (%s); sending it again with the same key, attempt %s",
-                       order_id, kind, row["state"], claimed["last_error"], claimed["attempts"])
+        logger.warning(
+            "order %s: %s was %s (%s); sending it again with the same key, attempt %s",
+            order_id,
+            kind,
+            row["state"],
+            claimed["last_error"],
+            claimed["attempts"],
+        )
     attempt = Attempt(claimed["attempts"], claimed["maybe_delivered"], claimed["payload"])
     mine = {**params, "attempt": attempt.number}
     try:
@@ -171,7 +189,9 @@ async def deliver(
         logger.warning("order %s: %s refused for good: %s", order_id, kind, exc)
         raise
     except DeliveryRetry as exc:
-        outcome = await _retry_later(mine, exc, settings, maybe_delivered=isinstance(exc, DeliveryUncertain))
+        outcome = await _retry_later(
+            mine, exc, settings, maybe_delivered=isinstance(exc, DeliveryUncertain)
+        )
         if outcome is None:
             return "superseded"
         raise outcome from exc
@@ -181,8 +201,12 @@ async def deliver(
         await asyncio.shield(_retry_later(mine, exc, settings, maybe_delivered=True))
         raise
     if await _record(QUERIES["delivered"], mine) is None:
-        logger.warning("order %s: %s attempt %s was delivered after a newer attempt took over",
-                       order_id, kind, attempt.number)
+        logger.warning(
+            "order %s: %s attempt %s was delivered after a newer attempt took over",
+            order_id,
+            kind,
+            attempt.number,
+        )
         return "superseded"
     logger.info("order %s: %s sent (attempt %s)", order_id, kind, attempt.number)
     return "sent"
@@ -201,26 +225,40 @@ async def _retry_later(
     mine: dict[str, Any], error: BaseException, settings: Settings, *, maybe_delivered: bool
 ) -> Exception | None:
     """Record a failed attempt; the exception for the job (None when a newer attempt took over)."""
-    row = await _record(QUERIES["retry_delivery"], {
-        **mine,
-        "state": "unknown" if maybe_delivered else "pending",
-        "maybe_delivered": maybe_delivered,
-        "last_error": _describe(error),
-        "delay": backoff(mine["attempt"], settings),
-        "max_attempts": settings.delivery_max_attempts,
-        "max_age": settings.delivery_max_age_seconds,
-    })
+    row = await _record(
+        QUERIES["retry_delivery"],
+        {
+            **mine,
+            "state": "unknown" if maybe_delivered else "pending",
+            "maybe_delivered": maybe_delivered,
+            "last_error": _describe(error),
+            "delay": backoff(mine["attempt"], settings),
+            "max_attempts": settings.delivery_max_attempts,
+            "max_age": settings.delivery_max_age_seconds,
+        },
+    )
     order_id, kind = mine["order_id"], mine["kind"]
     if row is None:
-        logger.warning("order %s: %s attempt %s failed after a newer attempt took over: %s",
-                       order_id, kind, mine["attempt"], _describe(error))
+        logger.warning(
+            "order %s: %s attempt %s failed after a newer attempt took over: %s",
+            order_id,
+            kind,
+            mine["attempt"],
+            _describe(error),
+        )
         return None
     if row["state"] == "failed":
         logger.warning("order %s: %s %s", order_id, kind, row["last_error"])
         return DeliveryFailed(row["last_error"])
-    logger.warning("order %s: %s attempt %s %s, again in %.0f s: %s", order_id, kind, mine["attempt"],
-                   "may have been delivered" if maybe_delivered else "not delivered", row["retry_in"],
-                   _describe(error))
+    logger.warning(
+        "order %s: %s attempt %s %s, again in %.0f s: %s",
+        order_id,
+        kind,
+        mine["attempt"],
+        "may have been delivered" if maybe_delivered else "not delivered",
+        row["retry_in"],
+        _describe(error),
+    )
     return DeliveryRetry(str(error), retry_in=row["retry_in"])
 
 
@@ -244,20 +282,37 @@ async def resend(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str) 
         raise DeliveryNotFound(f"order {order_id} has no {kind} delivery")
     row = await db.fetch_one(conn, QUERIES["resend_delivery"], params)
     if row is None:
-        doing = "it was delivered" if before["state"] == "sent" else "it is being retried automatically"
-        raise NotResendable(f"the {kind} of order {order_id} is {before['state']}: only a failed "
-                            f"delivery can be resent ({doing})")
+        doing = (
+            "it was delivered" if before["state"] == "sent" else "it is being retried automatically"
+        )
+        raise NotResendable(
+            f"the {kind} of order {order_id} is {before['state']}: only a failed "
+            f"delivery can be resent ({doing})"
+        )
     job_id = await _defer(conn, kind, order_id)
-    return {"order_id": order_id, "kind": kind, "state": row["state"], "job_id": job_id,
-            "previous_attempts": before["attempts"], "last_error": before["last_error"]}
+    return {
+        "order_id": order_id,
+        "kind": kind,
+        "state": row["state"],
+        "job_id": job_id,
+        "previous_attempts": before["attempts"],
+        "last_error": before["last_error"],
+    }
 
 
-async def resend_by(conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator) -> dict[str, Any]:
+async def resend_by(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, kind: str, by: Operator
+) -> dict[str, Any]:
     """`resend` on an operator's behalf, recorded in the audit log in the same transaction; raises
     DeliveryNotFound or NotResendable (nothing recorded then)."""
     result = await resend(conn, order_id, kind)
-    await audit.record_by(conn, by, "delivery.resend", f"delivery:{order_id}/{kind}",
-                          {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]})
+    await audit.record_by(
+        conn,
+        by,
+        "delivery.resend",
+        f"delivery:{order_id}/{kind}",
+        {"job_id": result["job_id"], "previous_attempts": result["previous_attempts"]},
+    )
     return result
 
 
@@ -268,12 +323,18 @@ class DeliveryPage:
 
 
 async def list_deliveries(
-    conn: psycopg.AsyncConnection, *, state: str | None, kind: str | None, before: int | None, limit: int
+    conn: psycopg.AsyncConnection,
+    *,
+    state: str | None,
+    kind: str | None,
+    before: int | None,
+    limit: int,
 ) -> DeliveryPage:
     """Newest first: one state, or (None) every delivery not sent; keyset-paginated by id."""
     query = QUERIES["list_sent"] if state == "sent" else QUERIES["list_not_sent"]
-    rows = await db.fetch_all(conn, query, {"state": state, "kind": kind, "before": before, "limit": limit},
-                              prepare=False)
+    rows = await db.fetch_all(
+        conn, query, {"state": state, "kind": kind, "before": before, "limit": limit}, prepare=False
+    )
     return DeliveryPage(rows, rows[-1]["id"] if len(rows) == limit else None)
 
 
@@ -292,8 +353,9 @@ async def resume_due(limit: int = 500) -> dict[str, int]:
     settings = get_settings()
     resumed = given_up = 0
     async with db.transaction() as conn:
-        for row in await db.fetch_all(conn, QUERIES["due_deliveries"],
-                                      {"grace": RESUME_GRACE_SECONDS, "limit": limit}):
+        for row in await db.fetch_all(
+            conn, QUERIES["due_deliveries"], {"grace": RESUME_GRACE_SECONDS, "limit": limit}
+        ):
             params = {"order_id": row["order_id"], "kind": row["kind"]}
             reason = _exhausted(row, settings)
             if reason is not None:
@@ -302,7 +364,11 @@ async def resume_due(limit: int = 500) -> dict[str, int]:
                 given_up += 1
             else:
                 await _defer(conn, row["kind"], row["order_id"])
-                logger.warning("order %s: %s was %s with no job for it; deferred again",
-                               row["order_id"], row["kind"], row["state"])
+                logger.warning(
+                    "order %s: %s was %s with no job for it; deferred again",
+                    row["order_id"],
+                    row["kind"],
+                    row["state"],
+                )
                 resumed += 1
     return {"resumed": resumed, "given_up": given_up}

@@ -58,8 +58,12 @@ def payload(order: PaidOrder) -> bytes:
         "customer_email": order.customer_email,
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
         "items": [
-            {"sku": i.sku, "name": i.name, "quantity": i.quantity,
-             "unit_price_cents": i.unit_price_cents}
+            {
+                "sku": i.sku,
+                "name": i.name,
+                "quantity": i.quantity,
+                "unit_price_cents": i.unit_price_cents,
+            }
             for i in order.items
         ],
     }

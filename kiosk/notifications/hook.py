@@ -18,7 +18,7 @@ import time
 import httpx
 
 from kiosk import tls
-from kiosk.netguard import UnsafeURL, Unresolvable, pinned_client
+from kiosk.netguard import Unresolvable, UnsafeURL, pinned_client
 from kiosk.notifications import deliveries
 from kiosk.notifications.event import EVENT, PaidOrder, idempotency_key, payload, signature
 from kiosk.settings import get_settings
@@ -66,4 +66,6 @@ async def notify_paid(order: PaidOrder) -> str:
             raise deliveries.DeliveryRetry(f"receiver answered HTTP {response.status_code}")
         raise deliveries.DeliveryFailed(f"receiver answered HTTP {response.status_code}")
 
-    return await deliveries.deliver(order.id, deliveries.NOTIFY_PAID, deliver, payload=payload(order))
+    return await deliveries.deliver(
+        order.id, deliveries.NOTIFY_PAID, deliver, payload=payload(order)
+    )

@@ -15,8 +15,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formatdate
 
 from kiosk import tls
-from kiosk.notifications import deliveries
 from kiosk.money import amount
+from kiosk.notifications import deliveries
 from kiosk.notifications.event import PaidOrder
 from kiosk.settings import Settings, get_settings
 

@@ -76,11 +76,16 @@ async def defer_checks(limit: int = BATCH) -> int:
         age = start_grace_seconds()
         for row in await db.fetch_all(conn, QUERIES["orphan_starts"], {"age": age, "limit": limit}):
             if row["status"] == "created":
-                row = await db.fetch_one(conn, QUERIES["unresolve_orphan"], {"id": row["id"], "age": age})
+                row = await db.fetch_one(
+                    conn, QUERIES["unresolve_orphan"], {"id": row["id"], "age": age}
+                )
                 if row is None:
                     continue
-                logger.warning("payment intent %s: its start never recorded Mercado Pago's answer; "
-                               "resolving it with its idempotency key", row["id"])
+                logger.warning(
+                    "payment intent %s: its start never recorded Mercado Pago's answer; "
+                    "resolving it with its idempotency key",
+                    row["id"],
+                )
             deferred += await intents.defer_resolution(conn, row) is not None
         for row in await db.fetch_all(conn, QUERIES["stuck_refunds"], {"age": age, "limit": limit}):
             deferred += await refunds.defer(conn, row) is not None
@@ -89,7 +94,8 @@ async def defer_checks(limit: int = BATCH) -> int:
         )
         for row in stale:
             job_id = await queue.defer(
-                conn, CHECK_TASK,
+                conn,
+                CHECK_TASK,
                 queueing_lock=f"stale-intent-{row['id']}",
                 lock=f"order-{row['order_id']}",
                 intent_id=str(row["id"]),
@@ -124,8 +130,11 @@ async def check(intent_id: uuid.UUID) -> Checked:
                     pass  # taken by the terminal (or finished) meanwhile: the read below says which
                 answer = await client.get_order(provider_order_id)
         except mp.MPNotFound:
-            logger.error("payment intent %s: Mercado Pago does not know its order %s",
-                         intent_id, provider_order_id)
+            logger.error(
+                "payment intent %s: Mercado Pago does not know its order %s",
+                intent_id,
+                provider_order_id,
+            )
             return Checked(intent_id, row["status"], "unknown to Mercado Pago")
     async with db.transaction() as conn:
         intent = await lifecycle.apply(conn, intent_id, answer)
@@ -145,6 +154,10 @@ async def _unresolve(intent_id: uuid.UUID) -> Checked:
             row = await intents.get_row(conn, intent_id)
             return Checked(intent_id, row["status"], "not stale (yet): left for the next tick")
         await intents.defer_resolution(conn, row)
-    logger.warning("payment intent %s (order %s): its start never recorded Mercado Pago's answer; "
-                   "resolving it with its idempotency key", intent_id, row["order_id"])
+    logger.warning(
+        "payment intent %s (order %s): its start never recorded Mercado Pago's answer; "
+        "resolving it with its idempotency key",
+        intent_id,
+        row["order_id"],
+    )
     return Checked(intent_id, row["status"], "unresolved: resolution deferred")

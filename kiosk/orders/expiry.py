@@ -58,7 +58,8 @@ async def defer_expiries(limit: int = BATCH) -> int:
     async with db.transaction() as conn:
         for order_id in due:
             job_id = await queue.defer(
-                conn, EXPIRE_TASK,
+                conn,
+                EXPIRE_TASK,
                 queueing_lock=f"expire-order-{order_id}",
                 lock=f"order-{order_id}",
                 order_id=str(order_id),

@@ -37,10 +37,15 @@ from kiosk import db
 from kiosk.errors import Conflict, NotFound, ProviderFailed
 from kiosk.notifications import deliveries
 from kiosk.orders import store as orders
-from kiosk.payments import intents
+from kiosk.payments import intents, refunds
 from kiosk.payments import mercadopago as mp
-from kiosk.payments import refunds
-from kiosk.payments.intents import RESOLVE_DELAY_SECONDS, UNPAID_FINAL, Intent, defer_resolution, from_row
+from kiosk.payments.intents import (
+    RESOLVE_DELAY_SECONDS,
+    UNPAID_FINAL,
+    Intent,
+    defer_resolution,
+    from_row,
+)
 from kiosk.settings import get_settings
 from kiosk.validators import MIN_EXPIRATION, parse_duration
 
@@ -50,6 +55,7 @@ logger = logging.getLogger("kiosk.payments")
 
 
 # -- charging ---------------------------------------------------------------------------------
+
 
 async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
     """Charge the order on `terminal_id`: write the intent, ask Mercado Pago, record the answer.
@@ -72,8 +78,9 @@ async def create(order_id: uuid.UUID, terminal_id: str) -> Intent:
         ) from None
     except mp.MPNotSent as exc:
         await _fail(row["id"], str(exc))
-        raise ProviderFailed(f"{exc}; nothing was charged (payment intent {row['id']} is in "
-                             "error), try again") from None
+        raise ProviderFailed(
+            f"{exc}; nothing was charged (payment intent {row['id']} is in error), try again"
+        ) from None
     except mp.MPUnavailable as exc:
         return await unresolve(row["id"], str(exc))
     except mp.MPError as exc:
@@ -94,8 +101,12 @@ async def record_created(intent_id: uuid.UUID, answer: mp.MPOrder) -> Intent:
             conn, QUERIES["set_provider_order"], {"id": intent_id, "provider_order_id": answer.id}
         )
         if linked is None:
-            logger.error("payment intent %s: Mercado Pago answered with order %s, but another order "
-                         "is linked to it", intent_id, answer.id)
+            logger.error(
+                "payment intent %s: Mercado Pago answered with order %s, but another order "
+                "is linked to it",
+                intent_id,
+                answer.id,
+            )
             row = await intents.get_row(conn, intent_id)
             return from_row(row)
         intent = await apply(conn, intent_id, answer)
@@ -114,8 +125,9 @@ async def unresolve(intent_id: uuid.UUID, error: str) -> Intent:
         else:
             row = await intents.get_row(conn, intent_id)
     if row["status"] == "unresolved":
-        logger.warning("payment intent %s: outcome unknown (%s); resolving with the same key",
-                       intent_id, error)
+        logger.warning(
+            "payment intent %s: outcome unknown (%s); resolving with the same key", intent_id, error
+        )
     return from_row(row)
 
 
@@ -138,7 +150,11 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
                 f"payment intent {current['id']} on terminal {current['terminal_id']} is being "
                 "resolved with Mercado Pago (its create's answer was lost); try again in a moment"
             )
-        if current and current["provider_order_id"] is None and current["terminal_id"] == terminal_id:
+        if (
+            current
+            and current["provider_order_id"] is None
+            and current["terminal_id"] == terminal_id
+        ):
             # A start that never recorded Mercado Pago's answer (the database went away during
             # the call, or the call is still running): ask again with the same idempotency key,
             # so Mercado Pago answers with the charge it may hold instead of queueing another.
@@ -157,18 +173,24 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
                     row = await db.fetch_one(conn, QUERIES["reopen_intent"], {"id": row["id"]})
                 else:
                     intent_id = uuid.uuid4()
-                    row = await db.fetch_one(conn, QUERIES["insert_intent"], {
-                        **params,
-                        "id": intent_id,
-                        "idempotency_key": f"kiosk-charge-{intent_id}",
-                        "external_reference": f"kiosk-{intent_id.hex}",
-                        "amount_cents": order.total_cents,
-                    })
+                    row = await db.fetch_one(
+                        conn,
+                        QUERIES["insert_intent"],
+                        {
+                            **params,
+                            "id": intent_id,
+                            "idempotency_key": f"kiosk-charge-{intent_id}",
+                            "external_reference": f"kiosk-{intent_id.hex}",
+                            "amount_cents": order.total_cents,
+                        },
+                    )
         except psycopg.errors.UniqueViolation:
             # Another order took the terminal between the check and the insert.
             raise Conflict(f"terminal {terminal_id} is busy with another charge") from None
     if row is None:  # the order is locked: the intent written or reopened above is there
-        raise Conflict(f"payment intent for order {order_id} changed while it was being started; try again")
+        raise Conflict(
+            f"payment intent for order {order_id} changed while it was being started; try again"
+        )
     return row, _charge(row, order_id, terminal_id, remaining)
 
 
@@ -193,13 +215,19 @@ async def _fail(intent_id: uuid.UUID, error: str) -> None:
             QUERIES["fail_intent"],
             {"id": intent_id, "last_error": error[:500], "outcome_unknown": False},
         )
-        if order.status == "pending_payment" and order.closing_status and not await db.fetch_one(
-                conn, QUERIES["open_intent_of_order"], {"order_id": order.id}):
+        if (
+            order.status == "pending_payment"
+            and order.closing_status
+            and not await db.fetch_one(
+                conn, QUERIES["open_intent_of_order"], {"order_id": order.id}
+            )
+        ):
             await orders.close(conn, order.id, order.closing_status)
     logger.warning("payment intent %s: error: %s", intent_id, error)
 
 
 # -- following Mercado Pago ---------------------------------------------------------------------
+
 
 async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.MPOrder) -> Intent:
     """Record Mercado Pago's view of the intent's order, and what it means for the kiosk order.
@@ -214,15 +242,25 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
         raise NotFound(f"payment intent {intent_id} not found")
     theirs = answer.external_reference not in (None, row["external_reference"])
     if answer.id != row["provider_order_id"] or theirs:
-        logger.error("payment intent %s: Mercado Pago order %s is not its order", intent_id, answer.id)
+        logger.error(
+            "payment intent %s: Mercado Pago order %s is not its order", intent_id, answer.id
+        )
         return from_row(row)
     if answer.status not in mp.ORDER_STATUSES:
-        logger.warning("payment intent %s: unknown Mercado Pago status %r", intent_id, answer.status)
+        logger.warning(
+            "payment intent %s: unknown Mercado Pago status %r", intent_id, answer.status
+        )
         return from_row(row)
-    advanced = await db.fetch_one(conn, QUERIES["advance_intent"], {
-        "id": intent_id, "status": answer.status, "status_detail": answer.status_detail,
-        "provider_payment_id": answer.payment_id,
-    })
+    advanced = await db.fetch_one(
+        conn,
+        QUERIES["advance_intent"],
+        {
+            "id": intent_id,
+            "status": answer.status,
+            "status_detail": answer.status_detail,
+            "provider_payment_id": answer.payment_id,
+        },
+    )
     if advanced:
         logger.info("payment intent %s: %s -> %s", intent_id, row["status"], advanced["status"])
         row = advanced
@@ -230,13 +268,16 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
     return from_row(row)
 
 
-async def _settle_order(conn: psycopg.AsyncConnection, order: orders.LockedOrder, intent: dict[str, Any]) -> None:
+async def _settle_order(
+    conn: psycopg.AsyncConnection, order: orders.LockedOrder, intent: dict[str, Any]
+) -> None:
     order_id, status = order.id, intent["status"]
     if status == "processed":
         if order.status == "pending_payment" and order.stock_released_at is None:
             if await orders.mark_paid(conn, order_id, intent["id"]):
-                await deliveries.plan_paid(conn, order_id, order.customer_email,
-                                           lambda: orders.read(conn, order_id))
+                await deliveries.plan_paid(
+                    conn, order_id, order.customer_email, lambda: orders.read(conn, order_id)
+                )
         elif order.paid_intent_id != intent["id"]:
             # Money taken that the kiosk cannot honour: give it back (once), the order stays.
             if order.status in ("paid", "refunded"):
@@ -255,6 +296,7 @@ async def _settle_order(conn: psycopg.AsyncConnection, order: orders.LockedOrder
 
 
 # -- closing orders -----------------------------------------------------------------------------
+
 
 async def close_order(order_id: uuid.UUID, status: str = "canceled") -> orders.Order:
     """Cancel (or expire) an order, releasing its stock once.
@@ -291,8 +333,10 @@ async def close_order(order_id: uuid.UUID, status: str = "canceled") -> orders.O
             await apply(conn, current["id"], answer)
     order_now = await orders.get(order_id)
     if order_now.status in ("paid", "refunded"):
-        raise Conflict("the payment was processed on the terminal before the order could be "
-                       f"{status}: the order is {order_now.status}")
+        raise Conflict(
+            "the payment was processed on the terminal before the order could be "
+            f"{status}: the order is {order_now.status}"
+        )
     return order_now
 
 
@@ -304,13 +348,19 @@ async def _cancel_or_read(intent: dict) -> mp.MPOrder | None:
         async with mp.MercadoPago.from_settings() as client:
             if intent["status"] == "created":
                 try:
-                    return await client.cancel_order(provider_order_id, f"kiosk-cancel-{intent['id']}")
+                    return await client.cancel_order(
+                        provider_order_id, f"kiosk-cancel-{intent['id']}"
+                    )
                 except mp.MPConflict:
                     pass  # already taken by the terminal (or finished): read it instead
             return await client.get_order(provider_order_id)
     except mp.MPError as exc:
-        logger.warning("payment intent %s: could not cancel or read %s: %s",
-                       intent["id"], provider_order_id, exc)
+        logger.warning(
+            "payment intent %s: could not cancel or read %s: %s",
+            intent["id"],
+            provider_order_id,
+            exc,
+        )
         return None
 
 
@@ -325,8 +375,9 @@ async def cancel_if_unwanted(intent: Intent) -> Intent:
         order = await orders.read(conn, intent.order_id)
     if order.status == "pending_payment" and order.closing_status is None:
         return intent
-    answer = await _cancel_or_read({"id": intent.id, "status": intent.status,
-                                    "provider_order_id": intent.provider_order_id})
+    answer = await _cancel_or_read(
+        {"id": intent.id, "status": intent.status, "provider_order_id": intent.provider_order_id}
+    )
     if answer is None:
         return intent
     async with db.transaction() as conn:
@@ -334,6 +385,7 @@ async def cancel_if_unwanted(intent: Intent) -> Intent:
 
 
 # -- resolving ambiguous creates ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -384,6 +436,10 @@ async def resolve(intent_id: uuid.UUID) -> Resolved:
         logger.warning("payment intent %s: Mercado Pago refused the charge: %s", intent_id, exc)
         return Resolved(intent_id, "failed", f"refused: {exc}")
     intent = await record_created(intent_id, answer)
-    logger.info("payment intent %s resolved: Mercado Pago order %s is %s",
-                intent_id, answer.id, answer.status)
+    logger.info(
+        "payment intent %s resolved: Mercado Pago order %s is %s",
+        intent_id,
+        answer.id,
+        answer.status,
+    )
     return Resolved(intent_id, intent.status, f"Mercado Pago says {answer.status}")

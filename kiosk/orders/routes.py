@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kiosk.catalog.products import SKU_PATTERN
-from kiosk.devices.access import RESPONSES as AUTH_RESPONSES, DeviceCaller
+from kiosk.devices.access import RESPONSES as AUTH_RESPONSES
+from kiosk.devices.access import DeviceCaller
 from kiosk.orders import lifecycle, store
 from kiosk.payments import intents
 
@@ -59,29 +60,50 @@ class OrderOut(BaseModel):
 
 def order_out(order: store.Order, with_intents: list[intents.Intent] | None = None) -> OrderOut:
     return OrderOut(
-        id=order.id, status=order.status, total_cents=order.total_cents,
-        customer_email=order.customer_email, expires_at=order.expires_at,
-        created_at=order.created_at, paid_at=order.paid_at, closing_status=order.closing_status,
-        items=[ItemOut(sku=i.sku, name=i.name, quantity=i.quantity,
-                       unit_price_cents=i.unit_price_cents) for i in order.items],
-        payment_intents=None if with_intents is None else [
-            IntentSummary(id=p.id, terminal_id=p.terminal_id, provider_order_id=p.provider_order_id,
-                          status=p.status) for p in with_intents
+        id=order.id,
+        status=order.status,
+        total_cents=order.total_cents,
+        customer_email=order.customer_email,
+        expires_at=order.expires_at,
+        created_at=order.created_at,
+        paid_at=order.paid_at,
+        closing_status=order.closing_status,
+        items=[
+            ItemOut(
+                sku=i.sku, name=i.name, quantity=i.quantity, unit_price_cents=i.unit_price_cents
+            )
+            for i in order.items
+        ],
+        payment_intents=None
+        if with_intents is None
+        else [
+            IntentSummary(
+                id=p.id,
+                terminal_id=p.terminal_id,
+                provider_order_id=p.provider_order_id,
+                status=p.status,
+            )
+            for p in with_intents
         ],
     )
 
 
-@router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut,
-             response_model_exclude_none=False,
-             responses={409: {"description": "not enough stock (the detail names the sku)"}})
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    response_model_exclude_none=False,
+    responses={409: {"description": "not enough stock (the detail names the sku)"}},
+)
 async def create_order(body: OrderIn, caller: DeviceCaller) -> OrderOut:
     """Create an order and reserve its stock until `expires_at` (KIOSK_ORDER_TTL).
 
     The order belongs to the calling device, which may hold KIOSK_DEVICE_MAX_OPEN_ORDERS unpaid
     orders at a time (429 with `Retry-After` beyond).
     """
-    order = await store.create([(i.sku, i.quantity) for i in body.items], body.customer_email,
-                               caller.device_id)
+    order = await store.create(
+        [(i.sku, i.quantity) for i in body.items], body.customer_email, caller.device_id
+    )
     return order_out(order, [])
 
 
@@ -95,8 +117,11 @@ async def get_order(order_id: uuid.UUID, caller: DeviceCaller) -> OrderOut:
 @router.post(
     "/orders/{order_id}/cancel",
     response_model=OrderOut,
-    responses={202: {"description": "the charge is on the terminal: canceled once it ends unpaid"},
-               409: {"description": "the order is paid"}, **NOT_YOURS},
+    responses={
+        202: {"description": "the charge is on the terminal: canceled once it ends unpaid"},
+        409: {"description": "the order is paid"},
+        **NOT_YOURS,
+    },
 )
 async def cancel_order(order_id: uuid.UUID, caller: DeviceCaller) -> JSONResponse:
     """Cancel the order and release its stock (200), or 202 while a charge is on the terminal."""

@@ -92,14 +92,24 @@ async def create(
         total = sum(row["price_cents"] * quantity for row, quantity in taken)
         await conn.execute(
             QUERIES["insert_order"],
-            {"id": order_id, "total_cents": total, "customer_email": customer_email,
-             "ttl": get_settings().order_ttl, "device_id": device_id},
+            {
+                "id": order_id,
+                "total_cents": total,
+                "customer_email": customer_email,
+                "ttl": get_settings().order_ttl,
+                "device_id": device_id,
+            },
         )
         for row, quantity in taken:
             await conn.execute(
                 QUERIES["insert_order_item"],
-                {"order_id": order_id, "sku": row["sku"], "name": row["name"],
-                 "unit_price_cents": row["price_cents"], "quantity": quantity},
+                {
+                    "order_id": order_id,
+                    "sku": row["sku"],
+                    "name": row["name"],
+                    "unit_price_cents": row["price_cents"],
+                    "quantity": quantity,
+                },
             )
         return await read(conn, order_id)
 

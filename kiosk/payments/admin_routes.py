@@ -10,25 +10,33 @@ from fastapi import APIRouter
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
 from kiosk.payments import attention
 
-router = APIRouter(prefix="/admin/payments", tags=["admin"], dependencies=[AdminRequired],
-                   responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/admin/payments", tags=["admin"], dependencies=[AdminRequired], responses=UNAUTHORIZED
+)
 
 
-@router.get("/attention", summary="Payments needing an operator: unresolved charges older than "
-            "KIOSK_PAYMENT_ATTENTION_AFTER_SECONDS, failed or stuck refunds")
+@router.get(
+    "/attention",
+    summary="Payments needing an operator: unresolved charges older than "
+    "KIOSK_PAYMENT_ATTENTION_AFTER_SECONDS, failed or stuck refunds",
+)
 async def get_attention() -> list[dict[str, Any]]:
     return await attention.list_attention()
 
 
-@router.post("/intents/{intent_id}/resolve",
-             summary="Re-send an unresolved charge's create (same idempotency key) now; audited",
-             responses={404: {}, 409: {"description": "nothing to resolve"}})
+@router.post(
+    "/intents/{intent_id}/resolve",
+    summary="Re-send an unresolved charge's create (same idempotency key) now; audited",
+    responses={404: {}, 409: {"description": "nothing to resolve"}},
+)
 async def resolve_intent(intent_id: uuid.UUID, by: Actor) -> dict[str, Any]:
     return await attention.resolve_now(intent_id, by)
 
 
-@router.post("/intents/{intent_id}/refund",
-             summary="Retry a failed refund (same idempotency key); audited",
-             responses={404: {}, 409: {"description": "no failed refund"}})
+@router.post(
+    "/intents/{intent_id}/refund",
+    summary="Retry a failed refund (same idempotency key); audited",
+    responses={404: {}, 409: {"description": "no failed refund"}},
+)
 async def retry_refund(intent_id: uuid.UUID, by: Actor) -> dict[str, Any]:
     return await attention.retry_refund(intent_id, by)

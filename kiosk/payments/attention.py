@@ -39,17 +39,31 @@ async def resolve_now(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any
             raise NotFound(f"payment intent {intent_id} not found")
         await intents.lock_order(conn, row["order_id"])
         if row["status"] == "created" and row["provider_order_id"] is None:
-            row = await db.fetch_one(conn, QUERIES["unresolve_orphan"],
-                                     {"id": intent_id, "age": intents.start_grace_seconds()})
+            row = await db.fetch_one(
+                conn,
+                QUERIES["unresolve_orphan"],
+                {"id": intent_id, "age": intents.start_grace_seconds()},
+            )
             if row is None:
-                raise Conflict(f"payment intent {intent_id} is still being started; try again in a minute")
+                raise Conflict(
+                    f"payment intent {intent_id} is still being started; try again in a minute"
+                )
         if row["status"] != "unresolved":
             raise Conflict(f"payment intent {intent_id} is {row['status']}: nothing to resolve")
         job_id = await intents.defer_resolution(conn, row)
-        await audit.record_by(conn, by, "payment.resolve", f"payment_intent:{intent_id}",
-                              {"order_id": str(row["order_id"]), "job_id": job_id})
-    return {"id": str(intent_id), "status": row["status"], "job_id": job_id,
-            "result": "deferred" if job_id else "already waiting"}
+        await audit.record_by(
+            conn,
+            by,
+            "payment.resolve",
+            f"payment_intent:{intent_id}",
+            {"order_id": str(row["order_id"]), "job_id": job_id},
+        )
+    return {
+        "id": str(intent_id),
+        "status": row["status"],
+        "job_id": job_id,
+        "result": "deferred" if job_id else "already waiting",
+    }
 
 
 async def retry_refund(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any]:

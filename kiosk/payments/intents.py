@@ -47,9 +47,13 @@ class Intent:
 
 def from_row(row: dict) -> Intent:
     return Intent(
-        id=row["id"], order_id=row["order_id"], terminal_id=row["terminal_id"],
-        provider_order_id=row["provider_order_id"], status=row["status"],
-        status_detail=row["status_detail"], last_error=row["last_error"],
+        id=row["id"],
+        order_id=row["order_id"],
+        terminal_id=row["terminal_id"],
+        provider_order_id=row["provider_order_id"],
+        status=row["status"],
+        status_detail=row["status_detail"],
+        last_error=row["last_error"],
         created_at=row["created_at"],
     )
 
@@ -75,32 +79,45 @@ async def list_for_order(order_id: uuid.UUID) -> list[Intent]:
     return [from_row(row) for row in rows]
 
 
-async def find_by_provider_order(conn: psycopg.AsyncConnection, provider_order_id: str) -> Intent | None:
+async def find_by_provider_order(
+    conn: psycopg.AsyncConnection, provider_order_id: str
+) -> Intent | None:
     row = await db.fetch_one(
         conn, QUERIES["intent_by_provider_order"], {"provider_order_id": provider_order_id}
     )
     return from_row(row) if row else None
 
 
-async def find_by_reference(conn: psycopg.AsyncConnection, external_reference: str) -> Intent | None:
+async def find_by_reference(
+    conn: psycopg.AsyncConnection, external_reference: str
+) -> Intent | None:
     """The intent that sent this `external_reference` to Mercado Pago."""
-    row = await db.fetch_one(conn, QUERIES["intent_by_reference"], {"external_reference": external_reference})
+    row = await db.fetch_one(
+        conn, QUERIES["intent_by_reference"], {"external_reference": external_reference}
+    )
     return from_row(row) if row else None
 
 
-async def link_provider_order(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, provider_order_id: str) -> bool:
+async def link_provider_order(
+    conn: psycopg.AsyncConnection, intent_id: uuid.UUID, provider_order_id: str
+) -> bool:
     """Link the intent to the order Mercado Pago created for it; False when it is linked to another."""
     linked = await db.fetch_one(
-        conn, QUERIES["set_provider_order"], {"id": intent_id, "provider_order_id": provider_order_id}
+        conn,
+        QUERIES["set_provider_order"],
+        {"id": intent_id, "provider_order_id": provider_order_id},
     )
     return linked is not None
 
 
-async def defer_resolution(conn: psycopg.AsyncConnection, intent: dict, *, delay: int = 0) -> int | None:
+async def defer_resolution(
+    conn: psycopg.AsyncConnection, intent: dict, *, delay: int = 0
+) -> int | None:
     """The resolution job of an unresolved intent, at most one waiting (`queueing_lock`), never
     beside another job of its order (`lock`)."""
     return await queue.defer(
-        conn, RESOLVE_TASK,
+        conn,
+        RESOLVE_TASK,
         queueing_lock=f"resolve-intent-{intent['id']}",
         lock=f"order-{intent['order_id']}",
         schedule_in={"seconds": delay} if delay else None,

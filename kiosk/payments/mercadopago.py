@@ -26,8 +26,16 @@ from kiosk.validators import ID_PATTERN, format_duration
 logger = logging.getLogger("kiosk.mercadopago")
 
 ORDER_STATUSES = frozenset(
-    {"created", "at_terminal", "processed", "failed", "canceled", "expired", "action_required",
-     "refunded"}
+    {
+        "created",
+        "at_terminal",
+        "processed",
+        "failed",
+        "canceled",
+        "expired",
+        "action_required",
+        "refunded",
+    }
 )
 
 
@@ -88,7 +96,9 @@ class Charge:
             "expiration_time": format_duration(self.expiration_seconds),
             "description": self.description,
             "transactions": {"payments": [{"amount": amount(self.amount_cents)}]},
-            "config": {"point": {"terminal_id": self.terminal_id, "print_on_terminal": "no_ticket"}},
+            "config": {
+                "point": {"terminal_id": self.terminal_id, "print_on_terminal": "no_ticket"}
+            },
         }
 
 
@@ -136,8 +146,10 @@ class MercadoPago:
         self.timeout = timeout
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {access_token.get_secret_value()}",
-                     "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {access_token.get_secret_value()}",
+                "Accept": "application/json",
+            },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
             follow_redirects=False,
@@ -155,7 +167,10 @@ class MercadoPago:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self._client.aclose()
 
@@ -180,7 +195,12 @@ class MercadoPago:
         return await self._call("POST", path, idempotency_key=idempotency_key)
 
     async def _call(
-        self, method: str, path: str, *, json: dict | None = None, idempotency_key: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        idempotency_key: str | None = None,
     ) -> MPOrder:
         headers = {"X-Idempotency-Key": idempotency_key} if idempotency_key else {}
         try:

@@ -47,14 +47,24 @@ def idempotency_key(intent_id: uuid.UUID) -> str:
 async def plan(conn: psycopg.AsyncConnection, intent: dict, reason: str) -> bool:
     """Decide the refund of a processed charge, once, and defer its job in the caller's
     transaction (which holds the order's lock). False when it was decided before."""
-    row = await db.fetch_one(conn, QUERIES["request_refund"], {
-        "id": intent["id"], "idempotency_key": idempotency_key(intent["id"]), "reason": reason,
-    })
+    row = await db.fetch_one(
+        conn,
+        QUERIES["request_refund"],
+        {
+            "id": intent["id"],
+            "idempotency_key": idempotency_key(intent["id"]),
+            "reason": reason,
+        },
+    )
     if row is None:
         return False
     await defer(conn, row)
-    logger.warning("payment intent %s (order %s) took money the kiosk cannot honour (%s): refunding",
-                   intent["id"], intent["order_id"], reason)
+    logger.warning(
+        "payment intent %s (order %s) took money the kiosk cannot honour (%s): refunding",
+        intent["id"],
+        intent["order_id"],
+        reason,
+    )
     return True
 
 
@@ -62,7 +72,8 @@ async def defer(conn: psycopg.AsyncConnection, intent: dict) -> int | None:
     """The refund job of an intent, at most one waiting (`queueing_lock`), never beside another
     job of its order (`lock`)."""
     return await queue.defer(
-        conn, REFUND_TASK,
+        conn,
+        REFUND_TASK,
         queueing_lock=f"refund-intent-{intent['id']}",
         lock=f"order-{intent['order_id']}",
         intent_id=str(intent["id"]),
@@ -74,12 +85,25 @@ async def done(conn: psycopg.AsyncConnection, intent: dict, *, actor: str = SYST
     row = await db.fetch_one(conn, QUERIES["finish_refund"], {"id": intent["id"]})
     if row is None:
         return False
-    await audit.record(conn, actor=actor, action="payment.refund", target=f"payment_intent:{row['id']}",
-                       details={"order_id": str(row["order_id"]),
-                                "provider_order_id": row["provider_order_id"],
-                                "amount_cents": row["amount_cents"], "reason": row["refund_reason"]})
-    logger.warning("payment intent %s (order %s): refunded %d cents at Mercado Pago (%s)",
-                   row["id"], row["order_id"], row["amount_cents"], row["refund_reason"])
+    await audit.record(
+        conn,
+        actor=actor,
+        action="payment.refund",
+        target=f"payment_intent:{row['id']}",
+        details={
+            "order_id": str(row["order_id"]),
+            "provider_order_id": row["provider_order_id"],
+            "amount_cents": row["amount_cents"],
+            "reason": row["refund_reason"],
+        },
+    )
+    logger.warning(
+        "payment intent %s (order %s): refunded %d cents at Mercado Pago (%s)",
+        row["id"],
+        row["order_id"],
+        row["amount_cents"],
+        row["refund_reason"],
+    )
     return True
 
 
@@ -110,8 +134,13 @@ async def refund(intent_id: uuid.UUID) -> Refunded:
     return Refunded(intent_id, row["refund_status"], f"Mercado Pago says {answer.status}")
 
 
-async def record(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.MPOrder,
-                 *, actor: str = SYSTEM_ACTOR) -> None:
+async def record(
+    conn: psycopg.AsyncConnection,
+    intent_id: uuid.UUID,
+    answer: mp.MPOrder,
+    *,
+    actor: str = SYSTEM_ACTOR,
+) -> None:
     """Record Mercado Pago's answer to a refund, on the locked order: the intent moves
     processed -> refunded and the refund is done. The order is left as it is (closed, or paid by
     another charge)."""
@@ -121,18 +150,27 @@ async def record(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp
     row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
     assert row is not None
     if answer.id != row["provider_order_id"] or answer.status != "refunded":
-        logger.error("payment intent %s: refund answered %s %s", intent_id, answer.id, answer.status)
+        logger.error(
+            "payment intent %s: refund answered %s %s", intent_id, answer.id, answer.status
+        )
         return
-    await conn.execute(QUERIES["advance_intent"], {
-        "id": intent_id, "status": "refunded", "status_detail": answer.status_detail,
-        "provider_payment_id": answer.payment_id,
-    })
+    await conn.execute(
+        QUERIES["advance_intent"],
+        {
+            "id": intent_id,
+            "status": "refunded",
+            "status_detail": answer.status_detail,
+            "provider_payment_id": answer.payment_id,
+        },
+    )
     await done(conn, row, actor=actor)
 
 
 async def _fail(intent_id: uuid.UUID, error: str) -> Refunded:
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["fail_refund"], {"id": intent_id, "last_error": error[:500]})
+        row = await db.fetch_one(
+            conn, QUERIES["fail_refund"], {"id": intent_id, "last_error": error[:500]}
+        )
     logger.error("payment intent %s: Mercado Pago refused the refund: %s", intent_id, error)
     return Refunded(intent_id, row["refund_status"] if row else None, f"refund refused: {error}")
 
@@ -148,9 +186,16 @@ async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
         await intents.lock_order(conn, row["order_id"])
         again = await db.fetch_one(conn, QUERIES["retry_refund"], {"id": intent_id})
         if again is None:
-            raise Conflict(f"payment intent {intent_id} has no failed refund "
-                           f"(refund: {row['refund_status'] or 'none'})")
+            raise Conflict(
+                f"payment intent {intent_id} has no failed refund "
+                f"(refund: {row['refund_status'] or 'none'})"
+            )
         job_id = await defer(conn, again)
-        await audit.record_by(conn, by, "payment.refund_retry", f"payment_intent:{intent_id}",
-                              {"order_id": str(again["order_id"]), "job_id": job_id})
+        await audit.record_by(
+            conn,
+            by,
+            "payment.refund_retry",
+            f"payment_intent:{intent_id}",
+            {"order_id": str(again["order_id"]), "job_id": job_id},
+        )
         return again

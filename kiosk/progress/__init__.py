@@ -8,8 +8,8 @@ its job (ON DELETE CASCADE), so pruning jobs prunes progress too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -33,14 +33,19 @@ class Progress:
 async def report(job_id: int, percent: float, message: str = "") -> None:
     value = max(0, min(100, int(percent)))
     async with db.transaction() as conn:
-        await conn.execute(QUERIES["report_progress"],
-                           {"job_id": job_id, "percent": value, "message": message[:500]})
+        await conn.execute(
+            QUERIES["report_progress"],
+            {"job_id": job_id, "percent": value, "message": message[:500]},
+        )
 
 
-async def set_result(conn: psycopg.AsyncConnection, job_id: int, result: Any, message: str = "done") -> None:
+async def set_result(
+    conn: psycopg.AsyncConnection, job_id: int, result: Any, message: str = "done"
+) -> None:
     """In the caller's transaction, so the result commits with whatever produced it."""
-    await conn.execute(QUERIES["set_result"],
-                       {"job_id": job_id, "result": Jsonb(result), "message": message[:500]})
+    await conn.execute(
+        QUERIES["set_result"], {"job_id": job_id, "result": Jsonb(result), "message": message[:500]}
+    )
 
 
 async def get(conn: psycopg.AsyncConnection, job_id: int) -> Progress | None:

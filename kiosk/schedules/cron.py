@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -58,7 +57,9 @@ def parse(expression: str, timezone: str) -> Cron:
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidCron(f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Madrid'") from None
+        raise InvalidCron(
+            f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Madrid'"
+        ) from None
     fields = expression.split(" ")
     if expression.startswith("@"):
         if expression.lower() not in ALIASES:

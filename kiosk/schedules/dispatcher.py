@@ -115,12 +115,17 @@ async def dispatch_schedule(
     now = await db_now(conn)
     todo = plan(
         cron_module.Cron(schedule.cron, schedule.timezone),
-        schedule.dispatched_until, now, horizon, catch_up_limit,
+        schedule.dispatched_until,
+        now,
+        horizon,
+        catch_up_limit,
     )
     if todo.skipped:
         reason = f"missed while no dispatcher ran; catch-up limit is {catch_up_limit}"
         if todo.more_missed:
-            reason += f"; older missed ticks since {schedule.dispatched_until.isoformat()} not recorded"
+            reason += (
+                f"; older missed ticks since {schedule.dispatched_until.isoformat()} not recorded"
+            )
         await store.insert_skipped_runs(conn, schedule.id, todo.skipped, reason)
         logger.warning("schedule %s: %d missed ticks skipped", schedule.id, len(todo.skipped))
 

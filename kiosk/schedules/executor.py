@@ -90,7 +90,11 @@ class _DropQuery(logging.Filter):
     """httpx logs every request's full URL at INFO; keep the query string (maybe a secret) out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) > 1 and isinstance(record.args[1], httpx.URL):
+        if (
+            isinstance(record.args, tuple)
+            and len(record.args) > 1
+            and isinstance(record.args[1], httpx.URL)
+        ):
             record.args = (record.args[0], loggable_url(str(record.args[1])), *record.args[2:])
         return True
 
@@ -156,17 +160,24 @@ class Outgoing:
 
 
 async def _send(
-    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], cap: int, allowed: frozenset[str],
+    run: store.ClaimedRun,
+    outgoing: Outgoing,
+    secrets: list[str],
+    cap: int,
+    allowed: frozenset[str],
     resolver: netguard.Resolver | None,
 ) -> Attempt:
     headers = httpx.Headers(outgoing.headers)
     headers.setdefault("User-Agent", USER_AGENT)
     headers["X-Kiosk-Run"] = str(run.run_id)
     timeout = httpx.Timeout(run.timeout_seconds)
-    async with netguard.pinned_client(allowed, timeout=timeout, verify=tls.http(trust_env=False),
-                                      resolver=resolver) as client:
+    async with netguard.pinned_client(
+        allowed, timeout=timeout, verify=tls.http(trust_env=False), resolver=resolver
+    ) as client:
         request = client.build_request(
-            outgoing.method, outgoing.url, headers=headers,
+            outgoing.method,
+            outgoing.url,
+            headers=headers,
             content=outgoing.body.encode() if outgoing.body is not None else None,
         )
         origin = _origin(request.url)
@@ -176,17 +187,22 @@ async def _send(
                 if not (response.is_redirect and response.next_request is not None):
                     data, truncated = await _read_capped(response, cap)
                     kind = (
-                        "success" if response.is_success
-                        else "server_error" if response.status_code >= 500
+                        "success"
+                        if response.is_success
+                        else "server_error"
+                        if response.status_code >= 500
                         else "failed"
                     )
-                    return Attempt(kind, response.status_code, excerpt=_excerpt(data, truncated, cap, secrets))
+                    return Attempt(
+                        kind, response.status_code, excerpt=_excerpt(data, truncated, cap, secrets)
+                    )
                 next_request = response.next_request
             finally:
                 await response.aclose()
             if _origin(next_request.url) != origin:
                 return Attempt(
-                    "failed", response.status_code,
+                    "failed",
+                    response.status_code,
                     error=f"redirect to another origin not followed: {next_request.url.host}",
                 )
             request = next_request
@@ -194,7 +210,11 @@ async def _send(
 
 
 async def perform(
-    run: store.ClaimedRun, *, allowed: frozenset[str], cap: int, keys: secretbox.Keyring,
+    run: store.ClaimedRun,
+    *,
+    allowed: frozenset[str],
+    cap: int,
+    keys: secretbox.Keyring,
     resolver: netguard.Resolver | None = None,
 ) -> Attempt:
     """One attempt: decrypt, then the guarded and pinned request, within the schedule's timeout.
@@ -212,15 +232,27 @@ async def perform(
     except (secretbox.SecretKeyMissing, secretbox.SecretUnreadable) as exc:
         return Attempt("failed", duration_ms=elapsed(), error=exc.detail)
     outgoing = Outgoing(run.method, url, headers, body)
-    secrets = outgoing.secret_values({name.lower() for name in headers} - {name.lower() for name in run.headers})
+    secrets = outgoing.secret_values(
+        {name.lower() for name in headers} - {name.lower() for name in run.headers}
+    )
     attempt = await _attempt(run, outgoing, secrets, allowed, cap, resolver, elapsed)
-    return Attempt(attempt.kind, attempt.http_status, attempt.duration_ms, attempt.excerpt,
-                   scrub(attempt.error, secrets))
+    return Attempt(
+        attempt.kind,
+        attempt.http_status,
+        attempt.duration_ms,
+        attempt.excerpt,
+        scrub(attempt.error, secrets),
+    )
 
 
 async def _attempt(
-    run: store.ClaimedRun, outgoing: Outgoing, secrets: list[str], allowed: frozenset[str], cap: int,
-    resolver: netguard.Resolver | None, elapsed: Callable[[], int],
+    run: store.ClaimedRun,
+    outgoing: Outgoing,
+    secrets: list[str],
+    allowed: frozenset[str],
+    cap: int,
+    resolver: netguard.Resolver | None,
+    elapsed: Callable[[], int],
 ) -> Attempt:
     try:
         async with asyncio.timeout(run.timeout_seconds):
@@ -236,7 +268,11 @@ async def _attempt(
         return Attempt("timeout", duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}")
     except httpx.InvalidURL as exc:  # retrying cannot help
         return Attempt("failed", duration_ms=elapsed(), error=f"InvalidURL: {exc}")
-    except (httpx.HTTPError, OSError, ValueError) as exc:  # ValueError: e.g. a bad redirect Location
+    except (
+        httpx.HTTPError,
+        OSError,
+        ValueError,
+    ) as exc:  # ValueError: e.g. a bad redirect Location
         return Attempt("error", duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}")
     return Attempt(attempt.kind, attempt.http_status, elapsed(), attempt.excerpt, attempt.error)
 
@@ -250,33 +286,55 @@ async def execute(run_id: int) -> str | None:
     async with db.transaction() as conn:
         run = await store.claim_run(conn, run_id)
     if run is None:
-        logger.info("run %s: nothing to do (finished, deleted, or its schedule is inactive)", run_id)
+        logger.info(
+            "run %s: nothing to do (finished, deleted, or its schedule is inactive)", run_id
+        )
         return None
 
     attempt = await perform(
-        run, allowed=settings.outbound_allowed, cap=settings.schedules_response_max_bytes,
+        run,
+        allowed=settings.outbound_allowed,
+        cap=settings.schedules_response_max_bytes,
         keys=secretbox.keyring(),
     )
     retry = attempt.kind in RETRYABLE and run.attempts < run.max_attempts
     outcome = "retrying" if retry else attempt.outcome
     async with db.transaction() as conn:
         recorded = await store.record_attempt(
-            conn, run.run_id, outcome=outcome, final=not retry, http_status=attempt.http_status,
-            duration_ms=attempt.duration_ms, response_excerpt=attempt.excerpt, error=attempt.error,
+            conn,
+            run.run_id,
+            outcome=outcome,
+            final=not retry,
+            http_status=attempt.http_status,
+            duration_ms=attempt.duration_ms,
+            response_excerpt=attempt.excerpt,
+            error=attempt.error,
         )
     logger.info(
         "schedule %s run %s attempt %d/%d: %s %s -> %s (%s ms)",
-        run.schedule_id, run.run_id, run.attempts, run.max_attempts, run.method,
-        loggable_url(run.url), attempt.http_status or attempt.kind, attempt.duration_ms,
+        run.schedule_id,
+        run.run_id,
+        run.attempts,
+        run.max_attempts,
+        run.method,
+        loggable_url(run.url),
+        attempt.http_status or attempt.kind,
+        attempt.duration_ms,
     )
     if not recorded:
         logger.info("run %s: deleted while running (its schedule was deleted)", run_id)
         return None
     if retry:
-        raise RetryLater(run.run_id, run.attempts, backoff(run.attempts, settings.schedules_retry_backoff_seconds))
+        raise RetryLater(
+            run.run_id,
+            run.attempts,
+            backoff(run.attempts, settings.schedules_retry_backoff_seconds),
+        )
     if outcome != "success":
-        raise RunFailed(f"run {run.run_id} of schedule {run.schedule_id}: {outcome} "
-                        f"({attempt.http_status or attempt.error})")
+        raise RunFailed(
+            f"run {run.run_id} of schedule {run.schedule_id}: {outcome} "
+            f"({attempt.http_status or attempt.error})"
+        )
     return outcome
 
 

@@ -15,11 +15,16 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
-from kiosk.schedules import service, spec as spec_module, store
+from kiosk.schedules import service, store
+from kiosk.schedules import spec as spec_module
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 
-router = APIRouter(prefix="/admin/schedules", tags=["schedules"], dependencies=[AdminRequired],
-                   responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/admin/schedules",
+    tags=["schedules"],
+    dependencies=[AdminRequired],
+    responses=UNAUTHORIZED,
+)
 NOT_FOUND = {404: {"description": "no such schedule"}}
 INVALID = {422: {"description": "refused, with the reason; nothing stored"}}
 TAKEN = {409: {"description": "another schedule has that name"}}
@@ -81,11 +86,21 @@ def run_json(run: store.Run) -> dict[str, Any]:
 def schedule_json(view: service.ScheduleView) -> dict[str, Any]:
     s = view.schedule
     return {
-        "id": s.id, "name": s.name, "cron": s.cron, "timezone": s.timezone, "method": s.method,
-        "url": s.url, "headers": s.shown_headers, "plain_headers": list(s.plain_headers),
-        "body": spec_module.MASK if s.body_bytes is not None else None, "body_bytes": s.body_bytes,
-        "timeout_seconds": s.timeout_seconds, "max_attempts": s.max_attempts, "active": s.active,
-        "created_at": _time(s.created_at), "updated_at": _time(s.updated_at),
+        "id": s.id,
+        "name": s.name,
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "method": s.method,
+        "url": s.url,
+        "headers": s.shown_headers,
+        "plain_headers": list(s.plain_headers),
+        "body": spec_module.MASK if s.body_bytes is not None else None,
+        "body_bytes": s.body_bytes,
+        "timeout_seconds": s.timeout_seconds,
+        "max_attempts": s.max_attempts,
+        "active": s.active,
+        "created_at": _time(s.created_at),
+        "updated_at": _time(s.updated_at),
         "dispatched_until": _time(s.dispatched_until),
         "next_runs": [_time(t) for t in view.next_runs],
         "last_run": run_json(view.last_run) if view.last_run else None,
@@ -100,8 +115,11 @@ def _not_found(schedule_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"schedule {schedule_id} not found")
 
 
-@router.get("", summary="Schedules, oldest first, with their next run times and last run; keyset-paginated",
-            responses={422: {"description": "bad limit or cursor"}})
+@router.get(
+    "",
+    summary="Schedules, oldest first, with their next run times and last run; keyset-paginated",
+    responses={422: {"description": "bad limit or cursor"}},
+)
 async def list_schedules(
     limit: int = Query(50, description=f"schedules per page, 1 to {service.MAX_PAGE}"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
@@ -113,8 +131,12 @@ async def list_schedules(
     return {"schedules": [schedule_json(v) for v in page.views], "next_cursor": page.next_cursor}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a schedule",
-             responses={**INVALID, **TAKEN})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a schedule",
+    responses={**INVALID, **TAKEN},
+)
 async def create_schedule(body: ScheduleIn, by: Actor) -> dict[str, Any]:
     try:
         view = await service.create(ScheduleSpec(**body.model_dump()), by=by)
@@ -125,7 +147,9 @@ async def create_schedule(body: ScheduleIn, by: Actor) -> dict[str, Any]:
     return schedule_json(view)
 
 
-@router.get("/{schedule_id}", summary="One schedule; secret header values masked", responses=NOT_FOUND)
+@router.get(
+    "/{schedule_id}", summary="One schedule; secret header values masked", responses=NOT_FOUND
+)
 async def get_schedule(schedule_id: int) -> dict[str, Any]:
     try:
         return schedule_json(await service.get(schedule_id))
@@ -133,8 +157,9 @@ async def get_schedule(schedule_id: int) -> dict[str, Any]:
         raise _not_found(schedule_id) from None
 
 
-@router.patch("/{schedule_id}", summary="Change the fields sent",
-              responses={**NOT_FOUND, **INVALID, **TAKEN})
+@router.patch(
+    "/{schedule_id}", summary="Change the fields sent", responses={**NOT_FOUND, **INVALID, **TAKEN}
+)
 async def patch_schedule(schedule_id: int, body: SchedulePatch, by: Actor) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE)
@@ -151,8 +176,12 @@ async def patch_schedule(schedule_id: int, body: SchedulePatch, by: Actor) -> di
     return schedule_json(view)
 
 
-@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT,
-               summary="Delete a schedule with its history", responses=NOT_FOUND)
+@router.delete(
+    "/{schedule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a schedule with its history",
+    responses=NOT_FOUND,
+)
 async def delete_schedule(schedule_id: int, by: Actor) -> Response:
     try:
         await service.delete(schedule_id, by=by)
@@ -161,8 +190,12 @@ async def delete_schedule(schedule_id: int, by: Actor) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{schedule_id}/run", status_code=status.HTTP_202_ACCEPTED,
-             summary="Run a schedule now: a manual run, due at once", responses=NOT_FOUND)
+@router.post(
+    "/{schedule_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Run a schedule now: a manual run, due at once",
+    responses=NOT_FOUND,
+)
 async def run_schedule_now(schedule_id: int, by: Actor) -> dict[str, Any]:
     try:
         run, upcoming = await service.run_now(schedule_id, by=by)
@@ -171,8 +204,11 @@ async def run_schedule_now(schedule_id: int, by: Actor) -> dict[str, Any]:
     return {"run": run_json(run), "next_runs": [_time(t) for t in upcoming]}
 
 
-@router.get("/{schedule_id}/runs", summary="Run history, newest tick first, keyset-paginated",
-            responses={**NOT_FOUND, 422: {"description": "bad limit or cursor"}})
+@router.get(
+    "/{schedule_id}/runs",
+    summary="Run history, newest tick first, keyset-paginated",
+    responses={**NOT_FOUND, 422: {"description": "bad limit or cursor"}},
+)
 async def list_runs(
     schedule_id: int,
     limit: int = Query(50, description=f"runs per page, 1 to {service.MAX_PAGE}"),

@@ -28,9 +28,10 @@ import psycopg
 from kiosk import audit, db, netguard, queue, secretbox
 from kiosk.audit import Operator
 from kiosk.schedules import cron as cron_module
-from kiosk.schedules import dispatcher, spec as spec_module, store
-from kiosk.schedules.executor import loggable_url
+from kiosk.schedules import dispatcher, store
+from kiosk.schedules import spec as spec_module
 from kiosk.schedules.dispatcher import EXECUTE_TASK
+from kiosk.schedules.executor import loggable_url
 from kiosk.schedules.spec import MASK, InvalidSchedule, ScheduleSpec
 from kiosk.settings import get_settings
 
@@ -89,9 +90,16 @@ def audit_details(spec: ScheduleSpec, fields: set[str] | None = None) -> dict[st
     Header names without their values, whether there is a body, the URL without its query.
     """
     details = {
-        "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
-        "url": loggable_url(spec.url), "headers": sorted(spec.headers), "body": spec.body is not None,
-        "timeout_seconds": spec.timeout_seconds, "max_attempts": spec.max_attempts, "active": spec.active,
+        "name": spec.name,
+        "cron": spec.cron,
+        "timezone": spec.timezone,
+        "method": spec.method,
+        "url": loggable_url(spec.url),
+        "headers": sorted(spec.headers),
+        "body": spec.body is not None,
+        "timeout_seconds": spec.timeout_seconds,
+        "max_attempts": spec.max_attempts,
+        "active": spec.active,
     }
     return details if fields is None else {k: v for k, v in details.items() if k in fields}
 
@@ -109,7 +117,9 @@ def _keys_for(spec: ScheduleSpec) -> secretbox.Keyring:
     """The keyring, refusing at once (503) a spec with secrets on a kiosk without a key."""
     keys = secretbox.keyring()
     if not keys.available and spec_module.has_secrets(spec):
-        raise secretbox.SecretKeyMissing("secret header values, bodies or query strings of schedules")
+        raise secretbox.SecretKeyMissing(
+            "secret header values, bodies or query strings of schedules"
+        )
     return keys
 
 
@@ -121,7 +131,9 @@ async def create(spec: ScheduleSpec, *, by: Operator) -> ScheduleView:
         async with db.transaction() as conn:
             schedule = await store.insert_schedule(conn, keys, spec)
             await dispatcher.dispatch_schedule(conn, schedule.id)
-            await audit.record_by(conn, by, "schedule.create", _target(schedule.id), audit_details(spec))
+            await audit.record_by(
+                conn, by, "schedule.create", _target(schedule.id), audit_details(spec)
+            )
             return await _view(conn, schedule.id)
     except psycopg.errors.UniqueViolation:
         raise ScheduleConflict(f"a schedule named {spec.name!r} already exists") from None
@@ -160,7 +172,9 @@ async def list_page(*, limit: int = 50, cursor: str | None = None) -> SchedulesP
     return SchedulesPage(views, encode_id_cursor(schedules[-1].id) if more else None)
 
 
-def _merge(current: store.Schedule, changes: dict[str, Any], keys: secretbox.Keyring) -> ScheduleSpec:
+def _merge(
+    current: store.Schedule, changes: dict[str, Any], keys: secretbox.Keyring
+) -> ScheduleSpec:
     """The schedule after the changes, secrets sent back as masks restored from storage.
 
     Refuses (InvalidSchedule) to carry stored secrets to another origin, and to mark plain a
@@ -175,7 +189,9 @@ def _merge(current: store.Schedule, changes: dict[str, Any], keys: secretbox.Key
     kept: list[str] = []  # stored secrets this edit keeps without sending them
     if "headers" in changes:
         sent = changes["headers"]
-        kept += [name for name, value in sent.items() if value == MASK and name.lower() in stored_secret]
+        kept += [
+            name for name, value in sent.items() if value == MASK and name.lower() in stored_secret
+        ]
         changes["headers"] = spec_module.unmask_headers(sent, real.headers)
         if "plain_headers" not in changes:  # marks of headers still there stay
             names = {name.lower() for name in sent}
@@ -196,7 +212,9 @@ def _merge(current: store.Schedule, changes: dict[str, Any], keys: secretbox.Key
     marked = {name.lower() for name in changes.get("plain_headers") or ()} - set(real.plain_headers)
     revealed = sorted(marked & {k.lower() for k in kept})
     if revealed:
-        raise InvalidSchedule(f"header {revealed[0]!r} holds a stored secret; send its value to mark it plain")
+        raise InvalidSchedule(
+            f"header {revealed[0]!r} holds a stored secret; send its value to mark it plain"
+        )
     try:
         moved = spec_module.origin(new.url) != spec_module.origin(real.url)
     except netguard.UnsafeURL:
@@ -232,8 +250,13 @@ async def update(schedule_id: int, changes: dict[str, Any], *, by: Operator) -> 
             reset = new.active and (retimed or not current.active)
             await store.update_schedule(conn, keys, schedule_id, new, reset_cursor=reset)
             await dispatcher.dispatch_schedule(conn, schedule_id)
-            await audit.record_by(conn, by, "schedule.update", _target(schedule_id),
-                                  {"changed": sorted(changes), **audit_details(new, set(changes))})
+            await audit.record_by(
+                conn,
+                by,
+                "schedule.update",
+                _target(schedule_id),
+                {"changed": sorted(changes), **audit_details(new, set(changes))},
+            )
             return await _view(conn, schedule_id)
     except psycopg.errors.UniqueViolation:
         raise ScheduleConflict(f"a schedule named {changes.get('name')!r} already exists") from None
@@ -248,9 +271,16 @@ async def delete(schedule_id: int, *, by: Operator) -> None:
         waiting = await store.waiting_job_ids(conn, schedule_id)
         await _cancel(conn, waiting)
         await store.delete_schedule(conn, schedule_id)
-        await audit.record_by(conn, by, "schedule.delete", _target(schedule_id),
-                              {**audit_details(schedule.masked_spec, {"name", "cron", "url"}),
-                               "jobs_cancelled": len(waiting)})
+        await audit.record_by(
+            conn,
+            by,
+            "schedule.delete",
+            _target(schedule_id),
+            {
+                **audit_details(schedule.masked_spec, {"name", "cron", "url"}),
+                "jobs_cancelled": len(waiting),
+            },
+        )
 
 
 async def run_now(schedule_id: int, *, by: Operator) -> tuple[store.Run, list[dt.datetime]]:
@@ -263,8 +293,13 @@ async def run_now(schedule_id: int, *, by: Operator) -> tuple[store.Run, list[dt
         job_id = await queue.defer(conn, EXECUTE_TASK, run_id=run.id)
         await store.set_job_ids(conn, [(run.id, job_id)])
         run = await store.get_run(conn, run.id)
-        await audit.record_by(conn, by, "schedule.run", _target(schedule_id),
-                              {"name": schedule.name, "run_id": run.id, "job_id": job_id})
+        await audit.record_by(
+            conn,
+            by,
+            "schedule.run",
+            _target(schedule_id),
+            {"name": schedule.name, "run_id": run.id, "job_id": job_id},
+        )
     return run, next_runs(schedule)
 
 

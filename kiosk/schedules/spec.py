@@ -25,18 +25,38 @@ MAX_ATTEMPTS = 10
 
 # Connection-level headers belong to each hop, not to a stored request; Host and Content-Length
 # are computed by the client from the URL and the body.
-FORBIDDEN_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
-})
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 # Header values are secrets (encrypted at rest, masked in every answer) unless the header is on
 # this short list of harmless ones, or the operator marked it plain when sending its value.
-PLAIN_HEADERS = frozenset({
-    "accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent",
-})
+PLAIN_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "content-type",
+        "user-agent",
+    }
+)
 # Never plain, whatever the operator marks: their names say they carry credentials.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key"})
-SECRET_PATTERN = re.compile(r"token|secret|key|passw|auth|credential|session|signature|bearer", re.IGNORECASE)
+SECRET_PATTERN = re.compile(
+    r"token|secret|key|passw|auth|credential|session|signature|bearer", re.IGNORECASE
+)
 MASK = "********"
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
@@ -83,9 +103,13 @@ def split_headers(spec: ScheduleSpec) -> tuple[dict[str, str], dict[str, str]]:
     return plain, secret
 
 
-def mask_headers(headers: dict[str, str], plain: tuple[str, ...] | frozenset[str] = ()) -> dict[str, str]:
+def mask_headers(
+    headers: dict[str, str], plain: tuple[str, ...] | frozenset[str] = ()
+) -> dict[str, str]:
     """Headers as shown to operators: secret values replaced by the mask."""
-    return {name: MASK if is_secret_header(name, plain) else value for name, value in headers.items()}
+    return {
+        name: MASK if is_secret_header(name, plain) else value for name, value in headers.items()
+    }
 
 
 def unmask_headers(new: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
@@ -149,7 +173,9 @@ def check_headers(headers: dict[str, str]) -> None:
         if len(value) > MAX_HEADER_VALUE:
             raise InvalidSchedule(f"header {name!r} is longer than {MAX_HEADER_VALUE} characters")
         if value == MASK:
-            raise InvalidSchedule(f"header {name!r} is the mask of a stored secret; send the real value")
+            raise InvalidSchedule(
+                f"header {name!r} is the mask of a stored secret; send the real value"
+            )
 
 
 def check_static(spec: ScheduleSpec) -> ScheduleSpec:
@@ -171,7 +197,9 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
     except netguard.UnsafeURL as exc:
         raise InvalidSchedule(f"url refused: {exc}") from None
     if MASK in spec.url:
-        raise InvalidSchedule("url holds a masked query value; send the whole URL with its real values")
+        raise InvalidSchedule(
+            "url holds a masked query value; send the whole URL with its real values"
+        )
     check_headers(spec.headers)
     sent = {header.lower() for header in spec.headers}
     plain = tuple(sorted({header.lower() for header in spec.plain_headers}))
@@ -179,7 +207,9 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
         if header not in sent:
             raise InvalidSchedule(f"plain_headers names {header!r}, which is not among the headers")
         if always_secret(header):
-            raise InvalidSchedule(f"header {header!r} always holds a secret and cannot be marked plain")
+            raise InvalidSchedule(
+                f"header {header!r} always holds a secret and cannot be marked plain"
+            )
     if spec.body is not None and len(spec.body.encode()) > MAX_BODY_BYTES:
         raise InvalidSchedule(f"body is larger than {MAX_BODY_BYTES} bytes")
     if spec.body == MASK:

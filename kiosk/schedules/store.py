@@ -49,23 +49,33 @@ class Schedule:
     @property
     def shown_headers(self) -> dict[str, str]:
         """Every header, secret values masked."""
-        return dict(self.headers) | {name: MASK for name in self.secret_headers}
+        return dict(self.headers) | dict.fromkeys(self.secret_headers, MASK)
 
     @property
     def plain_headers(self) -> tuple[str, ...]:
         """Names the operator marked plain (the plain headers beyond the built-in list)."""
-        return tuple(sorted(
-            name.lower() for name in self.headers if name.lower() not in spec_module.PLAIN_HEADERS
-        ))
+        return tuple(
+            sorted(
+                name.lower()
+                for name in self.headers
+                if name.lower() not in spec_module.PLAIN_HEADERS
+            )
+        )
 
     @property
     def masked_spec(self) -> ScheduleSpec:
         """The schedule as shown, secrets masked: for audit entries and views, no key needed."""
         return ScheduleSpec(
-            name=self.name, cron=self.cron, timezone=self.timezone, method=self.method,
-            url=self.url, headers=self.shown_headers,
+            name=self.name,
+            cron=self.cron,
+            timezone=self.timezone,
+            method=self.method,
+            url=self.url,
+            headers=self.shown_headers,
             body=MASK if self.body_bytes is not None else None,
-            timeout_seconds=self.timeout_seconds, max_attempts=self.max_attempts, active=self.active,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            active=self.active,
             plain_headers=self.plain_headers,
         )
 
@@ -73,9 +83,17 @@ class Schedule:
         """The real schedule, secrets decrypted (SecretKeyMissing, SecretUnreadable)."""
         url, headers, body = unseal(keys, self.url, self.headers, self.secrets)
         return ScheduleSpec(
-            name=self.name, cron=self.cron, timezone=self.timezone, method=self.method,
-            url=url, headers=headers, body=body, timeout_seconds=self.timeout_seconds,
-            max_attempts=self.max_attempts, active=self.active, plain_headers=self.plain_headers,
+            name=self.name,
+            cron=self.cron,
+            timezone=self.timezone,
+            method=self.method,
+            url=url,
+            headers=headers,
+            body=body,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            active=self.active,
+            plain_headers=self.plain_headers,
         )
 
 
@@ -96,12 +114,19 @@ def seal(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
     sealed = None
     if secret or spec.body is not None or shown_url != spec.url:
         sealed = keys.seal(
-            {"headers": secret, "body": spec.body, "url": spec.url if shown_url != spec.url else None},
+            {
+                "headers": secret,
+                "body": spec.body,
+                "url": spec.url if shown_url != spec.url else None,
+            },
             "secret header values, bodies or query strings of schedules",
         )
     return {
-        "url": shown_url, "headers": Jsonb(plain), "secret_headers": list(secret),
-        "body_bytes": len(spec.body.encode()) if spec.body is not None else None, "secrets": sealed,
+        "url": shown_url,
+        "headers": Jsonb(plain),
+        "secret_headers": list(secret),
+        "body_bytes": len(spec.body.encode()) if spec.body is not None else None,
+        "secrets": sealed,
     }
 
 
@@ -147,18 +172,30 @@ class ClaimedRun:
 
 def _spec_params(keys: Keyring, spec: ScheduleSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "cron": spec.cron, "timezone": spec.timezone, "method": spec.method,
-        "timeout_seconds": spec.timeout_seconds, "max_attempts": spec.max_attempts,
+        "name": spec.name,
+        "cron": spec.cron,
+        "timezone": spec.timezone,
+        "method": spec.method,
+        "timeout_seconds": spec.timeout_seconds,
+        "max_attempts": spec.max_attempts,
         "active": spec.active,
     } | seal(keys, spec)
 
 
-async def insert_schedule(conn: psycopg.AsyncConnection, keys: Keyring, spec: ScheduleSpec) -> Schedule:
-    return (await db.fetch_all_as(conn, Schedule, QUERIES["insert_schedule"], _spec_params(keys, spec)))[0]
+async def insert_schedule(
+    conn: psycopg.AsyncConnection, keys: Keyring, spec: ScheduleSpec
+) -> Schedule:
+    return (
+        await db.fetch_all_as(conn, Schedule, QUERIES["insert_schedule"], _spec_params(keys, spec))
+    )[0]
 
 
 async def update_schedule(
-    conn: psycopg.AsyncConnection, keys: Keyring, schedule_id: int, spec: ScheduleSpec, *,
+    conn: psycopg.AsyncConnection,
+    keys: Keyring,
+    schedule_id: int,
+    spec: ScheduleSpec,
+    *,
     reset_cursor: bool,
 ) -> Schedule:
     params = _spec_params(keys, spec) | {"id": schedule_id, "reset_cursor": reset_cursor}
@@ -168,15 +205,18 @@ async def update_schedule(
 async def get_schedule(
     conn: psycopg.AsyncConnection, schedule_id: int, *, lock: bool = False
 ) -> Schedule | None:
-    return await db.fetch_one_as(conn, Schedule, QUERIES["lock_schedule" if lock else "get_schedule"],
-                                 {"id": schedule_id})
+    return await db.fetch_one_as(
+        conn, Schedule, QUERIES["lock_schedule" if lock else "get_schedule"], {"id": schedule_id}
+    )
 
 
 async def list_schedules(
     conn: psycopg.AsyncConnection, *, limit: int, after_id: int | None = None
 ) -> list[Schedule]:
     """Schedules by id, after `after_id` (keyset pagination)."""
-    return await db.fetch_all_as(conn, Schedule, QUERIES["list_schedules"], {"limit": limit, "after_id": after_id})
+    return await db.fetch_all_as(
+        conn, Schedule, QUERIES["list_schedules"], {"limit": limit, "after_id": after_id}
+    )
 
 
 async def sealed_schedules(conn: psycopg.AsyncConnection) -> list[tuple[int, str]]:
@@ -206,12 +246,16 @@ async def waiting_job_ids(conn: psycopg.AsyncConnection, schedule_id: int) -> li
 
 
 async def delete_pending_cron_runs(conn: psycopg.AsyncConnection, schedule_id: int) -> list[int]:
-    rows = await db.fetch_all(conn, QUERIES["delete_pending_cron_runs"], {"schedule_id": schedule_id})
+    rows = await db.fetch_all(
+        conn, QUERIES["delete_pending_cron_runs"], {"schedule_id": schedule_id}
+    )
     return [row["job_id"] for row in rows if row["job_id"] is not None]
 
 
 async def schedules_to_dispatch(conn: psycopg.AsyncConnection, horizon_seconds: float) -> list[int]:
-    rows = await db.fetch_all(conn, QUERIES["schedules_to_dispatch"], {"horizon_seconds": horizon_seconds})
+    rows = await db.fetch_all(
+        conn, QUERIES["schedules_to_dispatch"], {"horizon_seconds": horizon_seconds}
+    )
     return [row["id"] for row in rows]
 
 
@@ -232,22 +276,29 @@ async def insert_skipped_runs(
 ) -> None:
     if ticks:
         await conn.execute(
-            QUERIES["insert_skipped_runs"], {"schedule_id": schedule_id, "ticks": ticks, "error": error}
+            QUERIES["insert_skipped_runs"],
+            {"schedule_id": schedule_id, "ticks": ticks, "error": error},
         )
 
 
 async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
     if pairs:
         run_ids, job_ids = zip(*pairs)
-        await conn.execute(QUERIES["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)})
+        await conn.execute(
+            QUERIES["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)}
+        )
 
 
-async def advance_cursor(conn: psycopg.AsyncConnection, schedule_id: int, until: dt.datetime) -> None:
+async def advance_cursor(
+    conn: psycopg.AsyncConnection, schedule_id: int, until: dt.datetime
+) -> None:
     await conn.execute(QUERIES["advance_cursor"], {"id": schedule_id, "until": until})
 
 
 async def insert_manual_run(conn: psycopg.AsyncConnection, schedule_id: int) -> Run:
-    return (await db.fetch_all_as(conn, Run, QUERIES["insert_manual_run"], {"schedule_id": schedule_id}))[0]
+    return (
+        await db.fetch_all_as(conn, Run, QUERIES["insert_manual_run"], {"schedule_id": schedule_id})
+    )[0]
 
 
 async def get_run(conn: psycopg.AsyncConnection, run_id: int) -> Run | None:
@@ -262,9 +313,17 @@ async def list_runs(
     before: tuple[dt.datetime, int] | None = None,
 ) -> list[Run]:
     before_at, before_id = before if before else (None, None)
-    return await db.fetch_all_as(conn, Run, QUERIES["list_runs"], {
-        "schedule_id": schedule_id, "limit": limit, "before_at": before_at, "before_id": before_id,
-    })
+    return await db.fetch_all_as(
+        conn,
+        Run,
+        QUERIES["list_runs"],
+        {
+            "schedule_id": schedule_id,
+            "limit": limit,
+            "before_at": before_at,
+            "before_id": before_id,
+        },
+    )
 
 
 async def claim_run(conn: psycopg.AsyncConnection, run_id: int) -> ClaimedRun | None:
@@ -283,8 +342,17 @@ async def record_attempt(
     error: str | None,
 ) -> bool:
     """False when the run is gone (its schedule was deleted meanwhile)."""
-    row = await db.fetch_one(conn, QUERIES["record_attempt"], {
-        "run_id": run_id, "outcome": outcome, "final": final, "http_status": http_status,
-        "duration_ms": duration_ms, "response_excerpt": response_excerpt, "error": error,
-    })
+    row = await db.fetch_one(
+        conn,
+        QUERIES["record_attempt"],
+        {
+            "run_id": run_id,
+            "outcome": outcome,
+            "final": final,
+            "http_status": http_status,
+            "duration_ms": duration_ms,
+            "response_excerpt": response_excerpt,
+            "error": error,
+        },
+    )
     return row is not None

@@ -30,8 +30,8 @@ import datetime as dt
 import html
 import json
 import logging
-import re
 import random
+import re
 import secrets
 import time
 import uuid
@@ -109,18 +109,29 @@ class SimOrder:
             "status_detail": detail,
             "created_date": self.created_date,
             "last_updated_date": self.last_updated_date,
-            "transactions": {"payments": [{
-                "id": self.payment_id, "amount": self.amount, "status": payment_status,
-                "status_detail": detail,
-            }]},
-            "config": {"point": {"terminal_id": self.terminal_id, "print_on_terminal": "no_ticket"}},
+            "transactions": {
+                "payments": [
+                    {
+                        "id": self.payment_id,
+                        "amount": self.amount,
+                        "status": payment_status,
+                        "status_detail": detail,
+                    }
+                ]
+            },
+            "config": {
+                "point": {"terminal_id": self.terminal_id, "print_on_terminal": "no_ticket"}
+            },
         }
 
     def record(self) -> dict:
         """The simulator's own record of the order (`GET /_sim/orders`): the API shape plus what
         only Mercado Pago knows, e.g. whether money was taken and how often it was refunded."""
-        return {**self.json(), "refunds": self.refunds,
-                "took_money": self.status in ("processed", "refunded")}
+        return {
+            **self.json(),
+            "refunds": self.refunds,
+            "took_money": self.status in ("processed", "refunded"),
+        }
 
 
 @dataclass
@@ -155,10 +166,17 @@ class Chaos:
         return hit
 
     def summary(self) -> dict:
-        return {"seed": self.seed, "fail_after": self.fail_after, "late": self.late,
-                "late_seconds": self.late_seconds, "drop": self.drop,
-                "webhook_delay": self.webhook_delay, "webhook_duplicate": self.webhook_duplicate,
-                "method": self.method, "counts": dict(self.counts)}
+        return {
+            "seed": self.seed,
+            "fail_after": self.fail_after,
+            "late": self.late,
+            "late_seconds": self.late_seconds,
+            "drop": self.drop,
+            "webhook_delay": self.webhook_delay,
+            "webhook_duplicate": self.webhook_duplicate,
+            "method": self.method,
+            "counts": dict(self.counts),
+        }
 
 
 class DroppedResponse(Response):
@@ -166,8 +184,13 @@ class DroppedResponse(Response):
     lost after its request was sent (and done)."""
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
         # Returning without completing the response: the server closes the connection.
 
@@ -192,8 +215,10 @@ class Simulator:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def open_on(self, terminal_id: str) -> SimOrder | None:
-        return next((o for o in self.orders.values()
-                     if o.terminal_id == terminal_id and o.status in OPEN), None)
+        return next(
+            (o for o in self.orders.values() if o.terminal_id == terminal_id and o.status in OPEN),
+            None,
+        )
 
     def move(self, order: SimOrder, status: str) -> None:
         if status not in STEPS.get(order.status, set()):
@@ -232,30 +257,54 @@ class Simulator:
             if pending:
                 await asyncio.wait(pending, timeout=30)
 
-    async def _later(self, client: httpx.AsyncClient, delay: float, change: tuple[SimOrder, str],
-                     notification_id: int) -> None:
+    async def _later(
+        self,
+        client: httpx.AsyncClient,
+        delay: float,
+        change: tuple[SimOrder, str],
+        notification_id: int,
+    ) -> None:
         await asyncio.sleep(delay)
         await self._deliver(client, *change, notification_id=notification_id)
 
-    async def _deliver(self, client: httpx.AsyncClient, order: SimOrder, status: str,
-                       notification_id: int | None = None) -> None:
+    async def _deliver(
+        self,
+        client: httpx.AsyncClient,
+        order: SimOrder,
+        status: str,
+        notification_id: int | None = None,
+    ) -> None:
         notification_id = notification_id or secrets.randbelow(9 * 10**11) + 10**11
         request_id = str(uuid.uuid4())
         body = {
-            "id": notification_id, "type": "order", "action": f"order.{status}",
-            "api_version": "v1", "application_id": "2836150016842090", "date_created": _now(),
-            "live_mode": False, "user_id": "1243567810", "data": {"id": order.id, "status": status},
+            "id": notification_id,
+            "type": "order",
+            "action": f"order.{status}",
+            "api_version": "v1",
+            "application_id": "2836150016842090",
+            "date_created": _now(),
+            "live_mode": False,
+            "user_id": "1243567810",
+            "data": {"id": order.id, "status": status},
         }
-        headers = {"x-signature": signature.header(self.webhook_secret, order.id, request_id),
-                   "x-request-id": request_id}
-        record = {"notification_id": notification_id, "order_id": order.id, "action": body["action"],
-                  "answers": []}
+        headers = {
+            "x-signature": signature.header(self.webhook_secret, order.id, request_id),
+            "x-request-id": request_id,
+        }
+        record = {
+            "notification_id": notification_id,
+            "order_id": order.id,
+            "action": body["action"],
+            "answers": [],
+        }
         self.webhooks.append(record)
         for attempt in range(3):
             try:
                 response = await client.post(
-                    self.webhook_url or "", params={"data.id": order.id, "type": "order"},
-                    json=body, headers=headers,
+                    self.webhook_url or "",
+                    params={"data.id": order.id, "type": "order"},
+                    json=body,
+                    headers=headers,
                 )
                 record["answers"].append(response.status_code)
                 if response.status_code in (200, 201):
@@ -263,8 +312,9 @@ class Simulator:
             except httpx.HTTPError as exc:
                 record["answers"].append(type(exc).__name__)
             await asyncio.sleep(1 + attempt)
-        logger.warning("webhook %s for %s not acknowledged: %s",
-                       notification_id, order.id, record["answers"])
+        logger.warning(
+            "webhook %s for %s not acknowledged: %s", notification_id, order.id, record["answers"]
+        )
 
     async def stop(self) -> None:
         self._outbox.put_nowait(None)
@@ -272,9 +322,16 @@ class Simulator:
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
+
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"status": status, "error": "simulated" if status >= 500 else "bad_request",
-                         "message": message}, status_code=status)
+    return JSONResponse(
+        {
+            "status": status,
+            "error": "simulated" if status >= 500 else "bad_request",
+            "message": message,
+        },
+        status_code=status,
+    )
 
 
 def create_app(sim: Simulator) -> Starlette:
@@ -286,7 +343,10 @@ def create_app(sim: Simulator) -> Starlette:
         applies = faults.method is None or faults.method.upper() == request.method
         chaos = sim.chaos
         fault = None
-        if sim.access_token and request.headers.get("authorization") != f"Bearer {sim.access_token}":
+        if (
+            sim.access_token
+            and request.headers.get("authorization") != f"Bearer {sim.access_token}"
+        ):
             response: Response = _error(401, "invalid access token")
         elif applies and faults.fail_next > 0:
             faults.fail_next -= 1
@@ -302,9 +362,15 @@ def create_app(sim: Simulator) -> Starlette:
                 fault = "drop"
             elif chaos.draw("late", chaos.late):
                 fault = "late"
-        sim.requests.append({"method": request.method, "path": request.url.path,
-                             "idempotency_key": request.headers.get("x-idempotency-key"),
-                             "status": response.status_code, "fault": fault})
+        sim.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "idempotency_key": request.headers.get("x-idempotency-key"),
+                "status": response.status_code,
+                "fault": fault,
+            }
+        )
         if applies and faults.delay_next > 0:
             # The work is done, the answer is late: what a client timeout cannot tell apart.
             faults.delay_next -= 1
@@ -365,7 +431,9 @@ def create_app(sim: Simulator) -> Starlette:
             code, body = order.refund_answers[key]
             return JSONResponse(body, status_code=code)
         if order.status != "processed":
-            response = _error(409, f"order is {order.status}; only a processed order can be refunded")
+            response = _error(
+                409, f"order is {order.status}; only a processed order can be refunded"
+            )
             order.refund_answers[key] = (409, json.loads(response.body))
             return response
         sim.move(order, "refunded")
@@ -405,9 +473,11 @@ def create_app(sim: Simulator) -> Starlette:
     async def set_faults(request: Request) -> Response:
         body = await request.json()
         sim.faults = Faults(
-            fail_next=int(body.get("fail_next", 0)), fail_status=int(body.get("fail_status", 500)),
+            fail_next=int(body.get("fail_next", 0)),
+            fail_status=int(body.get("fail_status", 500)),
             delay_next=int(body.get("delay_next", 0)),
-            delay_seconds=float(body.get("delay_seconds", 0)), method=body.get("method"),
+            delay_seconds=float(body.get("delay_seconds", 0)),
+            method=body.get("method"),
         )
         return JSONResponse(vars(sim.faults))
 
@@ -415,10 +485,14 @@ def create_app(sim: Simulator) -> Starlette:
         body = await request.json()
         seed = body.get("seed")
         sim.chaos = Chaos(
-            seed=seed, fail_after=float(body.get("fail_after", 0)), late=float(body.get("late", 0)),
-            late_seconds=float(body.get("late_seconds", 0)), drop=float(body.get("drop", 0)),
+            seed=seed,
+            fail_after=float(body.get("fail_after", 0)),
+            late=float(body.get("late", 0)),
+            late_seconds=float(body.get("late_seconds", 0)),
+            drop=float(body.get("drop", 0)),
             webhook_delay=float(body.get("webhook_delay", 0)),
-            webhook_duplicate=float(body.get("webhook_duplicate", 0)), method=body.get("method"),
+            webhook_duplicate=float(body.get("webhook_duplicate", 0)),
+            method=body.get("method"),
             rng=random.Random(seed),
         )
         return JSONResponse(sim.chaos.summary())
@@ -453,11 +527,14 @@ def create_app(sim: Simulator) -> Starlette:
             buttons = "".join(
                 f'<form method="post" '
                 f'action="/_sim/terminals/{html.escape(o.terminal_id)}/{a}?redirect=1">'
-                f'<button>{a}</button></form>'
-                for a in ("approve", "decline", "cancel") if o.status in OPEN
+                f"<button>{a}</button></form>"
+                for a in ("approve", "decline", "cancel")
+                if o.status in OPEN
             )
-            rows.append(f"<tr><td>{html.escape(o.terminal_id)}</td><td>{o.id}</td><td>{o.amount}</td>"
-                        f"<td>{o.status}</td><td style='display:flex;gap:4px'>{buttons}</td></tr>")
+            rows.append(
+                f"<tr><td>{html.escape(o.terminal_id)}</td><td>{o.id}</td><td>{o.amount}</td>"
+                f"<td>{o.status}</td><td style='display:flex;gap:4px'>{buttons}</td></tr>"
+            )
         return HTMLResponse(
             "<!doctype html><title>Mercado Pago simulator</title><meta http-equiv=refresh content=3>"
             "<h1>Mercado Pago Point simulator</h1><p>Tap a card on a terminal:</p>"
@@ -533,8 +610,12 @@ def _parse_order(body: object, sim: Simulator) -> SimOrder:
     if not isinstance(terminal_id, str) or not terminal_id:
         raise ValueError("config.point.terminal_id is required")
     return SimOrder(
-        id=_new_id("ORD"), external_reference=reference, terminal_id=terminal_id, amount=amount,
-        description=body.get("description"), expires_at=time.monotonic() + expiration,
+        id=_new_id("ORD"),
+        external_reference=reference,
+        terminal_id=terminal_id,
+        amount=amount,
+        description=body.get("description"),
+        expires_at=time.monotonic() + expiration,
     )
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import psycopg
 
 from kiosk import db, queue
-from kiosk.validators import ID_PATTERN
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
+from kiosk.validators import ID_PATTERN
 from kiosk.webhooks.batcher import Batcher
 
 QUERIES = load_queries("kiosk.webhooks")
@@ -168,8 +168,9 @@ async def store(notifications: Sequence[Notification]) -> list[Accepted | Except
     except psycopg.Error:
         if len(notifications) == 1:
             raise
-        logger.warning("webhook batch of %d failed; storing one by one", len(notifications),
-                       exc_info=True)
+        logger.warning(
+            "webhook batch of %d failed; storing one by one", len(notifications), exc_info=True
+        )
     results: list[Accepted | Exception] = []
     for notification in notifications:
         try:
@@ -189,14 +190,18 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
     unique = sorted(first.values(), key=lambda n: n.notification_id)
     outcome: dict[str, Accepted] = {}
     async with db.transaction() as conn:
-        rows = await db.fetch_all(conn, QUERIES["insert_notifications"], {
-            "notification_ids": [n.notification_id for n in unique],
-            "types": [n.type for n in unique],
-            "actions": [n.action for n in unique],
-            "resource_ids": [n.resource_id for n in unique],
-            "request_ids": [n.request_id for n in unique],
-            "payloads": [n.body for n in unique],
-        })
+        rows = await db.fetch_all(
+            conn,
+            QUERIES["insert_notifications"],
+            {
+                "notification_ids": [n.notification_id for n in unique],
+                "types": [n.type for n in unique],
+                "actions": [n.action for n in unique],
+                "resource_ids": [n.resource_id for n in unique],
+                "request_ids": [n.request_id for n in unique],
+                "payloads": [n.body for n in unique],
+            },
+        )
         # One job per provider order in the batch; a later notification of it is collapsed.
         waiting: dict[str, dict] = {}
         for row in sorted(rows, key=lambda r: r["resource_id"] or ""):
@@ -205,26 +210,42 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
             else:
                 outcome[row["notification_id"]] = Accepted(row["id"], row["state"])
         # An order no intent knows yet has no kiosk order to lock on: its own id serializes it.
-        job_ids = await queue.defer_many(conn, PROCESS_TASK, [
-            (f"mp-order-{resource_id}",
-             f"order-{row['order_id']}" if row["order_id"] else f"mp-order-{resource_id}",
-             {"provider_order_id": resource_id})
-            for resource_id, row in waiting.items()
-        ])
+        job_ids = await queue.defer_many(
+            conn,
+            PROCESS_TASK,
+            [
+                (
+                    f"mp-order-{resource_id}",
+                    f"order-{row['order_id']}" if row["order_id"] else f"mp-order-{resource_id}",
+                    {"provider_order_id": resource_id},
+                )
+                for resource_id, row in waiting.items()
+            ],
+        )
         job_of = dict(zip(waiting, job_ids, strict=True))
-        deferred = [(row["id"], job_of[row["resource_id"]]) for row in waiting.values()
-                    if job_of[row["resource_id"]] is not None]
+        deferred = [
+            (row["id"], job_of[row["resource_id"]])
+            for row in waiting.values()
+            if job_of[row["resource_id"]] is not None
+        ]
         if deferred:
-            await conn.execute(QUERIES["set_notification_jobs"], {
-                "ids": [inbox_id for inbox_id, _ in deferred],
-                "job_ids": [job_id for _, job_id in deferred],
-            })
+            await conn.execute(
+                QUERIES["set_notification_jobs"],
+                {
+                    "ids": [inbox_id for inbox_id, _ in deferred],
+                    "job_ids": [job_id for _, job_id in deferred],
+                },
+            )
         for row in rows:
             if row["state"] == "received":
                 job_id = job_of[row["resource_id"]] if waiting[row["resource_id"]] is row else None
                 outcome[row["notification_id"]] = Accepted(row["id"], "received", job_id)
-    logger.debug("webhook batch: %d notifications, %d stored, %d jobs", len(notifications),
-                 len(rows), len(deferred))
+    logger.debug(
+        "webhook batch: %d notifications, %d stored, %d jobs",
+        len(notifications),
+        len(rows),
+        len(deferred),
+    )
     # Ids stored by an earlier transaction, and later copies within this batch: duplicates.
     results = []
     for notification in notifications:
@@ -243,9 +264,12 @@ def batcher() -> Batcher[Notification, Accepted]:
     global _batcher
     if _batcher is None:
         settings = get_settings()
-        _batcher = Batcher(store, max_items=settings.webhook_batch_max,
-                           linger=settings.webhook_batch_wait_ms / 1000,
-                           max_in_flight=settings.webhook_batch_concurrency)
+        _batcher = Batcher(
+            store,
+            max_items=settings.webhook_batch_max,
+            linger=settings.webhook_batch_wait_ms / 1000,
+            max_in_flight=settings.webhook_batch_concurrency,
+        )
     return _batcher
 
 
@@ -254,7 +278,9 @@ async def last_received(conn: psycopg.AsyncConnection, resource_id: str) -> int 
     return row["id"] if row else None
 
 
-async def finish(conn: psycopg.AsyncConnection, resource_id: str, up_to: int | None, state: str) -> None:
+async def finish(
+    conn: psycopg.AsyncConnection, resource_id: str, up_to: int | None, state: str
+) -> None:
     """Mark the provider order's notifications up to `up_to` as processed or ignored."""
     if up_to is not None:
         await conn.execute(

@@ -44,17 +44,26 @@ async def process_notification(provider_order_id: str) -> Outcome:
     except mp.MPNotFound:
         async with db.transaction() as conn:
             await inbox.finish(conn, provider_order_id, up_to, "ignored")
-        logger.warning("Mercado Pago does not know order %s (intent %s)", provider_order_id,
-                       intent.id if intent else None)
-        return Outcome(provider_order_id, intent.id if intent else None,
-                       intent.status if intent else None, "unknown to Mercado Pago")
+        logger.warning(
+            "Mercado Pago does not know order %s (intent %s)",
+            provider_order_id,
+            intent.id if intent else None,
+        )
+        return Outcome(
+            provider_order_id,
+            intent.id if intent else None,
+            intent.status if intent else None,
+            "unknown to Mercado Pago",
+        )
     if intent is None:
         return await _match(provider_order_id, answer, up_to)
     async with db.transaction() as conn:
         updated = await lifecycle.apply(conn, intent.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
     updated = await lifecycle.cancel_if_unwanted(updated)
-    return Outcome(provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}")
+    return Outcome(
+        provider_order_id, intent.id, updated.status, f"Mercado Pago says {answer.status}"
+    )
 
 
 async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) -> Outcome:
@@ -68,16 +77,29 @@ async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) 
         linked = found is not None and await intents.link_provider_order(conn, found.id, answer.id)
         if found is None or not linked:
             await inbox.finish(conn, provider_order_id, up_to, "ignored")
-            note = ("not ours: no payment intent has external_reference "
-                    f"{answer.external_reference!r}" if found is None else
-                    f"payment intent {found.id} is linked to another Mercado Pago order")
-            logger.log(logging.INFO if found is None else logging.ERROR, "Mercado Pago order %s: %s",
-                       provider_order_id, note)
+            note = (
+                f"not ours: no payment intent has external_reference {answer.external_reference!r}"
+                if found is None
+                else f"payment intent {found.id} is linked to another Mercado Pago order"
+            )
+            logger.log(
+                logging.INFO if found is None else logging.ERROR,
+                "Mercado Pago order %s: %s",
+                provider_order_id,
+                note,
+            )
             return Outcome(provider_order_id, found.id if found else None, None, note)
         updated = await lifecycle.apply(conn, found.id, answer)
         await inbox.finish(conn, provider_order_id, up_to, "processed")
-    logger.warning("Mercado Pago order %s matched payment intent %s by its reference",
-                   provider_order_id, found.id)
+    logger.warning(
+        "Mercado Pago order %s matched payment intent %s by its reference",
+        provider_order_id,
+        found.id,
+    )
     updated = await lifecycle.cancel_if_unwanted(updated)
-    return Outcome(provider_order_id, found.id, updated.status,
-                   f"matched by external_reference; Mercado Pago says {answer.status}")
+    return Outcome(
+        provider_order_id,
+        found.id,
+        updated.status,
+        f"matched by external_reference; Mercado Pago says {answer.status}",
+    )

@@ -65,12 +65,15 @@ async def read_capped(declared: str | None, chunks: AsyncIterator[bytes], limit:
     except ClientDisconnect:
         # nginx's "client closed request": the answer goes nowhere, but the latency metric gets
         # a status that is neither the server's fault (500) nor a refusal.
-        raise Refused(499, "client closed the connection before sending the whole body",
-                      "client_abort") from None
+        raise Refused(
+            499, "client closed the connection before sending the whole body", "client_abort"
+        ) from None
     return bytes(body)
 
 
-async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> Answer:
+async def handle(
+    query: Mapping[str, str], headers: Mapping[str, str], chunks: AsyncIterator[bytes]
+) -> Answer:
     """Mercado Pago's notification: the answer to send. Database errors propagate (503 upstream)."""
     settings = get_settings()
     data_id = query.get("data.id")
@@ -78,8 +81,13 @@ async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: A
     try:
         body = await read_capped(headers.get("content-length"), chunks, settings.webhook_max_bytes)
         try:
-            signature.verify(headers.get("x-signature"), data_id, request_id,
-                             settings.mp_webhook_secret.get_secret_value(), settings.webhook_tolerance_seconds)
+            signature.verify(
+                headers.get("x-signature"),
+                data_id,
+                request_id,
+                settings.mp_webhook_secret.get_secret_value(),
+                settings.webhook_tolerance_seconds,
+            )
         except signature.InvalidSignature as exc:
             logger.warning("webhook refused (request id %s): %s", clip(request_id), exc)
             raise Refused(401, str(exc), "bad_signature") from None
@@ -96,18 +104,27 @@ async def handle(query: Mapping[str, str], headers: Mapping[str, str], chunks: A
     accepted = await inbox.accept(notification)
     WEBHOOKS.labels(accepted.state).inc()
     if logger.isEnabledFor(logging.DEBUG):  # the inbox row records the same (refusals are warnings)
-        logger.debug("webhook %s for %s: %s", clip(notification.notification_id),
-                     clip(notification.resource_id), accepted.state)
+        logger.debug(
+            "webhook %s for %s: %s",
+            clip(notification.notification_id),
+            clip(notification.resource_id),
+            accepted.state,
+        )
     return Answer(200, {"status": accepted.state})
 
 
 @router.post(
     PATH,
     response_model=None,
-    responses={200: {"description": "stored (received or ignored) or a duplicate",
-                     "content": {"application/json": {"example": {"status": "received"}}}},
-               400: {"description": "malformed"}, 401: {"description": "bad signature"},
-               413: {"description": "body too large"}},
+    responses={
+        200: {
+            "description": "stored (received or ignored) or a duplicate",
+            "content": {"application/json": {"example": {"status": "received"}}},
+        },
+        400: {"description": "malformed"},
+        401: {"description": "bad signature"},
+        413: {"description": "body too large"},
+    },
 )
 async def mercadopago(request: Request) -> JSONResponse:
     """Mercado Pago's notification endpoint (signed with MP_WEBHOOK_SECRET)."""
@@ -141,13 +158,22 @@ class FastPath:
                     return
 
         try:
-            answer = await handle(QueryParams(scope["query_string"]), Headers(scope=scope), chunks())
+            answer = await handle(
+                QueryParams(scope["query_string"]), Headers(scope=scope), chunks()
+            )
         except http_errors.KNOWN as exc:  # a database outage: 503, as every route answers it
             response = await http_errors.handler_for(exc)(Request(scope, receive), exc)
             await response(scope, receive, send)
             return
         body = json.dumps(answer.body, separators=(",", ":")).encode()
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -71,11 +71,15 @@ def verify(
     if (data_id and _SEPARATORS.search(data_id)) or (request_id and _SEPARATORS.search(request_id)):
         raise InvalidSignature("data.id and x-request-id may not hold ';', ',' or ':'")
     ts, v1 = parse(signature)
-    candidates = [data_id] if not data_id or data_id == data_id.lower() else [data_id, data_id.lower()]
+    candidates = (
+        [data_id] if not data_id or data_id == data_id.lower() else [data_id, data_id.lower()]
+    )
     # Compare with every candidate, so the time taken does not depend on which one matched.
     matched = False
     for candidate in candidates:
-        matched |= hmac.compare_digest(sign(secret, candidate, request_id, ts).encode(), v1.encode())
+        matched |= hmac.compare_digest(
+            sign(secret, candidate, request_id, ts).encode(), v1.encode()
+        )
     if not matched:
         raise InvalidSignature("x-signature does not match")
     stamp = int(ts)

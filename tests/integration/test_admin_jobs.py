@@ -8,9 +8,9 @@ from procrastinate.jobs import Status
 
 from kiosk import db, queue
 from kiosk.admin import jobs
+from tests.support import Api
 from tests.support.config import ADMIN_TOKEN
 from tests.support.dashboard import record_outcome
-from tests.support import Api
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Kiosk-Actor": "ana"}
 
@@ -40,12 +40,19 @@ async def run_one(status: Status) -> int:
 
 def test_every_admin_route_needs_the_token(api):
     schema = api.get("/openapi.json").json()
-    paths = {(method.upper(), path) for path, ops in schema["paths"].items()
-             if path.startswith("/admin") for method in ops}
+    paths = {
+        (method.upper(), path)
+        for path, ops in schema["paths"].items()
+        if path.startswith("/admin")
+        for method in ops
+    }
     assert len(paths) >= 11
-    assert all(ops[m.lower()].get("security") == [{"adminToken": []}]
-               for path, ops in schema["paths"].items() if path.startswith("/admin")
-               for m in ops)
+    assert all(
+        ops[m.lower()].get("security") == [{"adminToken": []}]
+        for path, ops in schema["paths"].items()
+        if path.startswith("/admin")
+        for m in ops
+    )
     for method, path in paths:
         url = path.replace("{job_id}", "1").replace("{name}", "x")
         for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong-token-0123456789"}):
@@ -60,8 +67,12 @@ def test_every_admin_json_route_is_documented(database_url):
 
     schema = app.openapi()
     assert schema["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
-    operations = [(method.upper(), path, op) for path, ops in schema["paths"].items()
-                  if path.startswith("/admin") for method, op in ops.items()]
+    operations = [
+        (method.upper(), path, op)
+        for path, ops in schema["paths"].items()
+        if path.startswith("/admin")
+        for method, op in ops.items()
+    ]
     assert len(operations) >= 23
     for method, path, op in operations:
         assert op.get("security") == [{"adminToken": []}], (method, path)
@@ -101,7 +112,9 @@ async def test_jobs_filters_and_keyset_pagination(api, pool):
     assert [j["id"] for j in page["jobs"]] == ids[::-1][:3]
     seen = [j["id"] for j in page["jobs"]]
     while page["next_cursor"]:
-        page = api.get("/admin/jobs", params={"task": "demo.page", "limit": 3, "before": page["next_cursor"]}).json()
+        page = api.get(
+            "/admin/jobs", params={"task": "demo.page", "limit": 3, "before": page["next_cursor"]}
+        ).json()
         seen += [j["id"] for j in page["jobs"]]
     assert seen == ids[::-1]
 
@@ -114,15 +127,24 @@ async def test_jobs_filters_and_keyset_pagination(api, pool):
     first = api.get(f"/admin/jobs/{ids[0]}").json()
     window = {"deferred_after": first["deferred_at"], "task": "demo.page"}
     assert len(api.get("/admin/jobs", params=window).json()["jobs"]) == 7
-    assert api.get("/admin/jobs", params={"deferred_after": "2999-01-01T00:00:00Z"}).json()["jobs"] == []
+    assert (
+        api.get("/admin/jobs", params={"deferred_after": "2999-01-01T00:00:00Z"}).json()["jobs"]
+        == []
+    )
 
 
 async def test_job_detail_with_timeline_and_outcomes(api, pool):
     job_id = await defer("demo.detail", "default", lock="L1", queueing_lock="Q1", x=1)
     assert api.get(f"/admin/jobs/{job_id}").json()["outcomes"] == []
     await run_one(Status.FAILED)
-    await record_outcome(job_id, 1, "failed", task="demo.detail", error=ValueError("card declined"),
-                         traceback="Traceback (most recent call last):\nValueError: card declined")
+    await record_outcome(
+        job_id,
+        1,
+        "failed",
+        task="demo.detail",
+        error=ValueError("card declined"),
+        traceback="Traceback (most recent call last):\nValueError: card declined",
+    )
     await record_outcome(job_id, 2, "succeeded", task="demo.detail", result='{"rows": 3}')
     job = api.get(f"/admin/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["args"] == {"x": 1}
@@ -130,11 +152,22 @@ async def test_job_detail_with_timeline_and_outcomes(api, pool):
     assert [e["type"] for e in job["events"]] == ["deferred", "started", "failed"]
     first, second = job["outcomes"]
     assert (first["attempt"], first["status"], first["error_type"], first["error_message"]) == (
-        1, "failed", "ValueError", "card declined")
-    assert first["traceback"].endswith("ValueError: card declined") and first["worker_name"] == "test-worker"
+        1,
+        "failed",
+        "ValueError",
+        "card declined",
+    )
+    assert (
+        first["traceback"].endswith("ValueError: card declined")
+        and first["worker_name"] == "test-worker"
+    )
     assert first["duration_seconds"] == 0.25 and first["started_at"] < first["ended_at"]
     assert (second["attempt"], second["status"], second["result"], second["error_type"]) == (
-        2, "succeeded", {"rows": 3}, None)
+        2,
+        "succeeded",
+        {"rows": 3},
+        None,
+    )
     assert api.get("/admin/jobs/999999").status_code == 404
 
 
@@ -163,10 +196,14 @@ async def test_retry_and_cancel_follow_state_rules(api, pool):
     assert api.post(f"/admin/jobs/{waiting}/retry").status_code == 200
     assert api.get(f"/admin/jobs/{waiting}").json()["status"] == "todo"
 
-    actions = [(e["actor"], e["action"], e["target"]) for e in api.get("/admin/audit").json()["entries"]]
+    actions = [
+        (e["actor"], e["action"], e["target"]) for e in api.get("/admin/audit").json()["entries"]
+    ]
     assert actions[0] == ("ana", "job.retry", f"job:{waiting}")
     assert ("ana", "job.cancel", f"job:{running}") in actions
-    assert not any(target == f"job:{succeeded}" for _, _, target in actions)  # refused: not recorded
+    assert not any(
+        target == f"job:{succeeded}" for _, _, target in actions
+    )  # refused: not recorded
 
 
 async def test_retry_refused_when_queueing_lock_is_taken(api, pool):
@@ -189,7 +226,9 @@ async def test_bulk_retry_and_cancel(api, pool):
     assert retried["matched"] == 3 and len(retried["changed"]) == 3
     cancelled = api.post("/admin/jobs/cancel", json={"task": "demo.bulk", "status": "todo"}).json()
     assert cancelled["matched"] == 5 and len(cancelled["changed"]) == 5
-    statuses = {j["status"] for j in api.get("/admin/jobs", params={"task": "demo.bulk"}).json()["jobs"]}
+    statuses = {
+        j["status"] for j in api.get("/admin/jobs", params={"task": "demo.bulk"}).json()["jobs"]
+    }
     assert statuses == {"cancelled"}
     entry = api.get("/admin/audit").json()["entries"][0]
     assert entry["action"] == "jobs.bulk_cancel" and entry["details"]["changed"] == 5
@@ -200,7 +239,10 @@ async def test_workers_live_and_stalled(api, pool):
     live = await manager.register_worker()
     stalled = await manager.register_worker()
     async with db.transaction() as conn:
-        await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s", (stalled,))
+        await conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            (stalled,),
+        )
     await defer("demo.w", "default")
     running = await manager.fetch_job(queues=None, worker_id=live)
     workers = {w["id"]: w for w in api.get("/admin/workers").json()["workers"]}
@@ -221,7 +263,9 @@ async def test_queue_counts_past_the_cap_are_estimated_and_flagged(api, pool):
 
     async with db.transaction() as conn:
         exact = {q.name: q for q in await jobs.list_queues(conn)}["bulk"]
-        capped = {q.name: q for q in await jobs.list_queues(conn, exact_up_to=1, exact_succeeded_up_to=1)}["bulk"]
+        capped = {
+            q.name: q for q in await jobs.list_queues(conn, exact_up_to=1, exact_succeeded_up_to=1)
+        }["bulk"]
     assert exact.counts["todo"] == 2 and exact.counts["succeeded"] == 2 and exact.estimated == []
     # Over its cap a count is the planner's estimate, never below what is known to be there.
     assert sorted(capped.estimated) == ["succeeded", "todo"]

@@ -10,12 +10,21 @@ from procrastinate.jobs import Status
 from kiosk import db, queue
 from kiosk.dashboard import routes as dashboard_routes
 from kiosk.dashboard import session
+from tests.support import Api
 from tests.support.config import ADMIN_TOKEN
 from tests.support.dashboard import csrf_of, defer, record_outcome, sign_in
-from tests.support import Api
 
-PAGES = ["/admin/", "/admin/ui/jobs", "/admin/ui/jobs/1", "/admin/ui/failed", "/admin/ui/workers",
-         "/admin/ui/periodic", "/admin/ui/schedules", "/admin/ui/schedules/1", "/admin/ui/audit"]
+PAGES = [
+    "/admin/",
+    "/admin/ui/jobs",
+    "/admin/ui/jobs/1",
+    "/admin/ui/failed",
+    "/admin/ui/workers",
+    "/admin/ui/periodic",
+    "/admin/ui/schedules",
+    "/admin/ui/schedules/1",
+    "/admin/ui/audit",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +71,10 @@ def test_dashboard_paths_never_collide_with_the_json_api(database_url):
     assert all(p in pages or p.startswith("/admin/ui/") for _, p in html)
     assert not any(p in pages or p.startswith("/admin/ui/") for _, p in json)
     assert not html & json
-    assert not any(p.startswith(("/admin/ui", "/admin/log")) or p == "/admin/" for p in asgi_app.openapi()["paths"])
+    assert not any(
+        p.startswith(("/admin/ui", "/admin/log")) or p == "/admin/"
+        for p in asgi_app.openapi()["paths"]
+    )
 
 
 def test_signed_out_pages_and_forms_redirect_to_the_login(anon, database_url):
@@ -71,23 +83,36 @@ def test_signed_out_pages_and_forms_redirect_to_the_login(anon, database_url):
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/admin/login?next=%2Fadmin%2F"), path
     response = anon.post("/admin/ui/jobs/1/retry", data={"csrf_token": "x"})
-    assert response.status_code == 303 and response.headers["location"] == "/admin/login?next=%2Fadmin%2F"
+    assert (
+        response.status_code == 303
+        and response.headers["location"] == "/admin/login?next=%2Fadmin%2F"
+    )
     login = anon.get("/admin/login")
     assert login.status_code == 200 and 'name="token"' in login.text
     assert "default-src 'none'" in login.headers["content-security-policy"]
-    assert login.headers["x-frame-options"] == "DENY" and login.headers["cache-control"] == "no-store"
+    assert (
+        login.headers["x-frame-options"] == "DENY" and login.headers["cache-control"] == "no-store"
+    )
     assert anon.get("/admin/ui/static/dashboard.css").headers["content-type"].startswith("text/css")
 
 
 def test_the_stylesheet_is_cached_revalidated_and_nothing_else_is_served(anon):
     css = anon.get("/admin/ui/static/dashboard.css")
     assert css.status_code == 200 and css.headers["cache-control"] == "public, max-age=300"
-    assert css.headers["x-content-type-options"] == "nosniff" and "default-src 'none'" in css.headers[
-        "content-security-policy"]
-    again = anon.get("/admin/ui/static/dashboard.css", headers={"If-None-Match": css.headers["etag"]})
+    assert (
+        css.headers["x-content-type-options"] == "nosniff"
+        and "default-src 'none'" in css.headers["content-security-policy"]
+    )
+    again = anon.get(
+        "/admin/ui/static/dashboard.css", headers={"If-None-Match": css.headers["etag"]}
+    )
     assert again.status_code == 304 and again.headers["cache-control"] == "public, max-age=300"
-    for path in ("/admin/ui/static/nope.css", "/admin/ui/static/../routes.py", "/admin/ui/static/%2e%2e/routes.py",
-                 "/admin/ui/static/"):
+    for path in (
+        "/admin/ui/static/nope.css",
+        "/admin/ui/static/../routes.py",
+        "/admin/ui/static/%2e%2e/routes.py",
+        "/admin/ui/static/",
+    ):
         assert anon.get(path).status_code == 404, path
 
 
@@ -96,13 +121,24 @@ def test_login_sets_a_signed_httponly_strict_cookie(anon, database_url):
     assert wrong.status_code == 401 and "not the admin token" in wrong.text
     assert "set-cookie" not in wrong.headers and ADMIN_TOKEN not in wrong.text
 
-    ok = anon.post("/admin/login", data={"token": ADMIN_TOKEN, "operator": "ana <b>", "next": "/admin/ui/jobs?status=failed"})
+    ok = anon.post(
+        "/admin/login",
+        data={"token": ADMIN_TOKEN, "operator": "ana <b>", "next": "/admin/ui/jobs?status=failed"},
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/admin/ui/jobs?status=failed"
     cookie = ok.headers["set-cookie"]
     assert cookie.startswith(f"{session.COOKIE}=")
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
-    assert {"httponly", "max-age", "path"} <= attributes and "secure" not in attributes  # loopback http
-    assert "samesite=strict" in cookie.lower() and "path=/admin" in cookie.lower() and "max-age=43200" in cookie.lower()
+    assert {
+        "httponly",
+        "max-age",
+        "path",
+    } <= attributes and "secure" not in attributes  # loopback http
+    assert (
+        "samesite=strict" in cookie.lower()
+        and "path=/admin" in cookie.lower()
+        and "max-age=43200" in cookie.lower()
+    )
     assert ADMIN_TOKEN not in cookie
     page = anon.get("/admin/")
     assert page.status_code == 200 and "ana b" in page.text  # the name, reduced to safe characters
@@ -124,21 +160,36 @@ async def test_actions_need_the_csrf_token_and_are_audited(ana, pool):
         refused = ana.post(f"/admin/ui/jobs/{job_id}/retry", data=data)
         assert refused.status_code == 403 and "CSRF" in refused.text
     async with db.transaction() as conn:
-        assert (await db.fetch_one(conn, "SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,)))["status"] == "failed"
+        assert (
+            await db.fetch_one(
+                conn, "SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,)
+            )
+        )["status"] == "failed"
 
     token = csrf_of(ana, f"/admin/ui/jobs/{job_id}")
-    done = ana.post(f"/admin/ui/jobs/{job_id}/retry", data={"csrf_token": token, "next": "/admin/ui/failed"})
+    done = ana.post(
+        f"/admin/ui/jobs/{job_id}/retry", data={"csrf_token": token, "next": "/admin/ui/failed"}
+    )
     assert done.status_code == 303 and done.headers["location"] == "/admin/ui/failed"
     page = ana.get("/admin/ui/failed")
     assert f"Job {job_id}: retried." in page.text
-    assert "Job" not in ana.get("/admin/ui/failed").text.split("<main>")[1].split("<h1>")[0]  # one-shot message
+    assert (
+        "Job" not in ana.get("/admin/ui/failed").text.split("<main>")[1].split("<h1>")[0]
+    )  # one-shot message
 
     again = ana.post(f"/admin/ui/jobs/{job_id}/retry", data={"csrf_token": token})
     assert again.status_code == 303
-    assert "only failed, cancelled, aborted jobs can be retried" in ana.get(again.headers["location"]).text
+    assert (
+        "only failed, cancelled, aborted jobs can be retried"
+        in ana.get(again.headers["location"]).text
+    )
 
-    audit = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["entries"]
-    assert [(e["actor"], e["action"], e["target"]) for e in audit] == [("ana", "job.retry", f"job:{job_id}")]
+    audit = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()[
+        "entries"
+    ]
+    assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
+        ("ana", "job.retry", f"job:{job_id}")
+    ]
     assert audit[0]["remote_addr"] == "127.0.0.1"
     assert f"job:{job_id}" in ana.get("/admin/ui/audit").text
 
@@ -156,7 +207,10 @@ async def test_pages_show_queues_jobs_and_escape_everything(ana, pool):
 
     overview = ana.get("/admin/")
     assert overview.status_code == 200
-    assert 'aria-label="Queue mail"' in overview.text and 'aria-label="Queue payments"' in overview.text
+    assert (
+        'aria-label="Queue mail"' in overview.text
+        and 'aria-label="Queue payments"' in overview.text
+    )
     assert overview.text.count("<svg") == 2 and 'class="bar"' in overview.text
     assert "<script" not in overview.text
     assert ana.get("/admin/", params={"window": 1440}).status_code == 200
@@ -170,9 +224,11 @@ async def test_pages_show_queues_jobs_and_escape_everything(ana, pool):
     assert [t in detail.text for t in ("deferred", "started", "failed")] == [True] * 3
     assert ana.get("/admin/ui/jobs/999999").status_code == 404
 
-    page = ana.get("/admin/ui/jobs", params={"task": "demo.page", "status": "bogus", "deferred_after": "soon"})
+    page = ana.get(
+        "/admin/ui/jobs", params={"task": "demo.page", "status": "bogus", "deferred_after": "soon"}
+    )
     assert "status: one of" in page.text and "deferred_after: not a date and time" in page.text
-    assert all(f"/admin/ui/jobs/{i}\"" in page.text for i in ids)
+    assert all(f'/admin/ui/jobs/{i}"' in page.text for i in ids)
 
 
 async def test_jobs_keyset_pagination(ana, pool):
@@ -180,11 +236,11 @@ async def test_jobs_keyset_pagination(ana, pool):
 
     ids = [await defer("demo.many", n=n) for n in range(PAGE_SIZE + 3)]
     first = ana.get("/admin/ui/jobs", params={"task": "demo.many"}).text
-    assert f"/admin/ui/jobs/{ids[-1]}\"" in first and f"/admin/ui/jobs/{ids[2]}\"" not in first
+    assert f'/admin/ui/jobs/{ids[-1]}"' in first and f'/admin/ui/jobs/{ids[2]}"' not in first
     older = f"before={ids[3]}"
     assert older in first
     second = ana.get(f"/admin/ui/jobs?task=demo.many&{older}").text
-    assert all(f"/admin/ui/jobs/{i}\"" in second for i in ids[:3]) and "Newest" in second
+    assert all(f'/admin/ui/jobs/{i}"' in second for i in ids[:3]) and "Newest" in second
 
 
 async def test_failed_page_bulk_retry_and_cancel(ana, pool):
@@ -199,19 +255,34 @@ async def test_failed_page_bulk_retry_and_cancel(ana, pool):
 
     no_filter = ana.post("/admin/ui/bulk/retry", data={"csrf_token": token, "confirm": "yes"})
     assert "needs a filter" in ana.get(no_filter.headers["location"]).text
-    done = ana.post("/admin/ui/bulk/retry", data={"csrf_token": token, "status": "failed", "task": "demo.bulk",
-                                                  "next": "/admin/ui/failed?task=demo.bulk"})
+    done = ana.post(
+        "/admin/ui/bulk/retry",
+        data={
+            "csrf_token": token,
+            "status": "failed",
+            "task": "demo.bulk",
+            "next": "/admin/ui/failed?task=demo.bulk",
+        },
+    )
     assert done.headers["location"] == "/admin/ui/failed?task=demo.bulk"
     after = ana.get(done.headers["location"]).text
-    assert "3 of 3 matching jobs retried." in after and "Cancel all 3" in after  # now waiting to retry
+    assert (
+        "3 of 3 matching jobs retried." in after and "Cancel all 3" in after
+    )  # now waiting to retry
 
-    cancelled = ana.post("/admin/ui/bulk/cancel", data={"csrf_token": token, "status": "todo", "min_attempts": "1",
-                                                        "task": "demo.bulk"})
+    cancelled = ana.post(
+        "/admin/ui/bulk/cancel",
+        data={"csrf_token": token, "status": "todo", "min_attempts": "1", "task": "demo.bulk"},
+    )
     assert "3 of 3 matching jobs cancelled." in ana.get(cancelled.headers["location"]).text
     async with db.transaction() as conn:
-        rows = await db.fetch_all(conn, "SELECT task_name, status::text FROM procrastinate_jobs ORDER BY id")
+        rows = await db.fetch_all(
+            conn, "SELECT task_name, status::text FROM procrastinate_jobs ORDER BY id"
+        )
     assert [r["status"] for r in rows] == ["cancelled"] * 3 + ["failed"]
-    entry = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["entries"][0]
+    entry = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()[
+        "entries"
+    ][0]
     assert entry["action"] == "jobs.bulk_cancel" and entry["actor"] == "ana"
     assert entry["details"]["filter"] == {"status": "todo", "task": "demo.bulk", "min_attempts": 1}
 
@@ -221,7 +292,10 @@ async def test_workers_periodic_and_audit_pages(ana, pool):
     live = await manager.register_worker()
     stalled = await manager.register_worker()
     async with db.transaction() as conn:
-        await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s", (stalled,))
+        await conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            (stalled,),
+        )
     job_id = await defer("demo.w")
     await manager.fetch_job(queues=None, worker_id=live)
     workers = ana.get("/admin/ui/workers").text
@@ -244,7 +318,9 @@ async def test_throughput_series_counts_every_minute(pool):
         series = await jobs.throughput_series(conn, 5)
     assert len(series) == 5 and series == sorted(series, key=lambda r: r["minute"])
     assert sum(r["succeeded"] for r in series) == 1 and sum(r["failed"] for r in series) == 1
-    assert dt.timedelta(0) <= dt.datetime.now(dt.UTC) - series[-1]["minute"] < dt.timedelta(minutes=2)
+    assert (
+        dt.timedelta(0) <= dt.datetime.now(dt.UTC) - series[-1]["minute"] < dt.timedelta(minutes=2)
+    )
 
 
 async def test_filtered_queries_are_never_prepared(pool):
@@ -278,9 +354,17 @@ async def test_job_page_shows_every_attempt_and_failed_page_the_last_error(ana, 
     await run_one(Status.FAILED)
     quiet = await defer("demo.outcomes", n=2)
     await run_one(Status.FAILED)  # failed without an outcome row (e.g. before outcomes existed)
-    await record_outcome(job_id, 1, "failed", task="demo.outcomes", error=ValueError("card <b>declined</b>"),
-                         traceback="Traceback (most recent call last):\n  File \"x.py\"\nValueError: card declined")
-    await record_outcome(job_id, 2, "timed_out", task="demo.outcomes", error=TimeoutError("over 5 s"))
+    await record_outcome(
+        job_id,
+        1,
+        "failed",
+        task="demo.outcomes",
+        error=ValueError("card <b>declined</b>"),
+        traceback='Traceback (most recent call last):\n  File "x.py"\nValueError: card declined',
+    )
+    await record_outcome(
+        job_id, 2, "timed_out", task="demo.outcomes", error=TimeoutError("over 5 s")
+    )
 
     page = ana.get(f"/admin/ui/jobs/{job_id}").text
     attempts = page.split('id="outcomes-h"')[1]
@@ -292,7 +376,12 @@ async def test_job_page_shows_every_attempt_and_failed_page_the_last_error(ana, 
 
     failed = ana.get("/admin/ui/failed").text
     row = failed.split(f'href="/admin/ui/jobs/{job_id}"')[1].split("</tr>")[0]
-    assert "TimeoutError" in row and "over 5 s" in row and "(attempt 2)" in row and "ValueError" not in row
+    assert (
+        "TimeoutError" in row
+        and "over 5 s" in row
+        and "(attempt 2)" in row
+        and "ValueError" not in row
+    )
     quiet_row = failed.split(f'href="/admin/ui/jobs/{quiet}"')[1].split("</tr>")[0]
     assert "Error" not in quiet_row and "Last error" in failed
 
@@ -308,7 +397,9 @@ async def test_last_errors_of_many_jobs_in_one_query(pool):
         last = await outcomes.last_errors(conn, [1, 2, 3, 4])
         assert await outcomes.last_errors(conn, []) == {}
     assert {k: (v.attempt, v.status, v.error_type) for k, v in last.items()} == {
-        1: (2, "failed", "RuntimeError"), 3: (1, "worker_lost", "Exception")}
+        1: (2, "failed", "RuntimeError"),
+        3: (1, "worker_lost", "Exception"),
+    }
 
 
 async def test_schedules_pages_and_run_now(ana, pool, database_url):
@@ -317,8 +408,13 @@ async def test_schedules_pages_and_run_now(ana, pool, database_url):
     from kiosk.schedules.spec import ScheduleSpec
 
     secret = "s3cr3t-in-a-header"
-    spec = ScheduleSpec(name="price-sync <b>", cron="0 0 1 1 *", url="http://93.184.215.14/sync", method="POST",
-                        headers={"X-Api-Key": secret, "Accept": "text/plain"})
+    spec = ScheduleSpec(
+        name="price-sync <b>",
+        cron="0 0 1 1 *",
+        url="http://93.184.215.14/sync",
+        method="POST",
+        headers={"X-Api-Key": secret, "Accept": "text/plain"},
+    )
     schedule_id = (await service.create(spec, by=Operator("setup"))).schedule.id
     listing = ana.get("/admin/ui/schedules").text
     assert 'href="/admin/ui/schedules" aria-current="page"' in listing
@@ -326,26 +422,40 @@ async def test_schedules_pages_and_run_now(ana, pool, database_url):
     assert "http://93.184.215.14/sync" in listing and "active" in listing and "Run now" in listing
     detail = ana.get(f"/admin/ui/schedules/{schedule_id}").text
     assert secret not in listing + detail
-    assert "X-Api-Key: ********" in detail and "Accept: text/plain" in detail and "No run yet." in detail
+    assert (
+        "X-Api-Key: ********" in detail
+        and "Accept: text/plain" in detail
+        and "No run yet." in detail
+    )
 
     token = csrf_of(ana)
     assert ana.post(f"/admin/ui/schedules/{schedule_id}/run", data={}).status_code == 403
-    done = ana.post(f"/admin/ui/schedules/{schedule_id}/run",
-                    data={"csrf_token": token, "next": "/admin/ui/schedules"})
+    done = ana.post(
+        f"/admin/ui/schedules/{schedule_id}/run",
+        data={"csrf_token": token, "next": "/admin/ui/schedules"},
+    )
     assert done.status_code == 303 and done.headers["location"] == "/admin/ui/schedules"
     async with db.transaction() as conn:
         run = await db.fetch_one(conn, "SELECT id, job_id, trigger FROM schedule_runs")
     assert run["trigger"] == "manual"
     assert f"Run {run['id']} queued as job {run['job_id']}." in ana.get("/admin/ui/schedules").text
     history = ana.get(f"/admin/ui/schedules/{schedule_id}").text.split('id="history-h"')[1]
-    assert "manual" in history and "pending" in history and f'href="/admin/ui/jobs/{run["job_id"]}"' in history
+    assert (
+        "manual" in history
+        and "pending" in history
+        and f'href="/admin/ui/jobs/{run["job_id"]}"' in history
+    )
     missing = ana.post("/admin/ui/schedules/999999/run", data={"csrf_token": token})
     assert "There is no schedule 999999." in ana.get(missing.headers["location"]).text
     assert ana.get("/admin/ui/schedules/999999").status_code == 404
 
-    audit = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()["entries"]
+    audit = ana.get("/admin/audit", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()[
+        "entries"
+    ]
     assert [(e["actor"], e["action"], e["target"]) for e in audit] == [
-        ("ana", "schedule.run", f"schedule:{schedule_id}"), ("setup", "schedule.create", f"schedule:{schedule_id}")]
+        ("ana", "schedule.run", f"schedule:{schedule_id}"),
+        ("setup", "schedule.create", f"schedule:{schedule_id}"),
+    ]
     assert f'href="/admin/ui/schedules/{schedule_id}"' in ana.get("/admin/ui/audit").text
 
 
@@ -355,7 +465,9 @@ async def test_schedule_history_is_paginated_newest_first(ana, pool):
     from kiosk.schedules import service
     from kiosk.schedules.spec import ScheduleSpec
 
-    spec = ScheduleSpec(name="busy", cron="* * * * *", url="http://93.184.215.14/busy", active=False)
+    spec = ScheduleSpec(
+        name="busy", cron="* * * * *", url="http://93.184.215.14/busy", active=False
+    )
     schedule_id = (await service.create(spec, by=Operator("setup"))).schedule.id
     async with db.transaction() as conn:
         await conn.execute(
@@ -364,14 +476,20 @@ async def test_schedule_history_is_paginated_newest_first(ana, pool):
             " CASE WHEN mod(n, 2) = 0 THEN 'success' ELSE 'failed' END, 1,"
             " CASE WHEN mod(n, 2) = 0 THEN 200 ELSE 503 END, 40 + n, now(),"
             " CASE WHEN mod(n, 2) = 1 THEN 'HTTP 503 run-' || n END FROM generate_series(1, %s) n",
-            (schedule_id, PAGE_SIZE + 3))
+            (schedule_id, PAGE_SIZE + 3),
+        )
     first = ana.get(f"/admin/ui/schedules/{schedule_id}").text
     assert first.count("<tr>") == PAGE_SIZE + 1  # the header row too
-    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", first)] == list(range(1, PAGE_SIZE + 1, 2))
+    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", first)] == list(
+        range(1, PAGE_SIZE + 1, 2)
+    )
     assert "41 ms" in first and "None: the schedule is paused." in first
     older = re.search(r'href="(/admin/ui/schedules/\d+\?cursor=[^"]+)" rel="next"', first).group(1)
     second = ana.get(older.replace("&amp;", "&")).text
     assert second.count("<tr>") == 3 + 1 and "« Newest" in second
-    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", second)] == [PAGE_SIZE + 1, PAGE_SIZE + 3]
+    assert [int(n) for n in re.findall(r"HTTP 503 run-(\d+)", second)] == [
+        PAGE_SIZE + 1,
+        PAGE_SIZE + 3,
+    ]
     bad = ana.get(f"/admin/ui/schedules/{schedule_id}", params={"cursor": "nope"})
     assert bad.status_code == 200 and "cursor: not a page of this history (ignored)" in bad.text

@@ -14,21 +14,30 @@ import psycopg
 import pytest
 
 from kiosk.dashboard import session
+from tests.support import Api, Process, Worker, child_env
 from tests.support.config import ADMIN_TOKEN
 from tests.support.dashboard import defer
 from tests.support.dashboard_tasks import MARKER_TABLE
 from tests.support.schedules import ALLOW_LOOPBACK, Target, create
-from tests.support import Api, Process, Worker, child_env
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
 )
-async_api = pytest.importorskip("playwright.async_api", reason="playwright is in the dev extra: ./scripts/bootstrap")
+async_api = pytest.importorskip(
+    "playwright.async_api", reason="playwright is in the dev extra: ./scripts/bootstrap"
+)
 expect = async_api.expect
 SLOW = 60_000  # ms: a worker, a 2-core machine shared with other suites
 
@@ -44,8 +53,19 @@ def stack(database_url, tmp_path_factory):
     logs = tmp_path_factory.mktemp("dashboard-browser")
     env = child_env(database_url, **ALLOW_LOOPBACK)
     api = Api(env, logs)
-    worker = Process("worker", [sys.executable, "-m", "procrastinate", "--app=tests.support.dashboard_tasks.app",
-                                "worker", "--fetch-job-polling-interval=0.5"], env, logs)
+    worker = Process(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "procrastinate",
+            "--app=tests.support.dashboard_tasks.app",
+            "worker",
+            "--fetch-job-polling-interval=0.5",
+        ],
+        env,
+        logs,
+    )
     yield api
     worker.stop()
     api.stop()
@@ -56,7 +76,9 @@ def stack(database_url, tmp_path_factory):
 @pytest.fixture(scope="module")
 async def browser():
     async with async_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
         yield chromium
         await chromium.close()
 
@@ -75,7 +97,9 @@ async def sign_in(page, token: str = ADMIN_TOKEN, operator: str = "ana") -> None
     await page.click("button:has-text('Sign in')")
 
 
-async def test_operator_retries_a_failed_job_and_watches_it_succeed(page, stack, pool, database_url, tmp_path):
+async def test_operator_retries_a_failed_job_and_watches_it_succeed(
+    page, stack, pool, database_url, tmp_path
+):
     job_id = await defer("dashboard_test.flaky", "dashboard", name="order-7")
 
     await page.goto("/admin/ui/failed")
@@ -138,11 +162,15 @@ async def test_a_form_without_its_csrf_token_is_refused(page, stack):
     await sign_in(page)
     await expect(page.locator("h1")).to_have_text("Overview")
     # Strip the token from the sign-out form, as a forged cross-site form would lack it.
-    await page.locator("form[action='/admin/logout'] input[name=csrf_token]").evaluate("input => input.remove()")
+    await page.locator("form[action='/admin/logout'] input[name=csrf_token]").evaluate(
+        "input => input.remove()"
+    )
     await page.click("button:text-is('Sign out')")
     await expect(page.locator(".flash.error")).to_contain_text("CSRF token missing or wrong")
     await page.goto("/admin/")
-    await expect(page.locator("h1")).to_have_text("Overview")  # still signed in: the form did nothing
+    await expect(page.locator("h1")).to_have_text(
+        "Overview"
+    )  # still signed in: the form did nothing
 
 
 async def test_an_export_shows_its_progress_and_downloads(page, stack, database_url, tmp_path):
@@ -187,8 +215,13 @@ async def test_run_now_on_a_schedule_shows_a_successful_run(page, stack, databas
     target = Target()
     worker = Worker(child_env(database_url, **ALLOW_LOOPBACK), tmp_path)
     try:
-        schedule = create(stack.url, name="partner-ping", cron="0 0 1 1 *", url=f"{target.url}/ping",
-                          headers={"X-Api-Key": "browser-s3cr3t"})
+        schedule = create(
+            stack.url,
+            name="partner-ping",
+            cron="0 0 1 1 *",
+            url=f"{target.url}/ping",
+            headers={"X-Api-Key": "browser-s3cr3t"},
+        )
         await page.goto("/admin/ui/schedules")
         await sign_in(page)
         row = page.locator("tbody tr", has_text="partner-ping")
@@ -210,7 +243,9 @@ async def test_run_now_on_a_schedule_shows_a_successful_run(page, stack, databas
         target.close()
 
 
-async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(page, stack, database_url):
+async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(
+    page, stack, database_url
+):
     import httpx
 
     await page.goto("/admin/")
@@ -235,5 +270,7 @@ async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(pa
     await expect(row).to_contain_text("revoked")
     assert httpx.get(orders, headers={"Authorization": f"Bearer {token}"}).status_code == 401
     with psycopg.connect(database_url) as conn:
-        actions = conn.execute("SELECT actor, action FROM admin_audit WHERE action LIKE 'device.%' ORDER BY id").fetchall()
+        actions = conn.execute(
+            "SELECT actor, action FROM admin_audit WHERE action LIKE 'device.%' ORDER BY id"
+        ).fetchall()
     assert actions == [("dora", "device.create"), ("dora", "device.revoke")]

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from kiosk import migrations
+from tests.support import PROJECT_DIR, Process, child_env, free_port, wait_for
 from tests.support.deploy import (
     command_env,
     compose,
@@ -27,7 +28,6 @@ from tests.support.deploy import (
     railway,
     workdir,
 )
-from tests.support import PROJECT_DIR, Process, child_env, free_port, wait_for
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path = PROJECT_DIR, timeout: float = 120):
@@ -35,6 +35,7 @@ def run(argv: list[str], env: dict[str, str], cwd: Path = PROJECT_DIR, timeout: 
 
 
 # --- every command they run exists --------------------------------------------------------------
+
 
 def deploy_commands() -> dict[str, list[str]]:
     services = compose()["services"]
@@ -71,10 +72,15 @@ def test_migrate_command_runs_once_at_a_time(scratch_database, database_url):
     with psycopg.connect(url, autocommit=True) as holder:
         # A migration in progress: both deploys wait for it, then migrate one after the other.
         holder.execute("SELECT pg_advisory_lock(%s)", (migrations.MIGRATION_LOCK_KEY,))
-        deploys = [subprocess.Popen(argv, env=env, cwd=PROJECT_DIR, stderr=subprocess.PIPE, text=True)
-                   for _ in range(2)]
-        wait_for(lambda: holder.execute(waiting).fetchone()[0] == 2, timeout=60,
-                 what="both kiosk migrate to wait for the lock")
+        deploys = [
+            subprocess.Popen(argv, env=env, cwd=PROJECT_DIR, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        wait_for(
+            lambda: holder.execute(waiting).fetchone()[0] == 2,
+            timeout=60,
+            what="both kiosk migrate to wait for the lock",
+        )
         assert holder.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None
         holder.execute("SELECT pg_advisory_unlock(%s)", (migrations.MIGRATION_LOCK_KEY,))
     for deploy in deploys:
@@ -90,8 +96,14 @@ def test_api_command_serves_readyz_and_passes_its_healthcheck(env, log_dir, data
     api_env = command_env(env, PORT=port)
     api = Process("api-cmd", dockerfile_cmd(), api_env, log_dir)
     try:
-        wait_for(lambda: api.alive() and httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                 .status_code == 200, timeout=60, what=f"the image's API command:\n{api.output()}")
+        wait_for(
+            lambda: (
+                api.alive()
+                and httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            ),
+            timeout=60,
+            what=f"the image's API command:\n{api.output()}",
+        )
         check = healthcheck_argv(compose()["services"]["api"]["healthcheck"]["test"])
         assert run(check, api_env, timeout=30).returncode == 0
         assert run(check, command_env(env, PORT=str(free_port())), timeout=30).returncode != 0
@@ -105,14 +117,19 @@ def test_worker_command_runs_passes_its_healthcheck_and_stops_gracefully(env, lo
     worker = Process("worker-cmd", worker_cmd, worker_env, log_dir)
     try:
         check = healthcheck_argv(compose()["services"]["worker"]["healthcheck"]["test"])
-        wait_for(lambda: worker.alive() and run(check, worker_env, timeout=30).returncode == 0,
-                 timeout=60, interval=0.5, what=f"the worker healthcheck:\n{worker.output()}")
+        wait_for(
+            lambda: worker.alive() and run(check, worker_env, timeout=30).returncode == 0,
+            timeout=60,
+            interval=0.5,
+            what=f"the worker healthcheck:\n{worker.output()}",
+        )
     finally:
         code = worker.stop(timeout=graceful_timeout(worker_cmd) + 5)
     assert code == 0, worker.output()
 
 
 # --- the image's install steps, in a fresh virtualenv -----------------------------------------
+
 
 @pytest.mark.image
 def test_image_install_steps_give_a_working_app(tmp_path, scratch_database, database_url, log_dir):
@@ -130,8 +147,9 @@ def test_image_install_steps_give_a_working_app(tmp_path, scratch_database, data
     installs = 0
     for args in builder.args("RUN"):
         if "scripts/image-install" in args:
-            result = run(["/bin/sh", "-c", args], {**child_env(""), "PYTHON": python}, cwd=src,
-                         timeout=600)
+            result = run(
+                ["/bin/sh", "-c", args], {**child_env(""), "PYTHON": python}, cwd=src, timeout=600
+            )
             assert result.returncode == 0, f"{args}:\n{result.stdout}{result.stderr}"
             installs += 1
         else:
@@ -146,26 +164,40 @@ def test_image_install_steps_give_a_working_app(tmp_path, scratch_database, data
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
 
-    where = run([python, "-c", "import kiosk, tasks, periodic; print(kiosk.__file__)"], env, app_dir)
+    where = run(
+        [python, "-c", "import kiosk, tasks, periodic; print(kiosk.__file__)"], env, app_dir
+    )
     assert where.returncode == 0 and where.stdout.startswith(str(venv)), where
     # Every module and SQL file of every area is in the installed package, not only in the tree.
     site = Path(where.stdout.strip()).parent.parent
     for package in ("kiosk", "tasks"):
-        files = lambda root: {p.relative_to(root) for p in root.rglob("*")  # noqa: E731
-                              if p.suffix in (".py", ".sql") and "__pycache__" not in p.parts}
+        files = lambda root: {
+            p.relative_to(root)
+            for p in root.rglob("*")  # noqa: E731
+            if p.suffix in (".py", ".sql") and "__pycache__" not in p.parts
+        }
         assert files(PROJECT_DIR / package) == files(site / package), package
     for absent in ("pgserver", "pytest"):  # runtime dependencies only
         assert run([python, "-c", f"import {absent}"], env, app_dir).returncode != 0, absent
 
-    migrate = run(shlex.split(railway("railway.json")["deploy"]["preDeployCommand"][0]), env, app_dir)
+    migrate = run(
+        shlex.split(railway("railway.json")["deploy"]["preDeployCommand"][0]), env, app_dir
+    )
     assert migrate.returncode == 0, migrate.stderr
-    assert run(["procrastinate", "--app=tasks.app", "worker", "--help"], env, app_dir).returncode == 0
+    assert (
+        run(["procrastinate", "--app=tasks.app", "worker", "--help"], env, app_dir).returncode == 0
+    )
 
     port = str(free_port())
     log = log_dir / "image-api.log"
     with log.open("wb") as out:
-        api = subprocess.Popen(dockerfile_cmd(), env={**env, "PORT": port}, cwd=app_dir,
-                               stdout=out, stderr=subprocess.STDOUT)
+        api = subprocess.Popen(
+            dockerfile_cmd(),
+            env={**env, "PORT": port},
+            cwd=app_dir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
     def ready() -> bool:
         assert api.poll() is None, f"the installed API exited:\n{log.read_text()}"

@@ -29,11 +29,18 @@ def drill(name: str, tmp_path: Path, *args: str, timeout: float = 240) -> dict:
     report_path = tmp_path / "report.json"
     result = subprocess.run(
         [sys.executable, str(DRILLS / f"{name}.py"), "--json", str(report_path), *args],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    assert result.returncode == 0, f"{name} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{name} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    )
     report = json.loads(report_path.read_text())
-    assert report["ok"] and not report["lost"] and not report["duplicated"] and not report["problems"]
+    assert (
+        report["ok"] and not report["lost"] and not report["duplicated"] and not report["problems"]
+    )
     return report["figures"]
 
 
@@ -48,14 +55,18 @@ def test_kill_9_a_worker_while_its_jobs_wait_for_mercado_pago(tmp_path):
 
 
 def test_kill_9_a_worker_while_it_sends_a_hook_then_a_receipt(tmp_path):
-    figures = drill("kill_worker", tmp_path, "--orders", "30", "--rate", "8", "--during", "send",
-                    "--kills", "2")
+    figures = drill(
+        "kill_worker", tmp_path, "--orders", "30", "--rate", "8", "--during", "send", "--kills", "2"
+    )
     assert figures["orders attempted / approved"] == "30 / 30" and figures["orders paid"] == 30
     assert figures["deliveries by state"] == {"notify_paid:sent": 30, "receipt:sent": 30}
     # Each victim was killed after the receiver counted a copy and before it answered: that
     # delivery was sent again with its key, so at least one copy each (the drill checked the keys).
     assert figures["receipts received"] > 30 and figures["notify_paids received"] > 30
-    assert figures["stalled jobs put back by the sweep"] >= 2 and figures["worker restarts (supervisor)"] >= 2
+    assert (
+        figures["stalled jobs put back by the sweep"] >= 2
+        and figures["worker restarts (supervisor)"] >= 2
+    )
 
 
 def test_restart_postgresql_under_load(tmp_path):
@@ -86,9 +97,21 @@ def test_duplicate_notifications_at_once(tmp_path):
 def test_money_under_random_mercado_pago_faults(tmp_path):
     """The short money drill: random faults, cancels and expiries racing payments, a worker
     killed while its jobs wait on Mercado Pago; the invariant holds against the simulator."""
-    figures = drill("money", tmp_path, "--orders", "24", "--order-ttl", "34", "--customers", "8",
-                    "--fault-rate", "0.1")
-    took, refunded = (int(n) for n in figures["Mercado Pago orders / took money / refunded"].split(" / ")[1:])
+    figures = drill(
+        "money",
+        tmp_path,
+        "--orders",
+        "24",
+        "--order-ttl",
+        "34",
+        "--customers",
+        "8",
+        "--fault-rate",
+        "0.1",
+    )
+    took, refunded = (
+        int(n) for n in figures["Mercado Pago orders / took money / refunded"].split(" / ")[1:]
+    )
     assert figures["kiosk orders by status"].get("paid", 0) == took - refunded
     assert sum(figures["Mercado Pago faults (chaos)"].values()) >= 1
     assert len(figures["kills"]) == 1 and figures["worker restarts (supervisor)"] >= 1

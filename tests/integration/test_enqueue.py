@@ -18,7 +18,9 @@ async def probe_table(pool):
 
 async def counts(probe_id: int) -> tuple[int, int]:
     async with db.transaction() as conn:
-        rows = await db.fetch_one(conn, "SELECT count(*) AS n FROM enqueue_probe WHERE id = %s", (probe_id,))
+        rows = await db.fetch_one(
+            conn, "SELECT count(*) AS n FROM enqueue_probe WHERE id = %s", (probe_id,)
+        )
         jobs = await db.fetch_one(
             conn,
             "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = %s AND args->>'probe_id' = %s",
@@ -47,7 +49,9 @@ async def test_commit_leaves_both(probe_table):
         job_id = await queue.defer(conn, TASK, probe_id=2)
     assert await counts(2) == (1, 1)
     async with db.transaction() as conn:
-        job = await db.fetch_one(conn, "SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,))
+        job = await db.fetch_one(
+            conn, "SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,)
+        )
     assert job["status"] == "todo"
 
 

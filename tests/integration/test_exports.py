@@ -8,8 +8,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.config import ADMIN_TOKEN
 from tests.support import Api, Worker, wait_for
+from tests.support.config import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Kiosk-Actor": "ana"}
 RANGE = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
@@ -18,7 +18,9 @@ RANGE = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
 def seed_orders(database_url: str) -> None:
     """1,200 orders in January 2026 (3 pages of 500), one before and one after the range."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO products (sku, name, price_cents, stock) VALUES ('tea', 'Tea', 150, 0)")
+        conn.execute(
+            "INSERT INTO products (sku, name, price_cents, stock) VALUES ('tea', 'Tea', 150, 0)"
+        )
         conn.execute(
             """
             INSERT INTO orders (id, status, total_cents, customer_email, expires_at, created_at)
@@ -67,8 +69,11 @@ def test_export_runs_in_a_worker_reports_progress_and_downloads(api, env, log_di
 
     worker = Worker(env, log_dir, "--queues=exports")
     try:
-        done = wait_for(lambda: (e := api.get(f"/admin/exports/{export_id}").json())["status"] == "done" and e,
-                        timeout=90, what="the export to finish")
+        done = wait_for(
+            lambda: (e := api.get(f"/admin/exports/{export_id}").json())["status"] == "done" and e,
+            timeout=90,
+            what="the export to finish",
+        )
     finally:
         worker.stop()
     assert done["row_count"] == 1200 and done["percent"] == 100
@@ -77,20 +82,30 @@ def test_export_runs_in_a_worker_reports_progress_and_downloads(api, env, log_di
     job = api.get(f"/admin/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["queue_name"] == "exports"
     assert job["progress"]["percent"] == 100
-    assert job["progress"]["result"] == {"export_id": export_id, "rows": 1200, "bytes": done["size_bytes"],
-                                         "download": f"/admin/exports/{export_id}/download"}
+    assert job["progress"]["result"] == {
+        "export_id": export_id,
+        "rows": 1200,
+        "bytes": done["size_bytes"],
+        "download": f"/admin/exports/{export_id}/download",
+    }
 
     download = api.get(f"/admin/exports/{export_id}/download")
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
-    assert download.headers["content-disposition"].startswith('attachment; filename="orders-20260101-20260201-')
+    assert download.headers["content-disposition"].startswith(
+        'attachment; filename="orders-20260101-20260201-'
+    )
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert len(rows) == 1200
     assert rows[0]["created_at"] == "2026-01-01T00:30:00+00:00" and rows[0]["items"] == "tea x2"
     assert [r["created_at"] for r in rows] == sorted(r["created_at"] for r in rows)
-    assert rows[6]["customer_email"] == "'=HYPERLINK(\"http://evil\")"  # no formula in a spreadsheet
+    assert rows[6]["customer_email"] == '\'=HYPERLINK("http://evil")'  # no formula in a spreadsheet
 
     entry = api.get("/admin/audit").json()["entries"][0]
-    assert (entry["actor"], entry["action"], entry["target"]) == ("ana", "export.create", f"export:{export_id}")
+    assert (entry["actor"], entry["action"], entry["target"]) == (
+        "ana",
+        "export.create",
+        f"export:{export_id}",
+    )
     assert [e["id"] for e in api.get("/admin/exports").json()["exports"]] == [export_id]
     assert api.get("/admin/exports/00000000-0000-0000-0000-000000000000").status_code == 404
 
@@ -101,10 +116,18 @@ async def test_rerunning_a_finished_export_changes_nothing(pool, database_url):
     seed_orders(database_url)
     async with db.transaction() as conn:
         export = await exports.request_export(
-            conn, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "test")
+            conn,
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+            "test",
+        )
     first = await exports.run_export(str(export["id"]), export["job_id"], fetch_rows=10)
     again = await exports.run_export(str(export["id"]), export["job_id"], fetch_rows=10)
-    assert first["rows"] == 47 and again == {"export_id": str(export["id"]), "rows": 47, "already_done": True}
+    assert first["rows"] == 47 and again == {
+        "export_id": str(export["id"]),
+        "rows": 47,
+        "already_done": True,
+    }
 
 
 async def request(conn, day: int = 1, by: str = "test"):
@@ -114,26 +137,38 @@ async def request(conn, day: int = 1, by: str = "test"):
     return await exports.request_export(conn, start, start + dt.timedelta(days=1), by)
 
 
-async def test_the_csv_is_streamed_in_chunks_and_served_back_whole(pool, database_url, env, log_dir):
+async def test_the_csv_is_streamed_in_chunks_and_served_back_whole(
+    pool, database_url, env, log_dir
+):
     """Chunks of a few KiB: the file is many rows of export_chunks, and the download joins them."""
     from kiosk import db, exports
 
     seed_orders(database_url)
     async with db.transaction() as conn:
         export = await exports.request_export(
-            conn, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC), "test")
-    result = await exports.run_export(str(export["id"]), export["job_id"], fetch_rows=100, chunk_bytes=4096)
+            conn,
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+            "test",
+        )
+    result = await exports.run_export(
+        str(export["id"]), export["job_id"], fetch_rows=100, chunk_bytes=4096
+    )
     assert result["rows"] == 1200
     with psycopg.connect(database_url) as conn:
-        chunks = conn.execute("SELECT seq, octet_length(data) FROM export_chunks WHERE export_id = %s "
-                              "ORDER BY seq", (export["id"],)).fetchall()
+        chunks = conn.execute(
+            "SELECT seq, octet_length(data) FROM export_chunks WHERE export_id = %s ORDER BY seq",
+            (export["id"],),
+        ).fetchall()
     assert len(chunks) > 10 and [seq for seq, _ in chunks] == list(range(len(chunks)))
     assert sum(size for _, size in chunks) == result["bytes"]
     assert all(4096 <= size < 4096 + 300 for _, size in chunks[:-1])  # a chunk is written once full
 
     server = Api(env, log_dir)
     try:
-        response = httpx.get(f"{server.url}/admin/exports/{export['id']}/download", headers=AUTH, timeout=30)
+        response = httpx.get(
+            f"{server.url}/admin/exports/{export['id']}/download", headers=AUTH, timeout=30
+        )
     finally:
         server.stop()
     assert response.status_code == 200
@@ -142,14 +177,22 @@ async def test_the_csv_is_streamed_in_chunks_and_served_back_whole(pool, databas
     assert len(rows) == 1200 and len({r["order_id"] for r in rows}) == 1200
 
 
-async def test_an_export_past_the_size_cap_fails_saying_so_and_keeps_no_partial_file(pool, database_url):
+async def test_an_export_past_the_size_cap_fails_saying_so_and_keeps_no_partial_file(
+    pool, database_url
+):
     from kiosk import db, exports
 
     seed_orders(database_url)
     async with db.transaction() as conn:
         export = await exports.request_export(
-            conn, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC), "test")
-    result = await exports.run_export(str(export["id"]), export["job_id"], chunk_bytes=4096, max_bytes=20_000)
+            conn,
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+            "test",
+        )
+    result = await exports.run_export(
+        str(export["id"]), export["job_id"], chunk_bytes=4096, max_bytes=20_000
+    )
     assert "KIOSK_EXPORT_MAX_BYTES (20000 bytes)" in result["error"]
     async with db.transaction() as conn:
         row = await exports.get_export(conn, export["id"])
@@ -158,7 +201,9 @@ async def test_an_export_past_the_size_cap_fails_saying_so_and_keeps_no_partial_
         assert conn.execute("SELECT count(*) FROM export_chunks").fetchone()[0] == 0
 
 
-async def test_at_most_keep_exports_the_oldest_finished_ones_replaced(pool, database_url, monkeypatch):
+async def test_at_most_keep_exports_the_oldest_finished_ones_replaced(
+    pool, database_url, monkeypatch
+):
     """On main any number of exports (each with its CSV) piles up; now KIOSK_EXPORT_KEEP bounds them."""
     from kiosk import db, exports
     from kiosk.settings import get_settings
@@ -193,19 +238,26 @@ async def test_at_most_keep_exports_the_oldest_finished_ones_replaced(pool, data
 def test_a_refused_export_is_a_409_and_the_list_is_paginated(api, database_url, env, log_dir):
     with psycopg.connect(database_url, autocommit=True) as conn:
         for n in range(5):  # finished exports, one second apart
-            conn.execute("INSERT INTO exports (id, created_from, created_to, status, requested_by, created_at) "
-                         "VALUES (gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'x', "
-                         "now() - %s * interval '1 second')", (n,))
+            conn.execute(
+                "INSERT INTO exports (id, created_from, created_to, status, requested_by, created_at) "
+                "VALUES (gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'x', "
+                "now() - %s * interval '1 second')",
+                (n,),
+            )
     pages, cursor = [], None
     while True:
-        page = api.get("/admin/exports", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        page = api.get(
+            "/admin/exports", params={"limit": 2, **({"cursor": cursor} if cursor else {})}
+        ).json()
         pages.append([e["id"] for e in page["exports"]])
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert [len(p) for p in pages] == [2, 2, 1]
     with psycopg.connect(database_url) as conn:
-        newest_first = [str(r[0]) for r in conn.execute("SELECT id FROM exports ORDER BY created_at DESC")]
+        newest_first = [
+            str(r[0]) for r in conn.execute("SELECT id FROM exports ORDER BY created_at DESC")
+        ]
     assert sum(pages, []) == newest_first
     for bad in ("nonsense", "x" * 201):
         response = api.get("/admin/exports", params={"cursor": bad})

@@ -9,7 +9,6 @@ the default suite; FUZZ_EXAMPLES raises it (`FUZZ_EXAMPLES=300 ./scripts/test te
 from __future__ import annotations
 
 import os
-
 from collections import Counter
 
 import httpx
@@ -30,13 +29,17 @@ DOCUMENTED = {("/health/workers", 503)}  # no worker runs in this test
 def seeded(hostile_api, database_url):
     """Something for the fuzzer to hit: a product, an order, a schedule, an export, jobs."""
     with httpx.Client(base_url=hostile_api.url, timeout=30, headers=AUTH) as http:
-        http.put("/admin/products/coffee", json={"name": "Coffee", "price_cents": 250, "stock": 50}
-                 ).raise_for_status()
+        http.put(
+            "/admin/products/coffee", json={"name": "Coffee", "price_cents": 250, "stock": 50}
+        ).raise_for_status()
         http.post("/orders", json={"items": [{"sku": "coffee", "quantity": 1}]}).raise_for_status()
-        http.post("/admin/schedules", json={"name": "ping", "cron": "0 0 * * *",
-                                            "url": "http://127.0.0.1:9/"}).raise_for_status()
-        http.post("/admin/exports", json={"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
-                  ).raise_for_status()
+        http.post(
+            "/admin/schedules",
+            json={"name": "ping", "cron": "0 0 * * *", "url": "http://127.0.0.1:9/"},
+        ).raise_for_status()
+        http.post(
+            "/admin/exports", json={"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
+        ).raise_for_status()
     return hostile_api
 
 
@@ -51,22 +54,35 @@ def test_no_server_error_and_no_row_from_a_refused_request(seeded, database_url)
     for operation in operations:
         # The admin API and the order endpoints (which also take a device token) want a token.
         admin = operation.path.startswith(("/admin", "/orders"))
-        cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
-                          operation.as_strategy(GenerationMode.NEGATIVE))
+        cases = st.one_of(
+            operation.as_strategy(GenerationMode.POSITIVE),
+            operation.as_strategy(GenerationMode.NEGATIVE),
+        )
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=cases)
         def fuzz(case):
             before = fingerprint(database_url)
             response = case.call(base_url=seeded.url, headers=AUTH if admin else None, timeout=60)
             calls[f"{response.status_code // 100}xx"] += 1
-            assert response.status_code < 500 or (operation.path, response.status_code) in DOCUMENTED, (
+            assert (
+                response.status_code < 500 or (operation.path, response.status_code) in DOCUMENTED
+            ), (
                 f"{case.method} {case.formatted_path} -> {response.status_code} {response.text[:500]}\n"
-                f"{case.as_curl_command()}")
+                f"{case.as_curl_command()}"
+            )
             if 400 <= response.status_code < 500:
                 diff = changed(before, fingerprint(database_url))
-                assert not diff, f"{case.method} {case.formatted_path} -> {response.status_code} changed {diff}"
+                assert not diff, (
+                    f"{case.method} {case.formatted_path} -> {response.status_code} changed {diff}"
+                )
 
         fuzz()
     print(f"fuzzed {len(operations)} operations: {dict(calls)}")
@@ -86,8 +102,11 @@ def test_every_admin_operation_wants_the_token(hostile_api, database_url):
                 url = url.replace("{%s}" % key, "1")
             url = url.replace("{export_id}", "00000000-0000-0000-0000-000000000000")
             for method in operations:
-                for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"},
-                                {"Authorization": "Basic " + AUTH["Authorization"].split()[1]}):
+                for headers in (
+                    {},
+                    {"Authorization": "Bearer wrong-token-0123456789"},
+                    {"Authorization": "Basic " + AUTH["Authorization"].split()[1]},
+                ):
                     response = http.request(method.upper(), url, headers=headers, json={})
                     assert response.status_code == 401, (method, url, headers, response.text)
                     checked += 1

@@ -28,11 +28,17 @@ def test_first_match_is_the_most_specific_handler():
     app = FastAPI()
     http_errors.install(app)
 
-    for exc in (psycopg_pool.PoolTimeout("t"), psycopg.OperationalError("o"),
-                psycopg.errors.NumericValueOutOfRange("n"), errors.TooManyRequests("slow down", 3),
-                errors.NotFound("no")):
+    for exc in (
+        psycopg_pool.PoolTimeout("t"),
+        psycopg.OperationalError("o"),
+        psycopg.errors.NumericValueOutOfRange("n"),
+        errors.TooManyRequests("slow down", 3),
+        errors.NotFound("no"),
+    ):
         assert isinstance(exc, http_errors.KNOWN)
-        starlette = next(app.exception_handlers[c] for c in type(exc).__mro__ if c in app.exception_handlers)
+        starlette = next(
+            app.exception_handlers[c] for c in type(exc).__mro__ if c in app.exception_handlers
+        )
         assert http_errors.handler_for(exc) is starlette
     assert not isinstance(RuntimeError("x"), http_errors.KNOWN)
 
@@ -50,17 +56,28 @@ def _drive(app, scope):
     return sent
 
 
-@pytest.mark.parametrize("raised, status", [(psycopg_pool.PoolTimeout("pool"), 503),
-                                            (psycopg.OperationalError("down"), 503),
-                                            (errors.TooManyRequests("later", 7), 429)])
+@pytest.mark.parametrize(
+    "raised, status",
+    [
+        (psycopg_pool.PoolTimeout("pool"), 503),
+        (psycopg.OperationalError("down"), 503),
+        (errors.TooManyRequests("later", 7), 429),
+    ],
+)
 def test_the_fast_path_answers_a_known_error_with_its_handler(monkeypatch, raised, status):
     async def failing(*_args):
         raise raised
 
     monkeypatch.setattr(webhook_routes, "handle", failing)
     path = webhook_routes.FastPath(app=None)
-    scope = {"type": "http", "method": "POST", "path": webhook_routes.PATH, "query_string": b"",
-             "headers": [], "app": None}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": webhook_routes.PATH,
+        "query_string": b"",
+        "headers": [],
+        "app": None,
+    }
     sent = _drive(path, scope)
     assert sent[0]["status"] == status
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
@@ -74,6 +91,12 @@ def test_the_fast_path_lets_an_unknown_error_propagate(monkeypatch):
         raise RuntimeError("bug")
 
     monkeypatch.setattr(webhook_routes, "handle", failing)
-    scope = {"type": "http", "method": "POST", "path": webhook_routes.PATH, "query_string": b"", "headers": []}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": webhook_routes.PATH,
+        "query_string": b"",
+        "headers": [],
+    }
     with pytest.raises(RuntimeError):
         _drive(webhook_routes.FastPath(app=None), scope)

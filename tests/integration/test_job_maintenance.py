@@ -71,7 +71,8 @@ async def finished(sql: Sql, status: str, age: str) -> int:
     job_id = await defer("tests.effect", key=f"{status}-{age}")
     sql.conn.execute("UPDATE procrastinate_jobs SET status = %s WHERE id = %s", (status, job_id))
     sql.conn.execute(
-        "UPDATE procrastinate_events SET at = now() - %s::interval WHERE job_id = %s", (age, job_id))
+        "UPDATE procrastinate_events SET at = now() - %s::interval WHERE job_id = %s", (age, job_id)
+    )
     add_outcome(sql, job_id, age)
     return job_id
 
@@ -128,7 +129,9 @@ async def test_prune_of_a_periodic_job_keeps_its_schedule_row(pool, sql):
     job_id = await finished(sql, "succeeded", "8 days")
     sql.conn.execute(
         "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id, periodic_id) "
-        "VALUES ('jobs.prune_jobs', 1, %s, 'hourly')", (job_id,))
+        "VALUES ('jobs.prune_jobs', 1, %s, 'hourly')",
+        (job_id,),
+    )
     assert (await maintenance.prune_jobs()).jobs == 1
     assert sql.value("SELECT job_id FROM procrastinate_periodic_defers") is None
 

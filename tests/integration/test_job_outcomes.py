@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from kiosk import db, queue
 from kiosk.jobs import outcomes
-from tests.support.jobs import TABLES, AppWorker, Sql, defer
 from tests.support import wait_for
+from tests.support.jobs import TABLES, AppWorker, Sql, defer
 
 
 @pytest.fixture
@@ -43,7 +42,12 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
 
     # A failure, then the retry that succeeded: the traceback of the failing attempt is kept.
     failed, ok = rows["flaky"]
-    assert (failed["attempt"], failed["status"], ok["attempt"], ok["status"]) == (1, "failed", 2, "succeeded")
+    assert (failed["attempt"], failed["status"], ok["attempt"], ok["status"]) == (
+        1,
+        "failed",
+        2,
+        "succeeded",
+    )
     assert failed["error_type"] == "ValueError"
     assert failed["error_message"] == "first attempt of f1 fails"
     assert "Traceback" in failed["traceback"] and "in flaky" in failed["traceback"]
@@ -73,7 +77,9 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
     assert (in_time["status"], in_time["result"]) == ("succeeded", "in time")
     assert sql.job(jobs["slow"])["status"] == "succeeded"
     (default_limit,) = rows["default_limit"]
-    assert default_limit["status"] == "timed_out" and "1s time limit" in default_limit["error_message"]
+    assert (
+        default_limit["status"] == "timed_out" and "1s time limit" in default_limit["error_message"]
+    )
     assert sql.job(jobs["default_limit"])["status"] == "failed"  # no retry policy: failed for good
     # A TimeoutError raised by the task itself is a plain failure.
     (own,) = rows["own_timeout"]
@@ -86,7 +92,12 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
         of_task = await outcomes.recent_failures(conn, task_name="tests.slow")
     assert [(o.attempt, o.status) for o in listed] == [(1, "failed"), (2, "succeeded")]
     assert {o.job_id for o in failures} == {
-        jobs["flaky"], jobs["sync_fail"], jobs["slow"], jobs["default_limit"], jobs["own_timeout"]}
+        jobs["flaky"],
+        jobs["sync_fail"],
+        jobs["slow"],
+        jobs["default_limit"],
+        jobs["own_timeout"],
+    }
     assert all(o.status != "succeeded" for o in failures)
     assert [o.ended_at for o in failures] == sorted((o.ended_at for o in failures), reverse=True)
     assert [(o.job_id, o.status) for o in of_task] == [(jobs["slow"], "timed_out")]
@@ -96,8 +107,11 @@ async def test_an_operator_abort_is_final_and_recorded(pool, database_url, log_d
     worker = AppWorker(database_url, log_dir, "--abort-job-polling-interval=0.5")
     try:
         job_id = await defer("tests.effect", key="abort-me", first_sleep=600)
-        wait_for(lambda: sql.one("SELECT 1 FROM test_job_starts WHERE key = 'abort-me'"),
-                 timeout=60, what="the job to start")
+        wait_for(
+            lambda: sql.one("SELECT 1 FROM test_job_starts WHERE key = 'abort-me'"),
+            timeout=60,
+            what="the job to start",
+        )
         assert await queue.app.job_manager.cancel_job_by_id_async(job_id, abort=True)
         wait_for(lambda: final(sql, job_id), timeout=30, what="the abort")
     finally:

@@ -3,12 +3,12 @@
 import httpx
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from procrastinate.jobs import Status
+from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk import db, queue
+from tests.support import Api, child_env
 from tests.support.config import ADMIN_TOKEN
-from tests.support import Api, child_env, wait_for
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -34,13 +34,19 @@ def api(env, log_dir):
 
 def test_metrics_need_a_token(api, log_dir, database_url):
     assert httpx.get(f"{api.url}/metrics").status_code == 401
-    assert httpx.get(f"{api.url}/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        httpx.get(f"{api.url}/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    )
     assert httpx.get(f"{api.url}/metrics", headers=AUTH).status_code == 200
     scoped = Api(child_env(database_url, KIOSK_METRICS_TOKEN="scrape-token-0123456789"), log_dir)
     try:
         assert httpx.get(f"{scoped.url}/metrics", headers=AUTH).status_code == 401
-        ok = httpx.get(f"{scoped.url}/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
-        assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain; version=0.0.4")
+        ok = httpx.get(
+            f"{scoped.url}/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"}
+        )
+        assert ok.status_code == 200 and ok.headers["content-type"].startswith(
+            "text/plain; version=0.0.4"
+        )
     finally:
         scoped.stop()
 
@@ -53,8 +59,11 @@ async def test_numbers_match_the_database(api, pool, database_url):
     live = await manager.register_worker()
     stalled = await manager.register_worker()
     async with db.transaction() as conn:
-        await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
-                           "WHERE id = %s", (stalled,))
+        await conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+            "WHERE id = %s",
+            (stalled,),
+        )
     for status in (Status.SUCCEEDED, Status.FAILED):
         job = await manager.fetch_job(queues=None, worker_id=live)
         await manager.finish_job(job, status=status, delete_job=False)
@@ -66,13 +75,27 @@ async def test_numbers_match_the_database(api, pool, database_url):
     values = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
 
     with psycopg.connect(database_url) as conn:
-        by_status = dict(conn.execute("SELECT status::text, count(*) FROM procrastinate_jobs "
-                                      "WHERE queue_name = 'mq' GROUP BY 1").fetchall())
+        by_status = dict(
+            conn.execute(
+                "SELECT status::text, count(*) FROM procrastinate_jobs "
+                "WHERE queue_name = 'mq' GROUP BY 1"
+            ).fetchall()
+        )
     for status in ("todo", "doing", "succeeded", "failed"):
-        assert values[("kiosk_jobs", (("queue", "mq"), ("status", status)))] == by_status[status] == 1
+        assert (
+            values[("kiosk_jobs", (("queue", "mq"), ("status", status)))] == by_status[status] == 1
+        )
     assert values[("kiosk_jobs", (("queue", "mq"), ("status", "cancelled")))] == 0
     assert values[("kiosk_queue_oldest_runnable_age_seconds", (("queue", "mq"),))] >= 0
-    assert values[("kiosk_jobs_finished_recent", (("queue", "mq"), ("status", "failed"), ("window", "5m")))] == 1
+    assert (
+        values[
+            (
+                "kiosk_jobs_finished_recent",
+                (("queue", "mq"), ("status", "failed"), ("window", "5m")),
+            )
+        ]
+        == 1
+    )
     assert values[("kiosk_workers", (("state", "live"),))] == 1
     assert values[("kiosk_workers", (("state", "stalled"),))] == 1
     assert values[("kiosk_webhook_inbox_backlog", ())] == 0
@@ -103,7 +126,9 @@ async def test_job_durations_count_new_outcomes_only(api, pool, database_url):
     assert values[key("kiosk_job_duration_seconds_bucket", le="0.1", **ok)] == 0
     assert values[key("kiosk_job_duration_seconds_bucket", le="0.25", **ok)] == 3
     assert values[key("kiosk_job_duration_seconds_sum", **ok)] == pytest.approx(0.6)
-    assert values[key("kiosk_job_duration_seconds_count", task="metrics.slow", status="failed")] == 1
+    assert (
+        values[key("kiosk_job_duration_seconds_count", task="metrics.slow", status="failed")] == 1
+    )
 
     # Pruning old outcomes never lowers a counter.
     with psycopg.connect(database_url, autocommit=True) as conn:

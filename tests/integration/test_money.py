@@ -14,10 +14,10 @@ import pytest
 from kiosk.orders import expiry
 from kiosk.orders import lifecycle as intents
 from kiosk.settings import get_settings
+from tests.support import free_port, wait_for
 from tests.support.config import ACCESS_TOKEN, ADMIN_TOKEN
 from tests.support.dashboard import csrf_of, sign_in
 from tests.support.stack import QUIET, TERMINAL, backdate_orders, jobs, notify, rows
-from tests.support import free_port, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -33,8 +33,11 @@ def kiosk(kiosk):
 
 
 def intent_rows(database_url: str, order_id: str) -> list[dict]:
-    return rows(database_url, "SELECT * FROM payment_intents WHERE order_id = %s ORDER BY created_at",
-                (order_id,))
+    return rows(
+        database_url,
+        "SELECT * FROM payment_intents WHERE order_id = %s ORDER BY created_at",
+        (order_id,),
+    )
 
 
 def intent_row(database_url: str, intent_id) -> dict:
@@ -43,36 +46,53 @@ def intent_row(database_url: str, intent_id) -> dict:
 
 
 def creates(sim) -> list[dict]:
-    return [r for r in sim.get("/_sim/requests") if r["method"] == "POST" and r["path"] == "/v1/orders"]
+    return [
+        r for r in sim.get("/_sim/requests") if r["method"] == "POST" and r["path"] == "/v1/orders"
+    ]
 
 
 def mp_create(sim, terminal: str, key: str, reference: str, amount: str = "2.50") -> dict:
     """An order at Mercado Pago made straight at the simulator (what an older kiosk, or another
     system, left there)."""
-    response = httpx.post(f"{sim.url}/v1/orders", timeout=10, headers={
-        "X-Idempotency-Key": key, "Authorization": f"Bearer {ACCESS_TOKEN}"}, json={
-        "type": "point", "external_reference": reference, "expiration_time": "PT5M",
-        "transactions": {"payments": [{"amount": amount}]},
-        "config": {"point": {"terminal_id": terminal}}})
+    response = httpx.post(
+        f"{sim.url}/v1/orders",
+        timeout=10,
+        headers={"X-Idempotency-Key": key, "Authorization": f"Bearer {ACCESS_TOKEN}"},
+        json={
+            "type": "point",
+            "external_reference": reference,
+            "expiration_time": "PT5M",
+            "transactions": {"payments": [{"amount": amount}]},
+            "config": {"point": {"terminal_id": terminal}},
+        },
+    )
     response.raise_for_status()
     return response.json()
 
 
-def legacy_error_intent(database_url: str, sim, order_id: str, terminal: str) -> tuple[uuid.UUID, dict]:
+def legacy_error_intent(
+    database_url: str, sim, order_id: str, terminal: str
+) -> tuple[uuid.UUID, dict]:
     """An attempt an older kiosk left in `error` after a lost answer, whose charge does exist at
     Mercado Pago (the kiosk never learnt its id)."""
     intent_id = uuid.uuid4()
     key, reference = f"kiosk-charge-{intent_id}", f"kiosk-{intent_id.hex}"
-    rows(database_url, "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
-         "external_reference, amount_cents, status, outcome_unknown, last_error) "
-         "VALUES (%s, %s, %s, %s, %s, 250, 'error', true, 'timed out') RETURNING id",
-         (intent_id, order_id, terminal, key, reference))
+    rows(
+        database_url,
+        "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
+        "external_reference, amount_cents, status, outcome_unknown, last_error) "
+        "VALUES (%s, %s, %s, %s, %s, 250, 'error', true, 'timed out') RETURNING id",
+        (intent_id, order_id, terminal, key, reference),
+    )
     return intent_id, mp_create(sim, terminal, key, reference)
 
 
 # -- 1. ambiguous creates ----------------------------------------------------------------------------
 
-def test_dropped_connection_after_sending_is_unresolved_then_followed(kiosk, sim, start_worker, database_url):
+
+def test_dropped_connection_after_sending_is_unresolved_then_followed(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 1})
     sim.post("/_sim/chaos", {"drop": 1.0}).raise_for_status()
@@ -84,23 +104,33 @@ def test_dropped_connection_after_sending_is_unresolved_then_followed(kiosk, sim
     (charge,) = sim.get("/_sim/orders")  # it was created: only the answer was lost
     sim.tap(TERMINAL, "take")
     start_worker(**QUIET)
-    wait_for(lambda: intent_rows(database_url, order["id"])[0]["status"] == "at_terminal", timeout=60,
-             what="intent follows Mercado Pago")
+    wait_for(
+        lambda: intent_rows(database_url, order["id"])[0]["status"] == "at_terminal",
+        timeout=60,
+        what="intent follows Mercado Pago",
+    )
     assert intent_rows(database_url, order["id"])[0]["provider_order_id"] == charge["id"]
-    assert len(sim.get("/_sim/orders")) == 1 and len({r["idempotency_key"] for r in creates(sim)}) == 1
+    assert (
+        len(sim.get("/_sim/orders")) == 1 and len({r["idempotency_key"] for r in creates(sim)}) == 1
+    )
     sim.tap(TERMINAL, "approve")
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
 
 
-def test_definitive_refusal_while_resolving_makes_the_intent_failed(kiosk, sim, start_worker, database_url):
+def test_definitive_refusal_while_resolving_makes_the_intent_failed(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 1})
     sim.faults(fail_next=1, fail_status=503, method="POST")
     assert kiosk.pay(order["id"]).status_code == 202
     sim.faults(fail_next=1, fail_status=400, method="POST")  # the re-sent create is refused
     start_worker(**QUIET)
-    wait_for(lambda: intent_rows(database_url, order["id"])[0]["status"] == "failed", timeout=60,
-             what="intent failed")
+    wait_for(
+        lambda: intent_rows(database_url, order["id"])[0]["status"] == "failed",
+        timeout=60,
+        what="intent failed",
+    )
     (intent,) = intent_rows(database_url, order["id"])
     assert intent["provider_order_id"] is None and "HTTP 400" in intent["last_error"]
     assert [r["status"] for r in creates(sim)] == [503, 400]
@@ -128,8 +158,9 @@ async def test_nothing_sent_is_error_not_unresolved(kiosk, database_url, pool, m
     assert jobs(database_url, "payments.resolve_intent") == []
 
 
-async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim, start_worker,
-                                                                     database_url, pool):
+async def test_the_periodic_clean_up_finds_a_start_whose_process_died(
+    kiosk, sim, start_worker, database_url, pool
+):
     """Intent written, then the process died before (or while) calling Mercado Pago: once past
     the call's deadline the clean-up tick makes it unresolved with its job; the job re-sends the
     key and the charge is followed (here Mercado Pago never got it, so it is made now)."""
@@ -138,18 +169,27 @@ async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 1})
     intent_id = uuid.uuid4()
-    rows(database_url, "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
-         "external_reference, amount_cents, updated_at) VALUES (%s, %s, %s, %s, %s, 250, "
-         "now() - interval '30 seconds') RETURNING id",
-         (intent_id, order["id"], TERMINAL, f"kiosk-charge-{intent_id}", f"kiosk-{intent_id.hex}"))
+    rows(
+        database_url,
+        "INSERT INTO payment_intents (id, order_id, terminal_id, idempotency_key, "
+        "external_reference, amount_cents, updated_at) VALUES (%s, %s, %s, %s, %s, 250, "
+        "now() - interval '30 seconds') RETURNING id",
+        (intent_id, order["id"], TERMINAL, f"kiosk-charge-{intent_id}", f"kiosk-{intent_id.hex}"),
+    )
     assert await cleanup.defer_checks() == 0  # still within the start's deadline: left alone
-    rows(database_url, "UPDATE payment_intents SET updated_at = now() - interval '2 minutes' RETURNING id")
+    rows(
+        database_url,
+        "UPDATE payment_intents SET updated_at = now() - interval '2 minutes' RETURNING id",
+    )
     assert await cleanup.defer_checks() == 1
     assert intent_row(database_url, intent_id)["status"] == "unresolved"
     assert await cleanup.defer_checks() == 0  # its job is waiting: no second one
     start_worker(**QUIET)
-    wait_for(lambda: intent_row(database_url, intent_id)["status"] == "created", timeout=60,
-             what="resolved")
+    wait_for(
+        lambda: intent_row(database_url, intent_id)["status"] == "created",
+        timeout=60,
+        what="resolved",
+    )
     (charge,) = sim.get("/_sim/orders")
     assert intent_row(database_url, intent_id)["provider_order_id"] == charge["id"]
     sim.tap(TERMINAL, "approve")
@@ -157,6 +197,7 @@ async def test_the_periodic_clean_up_finds_a_start_whose_process_died(kiosk, sim
 
 
 # -- 2. notifications for orders the kiosk does not know by id ---------------------------------------
+
 
 def test_unknown_order_notification_is_matched_by_reference(kiosk, sim, start_worker, database_url):
     """The create's answer was lost and re-sending it keeps failing; the customer pays meanwhile.
@@ -174,8 +215,14 @@ def test_unknown_order_notification_is_matched_by_reference(kiosk, sim, start_wo
     (charge,) = sim.get("/_sim/orders")
     (intent,) = intent_rows(database_url, order["id"])
     assert intent["provider_order_id"] == charge["id"] and intent["status"] == "processed"
-    wait_for(lambda: {r["state"] for r in rows(database_url, "SELECT state FROM webhook_inbox")}
-             == {"processed"}, timeout=30, what="inbox processed")
+    wait_for(
+        lambda: (
+            {r["state"] for r in rows(database_url, "SELECT state FROM webhook_inbox")}
+            == {"processed"}
+        ),
+        timeout=30,
+        what="inbox processed",
+    )
     sim.faults()
 
 
@@ -183,18 +230,27 @@ def test_foreign_order_notification_stays_ignored(kiosk, sim, start_worker, data
     foreign = mp_create(sim, "SHARED", "someone-else-1", "not-ours-1")
     start_worker(**QUIET)
     assert notify(kiosk.url, foreign["id"], 700001).status_code == 200
-    wait_for(lambda: rows(database_url, "SELECT state FROM webhook_inbox")[0]["state"] == "ignored",
-             timeout=60, what="notification ignored")
+    wait_for(
+        lambda: rows(database_url, "SELECT state FROM webhook_inbox")[0]["state"] == "ignored",
+        timeout=60,
+        what="notification ignored",
+    )
     (job,) = jobs(database_url, "payments.process_notification")
-    wait_for(lambda: jobs(database_url, "payments.process_notification")[0]["status"] == "succeeded",
-             timeout=30, what="job done")
+    wait_for(
+        lambda: jobs(database_url, "payments.process_notification")[0]["status"] == "succeeded",
+        timeout=30,
+        what="job done",
+    )
     assert job["lock"] == f"mp-order-{foreign['id']}"
     assert rows(database_url, "SELECT count(*) AS n FROM payment_intents")[0]["n"] == 0
 
 
 # -- 3. cancel and expiry with unresolved or live charges ----------------------------------------------
 
-def test_cancel_waits_for_an_unresolved_charge_then_cancels_it(kiosk, sim, start_worker, database_url):
+
+def test_cancel_waits_for_an_unresolved_charge_then_cancels_it(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 2})
     sim.faults(fail_next=1, fail_status=502, method="POST")
@@ -243,8 +299,9 @@ def test_cancel_during_a_start_that_mercado_pago_refuses_closes_the_order(kiosk,
     assert kiosk.get(order["id"])["status"] == "canceled" and kiosk.stock("tea") == 3
 
 
-async def test_expiry_keeps_the_stock_of_an_order_with_an_unresolved_charge(kiosk, sim, start_worker,
-                                                                          database_url, pool):
+async def test_expiry_keeps_the_stock_of_an_order_with_an_unresolved_charge(
+    kiosk, sim, start_worker, database_url, pool
+):
     kiosk.product("tea", price_cents=250, stock=3)
     order = kiosk.order({"tea": 1})
     sim.faults(fail_next=1, fail_status=500, method="POST")
@@ -260,8 +317,13 @@ async def test_expiry_keeps_the_stock_of_an_order_with_an_unresolved_charge(kios
 
 # -- 4. late money is refunded, exactly once ------------------------------------------------------------
 
+
 def refund_calls(sim, provider_order_id: str) -> list[dict]:
-    return [r for r in sim.get("/_sim/requests") if r["path"] == f"/v1/orders/{provider_order_id}/refund"]
+    return [
+        r
+        for r in sim.get("/_sim/requests")
+        if r["path"] == f"/v1/orders/{provider_order_id}/refund"
+    ]
 
 
 def test_second_charge_of_a_paid_order_is_refunded_once(kiosk, sim, start_worker, database_url):
@@ -281,28 +343,55 @@ def test_second_charge_of_a_paid_order_is_refunded_once(kiosk, sim, start_worker
     sim.tap("OLD_TERMINAL", "approve")
     # Mercado Pago's deliveries of the two changes, each several times, all at once.
     with concurrent.futures.ThreadPoolExecutor(8) as pool_:
-        answers = list(pool_.map(
-            lambda n: notify(kiosk.url, old_charge["id"], 810000 + n % 4,
-                             "order.processed" if n % 2 else "order.at_terminal").status_code,
-            range(24)))
+        answers = list(
+            pool_.map(
+                lambda n: (
+                    notify(
+                        kiosk.url,
+                        old_charge["id"],
+                        810000 + n % 4,
+                        "order.processed" if n % 2 else "order.at_terminal",
+                    ).status_code
+                ),
+                range(24),
+            )
+        )
     assert set(answers) == {200}
-    wait_for(lambda: intent_row(database_url, old_id)["status"] == "refunded", timeout=60,
-             what="late charge refunded")
+    wait_for(
+        lambda: intent_row(database_url, old_id)["status"] == "refunded",
+        timeout=60,
+        what="late charge refunded",
+    )
     old = intent_row(database_url, old_id)
-    assert old["refund_status"] == "refunded" and old["refund_idempotency_key"] == f"kiosk-refund-{old_id}"
+    assert (
+        old["refund_status"] == "refunded"
+        and old["refund_idempotency_key"] == f"kiosk-refund-{old_id}"
+    )
     assert "already paid" in old["refund_reason"]
     (charge,) = [o for o in sim.get("/_sim/orders") if o["id"] == old_charge["id"]]
     assert charge["status"] == "refunded" and charge["refunds"] == 1
-    assert {r["idempotency_key"] for r in refund_calls(sim, old_charge["id"])} == {f"kiosk-refund-{old_id}"}
+    assert {r["idempotency_key"] for r in refund_calls(sim, old_charge["id"])} == {
+        f"kiosk-refund-{old_id}"
+    }
     # More copies later change nothing.
     for n in range(3):
         assert notify(kiosk.url, old_charge["id"], 820000 + n).status_code == 200
-    wait_for(lambda: not rows(database_url, "SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"),
-             timeout=60, what="jobs done")
+    wait_for(
+        lambda: (
+            not rows(
+                database_url, "SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            )
+        ),
+        timeout=60,
+        what="jobs done",
+    )
     assert len(refund_calls(sim, old_charge["id"])) == 1
     paid = kiosk.get(order["id"])
     assert paid["status"] == "paid" and kiosk.stock("tea") == 4
-    audit = rows(database_url, "SELECT actor, target, details FROM admin_audit WHERE action = 'payment.refund'")
+    audit = rows(
+        database_url,
+        "SELECT actor, target, details FROM admin_audit WHERE action = 'payment.refund'",
+    )
     assert len(audit) == 1 and audit[0]["target"] == f"payment_intent:{old_id}"
     assert audit[0]["details"]["provider_order_id"] == old_charge["id"]
     assert {j["status"] for j in jobs(database_url, "payments.refund_intent")} == {"succeeded"}
@@ -310,8 +399,9 @@ def test_second_charge_of_a_paid_order_is_refunded_once(kiosk, sim, start_worker
     assert "\nkiosk_refunds_total 1.0\n" in metrics
 
 
-def test_money_taken_for_a_canceled_order_is_refunded_and_the_order_stays_closed(kiosk, sim, start_worker,
-                                                                                 database_url):
+def test_money_taken_for_a_canceled_order_is_refunded_and_the_order_stays_closed(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=250, stock=5)
     order = kiosk.order({"tea": 2})
     assert kiosk.cancel(order["id"]).status_code == 200  # nothing open in the kiosk: released
@@ -319,15 +409,20 @@ def test_money_taken_for_a_canceled_order_is_refunded_and_the_order_stays_closed
     old_id, old_charge = legacy_error_intent(database_url, sim, order["id"], "OLD_TERMINAL")
     start_worker(**QUIET)
     sim.tap("OLD_TERMINAL", "approve")
-    wait_for(lambda: intent_row(database_url, old_id)["refund_status"] == "refunded", timeout=60,
-             what="refunded")
+    wait_for(
+        lambda: intent_row(database_url, old_id)["refund_status"] == "refunded",
+        timeout=60,
+        what="refunded",
+    )
     assert kiosk.get(order["id"])["status"] == "canceled"
     assert kiosk.stock("tea") == 5  # stock = initial - sold
     assert "canceled" in intent_row(database_url, old_id)["refund_reason"]
     assert [o["refunds"] for o in sim.get("/_sim/orders")] == [1]
 
 
-def test_ambiguous_refund_answers_are_retried_with_the_same_key(kiosk, sim, start_worker, database_url):
+def test_ambiguous_refund_answers_are_retried_with_the_same_key(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=250, stock=5)
     order = kiosk.order({"tea": 1})
     kiosk.cancel(order["id"]).raise_for_status()
@@ -340,8 +435,11 @@ def test_ambiguous_refund_answers_are_retried_with_the_same_key(kiosk, sim, star
     assert notify(kiosk.url, old_charge["id"], 830001).status_code == 200
     wait_for(lambda: refund_calls(sim, old_charge["id"]), timeout=60, what="first refund call")
     sim.post("/_sim/chaos", {}).raise_for_status()
-    wait_for(lambda: intent_row(database_url, old_id)["refund_status"] == "refunded", timeout=60,
-             what="refunded")
+    wait_for(
+        lambda: intent_row(database_url, old_id)["refund_status"] == "refunded",
+        timeout=60,
+        what="refunded",
+    )
     calls = refund_calls(sim, old_charge["id"])
     assert calls[0]["status"] == 500 and calls[-1]["status"] == 200 and len(calls) >= 2
     assert {c["idempotency_key"] for c in calls} == {f"kiosk-refund-{old_id}"}
@@ -350,6 +448,7 @@ def test_ambiguous_refund_answers_are_retried_with_the_same_key(kiosk, sim, star
 
 # -- 5. attention: the list, the actions, the dashboard -----------------------------------------------
 
+
 def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api):
     kiosk.product("tea", price_cents=250, stock=5)
     # An unresolved charge whose resolution gave up (one attempt allowed).
@@ -357,8 +456,11 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     sim.faults(fail_next=1000, fail_status=503, method="POST")
     assert kiosk.pay(stuck["id"]).status_code == 202
     worker = start_worker(KIOSK_PAYMENT_MAX_ATTEMPTS="1", **QUIET)
-    wait_for(lambda: [j["status"] for j in jobs(database_url, "payments.resolve_intent")] == ["failed"],
-             timeout=60, what="resolution gave up")
+    wait_for(
+        lambda: [j["status"] for j in jobs(database_url, "payments.resolve_intent")] == ["failed"],
+        timeout=60,
+        what="resolution gave up",
+    )
     # A refund Mercado Pago refuses: the refund call answers 400, the charge is still processed.
     sim.faults()
     closed = kiosk.order({"tea": 1})
@@ -366,21 +468,32 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     old_id, old_charge = legacy_error_intent(database_url, sim, closed["id"], "OLD_TERMINAL")
     sim.faults(fail_next=1000, fail_status=400, method="POST")
     sim.tap("OLD_TERMINAL", "approve")
-    wait_for(lambda: intent_row(database_url, old_id)["refund_status"] == "failed", timeout=60,
-             what="refund failed")
+    wait_for(
+        lambda: intent_row(database_url, old_id)["refund_status"] == "failed",
+        timeout=60,
+        what="refund failed",
+    )
     worker.stop()
     sim.faults()
     (unresolved,) = intent_rows(database_url, stuck["id"])
     assert httpx.get(f"{kiosk.url}/admin/payments/attention", timeout=10).status_code == 401
     listed = kiosk.http.get("/admin/payments/attention", headers=ADMIN).json()
     assert [i["id"] for i in listed] == [str(old_id)]  # the unresolved one is not old enough yet
-    rows(database_url, "UPDATE payment_intents SET updated_at = now() - interval '10 minutes' "
-         "WHERE id = %s RETURNING id", (unresolved["id"],))
+    rows(
+        database_url,
+        "UPDATE payment_intents SET updated_at = now() - interval '10 minutes' "
+        "WHERE id = %s RETURNING id",
+        (unresolved["id"],),
+    )
     listed = kiosk.http.get("/admin/payments/attention", headers=ADMIN).json()
-    assert {(i["id"], i["kind"]) for i in listed} == {(str(unresolved["id"]), "unresolved"),
-                                                      (str(old_id), "refund")}
+    assert {(i["id"], i["kind"]) for i in listed} == {
+        (str(unresolved["id"]), "unresolved"),
+        (str(old_id), "refund"),
+    }
     refund_item = next(i for i in listed if i["kind"] == "refund")
-    assert refund_item["refund_status"] == "failed" and "HTTP 400" in refund_item["refund_last_error"]
+    assert (
+        refund_item["refund_status"] == "failed" and "HTTP 400" in refund_item["refund_last_error"]
+    )
     metrics = httpx.get(f"{kiosk.url}/metrics", headers=ADMIN, timeout=10).text
     assert 'kiosk_payments_attention{kind="unresolved"} 1.0\n' in metrics
     assert 'kiosk_refunds_open{state="failed"} 1.0\n' in metrics
@@ -390,36 +503,58 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     short = browser.get("/admin/attention")
     assert short.status_code == 303 and short.headers["location"] == "/admin/ui/attention"
     page = browser.get("/admin/ui/attention")
-    assert page.status_code == 200 and str(unresolved["id"]) in page.text and str(old_id) in page.text
+    assert (
+        page.status_code == 200 and str(unresolved["id"]) in page.text and str(old_id) in page.text
+    )
     assert f'action="/admin/ui/attention/{unresolved["id"]}/resolve"' in page.text
     assert f'action="/admin/ui/attention/{old_id}/refund"' in page.text
-    forged = browser.post(f"/admin/ui/attention/{unresolved['id']}/resolve", data={"csrf_token": "x"})
+    forged = browser.post(
+        f"/admin/ui/attention/{unresolved['id']}/resolve", data={"csrf_token": "x"}
+    )
     assert forged.status_code == 403
 
     # Resolve from the dashboard; retry the refund from the JSON API.
     csrf = csrf_of(browser, "/admin/ui/attention")
-    done = browser.post(f"/admin/ui/attention/{unresolved['id']}/resolve",
-                        data={"csrf_token": csrf, "next": "/admin/ui/attention"})
+    done = browser.post(
+        f"/admin/ui/attention/{unresolved['id']}/resolve",
+        data={"csrf_token": csrf, "next": "/admin/ui/attention"},
+    )
     assert done.status_code == 303 and done.headers["location"] == "/admin/ui/attention"
-    retried = kiosk.http.post(f"/admin/payments/intents/{old_id}/refund",
-                              headers={**ADMIN, "X-Kiosk-Actor": "bea"})
+    retried = kiosk.http.post(
+        f"/admin/payments/intents/{old_id}/refund", headers={**ADMIN, "X-Kiosk-Actor": "bea"}
+    )
     assert retried.status_code == 200, retried.text
     again = kiosk.http.post(f"/admin/payments/intents/{old_id}/refund", headers=ADMIN)
     assert again.status_code == 409
-    assert kiosk.http.post(f"/admin/payments/intents/{uuid.uuid4()}/resolve", headers=ADMIN).status_code == 404
+    assert (
+        kiosk.http.post(
+            f"/admin/payments/intents/{uuid.uuid4()}/resolve", headers=ADMIN
+        ).status_code
+        == 404
+    )
     start_worker(**QUIET)
-    wait_for(lambda: intent_rows(database_url, stuck["id"])[0]["status"] == "created", timeout=60,
-             what="resolved")
-    wait_for(lambda: intent_row(database_url, old_id)["refund_status"] == "refunded", timeout=60,
-             what="refunded")
+    wait_for(
+        lambda: intent_rows(database_url, stuck["id"])[0]["status"] == "created",
+        timeout=60,
+        what="resolved",
+    )
+    wait_for(
+        lambda: intent_row(database_url, old_id)["refund_status"] == "refunded",
+        timeout=60,
+        what="refunded",
+    )
     assert kiosk.http.get("/admin/payments/attention", headers=ADMIN).json() == []
     audit = rows(database_url, "SELECT actor, action, target FROM admin_audit ORDER BY id")
     assert {(a["actor"], a["action"]) for a in audit} >= {
-        ("ana", "payment.resolve"), ("bea", "payment.refund_retry"), ("kiosk", "payment.refund")}
+        ("ana", "payment.resolve"),
+        ("bea", "payment.refund_retry"),
+        ("kiosk", "payment.refund"),
+    }
     assert "Attention" in browser.get("/admin/").text
 
 
 # -- the simulator's refund endpoint ----------------------------------------------------------------
+
 
 def test_simulator_refund_endpoint(kiosk, sim):
     charge = mp_create(sim, "SIM_T", "sim-refund-1", "sim-refund-1")

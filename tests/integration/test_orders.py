@@ -24,19 +24,33 @@ def test_products_put_and_list(shop):
     assert created.status_code == 201 and created.json() == {"sku": "coffee", **body}
     replaced = shop.http.put("/admin/products/coffee", json={**body, "stock": 3}, headers=ADMIN)
     assert replaced.status_code == 200 and replaced.json()["stock"] == 3
-    for sku, bad in (("coffee", {**body, "price_cents": -1}), ("coffee", {**body, "stock": -1}),
-                     ("coffee", {"name": "", "price_cents": 1, "stock": 1}), ("bad sku!", body)):
+    for sku, bad in (
+        ("coffee", {**body, "price_cents": -1}),
+        ("coffee", {**body, "stock": -1}),
+        ("coffee", {"name": "", "price_cents": 1, "stock": 1}),
+        ("bad sku!", body),
+    ):
         response = shop.http.put(f"/admin/products/{sku}", json=bad, headers=ADMIN)
         assert response.status_code == 422, (sku, bad)
         assert "detail" in response.json()
-    assert shop.http.get("/products").json() == [{"sku": "coffee", "name": "Coffee", "price_cents": 250, "stock": 3}]
+    assert shop.http.get("/products").json() == [
+        {"sku": "coffee", "name": "Coffee", "price_cents": 250, "stock": 3}
+    ]
 
 
 def test_order_is_created_with_its_stock_reserved(shop):
     shop.product("coffee", price_cents=250, stock=10)
     shop.product("tea", price_cents=300, stock=10)
     order = shop.order({"tea": 1, "coffee": 2}, email="ana@example.com")
-    assert set(order) >= {"id", "status", "items", "total_cents", "customer_email", "expires_at", "created_at"}
+    assert set(order) >= {
+        "id",
+        "status",
+        "items",
+        "total_cents",
+        "customer_email",
+        "expires_at",
+        "created_at",
+    }
     assert order["status"] == "pending_payment" and order["total_cents"] == 800
     assert order["items"] == [
         {"sku": "coffee", "name": "Coffee", "quantity": 2, "unit_price_cents": 250},
@@ -47,7 +61,9 @@ def test_order_is_created_with_its_stock_reserved(shop):
     assert shop.stock("coffee") == 8 and shop.stock("tea") == 9
     assert shop.get(order["id"])["payment_intents"] == []
     # Lines of one sku add up.
-    merged = shop.http.post("/orders", json={"items": [{"sku": "tea", "quantity": 1}, {"sku": "tea", "quantity": 2}]})
+    merged = shop.http.post(
+        "/orders", json={"items": [{"sku": "tea", "quantity": 1}, {"sku": "tea", "quantity": 2}]}
+    )
     assert merged.status_code == 201 and merged.json()["items"][0]["quantity"] == 3
     assert shop.stock("tea") == 6
 
@@ -58,10 +74,22 @@ def test_order_is_created_with_its_stock_reserved(shop):
         ({"items": []}, 422, None),
         ({"items": [{"sku": "coffee", "quantity": 0}]}, 422, None),
         ({"items": [{"sku": "nope", "quantity": 1}]}, 422, "unknown sku 'nope'"),
-        ({"items": [{"sku": "coffee", "quantity": 1}], "customer_email": "not an email"}, 422, "customer_email"),
-        ({"items": [{"sku": "coffee", "quantity": 1}], "customer_email": "a@b.c\r\nBcc: x@y.z"}, 422, "customer_email"),
+        (
+            {"items": [{"sku": "coffee", "quantity": 1}], "customer_email": "not an email"},
+            422,
+            "customer_email",
+        ),
+        (
+            {"items": [{"sku": "coffee", "quantity": 1}], "customer_email": "a@b.c\r\nBcc: x@y.z"},
+            422,
+            "customer_email",
+        ),
         ({"items": [{"sku": "coffee", "quantity": 3}]}, 409, "not enough stock for sku 'coffee'"),
-        ({"items": [{"sku": "tea", "quantity": 1}, {"sku": "coffee", "quantity": 3}]}, 409, "sku 'coffee'"),
+        (
+            {"items": [{"sku": "tea", "quantity": 1}, {"sku": "coffee", "quantity": 3}]},
+            409,
+            "sku 'coffee'",
+        ),
     ],
 )
 def test_bad_orders_take_nothing(shop, body, status, detail):
@@ -81,7 +109,9 @@ def test_twenty_customers_race_for_the_last_five_units(shop, database_url):
     def buy(_):
         with httpx.Client(base_url=shop.url, timeout=60, headers=ADMIN) as client:
             barrier.wait()
-            return client.post("/orders", json={"items": [{"sku": "last-croissants", "quantity": 1}]})
+            return client.post(
+                "/orders", json={"items": [{"sku": "last-croissants", "quantity": 1}]}
+            )
 
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(buy, range(20)))
@@ -102,7 +132,9 @@ def test_orders_sharing_products_in_any_order_do_not_deadlock(shop):
         items = [{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": 1}]
         with httpx.Client(base_url=shop.url, timeout=60, headers=ADMIN) as client:
             barrier.wait()
-            return client.post("/orders", json={"items": items if i % 2 else items[::-1]}).status_code
+            return client.post(
+                "/orders", json={"items": items if i % 2 else items[::-1]}
+            ).status_code
 
     with ThreadPoolExecutor(10) as pool:
         assert list(pool.map(buy, range(10))) == [201] * 10
@@ -130,8 +162,8 @@ def test_unknown_orders_are_404(shop):
 async def test_expiry_releases_stock_once(shop, pool, database_url):
     """The domain call the periodic expiry job uses (shop.payments.intents.close_order)."""
     from kiosk.errors import Conflict
-    from kiosk.orders import store
     from kiosk.orders import lifecycle as intents
+    from kiosk.orders import store
 
     shop.product("tea", stock=5)
     order = shop.order({"tea": 2})

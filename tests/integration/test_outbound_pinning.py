@@ -55,8 +55,9 @@ class Server:
     /redirect answers 302 to /next on the same origin; anything else 200 "<name> <path>".
     """
 
-    def __init__(self, name: str, address: str, port: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, name: str, address: str, port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.name, self.paths, self.hosts = name, [], []
         server = self
 
@@ -104,24 +105,36 @@ def servers() -> Iterator[tuple[Server, Server]]:
 
 def claimed(url: str, timeout: float = 5) -> store.ClaimedRun:
     return store.ClaimedRun(
-        run_id=1, schedule_id=1, trigger="manual", scheduled_for=dt.datetime.now(dt.UTC), attempts=1,
-        method="GET", url=url, headers={}, secrets=None, timeout_seconds=timeout, max_attempts=1,
+        run_id=1,
+        schedule_id=1,
+        trigger="manual",
+        scheduled_for=dt.datetime.now(dt.UTC),
+        attempts=1,
+        method="GET",
+        url=url,
+        headers={},
+        secrets=None,
+        timeout_seconds=timeout,
+        max_attempts=1,
     )
 
 
 # --- addresses that carry an IPv4 ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "http://[2002:7f00:1::1]/",          # 6to4 of 127.0.0.1
-    "http://[2002:a00:1::]/",            # 6to4 of 10.0.0.1
-    "http://[2002:a9fe:a9fe::1]/",       # 6to4 of 169.254.169.254 (cloud metadata)
-    "http://[64:ff9b::7f00:1]/",         # NAT64 of 127.0.0.1
-    "http://[64:ff9b::a00:1]/",          # NAT64 of 10.0.0.1
-    "http://[64:ff9b:1::808:808]/",      # local-use NAT64: never global
-    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
-    "http://[::7f00:1]/",                # IPv4-compatible 127.0.0.1
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
+        "http://[2002:a00:1::]/",  # 6to4 of 10.0.0.1
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a00:1]/",  # NAT64 of 10.0.0.1
+        "http://[64:ff9b:1::808:808]/",  # local-use NAT64: never global
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+    ],
+)
 async def test_ipv6_forms_carrying_an_internal_ipv4_are_refused(url):
     with pytest.raises(UnsafeURL, match="internal address"):
         await check_url(url, frozenset())
@@ -149,8 +162,13 @@ def test_embedded_ipv4_of_each_form():
 async def test_a_name_rebinding_to_loopback_between_check_and_connect_is_not_reached(servers):
     public, internal = servers
     resolver = Resolver([PUBLIC], ["127.0.0.1"])
-    attempt = await executor.perform(claimed(f"http://localhost:{public.port}/data"), allowed=ALLOWED,
-                                     cap=65536, keys=NO_KEYS, resolver=resolver)
+    attempt = await executor.perform(
+        claimed(f"http://localhost:{public.port}/data"),
+        allowed=ALLOWED,
+        cap=65536,
+        keys=NO_KEYS,
+        resolver=resolver,
+    )
     assert internal.paths == []
     assert public.paths == ["/data"] and public.hosts == [f"localhost:{public.port}"]
     assert attempt.kind == "success" and attempt.excerpt == "public /data"
@@ -160,14 +178,24 @@ async def test_a_name_rebinding_to_loopback_between_check_and_connect_is_not_rea
 async def test_a_redirect_hop_is_checked_again_and_pinned(servers):
     public, internal = servers
     rebinding = Resolver([PUBLIC], ["127.0.0.1"])
-    attempt = await executor.perform(claimed(f"http://localhost:{public.port}/redirect"), allowed=ALLOWED,
-                                     cap=65536, keys=NO_KEYS, resolver=rebinding)
+    attempt = await executor.perform(
+        claimed(f"http://localhost:{public.port}/redirect"),
+        allowed=ALLOWED,
+        cap=65536,
+        keys=NO_KEYS,
+        resolver=rebinding,
+    )
     assert attempt.kind == "refused" and "127.0.0.1, an internal address" in attempt.error
     assert internal.paths == [] and public.paths == ["/redirect"]
 
     steady = Resolver([PUBLIC])
-    attempt = await executor.perform(claimed(f"http://localhost:{public.port}/redirect"), allowed=ALLOWED,
-                                     cap=65536, keys=NO_KEYS, resolver=steady)
+    attempt = await executor.perform(
+        claimed(f"http://localhost:{public.port}/redirect"),
+        allowed=ALLOWED,
+        cap=65536,
+        keys=NO_KEYS,
+        resolver=steady,
+    )
     assert attempt.kind == "success" and attempt.excerpt == "public /next"
     assert internal.paths == [] and public.paths == ["/redirect", "/redirect", "/next"]
     assert steady.calls == ["localhost", "localhost"]
@@ -176,13 +204,20 @@ async def test_a_redirect_hop_is_checked_again_and_pinned(servers):
 async def test_a_name_with_one_internal_address_is_refused_before_connecting(servers):
     public, internal = servers
     resolver = Resolver([PUBLIC, "127.0.0.1"])
-    attempt = await executor.perform(claimed(f"http://localhost:{public.port}/x"), allowed=ALLOWED,
-                                     cap=65536, keys=NO_KEYS, resolver=resolver)
+    attempt = await executor.perform(
+        claimed(f"http://localhost:{public.port}/x"),
+        allowed=ALLOWED,
+        cap=65536,
+        keys=NO_KEYS,
+        resolver=resolver,
+    )
     assert attempt.kind == "refused"
     assert public.paths == [] and internal.paths == []
 
 
-async def test_an_address_that_refuses_the_connection_falls_through_to_the_next_checked_one(servers):
+async def test_an_address_that_refuses_the_connection_falls_through_to_the_next_checked_one(
+    servers,
+):
     public, internal = servers
     dead = Server("dead", "127.0.0.3")
     port = dead.port
@@ -190,8 +225,12 @@ async def test_an_address_that_refuses_the_connection_falls_through_to_the_next_
     moved = Server("public", PUBLIC, port)
     try:
         resolver = Resolver(["127.0.0.3", PUBLIC])
-        async with pinned_client(parse_allow_list("127.0.0.2,127.0.0.3"), timeout=5,
-                                 verify=ssl.create_default_context(), resolver=resolver) as client:
+        async with pinned_client(
+            parse_allow_list("127.0.0.2,127.0.0.3"),
+            timeout=5,
+            verify=ssl.create_default_context(),
+            resolver=resolver,
+        ) as client:
             response = await client.get(f"http://localhost:{port}/fallback")
         assert response.text == "public /fallback" and moved.paths == ["/fallback"]
     finally:
@@ -202,8 +241,13 @@ async def test_unresolvable_hosts_are_a_retryable_error():
     async def nothing(host: str, port: int) -> list[netguard.IPAddress]:
         raise netguard.Unresolvable(f"cannot resolve host {host!r}: test")
 
-    attempt = await executor.perform(claimed("http://nowhere.invalid/"), allowed=frozenset(), cap=1024,
-                                     keys=NO_KEYS, resolver=nothing)
+    attempt = await executor.perform(
+        claimed("http://nowhere.invalid/"),
+        allowed=frozenset(),
+        cap=1024,
+        keys=NO_KEYS,
+        resolver=nothing,
+    )
     assert attempt.kind == "error" and "cannot resolve" in attempt.error
 
 
@@ -226,12 +270,23 @@ def _certificate(subject: str, issuer_key, issuer_name, public_key, *, ca: bool,
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -250,8 +305,11 @@ def test_ca(tmp_path_factory) -> dict:
         path = directory / f"{label}.pem"
         path.write_bytes(
             cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+            + key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
         files[label] = path
     return files
@@ -268,14 +326,20 @@ def trusting(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-async def test_tls_uses_the_host_name_for_sni_and_the_certificate_while_connecting_to_the_pinned_address(test_ca):
+async def test_tls_uses_the_host_name_for_sni_and_the_certificate_while_connecting_to_the_pinned_address(
+    test_ca,
+):
     sni: list[str | None] = []
     server = tls_server(test_ca["right"], sni)
     resolver = Resolver(["127.0.0.1"])
     try:
         # KIOSK_OUTBOUND_ALLOW_HOSTS=127.0.0.1 lets the test reach its loopback server.
-        async with pinned_client(parse_allow_list("127.0.0.1"), timeout=5, verify=trusting(test_ca["ca"]),
-                                 resolver=resolver) as client:
+        async with pinned_client(
+            parse_allow_list("127.0.0.1"),
+            timeout=5,
+            verify=trusting(test_ca["ca"]),
+            resolver=resolver,
+        ) as client:
             response = await client.get(f"https://{NAME}:{server.port}/secure")
         assert response.status_code == 200 and response.text == "tls /secure"
         assert sni == [NAME]
@@ -284,13 +348,18 @@ async def test_tls_uses_the_host_name_for_sni_and_the_certificate_while_connecti
 
         # Not allow-listed: refused before any connection.
         with pytest.raises(UnsafeURL, match="internal address"):
-            async with pinned_client(frozenset(), timeout=5, verify=trusting(test_ca["ca"]),
-                                     resolver=resolver) as client:
+            async with pinned_client(
+                frozenset(), timeout=5, verify=trusting(test_ca["ca"]), resolver=resolver
+            ) as client:
                 await client.get(f"https://{NAME}:{server.port}/secure")
         # Without the test CA the certificate is not trusted.
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            async with pinned_client(parse_allow_list("127.0.0.1"), timeout=5, verify=ssl.create_default_context(),
-                                     resolver=resolver) as client:
+            async with pinned_client(
+                parse_allow_list("127.0.0.1"),
+                timeout=5,
+                verify=ssl.create_default_context(),
+                resolver=resolver,
+            ) as client:
                 await client.get(f"https://{NAME}:{server.port}/secure")
         assert server.paths == ["/secure"]
     finally:
@@ -302,8 +371,12 @@ async def test_a_certificate_for_another_name_is_refused(test_ca):
     server = tls_server(test_ca["wrong"], sni)
     try:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match"):
-            async with pinned_client(parse_allow_list("127.0.0.1"), timeout=5, verify=trusting(test_ca["ca"]),
-                                     resolver=Resolver(["127.0.0.1"])) as client:
+            async with pinned_client(
+                parse_allow_list("127.0.0.1"),
+                timeout=5,
+                verify=trusting(test_ca["ca"]),
+                resolver=Resolver(["127.0.0.1"]),
+            ) as client:
                 await client.get(f"https://{NAME}:{server.port}/secure")
         assert sni == [NAME] and server.paths == []
     finally:

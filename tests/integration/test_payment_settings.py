@@ -8,13 +8,30 @@ from tests.support.startup import VALID, start_api
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"KIOSK_PAYMENT_EXPIRATION": "PT10S"}, "KIOSK_PAYMENT_EXPIRATION must be between PT30S and PT3H"),
-        ({"KIOSK_PAYMENT_EXPIRATION": "PT4H"}, "KIOSK_PAYMENT_EXPIRATION must be between PT30S and PT3H"),
-        ({"KIOSK_PAYMENT_EXPIRATION": "5 minutes"}, "KIOSK_PAYMENT_EXPIRATION '5 minutes' is not an ISO-8601"),
-        ({"KIOSK_NOTIFY_URL": "http://hooks.example.com/x"}, "KIOSK_NOTIFY_SECRET must be at least 16"),
-        ({"KIOSK_NOTIFY_URL": "ftp://hooks.example.com/x", "KIOSK_NOTIFY_SECRET": "s" * 16},
-         "KIOSK_NOTIFY_URL only http"),
-        ({"KIOSK_SMTP_HOST": "smtp.example.com"}, "KIOSK_SMTP_FROM must be set when KIOSK_SMTP_HOST"),
+        (
+            {"KIOSK_PAYMENT_EXPIRATION": "PT10S"},
+            "KIOSK_PAYMENT_EXPIRATION must be between PT30S and PT3H",
+        ),
+        (
+            {"KIOSK_PAYMENT_EXPIRATION": "PT4H"},
+            "KIOSK_PAYMENT_EXPIRATION must be between PT30S and PT3H",
+        ),
+        (
+            {"KIOSK_PAYMENT_EXPIRATION": "5 minutes"},
+            "KIOSK_PAYMENT_EXPIRATION '5 minutes' is not an ISO-8601",
+        ),
+        (
+            {"KIOSK_NOTIFY_URL": "http://hooks.example.com/x"},
+            "KIOSK_NOTIFY_SECRET must be at least 16",
+        ),
+        (
+            {"KIOSK_NOTIFY_URL": "ftp://hooks.example.com/x", "KIOSK_NOTIFY_SECRET": "s" * 16},
+            "KIOSK_NOTIFY_URL only http",
+        ),
+        (
+            {"KIOSK_SMTP_HOST": "smtp.example.com"},
+            "KIOSK_SMTP_FROM must be set when KIOSK_SMTP_HOST",
+        ),
         ({"KIOSK_SMTP_FROM": "kiosk"}, "KIOSK_SMTP_FROM must be an email address"),
         ({"KIOSK_ORDER_TTL": "0"}, "KIOSK_ORDER_TTL Input should be greater"),
         ({"KIOSK_PAYMENT_MAX_ATTEMPTS": "0"}, "KIOSK_PAYMENT_MAX_ATTEMPTS Input should be greater"),

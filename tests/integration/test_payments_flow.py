@@ -10,13 +10,16 @@ import json
 
 import httpx
 
-from tests.support.stack import HOOK_SECRET, MAIL_FROM, TERMINAL, jobs, rows
 from tests.support import wait_for
+from tests.support.stack import HOOK_SECRET, MAIL_FROM, TERMINAL, jobs, rows
 
 
 def intent_rows(database_url, order_id):
-    return rows(database_url, "SELECT * FROM payment_intents WHERE order_id = %s ORDER BY created_at",
-                (order_id,))
+    return rows(
+        database_url,
+        "SELECT * FROM payment_intents WHERE order_id = %s ORDER BY created_at",
+        (order_id,),
+    )
 
 
 def test_full_flow_paid_receipt_and_hook_once(kiosk, sim, smtp, hook, start_worker, database_url):
@@ -44,17 +47,27 @@ def test_full_flow_paid_receipt_and_hook_once(kiosk, sim, smtp, hook, start_work
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
     wait_for(lambda: smtp.messages and hook.calls, timeout=60, what="receipt and hook")
     done = rows(database_url, "SELECT kind, state FROM order_deliveries ORDER BY kind")
-    wait_for(lambda: {r["state"] for r in rows(database_url, "SELECT state FROM order_deliveries")} == {"sent"},
-             timeout=30, what="deliveries sent")
+    wait_for(
+        lambda: (
+            {r["state"] for r in rows(database_url, "SELECT state FROM order_deliveries")}
+            == {"sent"}
+        ),
+        timeout=30,
+        what="deliveries sent",
+    )
 
     paid = kiosk.get(order["id"])
     assert paid["payment_intents"][0]["status"] == "processed" and paid["paid_at"]
     # Every notification the simulator sent was stored and processed.
     inbox = rows(database_url, "SELECT state, action FROM webhook_inbox ORDER BY id")
     assert [r["action"] for r in inbox] == ["order.at_terminal", "order.processed"]
-    wait_for(lambda: all(r["state"] == "processed" for r in
-                         rows(database_url, "SELECT state FROM webhook_inbox")), timeout=30,
-             what="inbox processed")
+    wait_for(
+        lambda: all(
+            r["state"] == "processed" for r in rows(database_url, "SELECT state FROM webhook_inbox")
+        ),
+        timeout=30,
+        what="inbox processed",
+    )
 
     (mail,) = smtp.messages
     assert mail["to"] == ["ana@example.com"] and mail["from"] == MAIL_FROM
@@ -63,17 +76,25 @@ def test_full_flow_paid_receipt_and_hook_once(kiosk, sim, smtp, hook, start_work
 
     (call,) = hook.calls
     body = json.loads(call["body"])
-    assert body["event"] == "order.paid" and body["order_id"] == order["id"] and body["total_cents"] == 890
+    assert (
+        body["event"] == "order.paid"
+        and body["order_id"] == order["id"]
+        and body["total_cents"] == 890
+    )
     assert call["headers"]["Idempotency-Key"] == f"order-paid-{order['id']}"
     ts, v1 = (part.split("=", 1)[1] for part in call["headers"]["X-Kiosk-Signature"].split(","))
-    expected = hmac.new(HOOK_SECRET.encode(), f"{ts}.".encode() + call["body"], hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        HOOK_SECRET.encode(), f"{ts}.".encode() + call["body"], hashlib.sha256
+    ).hexdigest()
     assert hmac.compare_digest(v1, expected)
 
     # Stock stays taken; a paid order cannot be charged again nor canceled.
     assert kiosk.stock("coffee") == 8
     assert kiosk.pay(order["id"]).status_code == 409
     assert kiosk.cancel(order["id"]).status_code == 409
-    assert {j["status"] for j in jobs(database_url, "payments.process_notification")} == {"succeeded"}
+    assert {j["status"] for j in jobs(database_url, "payments.process_notification")} == {
+        "succeeded"
+    }
     assert len(smtp.messages) == 1 and len(hook.calls) == 1
     assert done  # deliveries were planned in the paid transaction
 
@@ -84,8 +105,11 @@ def test_declined_card_then_second_intent_pays(kiosk, sim, smtp, start_worker, d
     start_worker()
     first = kiosk.pay(order["id"]).json()
     sim.tap(TERMINAL, "decline")
-    wait_for(lambda: intent_rows(database_url, order["id"])[0]["status"] == "failed", timeout=60,
-             what="intent failed")
+    wait_for(
+        lambda: intent_rows(database_url, order["id"])[0]["status"] == "failed",
+        timeout=60,
+        what="intent failed",
+    )
     assert kiosk.get(order["id"])["status"] == "pending_payment"
 
     second = kiosk.pay(order["id"])
@@ -105,14 +129,18 @@ def test_provider_500_on_read_is_retried_then_paid(kiosk, sim, start_worker, dat
     start_worker()
     sim.faults(fail_next=1, fail_status=500, method="GET")
     sim.tap(TERMINAL, "approve")
-    wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid after a retry")
+    wait_for(
+        lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid after a retry"
+    )
     gets = [r["status"] for r in sim.get("/_sim/requests") if r["method"] == "GET"]
     assert gets[0] == 500 and 200 in gets
     attempts = [j["attempts"] for j in jobs(database_url, "payments.process_notification")]
     assert max(attempts) >= 1
 
 
-def test_provider_down_leaves_job_failed_and_order_unchanged(kiosk, sim, start_worker, database_url):
+def test_provider_down_leaves_job_failed_and_order_unchanged(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1}, email=None)
     kiosk.pay(order["id"]).raise_for_status()
@@ -122,9 +150,15 @@ def test_provider_down_leaves_job_failed_and_order_unchanged(kiosk, sim, start_w
     # One notification, so one job: it gives up after KIOSK_PAYMENT_MAX_ATTEMPTS=2 runs.
     start_worker(KIOSK_PAYMENT_MAX_ATTEMPTS="2")
     from tests.support.stack import notify
+
     assert notify(kiosk.url, processed["id"], 900001).status_code == 200
-    wait_for(lambda: [j["status"] for j in jobs(database_url, "payments.process_notification")] == ["failed"],
-             timeout=60, what="job failed")
+    wait_for(
+        lambda: (
+            [j["status"] for j in jobs(database_url, "payments.process_notification")] == ["failed"]
+        ),
+        timeout=60,
+        what="job failed",
+    )
     (job,) = jobs(database_url, "payments.process_notification")
     assert job["attempts"] == 2
     assert kiosk.get(order["id"])["status"] == "pending_payment"
@@ -133,7 +167,9 @@ def test_provider_down_leaves_job_failed_and_order_unchanged(kiosk, sim, start_w
     assert gets == [503, 503]
 
 
-def test_charge_500_is_unresolved_then_resolved_with_the_same_key(kiosk, sim, start_worker, database_url):
+def test_charge_500_is_unresolved_then_resolved_with_the_same_key(
+    kiosk, sim, start_worker, database_url
+):
     """A 5xx may hide a created charge: 202 with the intent `unresolved`, and a job re-sends the
     same idempotency key until Mercado Pago answers (here it creates the charge then)."""
     kiosk.product("tea", price_cents=300, stock=3)
@@ -141,7 +177,9 @@ def test_charge_500_is_unresolved_then_resolved_with_the_same_key(kiosk, sim, st
     sim.faults(fail_next=1, fail_status=500, method="POST")
     response = kiosk.pay(order["id"])
     assert response.status_code == 202, response.text
-    assert response.json()["status"] == "unresolved" and response.json()["provider_order_id"] is None
+    assert (
+        response.json()["status"] == "unresolved" and response.json()["provider_order_id"] is None
+    )
     (intent,) = intent_rows(database_url, order["id"])
     assert intent["status"] == "unresolved" and intent["outcome_unknown"]
     assert "HTTP 500" in intent["last_error"]
@@ -153,8 +191,11 @@ def test_charge_500_is_unresolved_then_resolved_with_the_same_key(kiosk, sim, st
     assert kiosk.pay(order["id"]).status_code == 409
 
     start_worker()
-    wait_for(lambda: intent_rows(database_url, order["id"])[0]["status"] == "created", timeout=60,
-             what="intent resolved")
+    wait_for(
+        lambda: intent_rows(database_url, order["id"])[0]["status"] == "created",
+        timeout=60,
+        what="intent resolved",
+    )
     (sim_order,) = sim.get("/_sim/orders")
     assert intent_rows(database_url, order["id"])[0]["provider_order_id"] == sim_order["id"]
     keys = {r["idempotency_key"] for r in sim.get("/_sim/requests") if r["method"] == "POST"}
@@ -163,7 +204,9 @@ def test_charge_500_is_unresolved_then_resolved_with_the_same_key(kiosk, sim, st
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
 
 
-def test_charge_timeout_is_unresolved_and_never_charges_twice(kiosk, sim, start_worker, database_url):
+def test_charge_timeout_is_unresolved_and_never_charges_twice(
+    kiosk, sim, start_worker, database_url
+):
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1})
     # Mercado Pago is slow (3 s > KIOSK_MP_TIMEOUT_SECONDS=2) but does create the order.
@@ -176,8 +219,11 @@ def test_charge_timeout_is_unresolved_and_never_charges_twice(kiosk, sim, start_
     wait_for(lambda: len(sim.get("/_sim/orders")) == 1, timeout=10, what="the slow order")
 
     start_worker()
-    wait_for(lambda: intent_rows(database_url, order["id"])[0]["provider_order_id"], timeout=60,
-             what="intent resolved")
+    wait_for(
+        lambda: intent_rows(database_url, order["id"])[0]["provider_order_id"],
+        timeout=60,
+        what="intent resolved",
+    )
     (sim_order,) = sim.get("/_sim/orders")
     (resolved,) = intent_rows(database_url, order["id"])
     assert resolved["provider_order_id"] == sim_order["id"] and resolved["status"] == "created"
@@ -195,16 +241,23 @@ def test_charge_conflicts(kiosk, sim):
     again = kiosk.pay(first["id"], terminal_id="OTHER_TERMINAL")
     assert again.status_code == 409 and "open payment intent" in again.json()["detail"]
     # Busy at Mercado Pago although not in the kiosk (another system's order on that terminal).
-    httpx.post(f"{sim.url}/v1/orders", headers={"X-Idempotency-Key": "foreign",
-                                                 "Authorization": "Bearer test-access-token"},
-               json={"type": "point", "external_reference": "foreign-1", "expiration_time": "PT5M",
-                     "transactions": {"payments": [{"amount": "1.00"}]},
-                     "config": {"point": {"terminal_id": "SHARED"}}}).raise_for_status()
+    httpx.post(
+        f"{sim.url}/v1/orders",
+        headers={"X-Idempotency-Key": "foreign", "Authorization": "Bearer test-access-token"},
+        json={
+            "type": "point",
+            "external_reference": "foreign-1",
+            "expiration_time": "PT5M",
+            "transactions": {"payments": [{"amount": "1.00"}]},
+            "config": {"point": {"terminal_id": "SHARED"}},
+        },
+    ).raise_for_status()
     shared = kiosk.pay(second["id"], terminal_id="SHARED")
     assert shared.status_code == 409 and "Mercado Pago" in shared.json()["detail"]
     assert kiosk.pay(second["id"], terminal_id="FREE").status_code == 201
-    unknown = kiosk.http.post("/orders/00000000-0000-0000-0000-000000000000/payment-intents",
-                              json={"terminal_id": "X"})
+    unknown = kiosk.http.post(
+        "/orders/00000000-0000-0000-0000-000000000000/payment-intents", json={"terminal_id": "X"}
+    )
     assert unknown.status_code == 404
     assert kiosk.pay(first["id"], terminal_id="bad id!").status_code == 422
 
@@ -232,11 +285,17 @@ def test_cancel_at_terminal_waits_for_the_terminal(kiosk, sim, start_worker, dat
     order = kiosk.order({"tea": 1})
     intent = kiosk.pay(order["id"]).json()
     sim.tap(TERMINAL, "take")
-    wait_for(lambda: kiosk.get(order["id"])["payment_intents"][0]["status"] == "at_terminal",
-             timeout=60, what="intent at terminal")
+    wait_for(
+        lambda: kiosk.get(order["id"])["payment_intents"][0]["status"] == "at_terminal",
+        timeout=60,
+        what="intent at terminal",
+    )
     response = kiosk.cancel(order["id"])
     assert response.status_code == 202, response.text
-    assert response.json()["status"] == "pending_payment" and response.json()["closing_status"] == "canceled"
+    assert (
+        response.json()["status"] == "pending_payment"
+        and response.json()["closing_status"] == "canceled"
+    )
     assert kiosk.stock("tea") == 3
     assert kiosk.pay(order["id"], terminal_id="OTHER").status_code == 409
     sim.tap(TERMINAL, "cancel")
@@ -248,8 +307,11 @@ def test_cancel_at_terminal_waits_for_the_terminal(kiosk, sim, start_worker, dat
     order = kiosk.order({"tea": 1})
     kiosk.pay(order["id"]).raise_for_status()
     sim.tap(TERMINAL, "take")
-    wait_for(lambda: kiosk.get(order["id"])["payment_intents"][0]["status"] == "at_terminal",
-             timeout=60, what="intent at terminal")
+    wait_for(
+        lambda: kiosk.get(order["id"])["payment_intents"][0]["status"] == "at_terminal",
+        timeout=60,
+        what="intent at terminal",
+    )
     assert kiosk.cancel(order["id"]).status_code == 202
     sim.tap(TERMINAL, "approve")
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
@@ -264,5 +326,7 @@ def test_refund_after_paid(kiosk, sim, start_worker, database_url):
     start_worker()
     sim.tap(TERMINAL, "approve")
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
-    sim.post(f"/_sim/orders/{intent['provider_order_id']}/status", {"status": "refunded"}).raise_for_status()
+    sim.post(
+        f"/_sim/orders/{intent['provider_order_id']}/status", {"status": "refunded"}
+    ).raise_for_status()
     wait_for(lambda: kiosk.status_is(order["id"], "refunded"), timeout=60, what="order refunded")

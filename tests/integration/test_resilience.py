@@ -14,9 +14,9 @@ from procrastinate.jobs import Job
 
 from kiosk import db, queue
 from tasks.retry import Backoff
+from tests.support import Api, child_env
 from tests.support.config import ADMIN_TOKEN
 from tests.support.stack import notify
-from tests.support import Api, child_env
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -25,8 +25,11 @@ TASK = "tests.probe"
 
 # -- a job whose database went away is retried ----------------------------------------------------
 
+
 def job(attempts: int = 0) -> Job:
-    return Job(id=1, queue="default", lock=None, queueing_lock=None, task_name="t", attempts=attempts)
+    return Job(
+        id=1, queue="default", lock=None, queueing_lock=None, task_name="t", attempts=attempts
+    )
 
 
 def wrapped(cause: BaseException) -> exceptions.ConnectorException:
@@ -36,12 +39,15 @@ def wrapped(cause: BaseException) -> exceptions.ConnectorException:
         return exc
 
 
-@pytest.mark.parametrize("error", [
-    psycopg.OperationalError("server closed the connection unexpectedly"),
-    psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
-    psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec"),
-    wrapped(psycopg.OperationalError("connection refused")),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec"),
+        wrapped(psycopg.OperationalError("connection refused")),
+    ],
+)
 def test_backoff_retries_a_lost_database(database_url, error):
     decision = Backoff(ValueError).get_retry_decision(exception=error, job=job())
     assert decision is not None
@@ -57,11 +63,13 @@ def test_backoff_still_fails_other_errors_and_stops_at_the_limit(database_url):
 
 # -- a collapsed defer holds the waiting job until its transaction commits -------------------------
 
+
 async def locked_out(job_id: int) -> bool:
     """What a worker's fetch sees: True when the job row is locked (SKIP LOCKED passes it over)."""
     async with db.pool().connection() as other:
         cursor = await other.execute(
-            "SELECT id FROM procrastinate_jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (job_id,))
+            "SELECT id FROM procrastinate_jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (job_id,)
+        )
         return await cursor.fetchone() is None
 
 
@@ -87,6 +95,7 @@ async def test_a_defer_that_finds_the_waiting_job_started_defers_after_all(pool)
 
 # -- a charge whose answer was never recorded is resumed ------------------------------------------
 
+
 def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, database_url):
     kiosk.product("tea", price_cents=300, stock=3)
     order = kiosk.order({"tea": 1})
@@ -95,8 +104,11 @@ def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, da
     # What the database holds when it went away after the intent was written and Mercado Pago
     # created the charge, but before the answer was recorded (the client got a 503).
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE payment_intents SET provider_order_id = NULL, status = 'created', "
-                     "status_detail = NULL WHERE id = %s", (first.json()["id"],))
+        conn.execute(
+            "UPDATE payment_intents SET provider_order_id = NULL, status = 'created', "
+            "status_detail = NULL WHERE id = %s",
+            (first.json()["id"],),
+        )
     assert kiosk.pay(order["id"], terminal_id="ANOTHER").status_code == 409
     again = kiosk.pay(order["id"])
     assert again.status_code == 201, again.text
@@ -110,16 +122,23 @@ def test_a_charge_started_while_the_database_went_away_is_resumed(kiosk, sim, da
 
 # -- the API answers 503 soon while the database is down -------------------------------------------
 
+
 def test_requests_get_503_within_the_pool_timeout_when_the_database_is_down(database_url, log_dir):
-    env = child_env("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1", KIOSK_DB_POOL_TIMEOUT="1")
+    env = child_env(
+        "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1", KIOSK_DB_POOL_TIMEOUT="1"
+    )
     server = Api(env, log_dir)
     try:
         began = time.monotonic()
         response = httpx.get(f"{server.url}/orders/{uuid.uuid4()}", headers=ADMIN, timeout=30)
         assert response.status_code == 503 and response.json() == {"detail": "database unavailable"}
         assert time.monotonic() - began < 10
-        response = httpx.post(f"{server.url}/orders", json={"items": [{"sku": "tea", "quantity": 1}]},
-                              headers=ADMIN, timeout=30)
+        response = httpx.post(
+            f"{server.url}/orders",
+            json={"items": [{"sku": "tea", "quantity": 1}]},
+            headers=ADMIN,
+            timeout=30,
+        )
         assert response.status_code == 503
         # The webhook (served ahead of FastAPI's routing) answers the same way: Mercado Pago retries.
         response = notify(server.url, "ORD01DOWN", 1)

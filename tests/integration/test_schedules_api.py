@@ -15,10 +15,17 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.support.schedules import (
-    ALLOW_LOOPBACK, AUTH, FAST, Target, count, create, db_runs, run_row, runs,
-)
 from tests.support import Api, Worker, child_env, free_port, wait_for
+from tests.support.schedules import (
+    ALLOW_LOOPBACK,
+    AUTH,
+    FAST,
+    count,
+    create,
+    db_runs,
+    run_row,
+    runs,
+)
 
 SECRET = "s3cr3t-api-key-value"
 
@@ -58,18 +65,29 @@ def run_now(api: Api, schedule_id: int) -> dict:
 
 
 def patch(api: Api, schedule_id: int, **fields: object) -> httpx.Response:
-    return httpx.patch(f"{api.url}/admin/schedules/{schedule_id}", json=fields, headers=AUTH, timeout=30)
+    return httpx.patch(
+        f"{api.url}/admin/schedules/{schedule_id}", json=fields, headers=AUTH, timeout=30
+    )
 
 
 YEARLY = "0 0 1 1 *"  # never fires during a test: runs come from "run now"
 
 
 def test_admin_token_is_required(api):
-    calls = [("GET", ""), ("POST", ""), ("GET", "/1"), ("PATCH", "/1"), ("DELETE", "/1"),
-             ("POST", "/1/run"), ("GET", "/1/runs")]
+    calls = [
+        ("GET", ""),
+        ("POST", ""),
+        ("GET", "/1"),
+        ("PATCH", "/1"),
+        ("DELETE", "/1"),
+        ("POST", "/1/run"),
+        ("GET", "/1/runs"),
+    ]
     for method, path in calls:
         for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}):
-            response = httpx.request(method, f"{api.url}/admin/schedules{path}", headers=headers, json={})
+            response = httpx.request(
+                method, f"{api.url}/admin/schedules{path}", headers=headers, json={}
+            )
             assert response.status_code == 401, (method, path, response.text)
             assert "admin token required" in response.json()["detail"]
 
@@ -93,19 +111,29 @@ def test_invalid_schedules_are_refused_and_nothing_is_stored(api, target, databa
         ({"body": "x" * 70_000}, "body is larger"),
     ]
     for change, reason in cases:
-        response = httpx.post(f"{api.url}/admin/schedules", json=good | change, headers=AUTH, timeout=30)
+        response = httpx.post(
+            f"{api.url}/admin/schedules", json=good | change, headers=AUTH, timeout=30
+        )
         assert response.status_code == 422, (change, response.text)
         assert reason in response.json()["detail"], (change, response.text)
     # Shape errors are 422 too (FastAPI's own detail): unknown field, wrong type.
     for change in ({"crontab": "* * * * *"}, {"max_attempts": "many"}):
-        assert httpx.post(f"{api.url}/admin/schedules", json=good | change, headers=AUTH).status_code == 422
+        assert (
+            httpx.post(f"{api.url}/admin/schedules", json=good | change, headers=AUTH).status_code
+            == 422
+        )
 
     schedule = create(api.url, **good | {"cron": YEARLY})
     response = patch(api, schedule["id"], url="http://10.1.2.3/", cron="* * * * * *")
     assert response.status_code == 422 and "internal address" in response.json()["detail"]
     assert patch(api, schedule["id"], cron=None).status_code == 422
-    assert httpx.get(f"{api.url}/admin/schedules/{schedule['id']}", headers=AUTH).json()["cron"] == YEARLY
-    assert [s["id"] for s in httpx.get(f"{api.url}/admin/schedules", headers=AUTH).json()["schedules"]] == [schedule["id"]]
+    assert (
+        httpx.get(f"{api.url}/admin/schedules/{schedule['id']}", headers=AUTH).json()["cron"]
+        == YEARLY
+    )
+    assert [
+        s["id"] for s in httpx.get(f"{api.url}/admin/schedules", headers=AUTH).json()["schedules"]
+    ] == [schedule["id"]]
     assert count(database_url, "SELECT count(*) FROM schedule_runs") == 0
     assert count(database_url, "SELECT count(*) FROM procrastinate_jobs") == 0
     assert target.hits_for("/never") == []
@@ -114,8 +142,13 @@ def test_invalid_schedules_are_refused_and_nothing_is_stored(api, target, databa
 def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, database_url, workers):
     started = workers(3, PROCRASTINATE_LOG_LEVEL="debug")
     schedule = create(
-        api.url, name="every-second", cron="* * * * * *", url=f"{target.url}/tick?key=public",
-        method="POST", body='{"sync": true}', headers={"X-Api-Key": SECRET, "Content-Type": "application/json"},
+        api.url,
+        name="every-second",
+        cron="* * * * * *",
+        url=f"{target.url}/tick?key=public",
+        method="POST",
+        body='{"sync": true}',
+        headers={"X-Api-Key": SECRET, "Content-Type": "application/json"},
     )
     assert schedule["headers"] == {"X-Api-Key": "********", "Content-Type": "application/json"}
     nexts = [dt.datetime.fromisoformat(t) for t in schedule["next_runs"]]
@@ -131,20 +164,27 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
 
     wait_for(past_the_api_horizon, timeout=60, what="runs created by the dispatcher")
     assert patch(api, schedule["id"], active=False).status_code == 200
-    wait_for(lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
-             timeout=30, what="runs in flight to finish")
+    wait_for(
+        lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
+        timeout=30,
+        what="runs in flight to finish",
+    )
 
     rows = db_runs(database_url, schedule["id"])
     ticks = [r["scheduled_for"] for r in rows]
     assert len(rows) >= 9 and len(set(ticks)) == len(ticks)
     assert [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:])] == [1.0] * (len(ticks) - 1)
-    assert all(r["trigger"] == "cron" and r["outcome"] == "success" and r["attempts"] == 1 for r in rows)
+    assert all(
+        r["trigger"] == "cron" and r["outcome"] == "success" and r["attempts"] == 1 for r in rows
+    )
     late = [(r["started_at"] - r["scheduled_for"]).total_seconds() for r in rows]
     assert min(late) >= 0 and max(late) < 3, late
     # One request per run, each with the real secret and body.
     hits = target.hits_for("/tick")
     assert sorted(int(h.headers["X-Kiosk-Run"]) for h in hits) == sorted(r["id"] for r in rows)
-    assert {h.headers["X-Api-Key"] for h in hits} == {SECRET} and {h.body for h in hits} == {b'{"sync": true}'}
+    assert {h.headers["X-Api-Key"] for h in hits} == {SECRET} and {h.body for h in hits} == {
+        b'{"sync": true}'
+    }
     assert {h.method for h in hits} == {"POST"}
     # Secrets never reach a log, even at debug level.
     for process in [*started, api]:
@@ -153,18 +193,26 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
     assert "schedules.execute_run" in "".join(w.output() for w in started)
 
 
-def test_run_now_creates_a_manual_run_and_history_is_newest_first(api, target, database_url, workers):
+def test_run_now_creates_a_manual_run_and_history_is_newest_first(
+    api, target, database_url, workers
+):
     workers(1)
     schedule = create(api.url, name="history", cron="* * * * * *", url=f"{target.url}/history")
-    wait_for(lambda: any(r["outcome"] == "success" for r in db_runs(database_url, schedule["id"])),
-             timeout=30, what="a cron run")
+    wait_for(
+        lambda: any(r["outcome"] == "success" for r in db_runs(database_url, schedule["id"])),
+        timeout=30,
+        what="a cron run",
+    )
     answer = run_now(api, schedule["id"])
     manual = answer["run"]
     assert manual["trigger"] == "manual" and manual["job_id"] and len(answer["next_runs"]) == 5
     wait_for(lambda: finished(database_url, manual["id"]), timeout=30, what="the manual run")
     assert patch(api, schedule["id"], active=False).status_code == 200
-    wait_for(lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
-             timeout=30, what="runs in flight to finish")
+    wait_for(
+        lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
+        timeout=30,
+        what="runs in flight to finish",
+    )
 
     history = runs(api.url, schedule["id"], limit=200)
     assert history["next_cursor"] is None and history["next_runs"] == []
@@ -186,8 +234,14 @@ def test_run_now_creates_a_manual_run_and_history_is_newest_first(api, target, d
         if not cursor:
             break
     assert [r["id"] for r in paged] == [r["id"] for r in listed]
-    assert httpx.get(f"{api.url}/admin/schedules/{schedule['id']}/runs", params={"cursor": "nope"},
-                     headers=AUTH).status_code == 422
+    assert (
+        httpx.get(
+            f"{api.url}/admin/schedules/{schedule['id']}/runs",
+            params={"cursor": "nope"},
+            headers=AUTH,
+        ).status_code
+        == 422
+    )
 
     listed_schedule = httpx.get(f"{api.url}/admin/schedules", headers=AUTH).json()["schedules"][0]
     assert listed_schedule["last_run"]["id"] == listed[0]["id"]
@@ -195,20 +249,34 @@ def test_run_now_creates_a_manual_run_and_history_is_newest_first(api, target, d
 
 def test_500_twice_then_200_is_retried_to_success(api, target, database_url, workers):
     workers(1)
-    schedule = create(api.url, name="flaky", cron=YEARLY, url=f"{target.url}/flaky/a", max_attempts=3)
+    schedule = create(
+        api.url, name="flaky", cron=YEARLY, url=f"{target.url}/flaky/a", max_attempts=3
+    )
     manual = run_now(api, schedule["id"])["run"]
     run = wait_for(lambda: finished(database_url, manual["id"]), timeout=60, what="the retried run")
     assert run["outcome"] == "success" and run["attempts"] == 3 and run["http_status"] == 200
     assert [(a["attempt"], a["outcome"], a["http_status"]) for a in run["attempt_log"]] == [
-        (1, "retrying", 500), (2, "retrying", 500), (3, "success", 200)]
+        (1, "retrying", 500),
+        (2, "retrying", 500),
+        (3, "success", 200),
+    ]
     hits = target.hits_for("/flaky/a")
     assert len(hits) == 3 and {h.headers["X-Kiosk-Run"] for h in hits} == {str(manual["id"])}
     # procrastinate retried the same job; it ends succeeded.
-    assert count(database_url, "SELECT count(*) FROM procrastinate_jobs WHERE id = %s AND status = 'succeeded'"
-                 " AND attempts = 3", manual["job_id"]) == 1
+    assert (
+        count(
+            database_url,
+            "SELECT count(*) FROM procrastinate_jobs WHERE id = %s AND status = 'succeeded'"
+            " AND attempts = 3",
+            manual["job_id"],
+        )
+        == 1
+    )
 
 
-def test_outcomes_timeout_unreachable_client_error_and_redirects(api, target, database_url, workers):
+def test_outcomes_timeout_unreachable_client_error_and_redirects(
+    api, target, database_url, workers
+):
     workers(1)
     closed = f"http://127.0.0.1:{free_port()}/"
     cases = {
@@ -223,8 +291,10 @@ def test_outcomes_timeout_unreachable_client_error_and_redirects(api, target, da
     for name, fields in cases.items():
         schedule = create(api.url, name=name, cron=YEARLY, **fields)
         run_ids[name] = run_now(api, schedule["id"])["run"]["id"]
-    done = {name: wait_for(lambda i=i: finished(database_url, i), timeout=120, what=name)
-            for name, i in run_ids.items()}
+    done = {
+        name: wait_for(lambda i=i: finished(database_url, i), timeout=120, what=name)
+        for name, i in run_ids.items()
+    }
 
     hang = done["hang"]
     assert hang["outcome"] == "timeout" and "within 1s" in hang["error"] and hang["attempts"] == 1
@@ -233,24 +303,39 @@ def test_outcomes_timeout_unreachable_client_error_and_redirects(api, target, da
     assert unreachable["outcome"] == "error" and unreachable["attempts"] == 2
     assert "ConnectError" in unreachable["error"] and unreachable["http_status"] is None
     not_found = done["not-found"]
-    assert (not_found["outcome"], not_found["http_status"], not_found["attempts"]) == ("failed", 404, 1)
+    assert (not_found["outcome"], not_found["http_status"], not_found["attempts"]) == (
+        "failed",
+        404,
+        1,
+    )
     same = done["same-origin-redirect"]
-    assert (same["outcome"], same["http_status"], same["response_excerpt"]) == ("success", 200, "ok /ok?from=redirect")
+    assert (same["outcome"], same["http_status"], same["response_excerpt"]) == (
+        "success",
+        200,
+        "ok /ok?from=redirect",
+    )
     other = done["other-origin-redirect"]
     assert (other["outcome"], other["http_status"], other["attempts"]) == ("failed", 302, 1)
     assert "another origin" in other["error"] and target.hits_for("/ok") == [
-        h for h in target.hits_for("/ok") if "from=redirect" in h.path]
+        h for h in target.hits_for("/ok") if "from=redirect" in h.path
+    ]
     big = done["big"]
     assert big["outcome"] == "success" and big["response_excerpt"].startswith("x" * 1000)
     assert len(big["response_excerpt"]) < 1200 and "not read further" in big["response_excerpt"]
     # A run that did not succeed fails its job, so job views list it.
-    failed_jobs = count(database_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed'")
+    failed_jobs = count(
+        database_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed'"
+    )
     assert failed_jobs == 4
 
 
-def test_loopback_target_is_refused_at_execution_without_allow_listing(api, target, database_url, workers):
+def test_loopback_target_is_refused_at_execution_without_allow_listing(
+    api, target, database_url, workers
+):
     workers(1, allow_loopback=False)  # the API allowed it when stored; this worker does not
-    schedule = create(api.url, name="guarded", cron=YEARLY, url=f"{target.url}/guarded", max_attempts=3)
+    schedule = create(
+        api.url, name="guarded", cron=YEARLY, url=f"{target.url}/guarded", max_attempts=3
+    )
     manual = run_now(api, schedule["id"])["run"]
     run = wait_for(lambda: finished(database_url, manual["id"]), timeout=30, what="the refused run")
     assert run["outcome"] == "refused" and run["attempts"] == 1
@@ -261,16 +346,31 @@ def test_loopback_target_is_refused_at_execution_without_allow_listing(api, targ
 def test_deactivating_stops_new_runs_and_activating_resumes(api, target, database_url, workers):
     workers(1)
     schedule = create(api.url, name="pausable", cron="* * * * * *", url=f"{target.url}/pausable")
-    wait_for(lambda: len([r for r in db_runs(database_url, schedule["id"]) if r["outcome"] == "success"]) >= 2,
-             timeout=30, what="two runs")
+    wait_for(
+        lambda: (
+            len([r for r in db_runs(database_url, schedule["id"]) if r["outcome"] == "success"])
+            >= 2
+        ),
+        timeout=30,
+        what="two runs",
+    )
     paused = patch(api, schedule["id"], active=False).json()
     assert paused["active"] is False and paused["next_runs"] == []
-    wait_for(lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
-             timeout=30, what="runs in flight to finish")
+    wait_for(
+        lambda: all(r["finished_at"] for r in db_runs(database_url, schedule["id"])),
+        timeout=30,
+        what="runs in flight to finish",
+    )
     before = db_runs(database_url, schedule["id"])
     hits = len(target.hits_for("/pausable"))
-    assert count(database_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' "
-                 "AND task_name = 'schedules.execute_run'") == 0
+    assert (
+        count(
+            database_url,
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' "
+            "AND task_name = 'schedules.execute_run'",
+        )
+        == 0
+    )
     # A non-event: give two dispatcher rounds (every 2 s) and the ticks a chance to happen.
     time.sleep(5)
     assert db_runs(database_url, schedule["id"]) == before
@@ -279,8 +379,14 @@ def test_deactivating_stops_new_runs_and_activating_resumes(api, target, databas
     resumed = patch(api, schedule["id"], active=True).json()
     assert len(resumed["next_runs"]) == 5
     since = dt.datetime.fromisoformat(resumed["updated_at"])
-    wait_for(lambda: any(r["outcome"] == "success" and r["scheduled_for"] > since
-                         for r in db_runs(database_url, schedule["id"])), timeout=30, what="a run after resuming")
+    wait_for(
+        lambda: any(
+            r["outcome"] == "success" and r["scheduled_for"] > since
+            for r in db_runs(database_url, schedule["id"])
+        ),
+        timeout=30,
+        what="a run after resuming",
+    )
     ticks = [r["scheduled_for"] for r in db_runs(database_url, schedule["id"])]
     assert not [t for t in ticks if before[-1]["scheduled_for"] < t <= since]  # nothing caught up
 
@@ -292,10 +398,22 @@ def test_deleting_removes_the_schedule_and_its_history(api, target, database_url
     wait_for(lambda: finished(database_url, manual["id"]), timeout=30, what="the manual run")
     base = f"{api.url}/admin/schedules/{schedule['id']}"
     assert httpx.delete(base, headers=AUTH).status_code == 204
-    for method, path in [("GET", ""), ("GET", "/runs"), ("PATCH", ""), ("POST", "/run"), ("DELETE", "")]:
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/runs"),
+        ("PATCH", ""),
+        ("POST", "/run"),
+        ("DELETE", ""),
+    ]:
         response = httpx.request(method, base + path, headers=AUTH, json={})
         assert response.status_code == 404, (method, path)
         assert response.json()["detail"] == f"schedule {schedule['id']} not found"
     assert count(database_url, "SELECT count(*) FROM schedule_runs") == 0
-    assert count(database_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
-                 " AND task_name = 'schedules.execute_run'") == 0
+    assert (
+        count(
+            database_url,
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
+            " AND task_name = 'schedules.execute_run'",
+        )
+        == 0
+    )

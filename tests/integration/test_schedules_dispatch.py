@@ -117,7 +117,9 @@ async def test_deactivating_drops_pending_runs_and_their_jobs(pool):
 
     resumed = await service.update(schedule_id, {"active": True}, by=BY)
     assert resumed.next_runs and await cron_runs(schedule_id)
-    assert min(r["scheduled_for"] for r in await cron_runs(schedule_id)) > resumed.schedule.updated_at
+    assert (
+        min(r["scheduled_for"] for r in await cron_runs(schedule_id)) > resumed.schedule.updated_at
+    )
 
 
 async def test_changing_the_cron_replaces_the_runs_ahead(pool):
@@ -132,16 +134,28 @@ async def test_changing_the_cron_replaces_the_runs_ahead(pool):
 async def test_invalid_edit_changes_nothing(pool):
     view = await service.create(spec(headers={"Authorization": "Bearer s3cr3t"}), by=BY)
     with pytest.raises(InvalidSchedule, match="internal address"):
-        await service.update(view.schedule.id, {"url": "http://10.0.0.1/", "cron": "0 * * * *",
-                                                "headers": {"Authorization": "Bearer s3cr3t"}}, by=BY)
+        await service.update(
+            view.schedule.id,
+            {
+                "url": "http://10.0.0.1/",
+                "cron": "0 * * * *",
+                "headers": {"Authorization": "Bearer s3cr3t"},
+            },
+            by=BY,
+        )
     with pytest.raises(InvalidSchedule, match="another origin"):  # the stored secret would go along
         await service.update(view.schedule.id, {"url": "http://93.184.215.15/hook"}, by=BY)
     again = await service.get(view.schedule.id)
     assert again.schedule == view.schedule
     # Sending the mask back keeps the stored secret.
-    kept = await service.update(view.schedule.id, {"headers": {"Authorization": "********", "X-Extra": "1"}}, by=BY)
+    kept = await service.update(
+        view.schedule.id, {"headers": {"Authorization": "********", "X-Extra": "1"}}, by=BY
+    )
     assert kept.schedule.shown_headers == {"Authorization": "********", "X-Extra": "********"}
-    assert kept.schedule.unseal(secretbox.keyring()).headers == {"Authorization": "Bearer s3cr3t", "X-Extra": "1"}
+    assert kept.schedule.unseal(secretbox.keyring()).headers == {
+        "Authorization": "Bearer s3cr3t",
+        "X-Extra": "1",
+    }
 
 
 async def test_deleting_removes_the_schedule_its_runs_and_waiting_jobs(pool):

@@ -46,7 +46,9 @@ CATALOG = {
 
 def snapshot(url: str) -> dict[str, set[tuple]]:
     with psycopg.connect(url) as conn:
-        return {name: set(map(tuple, conn.execute(query).fetchall())) for name, query in CATALOG.items()}
+        return {
+            name: set(map(tuple, conn.execute(query).fetchall())) for name, query in CATALOG.items()
+        }
 
 
 def test_alembic_schema_matches_procrastinate_schema(scratch_database):
@@ -56,9 +58,17 @@ def test_alembic_schema_matches_procrastinate_schema(scratch_database):
     by_procrastinate = scratch_database()
     subprocess.run(
         [sys.executable, "-m", "procrastinate", "--app=tasks.app", "schema", "--apply"],
-        env={"DATABASE_URL": by_procrastinate, "KIOSK_ADMIN_TOKEN": "x" * 20,
-             "MP_ACCESS_TOKEN": "t", "MP_WEBHOOK_SECRET": "s", "PATH": "/usr/bin:/bin"},
-        cwd=PROJECT_DIR, check=True, capture_output=True, timeout=120,
+        env={
+            "DATABASE_URL": by_procrastinate,
+            "KIOSK_ADMIN_TOKEN": "x" * 20,
+            "MP_ACCESS_TOKEN": "t",
+            "MP_WEBHOOK_SECRET": "s",
+            "PATH": "/usr/bin:/bin",
+        },
+        cwd=PROJECT_DIR,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
     ours, theirs = snapshot(by_alembic), snapshot(by_procrastinate)

@@ -12,17 +12,22 @@ import httpx
 import pytest
 
 from kiosk.webhooks import signature
+from tests.support import PROJECT_DIR, child_env, free_port, wait_for
 from tests.support.config import ACCESS_TOKEN, WEBHOOK_SECRET
 from tests.support.stack import SimulatorProcess
-from tests.support import PROJECT_DIR, child_env, free_port, wait_for
 
 AUTH = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
 
 
 def order_body(reference="kiosk-ref-1", terminal="T1", amount="24.90", expiration="PT5M"):
-    return {"type": "point", "external_reference": reference, "expiration_time": expiration,
-            "description": "Kiosk order 1042", "transactions": {"payments": [{"amount": amount}]},
-            "config": {"point": {"terminal_id": terminal, "print_on_terminal": "no_ticket"}}}
+    return {
+        "type": "point",
+        "external_reference": reference,
+        "expiration_time": expiration,
+        "description": "Kiosk order 1042",
+        "transactions": {"payments": [{"amount": amount}]},
+        "config": {"point": {"terminal_id": terminal, "print_on_terminal": "no_ticket"}},
+    }
 
 
 class Receiver:
@@ -56,7 +61,9 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def simulator(receiver, tmp_path_factory):
-    env = child_env("postgresql://unused/none", MP_WEBHOOK_SECRET=WEBHOOK_SECRET, MP_ACCESS_TOKEN=ACCESS_TOKEN)
+    env = child_env(
+        "postgresql://unused/none", MP_WEBHOOK_SECRET=WEBHOOK_SECRET, MP_ACCESS_TOKEN=ACCESS_TOKEN
+    )
     process = SimulatorProcess(env, tmp_path_factory.mktemp("sim"), free_port(), receiver.url)
     yield process
     process.stop()
@@ -87,11 +94,25 @@ def test_auth_validation_and_busy_terminal(mp):
     wrong_token = {"X-Idempotency-Key": "k", "Authorization": "Bearer x"}
     assert mp.post("/v1/orders", json=order_body(), headers=wrong_token).status_code == 401
     assert mp.post("/v1/orders", json=order_body()).status_code == 400  # no idempotency key
-    for bad in (order_body(amount="24.9"), order_body(amount="0.00"), order_body(expiration="PT10S"),
-                order_body(expiration="PT4H"), order_body(reference="has spaces"), {**order_body(), "type": "qr"}):
-        assert mp.post("/v1/orders", json=bad, headers={"X-Idempotency-Key": str(bad)}).status_code == 400
-    assert mp.post("/v1/orders", json=order_body(), headers={"X-Idempotency-Key": "a"}).status_code == 201
-    busy = mp.post("/v1/orders", json=order_body(reference="kiosk-ref-2"), headers={"X-Idempotency-Key": "b"})
+    for bad in (
+        order_body(amount="24.9"),
+        order_body(amount="0.00"),
+        order_body(expiration="PT10S"),
+        order_body(expiration="PT4H"),
+        order_body(reference="has spaces"),
+        {**order_body(), "type": "qr"},
+    ):
+        assert (
+            mp.post("/v1/orders", json=bad, headers={"X-Idempotency-Key": str(bad)}).status_code
+            == 400
+        )
+    assert (
+        mp.post("/v1/orders", json=order_body(), headers={"X-Idempotency-Key": "a"}).status_code
+        == 201
+    )
+    busy = mp.post(
+        "/v1/orders", json=order_body(reference="kiosk-ref-2"), headers={"X-Idempotency-Key": "b"}
+    )
     assert busy.status_code == 409
 
 
@@ -100,47 +121,94 @@ def test_cancel_rules(mp, simulator):
     assert mp.post(f"/v1/orders/{order['id']}/cancel").status_code == 400  # no idempotency key
     canceled = mp.post(f"/v1/orders/{order['id']}/cancel", headers={"X-Idempotency-Key": "c1"})
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
-    assert mp.post(f"/v1/orders/{order['id']}/cancel", headers={"X-Idempotency-Key": "c1"}).status_code == 200
-    assert mp.post(f"/v1/orders/{order['id']}/cancel", headers={"X-Idempotency-Key": "c2"}).status_code == 409
+    assert (
+        mp.post(f"/v1/orders/{order['id']}/cancel", headers={"X-Idempotency-Key": "c1"}).status_code
+        == 200
+    )
+    assert (
+        mp.post(f"/v1/orders/{order['id']}/cancel", headers={"X-Idempotency-Key": "c2"}).status_code
+        == 409
+    )
 
-    second = mp.post("/v1/orders", json=order_body(reference="r2"), headers={"X-Idempotency-Key": "k2"}).json()
+    second = mp.post(
+        "/v1/orders", json=order_body(reference="r2"), headers={"X-Idempotency-Key": "k2"}
+    ).json()
     simulator.tap("T1", "take")
-    assert mp.post(f"/v1/orders/{second['id']}/cancel", headers={"X-Idempotency-Key": "c3"}).status_code == 409
+    assert (
+        mp.post(
+            f"/v1/orders/{second['id']}/cancel", headers={"X-Idempotency-Key": "c3"}
+        ).status_code
+        == 409
+    )
     assert mp.get(f"/v1/orders/{second['id']}").json()["status"] == "at_terminal"
 
 
 def test_terminal_sends_signed_webhooks_in_order(mp, simulator, receiver):
     order = mp.post("/v1/orders", json=order_body(), headers={"X-Idempotency-Key": "k"}).json()
     result = subprocess.run(
-        [sys.executable, "-m", "kiosk.cli", "tap", "T1", "--approve", "--simulator-url", simulator.url],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "kiosk.cli",
+            "tap",
+            "T1",
+            "--approve",
+            "--simulator-url",
+            simulator.url,
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert order["id"] in result.stdout and "processed" in result.stdout
-    assert mp.get(f"/v1/orders/{order['id']}").json()["transactions"]["payments"][0]["status_detail"] == "accredited"
+    assert (
+        mp.get(f"/v1/orders/{order['id']}").json()["transactions"]["payments"][0]["status_detail"]
+        == "accredited"
+    )
     wait_for(lambda: len(receiver.calls) == 2, timeout=30, what="two webhooks")
     actions = []
     for call in receiver.calls:
         assert f"data.id={order['id']}" in call["path"] and "type=order" in call["path"]
-        signature.verify(call["headers"]["x-signature"], order["id"], call["headers"]["x-request-id"],
-                         WEBHOOK_SECRET, 300, now=time.time())
+        signature.verify(
+            call["headers"]["x-signature"],
+            order["id"],
+            call["headers"]["x-request-id"],
+            WEBHOOK_SECRET,
+            300,
+            now=time.time(),
+        )
         actions.append(json.loads(call["body"])["action"])
     assert actions == ["order.at_terminal", "order.processed"]
     # Nothing waiting on the terminal any more.
-    again = subprocess.run([sys.executable, "-m", "kiosk.cli", "tap", "T1", "--simulator-url", simulator.url],
-                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", "tap", "T1", "--simulator-url", simulator.url],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "no charge waiting" in again.stderr
 
 
 def test_expiration_and_faults(mp, simulator, receiver):
-    order = mp.post("/v1/orders", json=order_body(expiration="PT30S"), headers={"X-Idempotency-Key": "k"}).json()
+    order = mp.post(
+        "/v1/orders", json=order_body(expiration="PT30S"), headers={"X-Idempotency-Key": "k"}
+    ).json()
     simulator.faults(fail_next=2, fail_status=503)
     assert mp.get(f"/v1/orders/{order['id']}").status_code == 503
     assert mp.get(f"/v1/orders/{order['id']}").status_code == 503
     assert mp.get(f"/v1/orders/{order['id']}").status_code == 200
     # Lifecycle steps the doc does not allow are refused.
-    assert simulator.post(f"/_sim/orders/{order['id']}/status", {"status": "refunded"}).status_code == 409
-    assert simulator.post(f"/_sim/orders/{order['id']}/status", {"status": "expired"}).status_code == 200
+    assert (
+        simulator.post(f"/_sim/orders/{order['id']}/status", {"status": "refunded"}).status_code
+        == 409
+    )
+    assert (
+        simulator.post(f"/_sim/orders/{order['id']}/status", {"status": "expired"}).status_code
+        == 200
+    )
     assert mp.get(f"/v1/orders/{order['id']}").json()["status"] == "expired"
     wait_for(lambda: len(receiver.calls) == 1, timeout=30, what="expired webhook")
     assert httpx.get(simulator.url + "/", timeout=10).status_code == 200

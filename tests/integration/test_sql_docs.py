@@ -7,8 +7,8 @@ import pytest
 from procrastinate.jobs import Status
 
 from kiosk import db, queue
-from tests.support.dashboard import record_outcome
 from tests.support import PROJECT_DIR
+from tests.support.dashboard import record_outcome
 
 QUERIES = re.findall(r"```sql\n(.*?)```", (PROJECT_DIR / "docs" / "sql.md").read_text(), re.S)
 
@@ -18,7 +18,9 @@ def test_the_doc_has_queries():
 
 
 async def record(job, status: str, error: Exception | None = None) -> None:
-    await record_outcome(job.id, job.attempts + 1, status, task=job.task_name, queue_name=job.queue, error=error)
+    await record_outcome(
+        job.id, job.attempts + 1, status, task=job.task_name, queue_name=job.queue, error=error
+    )
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.splitlines()[0][:40] for q in QUERIES])
@@ -45,11 +47,15 @@ async def test_query_runs(query, pool, database_url):
     if "kiosk_slowest_tasks" in query:
         assert ("docs.demo", 1) in [row[:2] for row in rows]
     if "FROM kiosk_failed_jobs" in query and "GROUP BY" not in query:
-        assert [row[:4] + row[5:] for row in rows] == [(4, "docs.flaky", "docs", 1, "ValueError", "card declined")]
+        assert [row[:4] + row[5:] for row in rows] == [
+            (4, "docs.flaky", "docs", 1, "ValueError", "card declined")
+        ]
         assert rows[0][4] is not None
     if "FROM kiosk_failed_jobs" in query and "GROUP BY" in query:
         assert [row[:3] for row in rows] == [("docs.flaky", "ValueError", 1)]
     if "failure_pct" in query:
-        assert rows == [("docs.flaky", 1, 1, rows[0][3], "ValueError")] and float(rows[0][3]) == 100.0
+        assert (
+            rows == [("docs.flaky", 1, 1, rows[0][3], "ValueError")] and float(rows[0][3]) == 100.0
+        )
     if "FROM job_outcomes WHERE job_id = 1" in query:
         assert [row[:3] for row in rows] == [(1, "succeeded", "test-worker")]

@@ -16,11 +16,10 @@ import httpx
 import psycopg
 import pytest
 
-from kiosk.webhooks import inbox
+from kiosk.webhooks import inbox, signature
+from tests.support import Api, child_env
 from tests.support.config import WEBHOOK_SECRET
 from tests.support.stack import rows
-from tests.support import Api, child_env
-from kiosk.webhooks import signature
 
 TASK = "payments.process_notification"
 KILL = "ORD0KILLBATCH"
@@ -31,19 +30,35 @@ def seed(database_url: str, *provider_orders: str) -> None:
     with psycopg.connect(database_url) as conn:
         for provider_order in provider_orders:
             order_id = uuid.uuid4()
-            conn.execute("INSERT INTO orders (id, total_cents, expires_at) "
-                         "VALUES (%s, 250, now() + interval '1 hour')", (order_id,))
+            conn.execute(
+                "INSERT INTO orders (id, total_cents, expires_at) "
+                "VALUES (%s, 250, now() + interval '1 hour')",
+                (order_id,),
+            )
             conn.execute(
                 "INSERT INTO payment_intents (id, order_id, terminal_id, provider_order_id, "
                 "idempotency_key, external_reference, amount_cents, status) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 250, 'at_terminal')",
-                (uuid.uuid4(), order_id, f"T-{provider_order}", provider_order,
-                 f"key-{provider_order}", f"ref-{provider_order}"))
+                (
+                    uuid.uuid4(),
+                    order_id,
+                    f"T-{provider_order}",
+                    provider_order,
+                    f"key-{provider_order}",
+                    f"ref-{provider_order}",
+                ),
+            )
 
 
 def body(notification_id: str | int, data_id: str) -> bytes:
-    return json.dumps({"id": notification_id, "type": "order", "action": "order.processed",
-                       "data": {"id": data_id}}).encode()
+    return json.dumps(
+        {
+            "id": notification_id,
+            "type": "order",
+            "action": "order.processed",
+            "data": {"id": data_id},
+        }
+    ).encode()
 
 
 def notification(notification_id: str | int, data_id: str) -> inbox.Notification:
@@ -51,10 +66,19 @@ def notification(notification_id: str | int, data_id: str) -> inbox.Notification
 
 
 def stored(database_url: str) -> tuple[list[dict], list[dict]]:
-    return (rows(database_url, "SELECT notification_id, state, job_id, resource_id, "
-                               "xmin::text AS xid FROM webhook_inbox ORDER BY id"),
-            rows(database_url, "SELECT id, queueing_lock, args FROM procrastinate_jobs "
-                               "WHERE task_name = %s ORDER BY id", (TASK,)))
+    return (
+        rows(
+            database_url,
+            "SELECT notification_id, state, job_id, resource_id, "
+            "xmin::text AS xid FROM webhook_inbox ORDER BY id",
+        ),
+        rows(
+            database_url,
+            "SELECT id, queueing_lock, args FROM procrastinate_jobs "
+            "WHERE task_name = %s ORDER BY id",
+            (TASK,),
+        ),
+    )
 
 
 @pytest.fixture
@@ -78,18 +102,22 @@ def killer(database_url: str) -> Iterator[None]:
         yield
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("DROP TRIGGER test_kill_session ON procrastinate_jobs;"
-                         "DROP FUNCTION test_kill_session()")
+            conn.execute(
+                "DROP TRIGGER test_kill_session ON procrastinate_jobs;"
+                "DROP FUNCTION test_kill_session()"
+            )
 
 
 # -- in this process: the batcher on the kiosk pool ---------------------------------------------------
+
 
 async def test_concurrent_notifications_share_one_transaction(pool, database_url):
     orders = [f"ORD0GROUP{n}" for n in range(30)]
     seed(database_url, *orders)
     before = inbox.batcher().batches
-    results = await asyncio.gather(*(inbox.accept(notification(f"g-{n}", order))
-                                     for n, order in enumerate(orders)))
+    results = await asyncio.gather(
+        *(inbox.accept(notification(f"g-{n}", order)) for n, order in enumerate(orders))
+    )
     assert [r.state for r in results] == ["received"] * 30
     assert inbox.batcher().batches - before < 30  # grouped: fewer transactions than notifications
     notes, jobs = stored(database_url)
@@ -107,20 +135,30 @@ async def test_concurrent_notifications_share_one_transaction(pool, database_url
 
 async def test_duplicates_and_bursts_inside_one_batch_collapse(pool, database_url):
     seed(database_url, "ORD0DUP", "ORD0OTHER")
-    batch = ([notification(777, "ORD0DUP") for _ in range(20)]
-             + [notification(778, "ORD0DUP"), notification(779, "ORD0DUP"),
-                notification(780, "ORD0OTHER"), notification(781, "ORD0UNKNOWN")])
+    batch = [notification(777, "ORD0DUP") for _ in range(20)] + [
+        notification(778, "ORD0DUP"),
+        notification(779, "ORD0DUP"),
+        notification(780, "ORD0OTHER"),
+        notification(781, "ORD0UNKNOWN"),
+    ]
     results = await inbox.store(batch)
     states = [r.state for r in results]
     assert states == ["received"] + ["duplicate"] * 19 + ["received"] * 4
     notes, jobs = stored(database_url)
     assert [(n["notification_id"], n["state"]) for n in notes] == [
-        ("777", "received"), ("778", "received"), ("779", "received"), ("780", "received"),
-        ("781", "received")]
+        ("777", "received"),
+        ("778", "received"),
+        ("779", "received"),
+        ("780", "received"),
+        ("781", "received"),
+    ]
     # One job per provider order: the first notification deferred it, the burst is covered by it.
     # An order no intent knows gets its job too: it reads the order and matches its reference.
-    assert [job["queueing_lock"] for job in jobs] == ["mp-order-ORD0DUP", "mp-order-ORD0OTHER",
-                                                      "mp-order-ORD0UNKNOWN"]
+    assert [job["queueing_lock"] for job in jobs] == [
+        "mp-order-ORD0DUP",
+        "mp-order-ORD0OTHER",
+        "mp-order-ORD0UNKNOWN",
+    ]
     assert [r.job_id for r in results if r.job_id] == [job["id"] for job in jobs]
     assert len({n["xid"] for n in notes}) == 1
 
@@ -132,8 +170,9 @@ async def test_duplicates_and_bursts_inside_one_batch_collapse(pool, database_ur
 
 async def test_twenty_concurrent_copies_make_one_row_and_one_job(pool, database_url):
     seed(database_url, "ORD0COPIES")
-    results = await asyncio.gather(*(inbox.accept(notification(424242, "ORD0COPIES"))
-                                     for _ in range(20)))
+    results = await asyncio.gather(
+        *(inbox.accept(notification(424242, "ORD0COPIES")) for _ in range(20))
+    )
     assert sorted(r.state for r in results) == ["duplicate"] * 19 + ["received"]
     notes, jobs = stored(database_url)
     assert len(notes) == 1 and len(jobs) == 1 and notes[0]["job_id"] == jobs[0]["id"]
@@ -167,6 +206,7 @@ async def test_one_row_the_database_refuses_does_not_sink_its_batch(pool, databa
 
 # -- through uvicorn: every 200 is committed with its job; a failed batch answers 503 ------------
 
+
 @pytest.fixture(scope="module")
 def api(database_url, tmp_path_factory) -> Iterator[Api]:
     server = Api(child_env(database_url), tmp_path_factory.mktemp("batching-api"))
@@ -184,10 +224,15 @@ def send_all(url: str, items: list[tuple[str, str]]) -> list[httpx.Response]:
         with httpx.Client(timeout=60) as client:
             barrier.wait()
             return client.post(
-                f"{url}/webhooks/mercadopago", params={"data.id": data_id, "type": "order"},
+                f"{url}/webhooks/mercadopago",
+                params={"data.id": data_id, "type": "order"},
                 content=body(notification_id, data_id),
-                headers={"x-signature": signature.header(WEBHOOK_SECRET, data_id, request_id),
-                         "x-request-id": request_id, "content-type": "application/json"})
+                headers={
+                    "x-signature": signature.header(WEBHOOK_SECRET, data_id, request_id),
+                    "x-request-id": request_id,
+                    "content-type": "application/json",
+                },
+            )
 
     with ThreadPoolExecutor(len(items)) as executor:
         return list(executor.map(send, items))
@@ -204,7 +249,8 @@ def test_concurrent_requests_are_grouped_and_each_200_is_committed(api, database
     assert len(jobs) == 40 and {n["job_id"] for n in notes} == {j["id"] for j in jobs}
     for note in notes:
         assert {"mp-order-" + note["resource_id"]} == {
-            j["queueing_lock"] for j in jobs if j["id"] == note["job_id"]}
+            j["queueing_lock"] for j in jobs if j["id"] == note["job_id"]
+        }
     assert len({n["xid"] for n in notes}) < 40  # fewer commits than requests
 
 
@@ -218,7 +264,8 @@ def test_a_failed_batch_answers_503_and_keeps_nothing_of_it(api, database_url, k
     notes, jobs = stored(database_url)
     # Every 200 has its row and job; every 503 left nothing (Mercado Pago sends it again).
     assert sorted(n["notification_id"] for n in notes) == sorted(
-        k for k, code in codes.items() if code == 200)
+        k for k, code in codes.items() if code == 200
+    )
     assert len(jobs) == len(notes) and all(n["job_id"] for n in notes)
     # The retry succeeds for everything but the poisoned order.
     retry = [item for item in items if codes[item[0]] == 503 and item[1] != KILL]

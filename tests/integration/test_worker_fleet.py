@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.support.jobs import TABLES, AppWorker, Sql, defer
 from tests.support import wait_for
+from tests.support.jobs import TABLES, AppWorker, Sql, defer
 
 
 @pytest.fixture
@@ -40,40 +40,66 @@ def started_by(sql: Sql, key: str, attempt: int = 1) -> dict | None:
 
 async def test_three_workers_defer_one_job_per_tick(database_url, log_dir, sql, workers):
     for n in range(3):
-        start(workers, database_url, log_dir, app="tests.support.worker_periodic_app.app", name=f"w{n}")
-    wait_for(lambda: sql.value("SELECT count(*) FROM procrastinate_workers") == 3,
-             timeout=60, what="three workers registered")
+        start(
+            workers,
+            database_url,
+            log_dir,
+            app="tests.support.worker_periodic_app.app",
+            name=f"w{n}",
+        )
+    wait_for(
+        lambda: sql.value("SELECT count(*) FROM procrastinate_workers") == 3,
+        timeout=60,
+        what="three workers registered",
+    )
     since = sql.value("SELECT extract(epoch FROM now())::bigint")
     # Every worker's deferrer tries every tick; five ticks with all three running.
-    wait_for(lambda: sql.value("SELECT count(DISTINCT tick) FROM test_ticks WHERE tick > %s", since) >= 5,
-             timeout=90, interval=0.2, what="five ticks")
+    wait_for(
+        lambda: (
+            sql.value("SELECT count(DISTINCT tick) FROM test_ticks WHERE tick > %s", since) >= 5
+        ),
+        timeout=90,
+        interval=0.2,
+        what="five ticks",
+    )
     for worker in workers:
         assert worker.stop() == 0, worker.output()
 
     ticks = [row["tick"] for row in sql.all("SELECT tick FROM test_ticks ORDER BY tick")]
     assert len(ticks) == len(set(ticks)), f"a tick ran twice: {ticks}"
-    jobs = sql.all("SELECT (args->>'timestamp')::bigint AS tick FROM procrastinate_jobs "
-                   "WHERE task_name = 'tests.tick'")
+    jobs = sql.all(
+        "SELECT (args->>'timestamp')::bigint AS tick FROM procrastinate_jobs "
+        "WHERE task_name = 'tests.tick'"
+    )
     assert sorted(job["tick"] for job in jobs) == ticks, "one job per tick, each run once"
     # No tick skipped between the first and the last.
     assert all(b - a == 2 for a, b in zip(ticks, ticks[1:])), ticks
 
 
-async def test_kill_9_mid_job_another_worker_finishes_it_once(pool, database_url, log_dir, sql, workers):
+async def test_kill_9_mid_job_another_worker_finishes_it_once(
+    pool, database_url, log_dir, sql, workers
+):
     doomed = start(workers, database_url, log_dir, name="doomed")
     job_id = await defer("tests.effect", key="k9", first_sleep=600)
     first = wait_for(lambda: started_by(sql, "k9"), timeout=60, what="the first attempt")
     assert first["pid"] == doomed.pid
     survivor = start(workers, database_url, log_dir, name="survivor")
-    wait_for(lambda: sql.value("SELECT count(*) FROM procrastinate_workers") == 2,
-             timeout=60, what="the survivor registered")
+    wait_for(
+        lambda: sql.value("SELECT count(*) FROM procrastinate_workers") == 2,
+        timeout=60,
+        what="the survivor registered",
+    )
 
     doomed.popen.kill()  # SIGKILL: no clean-up of any kind
     doomed.popen.wait()
     killed_at = time.monotonic()
     # The real sweep (`jobs.retry_stalled_jobs`, every minute) must notice the silent worker.
-    wait_for(lambda: sql.job(job_id)["status"] == "succeeded", timeout=120, interval=0.5,
-             what="the survivor finishing the job")
+    wait_for(
+        lambda: sql.job(job_id)["status"] == "succeeded",
+        timeout=120,
+        interval=0.5,
+        what="the survivor finishing the job",
+    )
     took = time.monotonic() - killed_at
     assert took < 90, f"recovered after {took:.0f}s"  # sweep each minute + 3 s of silence
 
@@ -98,10 +124,18 @@ async def test_sigterm_lets_a_short_job_finish(pool, database_url, log_dir, sql,
     assert [o["status"] for o in sql.outcomes(job_id)] == ["succeeded"]
 
 
-async def test_sigterm_aborts_long_jobs_which_are_retried_later(pool, database_url, log_dir, sql, workers):
+async def test_sigterm_aborts_long_jobs_which_are_retried_later(
+    pool, database_url, log_dir, sql, workers
+):
     # The graceful timeout as a procrastinate flag: it overrides KIOSK_WORKER_SHUTDOWN_TIMEOUT.
-    worker = start(workers, database_url, log_dir, "--shutdown-graceful-timeout=1", "--concurrency=2",
-                   KIOSK_WORKER_SHUTDOWN_TIMEOUT="600")
+    worker = start(
+        workers,
+        database_url,
+        log_dir,
+        "--shutdown-graceful-timeout=1",
+        "--concurrency=2",
+        KIOSK_WORKER_SHUTDOWN_TIMEOUT="600",
+    )
     jobs = {  # an async job is cancelled; a sync one sees should_abort() and raises JobAborted
         "long": await defer("tests.effect", key="long", first_sleep=600),
         "long-sync": await defer("tests.sync_effect", key="long-sync", first_sleep=600),
@@ -120,7 +154,11 @@ async def test_sigterm_aborts_long_jobs_which_are_retried_later(pool, database_u
 
     start(workers, database_url, log_dir, name="next")
     for key, job_id in jobs.items():
-        wait_for(lambda: sql.job(job_id)["status"] == "succeeded", timeout=60, what=f"{key} retried")
+        wait_for(
+            lambda: sql.job(job_id)["status"] == "succeeded", timeout=60, what=f"{key} retried"
+        )
         assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = %s", key) == 1
         assert [(o["attempt"], o["status"]) for o in sql.outcomes(job_id)] == [
-            (1, "interrupted"), (2, "succeeded")]
+            (1, "interrupted"),
+            (2, "succeeded"),
+        ]

@@ -18,7 +18,11 @@ HOST = socket.gethostname()
 def worker_health(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kiosk.cli", "worker-health", *args],
-        env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -32,7 +36,9 @@ def becomes(env: dict[str, str], code: int, *args: str, timeout: float = 60) -> 
     """Run worker-health until it exits with `code`; return its line."""
     result = wait_for(
         lambda: (r := worker_health(env, *args)).returncode == code and r,
-        timeout=timeout, interval=0.5, what=f"kiosk worker-health to exit {code}",
+        timeout=timeout,
+        interval=0.5,
+        what=f"kiosk worker-health to exit {code}",
     )
     return one_line(result)
 
@@ -76,8 +82,10 @@ def test_worker_health_fails_when_the_worker_hangs(env, log_dir):
         worker.signal(signal.SIGSTOP)  # a blocked event loop: connections stay open, go quiet
         line = becomes(env, 1, timeout=90)
         # Both say the hung worker is unhealthy; which check notices first depends on timing.
-        assert (f"worker connections of host {HOST} have been idle" in line
-                or "no worker heartbeat in the last 15s" in line), line
+        assert (
+            f"worker connections of host {HOST} have been idle" in line
+            or "no worker heartbeat in the last 15s" in line
+        ), line
     finally:
         worker.signal(signal.SIGCONT)
         worker.stop()
@@ -98,13 +106,18 @@ def test_health_workers_endpoint_counts_fresh_heartbeats(env, log_dir, database_
         down = httpx.get(url, timeout=10)
         assert down.status_code == 503
         assert down.json() == {
-            "detail": "no worker heartbeat in the last 30s", "fresh": 0, "stale": 0,
+            "detail": "no worker heartbeat in the last 30s",
+            "fresh": 0,
+            "stale": 0,
             "stale_after_seconds": 30,
         }
 
         worker = Worker(env, log_dir)
-        up = wait_for(lambda: (r := httpx.get(url, timeout=10)).status_code == 200 and r,
-                      timeout=60, what="a fresh heartbeat")
+        up = wait_for(
+            lambda: (r := httpx.get(url, timeout=10)).status_code == 200 and r,
+            timeout=60,
+            what="a fresh heartbeat",
+        )
         assert up.json() == {"status": "ok", "fresh": 1, "stale": 0, "stale_after_seconds": 30}
         # The API names its own connections too.
         assert named_connections(database_url, f"kiosk-api:{HOST}:")
@@ -113,10 +126,15 @@ def test_health_workers_endpoint_counts_fresh_heartbeats(env, log_dir, database_
 
         # A worker that died without unregistering: its row stays until pruned, stale.
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) "
-                         "VALUES (now() - interval '5 minutes')")
-        stale = wait_for(lambda: (r := httpx.get(url, timeout=10)).status_code == 503 and r,
-                         timeout=30, what="503 once the worker is gone")
+            conn.execute(
+                "INSERT INTO procrastinate_workers (last_heartbeat) "
+                "VALUES (now() - interval '5 minutes')"
+            )
+        stale = wait_for(
+            lambda: (r := httpx.get(url, timeout=10)).status_code == 503 and r,
+            timeout=30,
+            what="503 once the worker is gone",
+        )
         assert stale.json()["fresh"] == 0 and stale.json()["stale"] == 1
     finally:
         if worker:

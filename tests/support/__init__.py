@@ -13,6 +13,15 @@
 The basics are importable from the package itself: `from tests.support import Api, wait_for`.
 """
 
-from tests.support.processes import PROJECT_DIR, Api, Process, Worker, child_env, free_port, until, wait_for
+from tests.support.processes import (
+    PROJECT_DIR,
+    Api,
+    Process,
+    Worker,
+    child_env,
+    free_port,
+    until,
+    wait_for,
+)
 
 __all__ = ["PROJECT_DIR", "Api", "Process", "Worker", "child_env", "free_port", "until", "wait_for"]

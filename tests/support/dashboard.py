@@ -15,7 +15,9 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def sign_in(base_url: str, operator: str = "ana") -> httpx.Client:
     client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
-    response = client.post("/admin/login", data={"token": ADMIN_TOKEN, "operator": operator, "next": "/admin/"})
+    response = client.post(
+        "/admin/login", data={"token": ADMIN_TOKEN, "operator": operator, "next": "/admin/"}
+    )
     assert response.status_code == 303, response.text
     return client
 
@@ -31,17 +33,37 @@ async def defer(task: str, queue_name: str = "default", **kwargs) -> int:
         return await queue.defer(conn, task, queue=queue_name, **kwargs)
 
 
-async def record_outcome(job_id: int, attempt: int, status: str, *, task: str = "demo.task",
-                         queue_name: str = "default", error: Exception | None = None,
-                         traceback: str | None = None, result: str | None = None) -> None:
+async def record_outcome(
+    job_id: int,
+    attempt: int,
+    status: str,
+    *,
+    task: str = "demo.task",
+    queue_name: str = "default",
+    error: Exception | None = None,
+    traceback: str | None = None,
+    result: str | None = None,
+) -> None:
     """The `job_outcomes` row the worker middleware writes for an attempt, with its own SQL."""
     from kiosk.jobs import outcomes
 
     now = time.time()
-    row = {"job_id": job_id, "attempt": attempt, "task_name": task, "queue_name": queue_name,
-           "worker_id": None, "worker_name": "test-worker", "status": status, "started_at": now - 0.25,
-           "ended_at": now, "duration_seconds": 0.25, "result": result, "error_type": None,
-           "error_message": None, "traceback": traceback}
+    row = {
+        "job_id": job_id,
+        "attempt": attempt,
+        "task_name": task,
+        "queue_name": queue_name,
+        "worker_id": None,
+        "worker_name": "test-worker",
+        "status": status,
+        "started_at": now - 0.25,
+        "ended_at": now,
+        "duration_seconds": 0.25,
+        "result": result,
+        "error_type": None,
+        "error_message": None,
+        "traceback": traceback,
+    }
     if error is not None:
         row.update(error_type=type(error).__name__, error_message=str(error))
     async with db.transaction() as conn:

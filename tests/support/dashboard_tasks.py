@@ -13,8 +13,9 @@ MARKER_TABLE = "CREATE TABLE IF NOT EXISTS dashboard_test_marker (name text PRIM
 @app.task(name="dashboard_test.flaky", queue="dashboard", pass_context=False)
 async def flaky(name: str) -> None:
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, "SELECT 1 AS ok FROM dashboard_test_marker WHERE name = %(name)s",
-                                 {"name": name})
+        row = await db.fetch_one(
+            conn, "SELECT 1 AS ok FROM dashboard_test_marker WHERE name = %(name)s", {"name": name}
+        )
     if row is None:
         raise RuntimeError(f"no marker {name!r} yet: failing on purpose")
 

@@ -68,8 +68,12 @@ def copy_into(stage: Stage, root: Path, workdir: str) -> None:
         for source in sources:
             src = PROJECT_DIR / source
             if src.is_dir():
-                shutil.copytree(src, target, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    src,
+                    target,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
             else:
                 into = target if dest.endswith("/") or len(sources) > 1 else target.parent
                 into.mkdir(parents=True, exist_ok=True)
@@ -99,9 +103,18 @@ GRACEFUL = re.compile(r"--shutdown-graceful-timeout[= ](\d+)")
 # Field names of Railway's config-as-code schema (railway.com/railway.schema.json) used or nearby.
 RAILWAY_BUILD_KEYS = {"builder", "dockerfilePath", "watchPatterns", "buildCommand"}
 RAILWAY_DEPLOY_KEYS = {
-    "startCommand", "preDeployCommand", "healthcheckPath", "healthcheckTimeout",
-    "restartPolicyType", "restartPolicyMaxRetries", "numReplicas", "multiRegionConfig",
-    "drainingSeconds", "overlapSeconds", "sleepApplication", "cronSchedule",
+    "startCommand",
+    "preDeployCommand",
+    "healthcheckPath",
+    "healthcheckTimeout",
+    "restartPolicyType",
+    "restartPolicyMaxRetries",
+    "numReplicas",
+    "multiRegionConfig",
+    "drainingSeconds",
+    "overlapSeconds",
+    "sleepApplication",
+    "cronSchedule",
 }
 
 

@@ -25,8 +25,13 @@ class AppWorker(Process):
     """`procrastinate --app=<app> worker <args>`, by default on the test tasks."""
 
     def __init__(
-        self, database_url: str, log_dir: Path, *args: str, app: str = "tests.support.worker_app.app",
-        name: str = "worker", **env: str,
+        self,
+        database_url: str,
+        log_dir: Path,
+        *args: str,
+        app: str = "tests.support.worker_app.app",
+        name: str = "worker",
+        **env: str,
     ):
         argv = [sys.executable, "-m", "procrastinate", f"--app={app}", "worker", *args]
         super().__init__(name, argv, child_env(database_url, **{**FAST, **env}), log_dir)

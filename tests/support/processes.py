@@ -54,7 +54,9 @@ def wait_for(
             if value:
                 return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})"
+    )
 
 
 def until(condition: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
@@ -73,7 +75,11 @@ class Process:
         self.log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
-            argv, env=env, cwd=PROJECT_DIR, stdout=self._log, stderr=subprocess.STDOUT,
+            argv,
+            env=env,
+            cwd=PROJECT_DIR,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -105,11 +111,23 @@ class Process:
 class Api(Process):
     """`uvicorn kiosk.app:app` on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = 1, wait: str = "/healthz"):
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, *, workers: int = 1, wait: str = "/healthz"
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "uvicorn", "kiosk.app:app", "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", str(workers)]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "kiosk.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         super().__init__("api", argv, env, log_dir)
         if wait:
             wait_for(self._answers(wait), timeout=30, what=f"uvicorn on {self.url}")
@@ -119,6 +137,7 @@ class Api(Process):
             if not self.alive():
                 raise AssertionError(f"uvicorn exited:\n{self.output()}")
             return httpx.get(self.url + path, timeout=2).status_code < 500
+
         return check
 
 

@@ -139,8 +139,9 @@ class HookCounter(Receiver):
 
     def signed(self, header: str, body: bytes) -> bool:
         parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-        expected = hmac.new(self.secret.encode(), f"{parts.get('t')}.".encode() + body,
-                            hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            self.secret.encode(), f"{parts.get('t')}.".encode() + body, hashlib.sha256
+        ).hexdigest()
         return hmac.compare_digest(expected, parts.get("v1", ""))
 
     def close(self) -> None:

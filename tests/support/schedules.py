@@ -48,7 +48,9 @@ class Target:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _answer(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            def _answer(
+                self, code: int, body: bytes = b"", headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(code)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)

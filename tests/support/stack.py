@@ -38,13 +38,22 @@ QUIET = {"KIOSK_CLEANUP_PAYMENT_INTENTS_CRON": "0 0 1 1 *", "KIOSK_EXPIRE_ORDERS
 
 # -- servers ----------------------------------------------------------------------------------------
 
+
 class SimulatorProcess(Process):
     """`kiosk simulator` on a given port."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, port: int, webhook_url: str):
         self.url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "kiosk.cli", "simulator", "--port", str(port),
-                "--webhook-url", webhook_url]
+        argv = [
+            sys.executable,
+            "-m",
+            "kiosk.cli",
+            "simulator",
+            "--port",
+            str(port),
+            "--webhook-url",
+            webhook_url,
+        ]
         super().__init__("simulator", argv, env, log_dir)
         wait_for(self._up, timeout=30, what=f"simulator on {self.url}")
 
@@ -78,8 +87,11 @@ class SimulatorProcess(Process):
         return response.json()
 
     def order(self, provider_order_id: str) -> dict:
-        return httpx.get(f"{self.url}/v1/orders/{provider_order_id}", timeout=10,
-                         headers={"Authorization": "Bearer test-access-token"}).json()
+        return httpx.get(
+            f"{self.url}/v1/orders/{provider_order_id}",
+            timeout=10,
+            headers={"Authorization": "Bearer test-access-token"},
+        ).json()
 
 
 class SmtpSink:
@@ -97,8 +109,13 @@ class SmtpSink:
         if self.refuse_next > 0:
             self.refuse_next -= 1
             return "451 4.3.0 try again later"
-        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                              "content": envelope.content.decode(errors="replace")})
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "content": envelope.content.decode(errors="replace"),
+            }
+        )
         if self.delay_next > 0:  # the message is in; the sender gives up waiting for the answer
             self.delay_next -= 1
             await asyncio.sleep(self.delay_seconds)
@@ -116,7 +133,9 @@ class HookSink:
         self.calls: list[dict] = []
         self.statuses: list[int] = []
         self.delay = 0.0  # seconds before answering
-        self.delays: list[float] = []  # seconds before answering the next calls, in turn (then `delay`)
+        self.delays: list[
+            float
+        ] = []  # seconds before answering the next calls, in turn (then `delay`)
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,25 +164,39 @@ class HookSink:
 
 # -- the kiosk API ------------------------------------------------------------------------------------
 
+
 class Kiosk:
     def __init__(self, url: str):
         self.url = url
         # The admin token works on the order endpoints for any order and terminal
         # (tests/integration/test_devices.py covers device tokens).
-        self.http = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.http = httpx.Client(
+            base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
 
-    def product(self, sku: str, price_cents: int = 250, stock: int = 10, name: str | None = None) -> dict:
-        response = self.http.put(f"/admin/products/{sku}", json={
-            "name": name or sku.title(), "price_cents": price_cents, "stock": stock,
-        }, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    def product(
+        self, sku: str, price_cents: int = 250, stock: int = 10, name: str | None = None
+    ) -> dict:
+        response = self.http.put(
+            f"/admin/products/{sku}",
+            json={
+                "name": name or sku.title(),
+                "price_cents": price_cents,
+                "stock": stock,
+            },
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         assert response.status_code in (200, 201), response.text
         return response.json()
 
     def order(self, items: dict[str, int], email: str | None = "ana@example.com") -> dict:
-        response = self.http.post("/orders", json={
-            "items": [{"sku": sku, "quantity": q} for sku, q in items.items()],
-            "customer_email": email,
-        })
+        response = self.http.post(
+            "/orders",
+            json={
+                "items": [{"sku": sku, "quantity": q} for sku, q in items.items()],
+                "customer_email": email,
+            },
+        )
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -173,7 +206,9 @@ class Kiosk:
         return response.json()
 
     def pay(self, order_id: str, terminal_id: str = TERMINAL) -> httpx.Response:
-        return self.http.post(f"/orders/{order_id}/payment-intents", json={"terminal_id": terminal_id})
+        return self.http.post(
+            f"/orders/{order_id}/payment-intents", json={"terminal_id": terminal_id}
+        )
 
     def cancel(self, order_id: str) -> httpx.Response:
         return self.http.post(f"/orders/{order_id}/cancel")
@@ -185,26 +220,52 @@ class Kiosk:
         return self.get(order_id)["status"] == status
 
 
-def notify(api_url: str, data_id: str, notification_id: int | str, action: str = "order.processed",
-           *, ts: int | None = None, secret: str = WEBHOOK_SECRET, body: bytes | None = None,
-           headers: dict | None = None, client: httpx.Client | None = None) -> httpx.Response:
+def notify(
+    api_url: str,
+    data_id: str,
+    notification_id: int | str,
+    action: str = "order.processed",
+    *,
+    ts: int | None = None,
+    secret: str = WEBHOOK_SECRET,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    client: httpx.Client | None = None,
+) -> httpx.Response:
     """POST a Mercado Pago notification to the kiosk, signed like Mercado Pago signs it."""
     request_id = str(uuid.uuid4())
     if body is None:
-        body = json.dumps({
-            "id": notification_id, "type": "order", "action": action, "api_version": "v1",
-            "application_id": "2836150016842090", "date_created": "2026-11-25T12:01:07Z",
-            "live_mode": False, "user_id": "1243567810",
-            "data": {"id": data_id, "status": action.removeprefix("order.")},
-        }).encode()
-    all_headers = {"x-signature": signature.header(secret, data_id, request_id, ts),
-                   "x-request-id": request_id, "content-type": "application/json", **(headers or {})}
+        body = json.dumps(
+            {
+                "id": notification_id,
+                "type": "order",
+                "action": action,
+                "api_version": "v1",
+                "application_id": "2836150016842090",
+                "date_created": "2026-11-25T12:01:07Z",
+                "live_mode": False,
+                "user_id": "1243567810",
+                "data": {"id": data_id, "status": action.removeprefix("order.")},
+            }
+        ).encode()
+    all_headers = {
+        "x-signature": signature.header(secret, data_id, request_id, ts),
+        "x-request-id": request_id,
+        "content-type": "application/json",
+        **(headers or {}),
+    }
     post = (client or httpx).post
-    return post(f"{api_url}/webhooks/mercadopago", params={"data.id": data_id, "type": "order"},
-                content=body, headers=all_headers, timeout=30)
+    return post(
+        f"{api_url}/webhooks/mercadopago",
+        params={"data.id": data_id, "type": "order"},
+        content=body,
+        headers=all_headers,
+        timeout=30,
+    )
 
 
 # -- database -----------------------------------------------------------------------------------------
+
 
 def rows(database_url: str, query: str, params: tuple | dict | None = None) -> list[dict]:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
@@ -212,13 +273,21 @@ def rows(database_url: str, query: str, params: tuple | dict | None = None) -> l
 
 
 def backdate_orders(database_url: str, *order_ids: str) -> None:
-    rows(database_url, "UPDATE orders SET expires_at = now() - interval '1 second' "
-         "WHERE id = ANY(%s) RETURNING id", ([uuid.UUID(i) for i in order_ids],))
+    rows(
+        database_url,
+        "UPDATE orders SET expires_at = now() - interval '1 second' "
+        "WHERE id = ANY(%s) RETURNING id",
+        ([uuid.UUID(i) for i in order_ids],),
+    )
 
 
 def jobs(database_url: str, task_name: str) -> list[dict]:
-    return rows(database_url, "SELECT id, status, attempts, queueing_lock, lock, args FROM procrastinate_jobs "
-                "WHERE task_name = %s ORDER BY id", (task_name,))
+    return rows(
+        database_url,
+        "SELECT id, status, attempts, queueing_lock, lock, args FROM procrastinate_jobs "
+        "WHERE task_name = %s ORDER BY id",
+        (task_name,),
+    )
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
@@ -226,6 +295,7 @@ def jobs(database_url: str, task_name: str) -> list[dict]:
 # Ports are chosen before any server starts, so that `stack_env` (and with it the API alone) does not
 # start the simulator, the SMTP server or the hook receiver: a module gets those only when one of
 # its tests asks for `sim`, `smtp`, `hook`, `kiosk` or `start_worker`.
+
 
 @pytest.fixture(scope="module")
 def smtp_port() -> int:
@@ -318,10 +388,12 @@ def api(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def sim(api: Api, stack_env: dict[str, str], sim_port: int,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    server = SimulatorProcess(stack_env, tmp_path_factory.mktemp("sim"), sim_port,
-                              f"{api.url}/webhooks/mercadopago")
+def sim(
+    api: Api, stack_env: dict[str, str], sim_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimulatorProcess]:
+    server = SimulatorProcess(
+        stack_env, tmp_path_factory.mktemp("sim"), sim_port, f"{api.url}/webhooks/mercadopago"
+    )
     yield server
     server.stop()
 
@@ -344,15 +416,24 @@ def shop(api: Api) -> Iterator[Kiosk]:
 
 
 @pytest.fixture
-def start_worker(stack_env: dict[str, str], smtp: SmtpSink, hook: HookSink, tmp_path: Path) -> Iterator:
+def start_worker(
+    stack_env: dict[str, str], smtp: SmtpSink, hook: HookSink, tmp_path: Path
+) -> Iterator:
     """Start `procrastinate worker` processes (concurrency 3, 0.5 s polling) for this test; they
     deliver receipts and hooks, so the SMTP server and the hook receiver run too."""
     started: list[Worker] = []
 
     def start(**extra_env: str) -> Worker:
         env = {**stack_env, **extra_env}
-        worker = Worker(env, tmp_path, "--concurrency", "3", "--fetch-job-polling-interval", "0.5",
-                        name=f"worker{len(started)}")
+        worker = Worker(
+            env,
+            tmp_path,
+            "--concurrency",
+            "3",
+            "--fetch-job-polling-interval",
+            "0.5",
+            name=f"worker{len(started)}",
+        )
         started.append(worker)
         return worker
 

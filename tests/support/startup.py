@@ -21,5 +21,9 @@ def start_api(env: dict[str, str]) -> subprocess.CompletedProcess:
     """`import kiosk.app` in a child with exactly `env`: its exit status and its stderr."""
     return subprocess.run(
         [sys.executable, "-c", "import kiosk.app"],
-        env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )

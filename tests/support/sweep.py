@@ -31,7 +31,8 @@ class Sweeper:
             while not self._stop.is_set():
                 try:
                     self.retried += await maintenance.retry_stalled_jobs(
-                        app.job_manager, stalled_after=self.stalled_after)
+                        app.job_manager, stalled_after=self.stalled_after
+                    )
                 except Exception:  # noqa: BLE001 - the database may be down: try again later
                     self.errors += 1
                 await asyncio.sleep(self.every)

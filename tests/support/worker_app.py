@@ -86,13 +86,17 @@ def sync_effect(context: JobContext, key: str, first_sleep: float = 0) -> str:
     attempt = context.job.attempts + 1
     url = os.environ["DATABASE_URL"]
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO test_job_starts (key, attempt, pid) VALUES (%s, %s, %s)",
-                     (key, attempt, os.getpid()))
+        conn.execute(
+            "INSERT INTO test_job_starts (key, attempt, pid) VALUES (%s, %s, %s)",
+            (key, attempt, os.getpid()),
+        )
         deadline = time.monotonic() + (first_sleep if attempt == 1 else 0)
         while time.monotonic() < deadline:
             if context.should_abort():
                 raise exceptions.JobAborted("stopping with the worker")
             time.sleep(0.05)
-        conn.execute("INSERT INTO test_job_effects (key, attempt, pid) VALUES (%s, %s, %s)",
-                     (key, attempt, os.getpid()))
+        conn.execute(
+            "INSERT INTO test_job_effects (key, attempt, pid) VALUES (%s, %s, %s)",
+            (key, attempt, os.getpid()),
+        )
     return key

@@ -17,13 +17,18 @@ def test_session_cookie_signature_and_rotation():
     signature = cookie.rsplit(".", 1)[1]
     assert session.cookie_id(key, f"{other_id}.{signature}") is None  # another id, this signature
     assert session.cookie_id(key, "garbage") is None and session.cookie_id(key, "a.b.c") is None
-    assert session.cookie_id(key, None) is None and session.cookie_id(key, "x" * 300 + "." + signature) is None
+    assert (
+        session.cookie_id(key, None) is None
+        and session.cookie_id(key, "x" * 300 + "." + signature) is None
+    )
     sess = session.Session(session_id, "ana", 0)
     assert session.csrf_ok(key, sess, session.csrf_token(key, sess))
     assert not session.csrf_ok(key, sess, None) and not session.csrf_ok(key, sess, "x")
     other = session.Session(other_id, "ana", 0)
     assert session.csrf_token(key, other) != session.csrf_token(key, sess)  # per sign-in
-    assert session.token_fingerprint(ADMIN_TOKEN) != session.token_fingerprint(ADMIN_TOKEN + "-rotated")
+    assert session.token_fingerprint(ADMIN_TOKEN) != session.token_fingerprint(
+        ADMIN_TOKEN + "-rotated"
+    )
     assert session.cookie_secure("http", "127.0.0.1", force=False) is False
     assert session.cookie_secure("http", "::1", force=False) is False
     assert session.cookie_secure("http", "192.0.2.7", force=False) is True
@@ -34,6 +39,8 @@ def test_session_cookie_signature_and_rotation():
 def test_time_filter_round_trips():
     from kiosk.dashboard import forms
 
-    flt, errors = forms.parse_filter({"deferred_after": "2026-11-25T15:09", "min_attempts": "1", "status": "failed"})
+    flt, errors = forms.parse_filter(
+        {"deferred_after": "2026-11-25T15:09", "min_attempts": "1", "status": "failed"}
+    )
     assert not errors and flt.deferred_after == dt.datetime(2026, 11, 25, 15, 9, tzinfo=dt.UTC)
     assert forms.parse_filter(forms.filter_params(flt))[0] == flt

@@ -68,7 +68,9 @@ def test_compose_declares_db_migrate_api_and_two_workers():
 
 def test_railway_api_config():
     config = railway("railway.json")
-    assert set(config["build"]) <= RAILWAY_BUILD_KEYS and set(config["deploy"]) <= RAILWAY_DEPLOY_KEYS
+    assert (
+        set(config["build"]) <= RAILWAY_BUILD_KEYS and set(config["deploy"]) <= RAILWAY_DEPLOY_KEYS
+    )
     assert config["build"] == {"builder": "DOCKERFILE", "dockerfilePath": "Dockerfile"}
     deploy = config["deploy"]
     assert deploy["preDeployCommand"] == ["kiosk migrate"]
@@ -80,7 +82,9 @@ def test_railway_api_config():
 
 def test_railway_worker_config():
     config = railway("railway.worker.json")
-    assert set(config["build"]) <= RAILWAY_BUILD_KEYS and set(config["deploy"]) <= RAILWAY_DEPLOY_KEYS
+    assert (
+        set(config["build"]) <= RAILWAY_BUILD_KEYS and set(config["deploy"]) <= RAILWAY_DEPLOY_KEYS
+    )
     assert config["build"] == railway("railway.json")["build"]  # the same image
     deploy = config["deploy"]
     assert "healthcheckPath" not in deploy  # workers serve no HTTP
@@ -96,7 +100,9 @@ def test_dockerfile_builds_in_a_builder_and_runs_slim_and_unprivileged():
     assert list(stages) == ["builder", "runtime"]
     builder, runtime = stages["builder"], stages["runtime"]
     assert builder.base == runtime.base == "${PYTHON_IMAGE}"
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim\b", (PROJECT_DIR / "Dockerfile").read_text(), re.M)
+    assert re.search(
+        r"^ARG PYTHON_IMAGE=python:3\.12-slim\b", (PROJECT_DIR / "Dockerfile").read_text(), re.M
+    )
 
     # Dependencies are installed from pyproject.toml alone, before any source is copied.
     steps = [f"{name} {args}" for name, args in builder.instructions]

@@ -19,7 +19,9 @@ def test_verify_refuses_separators_before_any_hmac():
     ts = int(time.time())
     for data_id, request_id in (("a;b", None), (None, "r:1"), ("x", "r,1")):
         with pytest.raises(signature.InvalidSignature, match="may not hold"):
-            signature.verify(signature.header("s", data_id, request_id, ts), data_id, request_id, "s", 300)
+            signature.verify(
+                signature.header("s", data_id, request_id, ts), data_id, request_id, "s", 300
+            )
     assert signature.verify(signature.header("s", "x", "r-1", ts), "x", "r-1", "s", 300) == ts
 
 
@@ -42,7 +44,10 @@ async def test_the_documented_route_counts_a_client_abort_too(settings_env):
     bare = FastAPI()
     bare.include_router(routes.router)
     before = metrics.sample("kiosk_webhook_notifications_total", outcome="client_abort") or 0.0
-    messages = [{"type": "http.request", "body": b'{"id": 1', "more_body": True}, {"type": "http.disconnect"}]
+    messages = [
+        {"type": "http.request", "body": b'{"id": 1', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -51,11 +56,24 @@ async def test_the_documented_route_counts_a_client_abort_too(settings_env):
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "root_path": "",
-             "query_string": b"data.id=1&type=payment", "server": ("kiosk", 80), "client": ("127.0.0.1", 1),
-             "headers": [(b"content-type", b"application/json"), (b"content-length", b"500"),
-                         (b"x-signature", b"ts=1,v1=00")]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "root_path": "",
+        "query_string": b"data.id=1&type=payment",
+        "server": ("kiosk", 80),
+        "client": ("127.0.0.1", 1),
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"500"),
+            (b"x-signature", b"ts=1,v1=00"),
+        ],
+    }
     await asyncio.wait_for(bare(scope, receive, send), timeout=10)
     assert sent[0]["status"] == 499
     assert metrics.sample("kiosk_webhook_notifications_total", outcome="client_abort") == before + 1

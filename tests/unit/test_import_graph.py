@@ -130,8 +130,7 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path: Path) -> N
     (tmp_path / "tasks").mkdir()
     (tmp_path / "kiosk" / "__init__.py").write_text("")
     (tmp_path / "kiosk" / "a" / "__init__.py").write_text("")
-    (tmp_path / "kiosk" / "a" / "one.py").write_text(
-        "def f():\n    from kiosk.b import helper\n")
+    (tmp_path / "kiosk" / "a" / "one.py").write_text("def f():\n    from kiosk.b import helper\n")
     (tmp_path / "kiosk" / "a" / "two.py").write_text("from . import one\n")
     (tmp_path / "kiosk" / "b.py").write_text("import kiosk.a.two\n")
     (tmp_path / "tasks" / "__init__.py").write_text("")
@@ -147,11 +146,13 @@ def test_no_import_cycle_between_modules() -> None:
     graph = import_graph()
     found = cycles(graph)
     assert not found, "import cycles between modules:\n" + "\n".join(
-        _describe(c, graph) for c in found)
+        _describe(c, graph) for c in found
+    )
 
 
 def test_no_two_packages_import_each_other() -> None:
     graph = package_graph(import_graph())
     found = cycles(graph)
     assert not found, "packages importing each other (directly or round a loop):\n" + "\n".join(
-        _describe(c, graph) for c in found)
+        _describe(c, graph) for c in found
+    )

@@ -20,7 +20,9 @@ async def test_client_maps_connect_errors_to_not_sent_and_read_errors_to_unknown
 
     charge = mp.Charge("kiosk-x", 250, "T", 60, "d")
     for handler, kind in ((refuse, mp.MPNotSent), (drop, mp.MPUnavailable)):
-        client = mp.MercadoPago("http://mp.test", SecretStr("t"), 2, transport=httpx.MockTransport(handler))
+        client = mp.MercadoPago(
+            "http://mp.test", SecretStr("t"), 2, transport=httpx.MockTransport(handler)
+        )
         async with client:
             with pytest.raises(mp.MPUnavailable) as raised:
                 await client.create_order(charge, "k")

@@ -10,9 +10,16 @@ NONE = frozenset()
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1/x", "http://localhost:8080/", "http://[::1]/", "http://10.1.2.3/",
-        "http://192.168.0.1/", "http://172.16.5.4/", "http://169.254.169.254/latest/meta-data/",
-        "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://100.64.0.1/",
+        "http://127.0.0.1/x",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://172.16.5.4/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://100.64.0.1/",
     ],
 )
 async def test_internal_targets_are_refused(url):
@@ -23,8 +30,10 @@ async def test_internal_targets_are_refused(url):
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("ftp://example.com/", "only http"), ("http:///nohost", "no host"),
-        ("http://user:pw@example.com/", "credentials"), ("http://example.com:99999/", "malformed"),
+        ("ftp://example.com/", "only http"),
+        ("http:///nohost", "no host"),
+        ("http://user:pw@example.com/", "credentials"),
+        ("http://example.com:99999/", "malformed"),
         ("http://no-such-host.invalid/", "cannot resolve"),
     ],
 )

@@ -18,10 +18,17 @@ def at(text: str) -> dt.datetime:
 def test_five_and_six_field_crons_seconds_first():
     every_ten_seconds = cron.parse("*/10 * * * * *", "UTC")
     assert every_ten_seconds.next_runs(at("2026-01-01T12:00:03"), 3) == [
-        at("2026-01-01T12:00:10"), at("2026-01-01T12:00:20"), at("2026-01-01T12:00:30")]
+        at("2026-01-01T12:00:10"),
+        at("2026-01-01T12:00:20"),
+        at("2026-01-01T12:00:30"),
+    ]
     weekdays = cron.parse("0 9 * * 1-5", "UTC")
-    assert weekdays.next_runs(at("2026-01-02T10:00:00"), 1) == [at("2026-01-05T09:00:00")]  # Friday -> Monday
-    assert cron.parse("@hourly", "UTC").next_runs(at("2026-01-01T12:30:00"), 1) == [at("2026-01-01T13:00:00")]
+    assert weekdays.next_runs(at("2026-01-02T10:00:00"), 1) == [
+        at("2026-01-05T09:00:00")
+    ]  # Friday -> Monday
+    assert cron.parse("@hourly", "UTC").next_runs(at("2026-01-01T12:30:00"), 1) == [
+        at("2026-01-01T13:00:00")
+    ]
 
 
 def test_ticks_follow_the_schedule_time_zone_across_dst():
@@ -29,7 +36,10 @@ def test_ticks_follow_the_schedule_time_zone_across_dst():
     ticks = daily.next_runs(at("2026-03-27T12:00:00"), 3)
     # 02:30 does not exist on 29 March in Madrid: croniter moves it to 03:00 local (01:00 UTC).
     assert [t.astimezone(UTC) for t in ticks] == [
-        at("2026-03-28T01:30:00"), at("2026-03-29T01:00:00"), at("2026-03-30T00:30:00")]
+        at("2026-03-28T01:30:00"),
+        at("2026-03-29T01:00:00"),
+        at("2026-03-30T00:30:00"),
+    ]
     assert ticks[2].isoformat() == "2026-03-30T02:30:00+02:00"
 
 
@@ -37,9 +47,11 @@ def test_ticks_windows_are_half_open():
     every_second = cron.parse("* * * * * *", "UTC")
     start = at("2026-01-01T00:00:00")
     assert list(every_second.ticks(start, start + dt.timedelta(seconds=3))) == [
-        start + dt.timedelta(seconds=s) for s in (1, 2, 3)]
+        start + dt.timedelta(seconds=s) for s in (1, 2, 3)
+    ]
     assert list(every_second.ticks_back(start + dt.timedelta(seconds=3), start)) == [
-        start + dt.timedelta(seconds=s) for s in (3, 2, 1)]
+        start + dt.timedelta(seconds=s) for s in (3, 2, 1)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -89,8 +101,14 @@ def good(**changes) -> ScheduleSpec:
         ({"body": spec.MASK}, "mask of a stored body"),
         ({"url": f"{PUBLIC}?api_key={spec.MASK}"}, "masked query value"),
         ({"headers": {"X-Store": "1"}, "plain_headers": ["X-Other"]}, "not among the headers"),
-        ({"headers": {"X-Partner-Token": "t"}, "plain_headers": ["x-partner-token"]}, "cannot be marked plain"),
-        ({"headers": {"Authorization": "t"}, "plain_headers": ["Authorization"]}, "cannot be marked plain"),
+        (
+            {"headers": {"X-Partner-Token": "t"}, "plain_headers": ["x-partner-token"]},
+            "cannot be marked plain",
+        ),
+        (
+            {"headers": {"Authorization": "t"}, "plain_headers": ["Authorization"]},
+            "cannot be marked plain",
+        ),
     ],
 )
 def test_static_rules(changes, reason):
@@ -103,7 +121,9 @@ def test_static_rules_normalise():
     assert (checked.name, checked.method, checked.cron) == ("sync", "POST", "*/5 * * * * *")
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/", "http://[::1]/", "http://169.254.169.254/", "http://10.0.0.7/"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/", "http://[::1]/", "http://169.254.169.254/", "http://10.0.0.7/"]
+)
 async def test_internal_targets_are_refused_unless_allowed(url):
     with pytest.raises(InvalidSchedule, match="internal address"):
         await spec.validate(good(url=url), frozenset())
@@ -111,8 +131,14 @@ async def test_internal_targets_are_refused_unless_allowed(url):
 
 
 def test_header_values_are_secret_unless_plain_by_name_or_by_mark():
-    headers = {"Authorization": "Bearer s", "X-Bearer": "b", "X-Client-Code": "c", "X-Store": "12",
-               "Content-Type": "application/json", "user-agent": "ua"}
+    headers = {
+        "Authorization": "Bearer s",
+        "X-Bearer": "b",
+        "X-Client-Code": "c",
+        "X-Store": "12",
+        "Content-Type": "application/json",
+        "user-agent": "ua",
+    }
     checked = spec.check_static(good(name="marked", headers=headers, plain_headers=["X-STORE"]))
     assert checked.plain_headers == ("x-store",) and checked.name == "marked"
     plain, secret = spec.split_headers(checked)
@@ -124,17 +150,34 @@ def test_header_values_are_secret_unless_plain_by_name_or_by_mark():
 
 def test_urls_are_shown_with_query_values_masked():
     assert spec.mask_url("https://h.example/p?api_key=abc&page=2&flag&empty=#frag") == (
-        f"https://h.example/p?api_key={spec.MASK}&page={spec.MASK}&flag&empty=")
+        f"https://h.example/p?api_key={spec.MASK}&page={spec.MASK}&flag&empty="
+    )
     assert spec.mask_url("https://h.example:8443/p") == "https://h.example:8443/p"
-    assert spec.origin("https://H.example/x") == spec.origin("https://h.example:443/y") == ("https", "h.example", 443)
+    assert (
+        spec.origin("https://H.example/x")
+        == spec.origin("https://h.example:443/y")
+        == ("https", "h.example", 443)
+    )
 
 
 def test_secret_headers_are_masked_and_kept_on_round_trip():
-    stored = {"Authorization": "Bearer s3cr3t", "X-Api-Key": "k", "X-Partner-Token": "t",
-              "Cookie": "a=b", "X-DB-Password": "p", "Accept": "application/json"}
+    stored = {
+        "Authorization": "Bearer s3cr3t",
+        "X-Api-Key": "k",
+        "X-Partner-Token": "t",
+        "Cookie": "a=b",
+        "X-DB-Password": "p",
+        "Accept": "application/json",
+    }
     shown = spec.mask_headers(stored)
-    assert shown == {"Authorization": spec.MASK, "X-Api-Key": spec.MASK, "X-Partner-Token": spec.MASK,
-                     "Cookie": spec.MASK, "X-DB-Password": spec.MASK, "Accept": "application/json"}
+    assert shown == {
+        "Authorization": spec.MASK,
+        "X-Api-Key": spec.MASK,
+        "X-Partner-Token": spec.MASK,
+        "Cookie": spec.MASK,
+        "X-DB-Password": spec.MASK,
+        "Accept": "application/json",
+    }
     edited = shown | {"Accept": "text/plain"}
     assert spec.unmask_headers(edited, stored) == stored | {"Accept": "text/plain"}
 
@@ -143,16 +186,26 @@ def test_plan_creates_ticks_ahead_and_skips_old_missed_ones():
     every_second = cron.parse("* * * * * *", "UTC")
     now = at("2026-01-01T12:00:00.500000")
     fresh = dispatcher.plan(every_second, now, now, horizon=3, catch_up_limit=2)
-    assert fresh.upcoming == [at("2026-01-01T12:00:01"), at("2026-01-01T12:00:02"), at("2026-01-01T12:00:03")]
+    assert fresh.upcoming == [
+        at("2026-01-01T12:00:01"),
+        at("2026-01-01T12:00:02"),
+        at("2026-01-01T12:00:03"),
+    ]
     assert fresh.skipped == fresh.catch_up == []
 
-    after_outage = dispatcher.plan(every_second, now - dt.timedelta(seconds=10), now, horizon=1, catch_up_limit=2)
+    after_outage = dispatcher.plan(
+        every_second, now - dt.timedelta(seconds=10), now, horizon=1, catch_up_limit=2
+    )
     assert after_outage.catch_up == [at("2026-01-01T11:59:59"), at("2026-01-01T12:00:00")]
-    assert after_outage.skipped == [at("2026-01-01T11:59:51") + dt.timedelta(seconds=s) for s in range(8)]
+    assert after_outage.skipped == [
+        at("2026-01-01T11:59:51") + dt.timedelta(seconds=s) for s in range(8)
+    ]
     assert after_outage.upcoming == [at("2026-01-01T12:00:01")]
     assert not after_outage.more_missed
 
-    long_outage = dispatcher.plan(every_second, now - dt.timedelta(days=1), now, horizon=1, catch_up_limit=0)
+    long_outage = dispatcher.plan(
+        every_second, now - dt.timedelta(days=1), now, horizon=1, catch_up_limit=0
+    )
     assert len(long_outage.skipped) == dispatcher.MAX_SKIPPED_ROWS and long_outage.more_missed
 
 

@@ -13,9 +13,15 @@ from kiosk.schedules import dispatcher
 from kiosk.webhooks import inbox
 
 CONSTANTS = [
-    inbox.PROCESS_TASK, intents.RESOLVE_TASK, refunds.REFUND_TASK, cleanup.CHECK_TASK,
-    expiry.EXPIRE_TASK, deliveries.RECEIPT_TASK, deliveries.NOTIFY_PAID_TASK,
-    dispatcher.EXECUTE_TASK, exports.TASK,
+    inbox.PROCESS_TASK,
+    intents.RESOLVE_TASK,
+    refunds.REFUND_TASK,
+    cleanup.CHECK_TASK,
+    expiry.EXPIRE_TASK,
+    deliveries.RECEIPT_TASK,
+    deliveries.NOTIFY_PAID_TASK,
+    dispatcher.EXECUTE_TASK,
+    exports.TASK,
 ]
 
 
@@ -24,7 +30,9 @@ def test_every_task_constant_names_a_registered_task() -> None:
     assert [name for name in CONSTANTS if name not in queue.app.tasks] == []
 
 
-@pytest.mark.parametrize("name", ["payments.proces_notification", "orders.send_reciept", "exports.orders"])
+@pytest.mark.parametrize(
+    "name", ["payments.proces_notification", "orders.send_reciept", "exports.orders"]
+)
 def test_a_misspelt_kiosk_task_is_refused_by_name(name: str) -> None:
     with pytest.raises(queue.UnknownTask, match=name.replace(".", r"\.")):
         queue.check_task_name(name)

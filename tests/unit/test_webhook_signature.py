@@ -22,7 +22,10 @@ def test_doc_test_vector():
 
 
 def test_doc_test_vector_without_data_id():
-    assert manifest(None, REQUEST_ID, TS) == "request-id:bb56a2f1-6aae-46ac-982e-9dcd3581d08e;ts:1742505638;"
+    assert (
+        manifest(None, REQUEST_ID, TS)
+        == "request-id:bb56a2f1-6aae-46ac-982e-9dcd3581d08e;ts:1742505638;"
+    )
     assert sign(SECRET, None, REQUEST_ID, TS) == V1_WITHOUT_ID
     verify(f"ts={TS},v1={V1_WITHOUT_ID}", None, REQUEST_ID, SECRET, 300, now=int(TS))
 
@@ -67,8 +70,10 @@ def test_header_round_trip():
     assert value == f"ts={TS},v1={V1}"
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("PT30S", 30), ("PT5M", 300), ("PT1H30M", 5400),
-                                                ("PT3H", 10800), ("pt2m5s", 125)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT30S", 30), ("PT5M", 300), ("PT1H30M", 5400), ("PT3H", 10800), ("pt2m5s", 125)],
+)
 def test_iso_durations(text, seconds):
     assert parse_duration(text) == seconds
     assert parse_duration(format_duration(seconds)) == seconds

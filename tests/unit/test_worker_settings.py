@@ -18,8 +18,13 @@ from tests.support.startup import VALID
 
 
 def test_settings_map_onto_procrastinate_worker_options():
-    settings = Settings(**VALID, admin_token="x" * 20, worker_concurrency=4,  # type: ignore[arg-type]
-                        worker_queues=" payments, mail ,", worker_shutdown_timeout=25)
+    settings = Settings(
+        **VALID,
+        admin_token="x" * 20,
+        worker_concurrency=4,  # type: ignore[arg-type]
+        worker_queues=" payments, mail ,",
+        worker_shutdown_timeout=25,
+    )
     assert worker_options(settings) == {
         "concurrency": 4,
         "queues": ["payments", "mail"],
@@ -34,6 +39,7 @@ def test_settings_map_onto_procrastinate_worker_options():
 def test_timeout_is_for_async_tasks_only():
     app = KioskApp(connector=InMemoryConnector())
     with pytest.raises(TypeError, match="needs an async task"):
+
         @app.task(name="sync_with_limit", timeout=5)
         def sync_with_limit() -> None: ...
 
@@ -54,6 +60,12 @@ def test_shutdown_retry_retries_cancellations_and_defers_to_the_policy_otherwise
     three = ShutdownRetry(RetryStrategy(max_attempts=3))
     assert three.get_retry_decision(exception=asyncio.CancelledError(), job=job) is not None
     assert three.get_retry_decision(exception=ValueError(), job=job) is None  # 5 >= 3 attempts
-    assert three.get_retry_decision(
-        exception=ValueError(), job=Job(id=1, queue="default", lock=None, queueing_lock=None,
-                                        task_name="t", attempts=1)) is not None
+    assert (
+        three.get_retry_decision(
+            exception=ValueError(),
+            job=Job(
+                id=1, queue="default", lock=None, queueing_lock=None, task_name="t", attempts=1
+            ),
+        )
+        is not None
+    )
