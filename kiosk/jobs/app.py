@@ -18,7 +18,8 @@ from typing import Any
 
 from procrastinate import App, retry
 
-from kiosk.jobs import outcomes, timeouts
+from kiosk.jobs import timeouts
+from kiosk.jobs.manager import KioskJobManager
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.settings import Settings, load_or_exit
 
@@ -52,6 +53,11 @@ def check_worker_options(options: dict[str, Any], pool_max_size: int) -> str | N
 
 
 class KioskApp(App):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Batched finishes (kiosk/jobs/finisher.py); the command stays `procrastinate worker`.
+        self.job_manager = KioskJobManager(self.connector)
+
     def task(self, _func: Callable | None = None, *, timeout: float | None = None, **options: Any):
         """`App.task` plus `timeout=` (seconds, async tasks only; None = KIOSK_JOB_TIMEOUT)."""
 
@@ -76,7 +82,4 @@ class KioskApp(App):
         if problem:
             print(f"kiosk: invalid worker option: {problem}", file=sys.stderr)
             raise SystemExit(2)
-        try:
-            await super().run_worker_async(**options)
-        finally:
-            await outcomes.writer.release()
+        await super().run_worker_async(**options)

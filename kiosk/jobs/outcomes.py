@@ -2,11 +2,11 @@
 
 procrastinate keeps a job's status and events but no result, error or duration. `record_outcome`
 is a worker middleware (wired app-wide in kiosk/queue.py, so it wraps sync and async tasks alike)
-that writes one row per attempt: job id, attempt, worker, task, queue, start, end, duration,
+that builds one row per attempt: job id, attempt, worker, task, queue, start, end, duration,
 status, the JSON-safe return value and, for a failure, the error type, message and traceback, all
-truncated. It costs one INSERT per attempt, its own transaction, after the task's own transaction
-is over and before procrastinate marks the job finished (so a finished job always has its row);
-a failure to write is logged and never fails the job.
+truncated. It writes nothing itself: it hands the row to the worker's job manager
+(kiosk/jobs/finisher.py), which commits it in the same transaction as the job's finish or retry,
+so a finished job always has its row and a row always belongs to a recorded finish.
 
 Statuses: `succeeded`, `failed`, `timed_out` (JobTimeout), `aborted` (an operator asked),
 `interrupted` (cancelled by a worker shutdown, retried), and `worker_lost` (written by the stalled
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import traceback as tb
 from dataclasses import dataclass
@@ -28,10 +27,10 @@ import psycopg
 from procrastinate import exceptions, job_context
 
 from kiosk import db
+from kiosk.jobs.finisher import GroupCommitManager
 from kiosk.jobs.timeouts import JobTimeout
 from kiosk.sql import load_queries
 
-logger = logging.getLogger("kiosk.jobs")
 queries = load_queries("kiosk.jobs")
 
 RESULT_LIMIT = 4_000  # characters of JSON kept from a return value
@@ -101,51 +100,54 @@ async def recent_failures(
 
 
 async def record_outcome(call_next: Any, context: job_context.JobContext, worker: Any) -> Any:
-    """procrastinate worker middleware: run the job, then write its outcome row."""
+    """procrastinate worker middleware: run the job, then hand its outcome row to the finisher."""
     started_at = time.time()
     clock = time.perf_counter()
-    result: Any = None
-    error: BaseException | None = None
-    status = "succeeded"
     try:
         result = await call_next()
-        return result
     except asyncio.CancelledError as exc:
-        error = exc
         if context.abort_reason() == job_context.AbortReason.USER_REQUEST:
             # An operator's abort is final: procrastinate must not hand it to the retry
             # strategy (ShutdownRetry would retry a bare CancelledError).
-            status = "aborted"
+            _hand(context, worker, "aborted", started_at, clock, None, exc)
             raise exceptions.JobAborted("aborted on request") from None
-        status = "interrupted"
+        _hand(context, worker, "interrupted", started_at, clock, None, exc)
         raise
     except exceptions.JobAborted as exc:
-        error = exc
         shutdown = context.abort_reason() == job_context.AbortReason.SHUTDOWN
-        status = "interrupted" if shutdown else "aborted"
+        _hand(
+            context, worker, "interrupted" if shutdown else "aborted", started_at, clock, None, exc
+        )
         raise
     except JobTimeout as exc:
-        error, status = exc, "timed_out"
+        _hand(context, worker, "timed_out", started_at, clock, None, exc)
         raise
     except BaseException as exc:
-        error, status = exc, "failed"
+        _hand(context, worker, "failed", started_at, clock, None, exc)
         raise
-    finally:
-        row = _row(context, worker, status, started_at, time.perf_counter() - clock, result, error)
-        # Shielded: a second cancellation must not cut a statement off mid-flight.
-        await asyncio.shield(writer.write(row))
+    _hand(context, worker, "succeeded", started_at, clock, result, None)
+    return result
 
 
-def _row(
+def _hand(
     context: job_context.JobContext,
     worker: Any,
     status: str,
     started_at: float,
-    duration: float,
+    clock: float,
     result: Any,
     error: BaseException | None,
-) -> dict[str, Any]:
+) -> None:
+    """Give the attempt's row to the job manager, which writes it with the job's finish."""
+    manager = context.app.job_manager
+    if not isinstance(manager, GroupCommitManager):
+        raise TypeError(
+            "record_outcome needs kiosk's job manager (KioskApp): outcome rows are written "
+            "with the job's finish"
+        )
     job = context.job
+    assert job.id is not None
+    duration = time.perf_counter() - clock
     row: dict[str, Any] = {
         "job_id": job.id,
         "attempt": job.attempts + 1,
@@ -157,7 +159,7 @@ def _row(
         "started_at": started_at,
         "ended_at": started_at + duration,
         "duration_seconds": duration,
-        "result": None if error or result is None else json_text(result),
+        "result": None if result is None else json_text(result),
         "error_type": None,
         "error_message": None,
         "traceback": None,
@@ -169,73 +171,7 @@ def _row(
             row["traceback"] = _clean(
                 "".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True
             )
-    return row
-
-
-class OutcomeWriter:
-    """Writes outcome rows on one pool connection that a worker keeps while it runs.
-
-    Each row is one INSERT in autocommit, its own transaction, in one round trip: no BEGIN/COMMIT
-    and no pool checkout (with its liveness check) per job. `KioskApp.run_worker_async` gives the
-    connection back when the worker stops. A broken connection is replaced once, then the row is
-    dropped with a warning: bookkeeping never fails the job.
-    """
-
-    def __init__(self) -> None:
-        self._conn: psycopg.AsyncConnection | None = None
-        self._pool: Any = None
-        self._lock: asyncio.Lock | None = None
-
-    async def write(self, row: dict[str, Any]) -> None:
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:
-            for last_try in (False, True):
-                try:
-                    conn = await self._connection()
-                    await conn.execute(queries["insert_outcome"], row)
-                    return
-                except psycopg.OperationalError:
-                    await self._drop()
-                    if last_try:
-                        logger.warning(
-                            "could not record the outcome of job %s", row["job_id"], exc_info=True
-                        )
-                except Exception:  # noqa: BLE001 - e.g. the pool is closed or exhausted
-                    logger.warning(
-                        "could not record the outcome of job %s", row["job_id"], exc_info=True
-                    )
-                    return
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        pool = db.pool()
-        if self._conn is not None and (self._pool is not pool or self._conn.closed):
-            await self._drop()
-        if self._conn is None:
-            conn = await pool.getconn(timeout=5)
-            await conn.set_autocommit(True)
-            self._conn, self._pool = conn, pool
-        return self._conn
-
-    async def _drop(self) -> None:
-        conn, pool, self._conn, self._pool = self._conn, self._pool, None, None
-        if conn is None:
-            return
-        try:
-            if not conn.closed:
-                await conn.set_autocommit(False)
-            await pool.putconn(conn)  # the pool replaces it if it is broken
-        except Exception:  # noqa: BLE001 - the pool may be closing already
-            logger.debug("outcome connection not returned", exc_info=True)
-
-    async def release(self) -> None:
-        """Give the connection back to the pool (the worker is stopping)."""
-        if self._lock is None:
-            return
-        async with self._lock:
-            await self._drop()
-
-
-writer = OutcomeWriter()
+    manager.hand_outcome(job.id, row)
 
 
 def json_text(value: Any) -> str:

@@ -1,17 +1,12 @@
--- name: insert_outcome
--- Record how one attempt of a job ended; run alone in autocommit, committed without a WAL flush.
-INSERT INTO job_outcomes (
-    job_id, attempt, task_name, queue_name, worker_id, worker_name, status,
-    started_at, ended_at, duration_seconds, result, error_type, error_message, traceback
-)
-SELECT %(job_id)s::bigint, %(attempt)s::integer, %(task_name)s::text, %(queue_name)s::text,
-       %(worker_id)s::bigint, %(worker_name)s::text, %(status)s::text,
-       to_timestamp(%(started_at)s::double precision), to_timestamp(%(ended_at)s::double precision),
-       %(duration_seconds)s::double precision, %(result)s::jsonb, %(error_type)s::text,
-       %(error_message)s::text, %(traceback)s::text
-  -- Bookkeeping, not money: a crash of the server may lose the last few rows, and in exchange the
-  -- commit does not wait for the disk (halves the cost of this statement).
-  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+-- name: finish_jobs
+-- Finish or retry a batch of jobs and write their outcome rows in one transaction (finisher.py);
+-- returns the refused jobs only, each with the error procrastinate would have raised.
+SELECT refused_id, refused_sqlstate, refused_message, refused_constraint
+  FROM kiosk_finish_jobs(
+       %(job_ids)s::bigint[], %(end_statuses)s::text[]::procrastinate_job_status[],
+       %(delete_jobs)s::boolean[], %(retry_ats)s::timestamptz[], %(new_priorities)s::integer[],
+       %(new_queue_names)s::text[]::character varying[], %(new_locks)s::text[]::character varying[],
+       %(outcomes)s::jsonb)
 
 -- name: insert_lost_outcome
 -- Record the attempt of a stalled job whose worker stopped sending heartbeats mid-job.

@@ -11,6 +11,17 @@ from kiosk import db, queue
 from tests.support.config import ADMIN_TOKEN
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# A job_outcomes row without its job's finish (workers write both together: kiosk/jobs/finisher.py).
+_INSERT_OUTCOME = """
+    INSERT INTO job_outcomes (
+        job_id, attempt, task_name, queue_name, worker_id, worker_name, status,
+        started_at, ended_at, duration_seconds, result, error_type, error_message, traceback
+    ) VALUES (
+        %(job_id)s, %(attempt)s, %(task_name)s, %(queue_name)s, %(worker_id)s, %(worker_name)s,
+        %(status)s, to_timestamp(%(started_at)s), to_timestamp(%(ended_at)s),
+        %(duration_seconds)s, %(result)s::jsonb, %(error_type)s, %(error_message)s, %(traceback)s
+    )
+"""
 
 
 def sign_in(base_url: str, operator: str = "ana") -> httpx.Client:
@@ -45,8 +56,6 @@ async def record_outcome(
     result: str | None = None,
 ) -> None:
     """The `job_outcomes` row the worker middleware writes for an attempt, with its own SQL."""
-    from kiosk.jobs import outcomes
-
     now = time.time()
     row = {
         "job_id": job_id,
@@ -67,4 +76,4 @@ async def record_outcome(
     if error is not None:
         row.update(error_type=type(error).__name__, error_message=str(error))
     async with db.transaction() as conn:
-        await conn.execute(outcomes.queries["insert_outcome"], row)
+        await conn.execute(_INSERT_OUTCOME, row)

@@ -1,0 +1,116 @@
+"""jobs: finish many jobs and write their outcome rows in one transaction (group commit)
+
+`kiosk_finish_jobs` is what a worker's `GroupCommitManager` (kiosk/jobs/finisher.py) sends once
+per batch: the jobs that ended while the previous batch was being written. Each job is finished or
+retried by procrastinate's own functions (`procrastinate_finish_job_v1`,
+`procrastinate_retry_job_v2`), so its triggers, events and NOTIFYs are the released ones; the rows
+of `job_outcomes` (one per attempt) go in with them, so a job is never finished without its row.
+
+One job's refusal does not sink the others: a finish whose job is no longer `todo`/`doing` (the
+stalled-job sweep took it back, an operator deleted it) and a retry that fails (its queueing lock is
+taken by a newer waiting job, procrastinate#1543) are returned, with the error procrastinate would
+have raised, and only their outcome row is left out. Rows are locked in id order first, so two
+batches (or a batch and the sweep) never wait on each other in opposite orders. Retries run in
+their own subtransaction (a unique violation would otherwise abort the whole batch); finishes,
+checked under the row lock, need none.
+
+Revision ID: 0020
+Revises: 0018
+Create Date: 2026-12-02
+"""
+
+from kiosk.migrations import run_sql
+
+revision = "0020"
+down_revision = "0018"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql(
+        """
+        CREATE FUNCTION kiosk_finish_jobs(
+            job_ids bigint[],
+            -- 'succeeded', 'failed' or 'aborted' to finish the job; NULL to retry it
+            end_statuses procrastinate_job_status[],
+            delete_jobs boolean[],
+            retry_ats timestamptz[],
+            new_priorities integer[],
+            new_queue_names character varying[],
+            new_locks character varying[],
+            -- job_outcomes rows: a JSON array of objects (started_at/ended_at as epoch seconds)
+            outcomes jsonb
+        ) RETURNS TABLE (
+            refused_id bigint, refused_sqlstate text, refused_message text,
+            refused_constraint text
+        )
+            LANGUAGE plpgsql
+        AS $$
+        DECLARE
+            _i integer;
+            _status procrastinate_job_status;
+            _refused bigint[] := '{}';
+        BEGIN
+            PERFORM 1 FROM procrastinate_jobs
+             WHERE id = ANY(job_ids) ORDER BY id FOR UPDATE;
+            FOR _i IN 1 .. coalesce(array_length(job_ids, 1), 0) LOOP
+                IF end_statuses[_i] IS NOT NULL THEN
+                    SELECT j.status INTO _status FROM procrastinate_jobs AS j
+                     WHERE j.id = job_ids[_i];
+                    IF _status IS NULL OR _status NOT IN ('todo', 'doing') THEN
+                        refused_id := job_ids[_i];
+                        refused_sqlstate := 'P0001';
+                        refused_message := format(
+                            'Job was not found or not in "doing" or "todo" status (job id: %s)',
+                            job_ids[_i]);
+                        refused_constraint := NULL;
+                        _refused := _refused || job_ids[_i];
+                        RETURN NEXT;
+                        CONTINUE;
+                    END IF;
+                    PERFORM procrastinate_finish_job_v1(
+                        job_ids[_i], end_statuses[_i], delete_jobs[_i]);
+                ELSE
+                    BEGIN
+                        PERFORM procrastinate_retry_job_v2(
+                            job_ids[_i], retry_ats[_i], new_priorities[_i],
+                            new_queue_names[_i], new_locks[_i]);
+                    EXCEPTION WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS refused_sqlstate = RETURNED_SQLSTATE,
+                            refused_message = MESSAGE_TEXT,
+                            refused_constraint = CONSTRAINT_NAME;
+                        refused_id := job_ids[_i];
+                        _refused := _refused || job_ids[_i];
+                        RETURN NEXT;
+                    END;
+                END IF;
+            END LOOP;
+
+            INSERT INTO job_outcomes (
+                job_id, attempt, task_name, queue_name, worker_id, worker_name, status,
+                started_at, ended_at, duration_seconds, result, error_type, error_message,
+                traceback
+            )
+            SELECT o.job_id, o.attempt, o.task_name, o.queue_name, o.worker_id, o.worker_name,
+                   o.status, to_timestamp(o.started_at), to_timestamp(o.ended_at),
+                   o.duration_seconds, o.result::jsonb, o.error_type, o.error_message,
+                   o.traceback
+              FROM jsonb_to_recordset(coalesce(outcomes, '[]')) AS o (
+                       job_id bigint, attempt integer, task_name text, queue_name text,
+                       worker_id bigint, worker_name text, status text,
+                       started_at double precision, ended_at double precision,
+                       duration_seconds double precision, result text, error_type text,
+                       error_message text, traceback text)
+             WHERE o.job_id <> ALL(_refused);
+        END;
+        $$;
+        """
+    )
+
+
+def downgrade() -> None:
+    run_sql(
+        "DROP FUNCTION IF EXISTS kiosk_finish_jobs(bigint[], procrastinate_job_status[], "
+        "boolean[], timestamptz[], integer[], character varying[], character varying[], jsonb);"
+    )

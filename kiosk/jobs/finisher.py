@@ -1,0 +1,198 @@
+"""Group commit of job finishes: the jobs that end while one commit is written share the next.
+
+procrastinate finishes each job in its own transaction (BEGIN, `procrastinate_finish_job_v1`,
+COMMIT: three round trips and a WAL flush per job), and kiosk's outcome row was one more. A worker
+running ten jobs at once spends most of its time there. `GroupCommitManager` keeps procrastinate's
+`finish_job` / `retry_job` contract and sends the jobs that ended while the previous batch was
+being written together, in one statement (`kiosk_finish_jobs`, revision 0020) on an autocommit
+connection: one round trip, one transaction, one WAL flush for the batch. Each job is finished by
+procrastinate's own SQL functions, so its triggers and events are the released ones.
+
+Guarantees, each tested with real workers (tests/integration/test_job_finishes.py):
+- a caller returns only once its job's new state and its `job_outcomes` row (handed over by the
+  outcome middleware, `hand_outcome`) are committed, in the same transaction;
+- a batch that fails (the database is gone, the statement fails) fails every caller in it, as a
+  failed finish does in procrastinate: the job stays `doing` until the stalled-job sweep;
+- one job refused (it is no longer `doing`, or its retry clashes with a queueing lock) fails only
+  its own caller, with the error procrastinate would have raised;
+- with KIOSK_WORKER_BATCHING=false each finish is written alone, still with its outcome row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from procrastinate import exceptions, jobs, manager, utils
+from procrastinate.psycopg_connector import PsycopgConnector
+
+from kiosk.settings import get_settings
+from kiosk.sql import load_queries
+
+QUERIES = load_queries("kiosk.jobs")
+
+# Most jobs in one statement: a worker has at most KIOSK_DB_POOL_MAX_SIZE (<= 100) running jobs,
+# so this only bounds a statement after a stall; it also keeps the retries' subtransactions few.
+MAX_BATCH = 64
+
+
+@dataclass(slots=True)
+class _Finish:
+    job_id: int
+    end_status: str | None  # None: a retry
+    delete_job: bool = False
+    retry_at: datetime.datetime | None = None
+    priority: int | None = None
+    queue: str | None = None
+    lock: str | None = None
+    outcome: dict[str, Any] | None = None
+    future: asyncio.Future[None] | None = field(default=None, repr=False)
+
+
+class GroupCommitManager(manager.JobManager):
+    """procrastinate's JobManager whose `finish_job` and `retry_job` are group-committed."""
+
+    def __init__(self, connector: Any):
+        super().__init__(connector)
+        self._outcomes: dict[int, dict[str, Any]] = {}
+        self._pending: list[_Finish] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._batching: bool | None = None  # KIOSK_WORKER_BATCHING, read at the first finish
+        # For tests and benchmarks: transactions written and jobs in them.
+        self.batches = 0
+        self.finished = 0
+
+    def hand_outcome(self, job_id: int, row: dict[str, Any]) -> None:
+        """The outcome row of the attempt that just ended: written with the job's finish."""
+        self._outcomes[job_id] = row
+
+    async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
+        assert job.id is not None
+        await self._submit(
+            _Finish(
+                job.id,
+                status.value,
+                delete_job=delete_job,
+                outcome=self._outcomes.pop(job.id, None),
+            )
+        )
+
+    async def retry_job(
+        self,
+        job: jobs.Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        assert job.id is not None
+        await self._submit(
+            _Finish(
+                job.id,
+                None,
+                retry_at=retry_at or utils.utcnow(),
+                priority=priority,
+                queue=queue,
+                lock=lock,
+                outcome=self._outcomes.pop(job.id, None),
+            )
+        )
+
+    # -- the group commit ------------------------------------------------------------------------
+
+    def _batching_on(self) -> bool:
+        if self._batching is None:
+            self._batching = get_settings().worker_batching
+        return self._batching
+
+    async def _submit(self, item: _Finish) -> None:
+        if not self._batching_on():
+            error = (await self._write([item])).get(item.job_id)
+            if error is not None:
+                raise error
+            return
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        if self._drainer is None or self._drainer.get_loop() is not loop:
+            # Items left by a loop that is gone (tests run one loop per test) can never complete.
+            self._pending = [p for p in self._pending if p.future and p.future.get_loop() is loop]
+            self._pending.append(item)
+            self._drainer = loop.create_task(self._drain(), name="kiosk group commit")
+        else:
+            self._pending.append(item)
+        await item.future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                # Jobs that end in this turn of the loop (a batch of no-ops) join this batch.
+                await asyncio.sleep(0)
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                try:
+                    errors = await self._write(batch)
+                except Exception as exc:  # every caller of the batch gets it
+                    for item in batch:
+                        _settle(item, exc)
+                    continue
+                except BaseException as exc:  # cancelled: the callers must not hang
+                    for item in batch:
+                        _settle(item, exceptions.ConnectorException("finish interrupted"))
+                    raise exc
+                for item in batch:
+                    _settle(item, errors.get(item.job_id))
+        finally:
+            self._drainer = None
+
+    async def _write(self, batch: list[_Finish]) -> dict[int, exceptions.ConnectorException]:
+        """Write one batch in one transaction; the refused jobs with their errors."""
+        connector = self.connector
+        if not isinstance(connector, PsycopgConnector):  # pragma: no cover - kiosk's is one
+            raise TypeError(f"GroupCommitManager needs a PsycopgConnector, not {connector!r}")
+        outcomes = [item.outcome for item in batch if item.outcome is not None]
+        params = {
+            "job_ids": [item.job_id for item in batch],
+            "end_statuses": [item.end_status for item in batch],
+            "delete_jobs": [item.delete_job for item in batch],
+            "retry_ats": [item.retry_at for item in batch],
+            "new_priorities": [item.priority for item in batch],
+            "new_queue_names": [item.queue for item in batch],
+            "new_locks": [item.lock for item in batch],
+            "outcomes": json.dumps(outcomes) if outcomes else None,
+        }
+        try:
+            async with connector.pool.connection() as conn:
+                # One statement in autocommit is one transaction in one round trip (psycopg would
+                # otherwise send BEGIN and COMMIT on their own).
+                await conn.set_autocommit(True)
+                try:
+                    cursor = await conn.execute(QUERIES["finish_jobs"], params)
+                    refused = await cursor.fetchall()
+                finally:
+                    if not conn.closed:
+                        await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            raise exceptions.ConnectorException(str(exc)) from exc
+        self.batches += 1
+        self.finished += len(batch) - len(refused)
+        return {job_id: _refusal(*rest) for job_id, *rest in refused}
+
+
+def _refusal(sqlstate: str, message: str, constraint: str | None) -> exceptions.ConnectorException:
+    if sqlstate == "23505":  # unique_violation: a newer job waits with this queueing lock
+        return exceptions.UniqueViolation(message, constraint_name=constraint, queueing_lock=None)
+    return exceptions.ConnectorException(message)
+
+
+def _settle(item: _Finish, error: BaseException | None) -> None:
+    future = item.future
+    if future is None or future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
