@@ -1,16 +1,21 @@
 """Job throughput: kiosk's real task path against bare procrastinate, 1, 2 and 4 worker processes.
 
-    .venv/bin/python bench/job_throughput.py                          # 1,2,4 processes, concurrency 1
-    .venv/bin/python bench/job_throughput.py --concurrency 4 --jobs 4000
-    .venv/bin/python bench/job_throughput.py --workers 2 --big-table 1000000   # empty vs 1M finished jobs
-    .venv/bin/python bench/job_throughput.py --workers 1 --variants kiosk,kiosk-no-outcomes
+    .venv/bin/python bench/job_throughput.py               # 1,2,4 processes, concurrency 1
+    .venv/bin/python bench/job_throughput.py --workers 1 --concurrency 10 --jobs 5000 \
+        --variants kiosk,kiosk-unbatched,bare --rounds 3   # the batched worker (docs/benchmarks.md)
+    .venv/bin/python bench/job_throughput.py --workers 2 --big-table 1000000   # empty vs 1M jobs
+    .venv/bin/python bench/job_throughput.py --tree /tmp/wt-before --variants bare,kiosk
+                                                           # an older commit's code, this script
 
 One scratch database (two with --big-table: one empty, one holding N finished jobs with their
 events and outcome rows). Each run starts the worker processes (`procrastinate worker
 --concurrency=C --queues=bench`), waits until they are registered and idle, inserts --jobs no-op
 jobs in one transaction (NOTIFY wakes them), waits until none is left, stops the workers. Variants
 (bench/apps.py): `bare` = procrastinate.App; `kiosk` = tasks.app (KioskApp: outcome middleware,
-time limit, ShutdownRetry); `kiosk-no-outcomes` = tasks.app without the outcome middleware.
+time limit, ShutdownRetry, batched fetch and group-committed finishes); `kiosk-unbatched` = the
+same with KIOSK_WORKER_BATCHING=false; `kiosk-no-outcomes` = tasks.app without the outcome
+middleware. `--tree` runs another checkout's code (its .venv, migrations and bench/apps.py) under
+this script: the before/after figures of docs/benchmarks.md.
 Variants (and databases) alternate within each round, in turn, because the machine is shared
 and its load drifts; before each run the script waits (up to --quiet-wait s) for a second with the
 cores at most --max-busy busy, and a round in which other processes used more than --max-others
@@ -20,7 +25,8 @@ Two figures per run: jobs per second of wall time, first `started` event to last
 (start-up not counted); and CPU milliseconds per job, workers plus PostgreSQL server (when it runs
 here), over the same stretch: the steadier figure on a busy machine. Printed: medians over the
 rounds, the kiosk/bare ratio of each round's pair (median), the cores other processes used during
-the runs and the 1-minute load. Bounded: every wait has a deadline, every run stops its workers.
+the runs, the 1-minute load and the largest worker's peak RSS (VmHWM). Bounded: every wait has a
+deadline, every run stops its workers.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from bench import bigtable, scratch  # noqa: E402
 APPS = {
     "bare": ("bench.apps.bare_app", {}),
     "kiosk": ("bench.apps.kiosk_app", {}),
+    "kiosk-unbatched": ("bench.apps.kiosk_app", {"KIOSK_WORKER_BATCHING": "false"}),
     "kiosk-no-outcomes": ("bench.apps.kiosk_app", {"BENCH_NO_OUTCOMES": "1"}),
 }
 QUEUE = "bench"
@@ -51,10 +58,17 @@ class Run:
     cpu_ms: float  # CPU per job, workers + server
     load: float  # 1-minute load average when the run started
     others: float  # cores used by other processes during the run
+    rss_mb: float  # peak resident memory of the largest worker process
 
 
 def run_once(
-    url: str, variant: str, processes: int, concurrency: int, jobs: int, quiet: tuple[float, float]
+    url: str,
+    variant: str,
+    processes: int,
+    concurrency: int,
+    jobs: int,
+    quiet: tuple[float, float],
+    tree: Path | None = None,
 ) -> Run:
     app, extra = APPS[variant]
     scratch.wait_quiet(*quiet)
@@ -63,7 +77,12 @@ def run_once(
     env = scratch.env(url, **extra, KIOSK_DB_POOL_MAX_SIZE=str(max(10, concurrency + 2)))
     workers = [
         scratch.worker(
-            f"bench-{variant}-{i}", app, env, f"--concurrency={concurrency}", f"--queues={QUEUE}"
+            f"bench-{variant}-{i}",
+            app,
+            env,
+            f"--concurrency={concurrency}",
+            f"--queues={QUEUE}",
+            tree=tree,
         )
         for i in range(processes)
     ]
@@ -95,6 +114,7 @@ def run_once(
             )
             # This process's polling is ours too, but tiny; counted as others'.
             others_cores = others.cores(cpu)
+            rss = max(scratch.peak_rss_mb(w.pid) for w in workers)
     finally:
         scratch.stop_all(workers)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -111,7 +131,7 @@ def run_once(
         conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (QUEUE,))
         conn.execute("DELETE FROM job_outcomes WHERE task_name = 'bench.noop'")
         conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes")
-    return Run(jobs / seconds, 1000 * cpu / jobs, load, others_cores)
+    return Run(jobs / seconds, 1000 * cpu / jobs, load, others_cores, rss)
 
 
 def main() -> int:
@@ -144,7 +164,8 @@ def main() -> int:
         "--max-others",
         type=float,
         default=0.35,
-        help="run a round again when other processes used more cores than this meanwhile (default 0.35)",
+        help="run a round again when other processes used more cores than this meanwhile "
+        "(default 0.35)",
     )
     parser.add_argument(
         "--attempts", type=int, default=3, help="... at most this many times (default 3)"
@@ -156,18 +177,30 @@ def main() -> int:
         metavar="ROWS",
         help="also a database with ROWS finished jobs; compare it with the empty one",
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="measure another checkout's code (its .venv, migrations and bench/apps.py), e.g. a "
+        "`git worktree` of an older commit, with this script",
+    )
     args = parser.parse_args()
+    if args.tree:
+        args.tree = args.tree.resolve()
+        if not (args.tree / ".venv" / "bin" / "python").exists():
+            parser.error(f"{args.tree} has no .venv (run its scripts/bootstrap)")
     counts = [int(n) for n in args.workers.split(",")]
     variants = args.variants.split(",")
     if unknown := set(variants) - set(APPS):
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
     print(scratch.machine())
+    if args.tree:
+        print(f"code of {args.tree}: {scratch.tree_commit(args.tree)}")
     try:
-        with scratch.server() as server, scratch.database(server, "jobs") as empty:
+        with scratch.server() as server, scratch.database(server, "jobs", args.tree) as empty:
             print(scratch.server_version(empty))
             databases = {"empty": empty}
-            big_ctx = scratch.database(server, "big") if args.big_table else None
+            big_ctx = scratch.database(server, "big", args.tree) if args.big_table else None
             if big_ctx:
                 databases[f"{args.big_table:,} jobs"] = big = big_ctx.__enter__()
                 print(f"filling {args.big_table:,} finished jobs ...", flush=True)
@@ -206,11 +239,13 @@ def measure(
                         args.concurrency,
                         args.jobs,
                         (args.max_busy, args.quiet_wait),
+                        args.tree,
                     )
                     round_runs[(processes, variant, name)] = run
                     print(
                         f"  {processes} x {variant:<17} {name:<14} {run.rate:6.0f} jobs/s  "
-                        f"{run.cpu_ms:5.2f} ms CPU/job  load {run.load:.1f}, others {run.others:.2f} cores",
+                        f"{run.cpu_ms:5.2f} ms CPU/job  peak RSS {run.rss_mb:.0f} MB  "
+                        f"load {run.load:.1f}, others {run.others:.2f} cores",
                         flush=True,
                     )
                 noisy = max(run.others for run in round_runs.values()) > args.max_others
@@ -238,9 +273,10 @@ def report(
         f"{args.rounds} runs each; medians"
     )
     print(
-        "| processes | database | variant | jobs/s | CPU ms/job | vs bare, per round | others' CPU, cores | load |"
+        "| processes | database | variant | jobs/s | CPU ms/job | vs bare, per round "
+        "| peak RSS, MB | others' CPU, cores | load |"
     )
-    print("|---:|---|---|---:|---:|---:|---|---|")
+    print("|---:|---|---|---:|---:|---:|---:|---|---|")
     for processes in counts:
         for name in names:
             for variant in variants:
@@ -248,12 +284,14 @@ def report(
                 ratio = ""
                 if variant != "bare" and (processes, "bare", name) in results:
                     bare = results[(processes, "bare", name)]
-                    ratio = f"{100 * med([r.rate / b.rate for r, b in zip(runs, bare)]):.0f} %"
+                    ratios = [r.rate / b.rate for r, b in zip(runs, bare, strict=True)]
+                    ratio = f"{100 * med(ratios):.0f} %"
                 loads, others = [r.load for r in runs], [r.others for r in runs]
                 print(
                     f"| {processes} | {name} | {variant} | {med([r.rate for r in runs]):.0f} | "
                     f"{med([r.cpu_ms for r in runs]):.2f} | {ratio} | "
-                    f"{min(others):.2f}–{max(others):.2f} | {min(loads):.1f}–{max(loads):.1f} |"
+                    f"{max(r.rss_mb for r in runs):.0f} | {min(others):.2f}–{max(others):.2f} | "
+                    f"{min(loads):.1f}–{max(loads):.1f} |"
                 )
     if len(names) > 1:
         print(f"\n{names[1]} against empty, per round (median):")
@@ -263,10 +301,11 @@ def report(
                     results[(processes, variant, names[0])],
                     results[(processes, variant, names[1])],
                 )
-                change = med([b.rate / e.rate - 1 for e, b in zip(empty, big)])
-                cpu = med([b.cpu_ms / e.cpu_ms - 1 for e, b in zip(empty, big)])
+                change = med([b.rate / e.rate - 1 for e, b in zip(empty, big, strict=True)])
+                cpu = med([b.cpu_ms / e.cpu_ms - 1 for e, b in zip(empty, big, strict=True)])
                 print(
-                    f"  {processes} x {variant}: throughput {100 * change:+.0f} %, CPU per job {100 * cpu:+.0f} %"
+                    f"  {processes} x {variant}: throughput {100 * change:+.0f} %, "
+                    f"CPU per job {100 * cpu:+.0f} %"
                 )
 
 

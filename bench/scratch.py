@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -59,12 +60,30 @@ def server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def database(server_url: str, label: str) -> Iterator[str]:
-    """A new database migrated to head, dropped afterwards; yields its URL."""
+def database(server_url: str, label: str, tree: Path | None = None) -> Iterator[str]:
+    """A new database migrated to head, dropped afterwards; yields its URL.
+
+    `tree`: another checkout of kiosk (with its own .venv) whose migrations make the schema, to
+    measure an older commit with this script (see `worker`)."""
     name = f"kiosk_bench_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     url = embedded.create_database(server_url, name, replace=True)
     try:
-        migrations.upgrade(url)
+        if tree is None:
+            migrations.upgrade(url)
+        else:
+            subprocess.run(
+                [
+                    *tree_python(tree),
+                    "-c",
+                    "import sys; from kiosk import migrations; migrations.upgrade(sys.argv[1])",
+                    url,
+                ],
+                env=env(url, **tree_env(tree)),
+                cwd=tree,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
         yield url
     finally:
         embedded.drop_database(server_url, name)
@@ -105,7 +124,7 @@ def server_version(url: str) -> str:
     )
 
 
-# -- processes ----------------------------------------------------------------------------------------
+# -- processes ---------------------------------------------------------------------------------
 
 
 class Child(Process):
@@ -123,13 +142,38 @@ class Child(Process):
             )
 
 
-def worker(name: str, app: str, env: dict[str, str], *flags: str) -> Child:
-    """`procrastinate --app=APP worker FLAGS` (APP e.g. `bench.apps.kiosk_app`)."""
+def tree_python(tree: Path | None) -> list[str]:
+    """The interpreter of a checkout: its own .venv (its dependencies, its editable kiosk)."""
+    return [str(tree / ".venv" / "bin" / "python")] if tree else [sys.executable]
+
+
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """Import that checkout's kiosk, tasks and bench, not this one's (the children's working
+    directory stays this checkout's: PYTHONSAFEPATH keeps it off sys.path)."""
+    return {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"} if tree else {}
+
+
+def worker(
+    name: str, app: str, env: dict[str, str], *flags: str, tree: Path | None = None
+) -> Child:
+    """`procrastinate --app=APP worker FLAGS` (APP e.g. `bench.apps.kiosk_app`), of another
+    checkout's code when `tree` is given."""
     return Child(
         name,
-        [sys.executable, "-m", "procrastinate", f"--app={app}", "worker", f"--name={name}", *flags],
-        env,
+        [
+            *tree_python(tree),
+            *("-m", "procrastinate", f"--app={app}", "worker", f"--name={name}", *flags),
+        ],
+        {**env, **tree_env(tree)},
     )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of a live process so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
@@ -173,7 +217,7 @@ def stop_all(children: Sequence[Child]) -> None:
         child.stop()
 
 
-# -- measuring ----------------------------------------------------------------------------------------
+# -- measuring ---------------------------------------------------------------------------------
 
 
 def load() -> float:
@@ -286,3 +330,20 @@ def server_cpu(url: str) -> float:
             if int(fields[1]) == postmaster:
                 ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_commit(tree: Path) -> str:
+    """`<short hash> <subject>` of a checkout's HEAD, and whether it has local changes."""
+    head = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{head}{' (with local changes)' if dirty else ''}"
