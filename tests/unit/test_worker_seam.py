@@ -1,4 +1,4 @@
-"""The seams of procrastinate that kiosk's batched fetch relies on (kiosk/jobs/fetcher.py, worker.py).
+"""The seams of procrastinate that the batched fetch relies on (kiosk/jobs/fetcher.py, worker.py).
 
 `KioskApp._worker` overrides a private method of procrastinate's App; the fetcher relies on the
 worker asking `job_manager.fetch_job` once per free slot and reporting every job through
