@@ -31,14 +31,17 @@ def worker_processes():
 
 def start(workers, sql: Sql, database_url, log_dir, count: int = 1, *args: str, **env: str):
     """Start `count` workers on the fetch test app; wait until all of them are registered."""
-    before = sql.value("SELECT count(*) FROM procrastinate_workers")
+    # By id: a starting worker deletes stalled ones, so the count can go down.
+    before = sql.value("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
     new = [
         AppWorker(database_url, log_dir, *args, app=FETCH_APP, name=f"w{len(workers) + n}", **env)
         for n in range(count)
     ]
     workers.extend(new)
     wait_for(
-        lambda: sql.value("SELECT count(*) FROM procrastinate_workers") >= before + count,
+        lambda: (
+            sql.value("SELECT count(*) FROM procrastinate_workers WHERE id > %s", before) >= count
+        ),
         timeout=90,
         what=f"{count} workers registered",
     )

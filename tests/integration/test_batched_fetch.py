@@ -128,7 +128,7 @@ async def test_jobs_of_a_worker_that_dies_are_rescued_even_unstarted(
         "UPDATE procrastinate_jobs SET args = args || '{\"sleep\": 0}' WHERE id = ANY(%s)",
         (running,),
     )
-    start(workers, sql, database_url, log_dir, 1, "--concurrency=3", name="survivor")
+    start(workers, sql, database_url, log_dir, 1, "--concurrency=3")
     # The real sweep (`jobs.retry_stalled_jobs`, every minute) finds both.
     wait_for(lambda: done(sql, unstarted + running), timeout=150, interval=0.5, what="rescue")
     for job_id in unstarted + running:
