@@ -197,6 +197,7 @@ class Settings(BaseSettings):
     worker_shutdown_timeout: float = Field(default=20, ge=0, le=3600)
     worker_heartbeat_interval: float = Field(default=10, ge=0.5, le=300)
     worker_stalled_after: float = Field(default=30, ge=1, le=86400)
+    # Fetch several jobs per round trip (and finish them in group commits); false: one at a time.
     worker_batching: bool = True
     job_timeout: float = Field(default=300, ge=0, le=86400)  # async tasks; 0 = no limit
     prune_succeeded_days: float = Field(default=7, gt=0, le=3650)

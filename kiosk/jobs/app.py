@@ -7,6 +7,9 @@
   KIOSK_WORKER_* settings; command-line flags (and procrastinate's own PROCRASTINATE_WORKER_*
   variables, which are flag defaults) still win. Settings are read when a worker starts, never at
   import: `tasks.app` imports without a database or any variable set.
+- The job manager is a `KioskJobManager` (batched fetch, queue controls) and the worker a
+  `KioskWorker` (gives its unstarted jobs back when it stops); KIOSK_WORKER_BATCHING=false fetches
+  one job per round trip.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from procrastinate import App, retry
+from procrastinate import App, retry, worker
 
 from kiosk.jobs import timeouts
 from kiosk.jobs.manager import KioskJobManager
 from kiosk.jobs.retry import ShutdownRetry
+from kiosk.jobs.worker import KioskWorker
 from kiosk.settings import Settings, load_or_exit
 
 
@@ -55,8 +59,10 @@ def check_worker_options(options: dict[str, Any], pool_max_size: int) -> str | N
 class KioskApp(App):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # Batched finishes (kiosk/jobs/finisher.py); the command stays `procrastinate worker`.
+        # Batched fetch and group-committed finishes (kiosk/jobs/fetcher.py, finisher.py); the
+        # command stays `procrastinate worker`.
         self.job_manager = KioskJobManager(self.connector)
+        self.worker_batching = True  # KIOSK_WORKER_BATCHING, read when a worker starts
 
     def task(self, _func: Callable | None = None, *, timeout: float | None = None, **options: Any):
         """`App.task` plus `timeout=` (seconds, async tasks only; None = KIOSK_JOB_TIMEOUT)."""
@@ -77,9 +83,17 @@ class KioskApp(App):
 
     async def run_worker_async(self, **kwargs: Any) -> None:
         settings = load_or_exit()
+        self.worker_batching = settings.worker_batching
         options = {**worker_options(settings), **kwargs}
         problem = check_worker_options(options, settings.db_pool_max_size)
         if problem:
             print(f"kiosk: invalid worker option: {problem}", file=sys.stderr)
             raise SystemExit(2)
         await super().run_worker_async(**options)
+
+    def _worker(self, **kwargs: Any) -> worker.Worker:
+        # procrastinate's App.run_worker_async builds its worker here (a private method:
+        # tests/unit/test_worker_seam.py fails if procrastinate stops calling it).
+        return KioskWorker(
+            app=self, batching=self.worker_batching, **{**self.worker_defaults, **kwargs}
+        )

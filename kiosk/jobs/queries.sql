@@ -96,3 +96,13 @@ FOR KEY SHARE;
 -- name: release_queueing_lock
 -- Drop a running job's queueing lock before it goes back to todo (procrastinate issue #1543)
 UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
+
+-- name: fetch_jobs
+-- Take up to `count` jobs in one round trip, the queue controls enforced (migration 0019).
+SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name,
+       attempts, abort_requested, worker_id, capped_queues, rate_wake_in
+  FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(count)s)
+
+-- name: release_jobs
+-- Put jobs a stopping worker fetched but never started back in `todo`; return their ids.
+SELECT kiosk_release_jobs(%(job_ids)s::bigint[], %(worker_id)s) AS id

@@ -1,0 +1,246 @@
+"""Batched fetch: a worker takes several jobs per round trip, the queue controls enforced in SQL.
+
+procrastinate's worker asks its job manager for one job each time a concurrency slot is free, until
+it gets None. `BatchFetchManager.fetch_job` answers from a worker-local buffer; when the buffer is
+empty it takes up to "free slots" jobs (concurrency minus jobs handed out and not finished) in one
+call of `kiosk_fetch_jobs` (migration 0019), which keeps procrastinate's fetch semantics and
+enforces pause, rate limit and cap (docs/workers.md, "Batched fetch" and "How queue controls are
+enforced"). Buffered jobs are `doing` with the worker's id, so a worker that dies leaves them to
+the stalled-job sweep like any other; a worker that stops puts them back in `todo` at once
+(`release_buffer`, called by `KioskWorker.stop` and by `unregister_worker`).
+
+Wake-ups: after a round trip that came back short, the next call answers None without asking the
+database unless a `job_inserted` notification arrived meanwhile, as the worker would have got None
+anyway. When a rate limit held jobs back, the worker is woken when its window frees; when a
+concurrency cap held them back, it is woken when it finishes a job of that queue. Other cases are
+left to procrastinate's notifications and polling.
+
+State is per worker id; the concurrency and the batching switch are those of the last
+`configure_worker` call (procrastinate's command runs one worker per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import logging
+from collections.abc import Iterable
+from typing import Any, cast
+
+from procrastinate import connector, jobs, manager
+
+from kiosk.sql import load_queries
+
+logger = logging.getLogger("kiosk.jobs")
+QUERIES = load_queries("kiosk.jobs")
+
+ANY_QUEUE_CHANNEL = "procrastinate_any_queue_v1"
+# A wake-up for a rate window that frees this soon is not worth a timer.
+_MIN_WAKE = 0.005
+
+
+@dataclasses.dataclass
+class _Slots:
+    """One worker's fetch state."""
+
+    concurrency: int
+    batching: bool
+    buffer: collections.deque[jobs.Job] = dataclasses.field(default_factory=collections.deque)
+    handed_out: set[int] = dataclasses.field(default_factory=set)
+    # The last round trip took fewer jobs than asked, and the notification count before it.
+    short: bool = False
+    seen: int = 0
+    closed: bool = False
+    capped: frozenset[str] = frozenset()
+    wake: asyncio.TimerHandle | None = None
+    release_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+    def wanted(self) -> int:
+        if not self.batching:
+            return 1
+        return max(1, self.concurrency - len(self.handed_out))
+
+
+class BatchFetchManager(manager.JobManager):
+    def __init__(self, connector: connector.BaseConnector) -> None:
+        super().__init__(connector)
+        # Without a KioskWorker (the API, scripts): one job per call, as procrastinate does.
+        self.worker_concurrency = 1
+        self.worker_batching = False
+        self._slots: dict[int, _Slots] = {}
+        self._listeners: list[manager.NotificationCallback] = []
+        self._notifications = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def configure_worker(self, *, concurrency: int, batching: bool) -> None:
+        """Called by the worker before it registers: its slots and whether to batch."""
+        self.worker_concurrency = concurrency
+        self.worker_batching = batching
+
+    def _slots_of(self, worker_id: int) -> _Slots:
+        slots = self._slots.get(worker_id)
+        if slots is None:
+            slots = _Slots(concurrency=self.worker_concurrency, batching=self.worker_batching)
+            self._slots[worker_id] = slots
+        return slots
+
+    async def register_worker(self) -> int:
+        worker_id = await super().register_worker()
+        self._slots_of(worker_id)
+        return worker_id
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        # Before the worker row goes: its deletion sets worker_id NULL on the buffered jobs.
+        await self.release_buffer(worker_id)
+        await super().unregister_worker(worker_id)
+        self._slots.pop(worker_id, None)
+
+    async def listen_for_jobs(
+        self,
+        *,
+        on_notification: manager.NotificationCallback,
+        queues: Iterable[str] | None = None,
+    ) -> None:
+        async def counted(*, channel: str, notification: jobs.Notification) -> None:
+            if notification["type"] == "job_inserted":
+                self._notifications += 1
+            await on_notification(channel=channel, notification=notification)
+
+        self._listeners.append(counted)
+        try:
+            await super().listen_for_jobs(on_notification=counted, queues=queues)
+        finally:
+            self._listeners.remove(counted)
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        slots = self._slots_of(worker_id)
+        if slots.closed:
+            return None
+        if slots.buffer:
+            return self._hand_out(slots, slots.buffer.popleft())
+        if slots.short and slots.seen == self._notifications:
+            # The last round trip found fewer jobs than it could take and nothing was inserted
+            # since: the database would answer None too. The next call asks it again.
+            slots.short = False
+            return None
+        slots.short = False
+        wanted = slots.wanted()
+        seen = self._notifications
+        rows = await self.connector.execute_query_all_async(
+            query=QUERIES["fetch_jobs"],
+            queues=None if queues is None else list(queues),
+            worker_id=worker_id,
+            count=wanted,
+        )
+        fetched = sorted(
+            (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
+            key=lambda job: (-job.priority, job.id or 0),
+        )
+        if rows:
+            self._note_limits(slots, rows[0])
+        if slots.closed:  # stopped during the round trip
+            await self._release(worker_id, fetched)
+            return None
+        if not fetched:
+            return None
+        if len(fetched) < wanted:
+            slots.short, slots.seen = True, seen
+        slots.buffer.extend(fetched[1:])
+        return self._hand_out(slots, fetched[0])
+
+    def _hand_out(self, slots: _Slots, job: jobs.Job) -> jobs.Job:
+        assert job.id is not None
+        slots.handed_out.add(job.id)
+        return job
+
+    def _note_limits(self, slots: _Slots, row: dict[str, Any]) -> None:
+        slots.capped = frozenset(row["capped_queues"] or ())
+        wake_in = row["rate_wake_in"]
+        if wake_in is None:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(wake_in, _MIN_WAKE)
+        if slots.wake is not None and not slots.wake.cancelled():
+            if slots.wake.when() <= when:
+                return
+            slots.wake.cancel()
+        slots.wake = loop.call_at(when, self._wake)
+
+    def _wake(self) -> None:
+        """What procrastinate does on a `job_inserted` notification: the workers fetch."""
+        self._notifications += 1
+        notification = cast(jobs.Notification, {"type": "job_inserted", "job_id": None})
+        for listener in list(self._listeners):
+            task = asyncio.ensure_future(
+                listener(channel=ANY_QUEUE_CHANNEL, notification=notification)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _done(self, job: jobs.Job) -> None:
+        slots = self._slots.get(job.worker_id) if job.worker_id is not None else None
+        if slots is None or job.id not in slots.handed_out:
+            return  # not one of ours: e.g. the stalled-job sweep retrying a dead worker's job
+        slots.handed_out.discard(job.id)
+        if job.queue in slots.capped:
+            self._wake()  # a place under the cap is free again
+
+    async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
+        try:
+            await super().finish_job(job=job, status=status, delete_job=delete_job)
+        finally:
+            self._done(job)
+
+    async def retry_job(
+        self,
+        job: jobs.Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        try:
+            await super().retry_job(
+                job=job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+            )
+        finally:
+            self._done(job)
+
+    async def release_buffer(self, worker_id: int) -> None:
+        """The worker stops: fetch nothing more, and put the jobs it has not started back."""
+        slots = self._slots.get(worker_id)
+        if slots is None:
+            return
+        slots.closed = True
+        if slots.wake is not None:
+            slots.wake.cancel()
+        buffered = list(slots.buffer)
+        slots.buffer.clear()
+        await self._release(worker_id, buffered)
+
+    async def _release(self, worker_id: int, buffered: list[jobs.Job]) -> None:
+        slots = self._slots_of(worker_id)
+        async with slots.release_lock:  # unregister_worker waits for a release under way
+            if not buffered:
+                return
+            ids = [job.id for job in buffered]
+            try:
+                rows = await self.connector.execute_query_all_async(
+                    query=QUERIES["release_jobs"], job_ids=ids, worker_id=worker_id
+                )
+            except Exception:  # noqa: BLE001 - they stay `doing`: the stalled-job sweep has them
+                logger.warning(
+                    "worker %s could not put its unstarted jobs %s back in todo",
+                    worker_id,
+                    ids,
+                    exc_info=True,
+                )
+                return
+            logger.info(
+                "worker %s put %s unstarted jobs back in todo: %s",
+                worker_id,
+                len(rows),
+                [row["id"] for row in rows],
+            )

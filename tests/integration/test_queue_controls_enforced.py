@@ -1,0 +1,111 @@
+"""The queue controls hold fleet-wide, with several real worker processes (issue 15).
+
+Controls are written straight into kiosk_queue_controls (the table is the contract; the operators'
+API is kiosk/queues). Starts and ends are measured inside the tasks, by the database's clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.fetch_helpers import (
+    done,
+    insert_jobs,
+    max_overlap,
+    most_in_a_second,
+    runs,
+    sql_connection,
+    start,
+    worker_processes,
+)
+from tests.support import wait_for
+
+sql = pytest.fixture(sql_connection, name="sql")
+workers = pytest.fixture(worker_processes, name="workers")
+
+
+def clock(sql) -> float:
+    return sql.value("SELECT extract(epoch FROM clock_timestamp())::float")
+
+
+async def test_pause_then_resume_across_three_workers(database_url, log_dir, sql, workers):
+    start(workers, sql, database_url, log_dir, 3, "--concurrency=3", "--queues=ctl,other")
+    ids = insert_jobs(sql, 60, queue="ctl", key="ctl", sleep=0.4)
+    wait_for(lambda: len(runs(sql, "ctl")) >= 12, timeout=30, what="the queue running")
+
+    sql.conn.execute("INSERT INTO kiosk_queue_controls (queue, paused) VALUES ('ctl', true)")
+    paused_at = clock(sql)  # after the commit
+    # Other queues keep running on the same workers meanwhile.
+    others = insert_jobs(sql, 3, queue="other", key="other")
+    wait_for(lambda: done(sql, others), timeout=10, what="another queue still served")
+    wait_for(
+        lambda: clock(sql) > paused_at + 2.5 and all(run["ended"] for run in runs(sql, "ctl")),
+        timeout=15,
+        what="the running jobs to finish",
+    )
+    ctl_runs = runs(sql, "ctl")
+    late = [run for run in ctl_runs if run["started"] > paused_at + 1.0]
+    assert not late, f"started more than 1 s after the pause: {late}"
+    taken_after = sql.value(
+        "SELECT count(*) FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
+        "WHERE j.queue_name = 'ctl' AND e.type = 'started' AND e.at >= to_timestamp(%s)",
+        paused_at,
+    )
+    assert taken_after == 0, "a job of the paused queue changed to doing"
+    waiting = sql.value(
+        "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'ctl' AND status = 'todo'"
+    )
+    assert waiting == 60 - len(ctl_runs) > 0, "the rest waits"
+    assert (
+        sql.value(
+            "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'ctl' AND status = 'doing'"
+        )
+        == 0
+    )
+
+    sql.conn.execute("UPDATE kiosk_queue_controls SET paused = false WHERE queue = 'ctl'")
+    resumed_at = clock(sql)
+    first = wait_for(
+        lambda: [run for run in runs(sql, "ctl") if run["started"] > resumed_at],
+        timeout=10,
+        interval=0.02,
+        what="a start after the resume",
+    )[0]
+    assert first["started"] - resumed_at < 1.0, "waiting jobs start within 1 s of the resume"
+    wait_for(lambda: done(sql, ids), timeout=60, what="the queue drained")
+
+
+async def test_rate_limit_of_ten_per_second_across_four_workers(
+    database_url, log_dir, sql, workers
+):
+    sql.conn.execute(
+        "INSERT INTO kiosk_queue_controls (queue, max_per_second) VALUES ('rated', 10)"
+    )
+    start(workers, sql, database_url, log_dir, 4, "--concurrency=4", "--queues=rated")
+    ids = insert_jobs(sql, 50, queue="rated", key="rated")
+    wait_for(lambda: done(sql, ids), timeout=60, interval=0.2, what="the queue drained")
+
+    rated = runs(sql, "rated")
+    starts = [run["started"] for run in rated]
+    assert len(starts) == 50
+    assert most_in_a_second(starts) <= 10
+    # Starts come in bursts of up to 10 per window: the last burst has no window after it.
+    rate = (len(starts) - 10) / (max(starts) - min(starts))
+    # 10 starts per 1.1 s window (a guard of 0.1 s for the fetch-to-start gap): 9.1/s by design.
+    assert 8.0 <= rate <= 10.0, f"{rate:.2f} starts/s"
+    assert len({run["pid"] for run in rated}) > 1, "the four workers shared the queue"
+
+
+async def test_concurrency_cap_of_two_across_three_workers(database_url, log_dir, sql, workers):
+    sql.conn.execute("INSERT INTO kiosk_queue_controls (queue, max_running) VALUES ('capped', 2)")
+    start(workers, sql, database_url, log_dir, 3, "--concurrency=3", "--queues=capped,free")
+    ids = insert_jobs(sql, 16, queue="capped", key="capped", sleep=0.3)
+    free = insert_jobs(sql, 9, queue="free", key="free", sleep=0.3)
+    wait_for(lambda: done(sql, ids + free), timeout=60, interval=0.2, what="both queues drained")
+
+    capped = runs(sql, "capped")
+    assert max_overlap([(run["started"], run["ended"]) for run in capped]) == 2
+    assert max_overlap([(run["started"], run["ended"]) for run in runs(sql, "free")]) > 2
+    # The freed place is taken again at once by the worker that freed it, not at the next poll.
+    took = max(run["ended"] for run in capped) - min(run["started"] for run in capped)
+    assert took < 16 * 0.3 / 2 * 1.6, f"{took:.1f}s for 16 jobs of 0.3 s two at a time"
