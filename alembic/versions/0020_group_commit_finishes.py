@@ -15,14 +15,14 @@ their own subtransaction (a unique violation would otherwise abort the whole bat
 checked under the row lock, need none.
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0020"
-down_revision = "0018"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
