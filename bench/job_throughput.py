@@ -59,6 +59,8 @@ class Run:
     load: float  # 1-minute load average when the run started
     others: float  # cores used by other processes during the run
     rss_mb: float  # peak resident memory of the largest worker process
+    per_fetch: float  # jobs per fetch transaction (their `started` events share its now())
+    per_finish: float  # jobs per finish transaction (their `succeeded` events, likewise)
 
 
 def run_once(
@@ -118,10 +120,12 @@ def run_once(
     finally:
         scratch.stop_all(workers)
     with psycopg.connect(url, autocommit=True) as conn:
-        succeeded, seconds = conn.execute(
+        succeeded, seconds, fetches, finishes = conn.execute(
             "SELECT count(*) FILTER (WHERE type = 'succeeded'), "
             "extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
-            "                 - min(at) FILTER (WHERE type = 'started'))::float "
+            "                 - min(at) FILTER (WHERE type = 'started'))::float, "
+            "count(DISTINCT at) FILTER (WHERE type = 'started'), "
+            "count(DISTINCT at) FILTER (WHERE type = 'succeeded') "
             "FROM procrastinate_events WHERE job_id BETWEEN %s AND %s",
             (first, last),
         ).fetchone()
@@ -131,7 +135,9 @@ def run_once(
         conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (QUEUE,))
         conn.execute("DELETE FROM job_outcomes WHERE task_name = 'bench.noop'")
         conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events, job_outcomes")
-    return Run(jobs / seconds, 1000 * cpu / jobs, load, others_cores, rss)
+    return Run(
+        jobs / seconds, 1000 * cpu / jobs, load, others_cores, rss, jobs / fetches, jobs / finishes
+    )
 
 
 def main() -> int:
@@ -245,6 +251,7 @@ def measure(
                     print(
                         f"  {processes} x {variant:<17} {name:<14} {run.rate:6.0f} jobs/s  "
                         f"{run.cpu_ms:5.2f} ms CPU/job  peak RSS {run.rss_mb:.0f} MB  "
+                        f"jobs per fetch {run.per_fetch:.1f}, per finish {run.per_finish:.1f}  "
                         f"load {run.load:.1f}, others {run.others:.2f} cores",
                         flush=True,
                     )

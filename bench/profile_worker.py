@@ -4,7 +4,7 @@
     .venv/bin/python bench/profile_worker.py --variant bare       # procrastinate alone, to compare
     .venv/bin/python bench/profile_worker.py --raw /tmp/worker.txt   # keep py-spy's stacks
 
-Starts one idle worker (concurrency 1) on a scratch database, attaches `py-spy record` to it
+Starts one idle worker (--concurrency, default 1) on a scratch database, attaches `py-spy record` to it
 (sampling on-CPU Python stacks), inserts the jobs in one transaction, waits until they are done,
 then sorts every sample into where it was spent: procrastinate's fetch, finish and other queries
 (each split into psycopg's own time and the rest), kiosk's outcome middleware and its INSERT, the
@@ -45,6 +45,14 @@ PURPOSES = [
         lambda f: f.startswith(("JobManager.finish_job ", "JobManager.retry_job ")),
     ),
     (
+        "kiosk: batched fetch (BatchFetchManager)",
+        lambda f: f.startswith(("BatchFetchManager.", "KioskWorker.")),
+    ),
+    (
+        "kiosk: group commit of finishes and outcomes (GroupCommitManager)",
+        lambda f: f.startswith("GroupCommitManager."),
+    ),
+    (
         "procrastinate: heartbeat, listener, periodic deferrer, abort polling",
         lambda f: f.startswith(
             (
@@ -59,7 +67,7 @@ PURPOSES = [
     ("kiosk: outcome INSERT (OutcomeWriter.write)", lambda f: f.startswith("OutcomeWriter.")),
     (
         "kiosk: outcome middleware, row building",
-        lambda f: f.startswith(("record_outcome ", "_row ")),
+        lambda f: f.startswith(("record_outcome ", "_row ", "_hand ")),
     ),
     ("kiosk: time limit (timeouts.limit)", lambda f: f.startswith("limited ")),
     ("procrastinate: logging", lambda f: "logging/__init__.py" in f),
@@ -122,6 +130,7 @@ def main() -> int:
     )
     parser.add_argument("--variant", choices=list(APPS), default="kiosk")
     parser.add_argument("--jobs", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=1, help="jobs at once (default 1)")
     parser.add_argument(
         "--rate", type=int, default=400, help="py-spy samples per second (default 400)"
     )
@@ -144,8 +153,8 @@ def main() -> int:
         raw.unlink(missing_ok=True)
     jobs = args.jobs
     print(
-        f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency 1; busy before {figures['quiet']:.2f}, "
-        f"load {figures['load']:.1f}"
+        f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency {args.concurrency}; "
+        f"busy before {figures['quiet']:.2f}, load {figures['load']:.1f}"
     )
     print(
         f"  wall {1000 * figures['wall'] / jobs:.2f} ms/job ({jobs / figures['wall']:.0f} jobs/s); "
@@ -166,7 +175,8 @@ def main() -> int:
     for label, n in purposes.most_common():
         psy = counts.get((label, True), 0)
         print(
-            f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} | {n and 100 * psy / n:.0f} % |"
+            f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} | "
+            f"{n and 100 * psy / n:.0f} % |"
         )
     return 0
 
@@ -176,8 +186,8 @@ def profile(url: str, spy: str, raw: Path, args: argparse.Namespace) -> dict[str
     worker = scratch.worker(
         f"bench-profile-{args.variant}",
         APPS[args.variant],
-        scratch.env(url),
-        "--concurrency=1",
+        scratch.env(url, KIOSK_DB_POOL_MAX_SIZE=str(max(10, args.concurrency + 2))),
+        f"--concurrency={args.concurrency}",
         f"--queues={QUEUE}",
     )
     recorder = None

@@ -51,7 +51,7 @@ class DatabaseNotReady(RuntimeError):
 
 
 def host_prefix(role: str, host: str | None = None) -> str:
-    """`kiosk-<role>:<host>:`, how every connection of a `role` process on `host` begins its name."""
+    """`kiosk-<role>:<host>:`: how each connection of a `role` process on `host` begins its name."""
     return f"kiosk-{role}:{(host or socket.gethostname())[:_HOST_CHARS]}:"
 
 
@@ -83,6 +83,9 @@ def create_pool(*, role: str = "app", **kwargs: Any) -> AsyncConnectionPool:
         # (not psycopg's 30 s, longer than a worker's graceful stop, which would abort the job).
         "timeout": settings.db_pool_timeout,
     }
+    # procrastinate's pool factory call passes psycopg's own `check` (a round trip before every
+    # checkout): the worker keeps kiosk's, which skips it for a connection used moments ago.
+    kwargs.pop("check", None)
     options.update(kwargs)
     # procrastinate opens its LISTEN connection with the pool's kwargs: it carries the name too.
     options["kwargs"] = {

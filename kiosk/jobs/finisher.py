@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
+logger = logging.getLogger("kiosk.jobs")
 
 # Most jobs in one statement: a worker has at most KIOSK_DB_POOL_MAX_SIZE (<= 100) running jobs,
 # so this only bounds a statement after a stall; it also keeps the retries' subtransactions few.
@@ -62,6 +64,8 @@ class GroupCommitManager(manager.JobManager):
         self._pending: list[_Finish] = []
         self._drainer: asyncio.Task[None] | None = None
         self._batching: bool | None = None  # KIOSK_WORKER_BATCHING, read at the first finish
+        self._worker_ids: set[int] = set()  # workers of this process running now
+        self._held: tuple[psycopg.AsyncConnection, Any] | None = None  # (connection, its pool)
         # For tests and benchmarks: transactions written and jobs in them.
         self.batches = 0
         self.finished = 0
@@ -150,9 +154,6 @@ class GroupCommitManager(manager.JobManager):
 
     async def _write(self, batch: list[_Finish]) -> dict[int, exceptions.ConnectorException]:
         """Write one batch in one transaction; the refused jobs with their errors."""
-        connector = self.connector
-        if not isinstance(connector, PsycopgConnector):  # pragma: no cover - kiosk's is one
-            raise TypeError(f"GroupCommitManager needs a PsycopgConnector, not {connector!r}")
         outcomes = [item.outcome for item in batch if item.outcome is not None]
         params = {
             "job_ids": [item.job_id for item in batch],
@@ -164,22 +165,78 @@ class GroupCommitManager(manager.JobManager):
             "new_locks": [item.lock for item in batch],
             "outcomes": json.dumps(outcomes) if outcomes else None,
         }
+        # One statement in autocommit is one transaction in one round trip (psycopg would
+        # otherwise send BEGIN and COMMIT on their own).
         try:
-            async with connector.pool.connection() as conn:
-                # One statement in autocommit is one transaction in one round trip (psycopg would
-                # otherwise send BEGIN and COMMIT on their own).
-                await conn.set_autocommit(True)
-                try:
-                    cursor = await conn.execute(QUERIES["finish_jobs"], params)
-                    refused = await cursor.fetchall()
-                finally:
-                    if not conn.closed:
-                        await conn.set_autocommit(False)
+            if self._worker_ids and self._batching_on():
+                refused = await self._execute_held(params)
+            else:
+                async with self._pool().connection() as conn:
+                    await conn.set_autocommit(True)
+                    try:
+                        refused = await _execute(conn, params)
+                    finally:
+                        if not conn.closed:
+                            await conn.set_autocommit(False)
         except psycopg.Error as exc:
             raise exceptions.ConnectorException(str(exc)) from exc
         self.batches += 1
         self.finished += len(batch) - len(refused)
         return {job_id: _refusal(*rest) for job_id, *rest in refused}
+
+    # -- the connection a running worker keeps for its batches -----------------------------------
+
+    def _pool(self) -> Any:
+        connector = self.connector
+        if not isinstance(connector, PsycopgConnector):  # pragma: no cover - kiosk's is one
+            raise TypeError(f"GroupCommitManager needs a PsycopgConnector, not {connector!r}")
+        return connector.pool
+
+    async def _execute_held(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """On the connection kept while a worker runs: no pool checkout per batch (only the
+        drainer uses it, one batch at a time). A broken one is given back and replaced."""
+        pool = self._pool()
+        if self._held is not None and (self._held[1] is not pool or self._held[0].closed):
+            await self._release_held()
+        if self._held is None:
+            conn = await pool.getconn()
+            await conn.set_autocommit(True)
+            self._held = (conn, pool)
+        try:
+            return await _execute(self._held[0], params)
+        except psycopg.OperationalError:
+            await self._release_held()
+            raise
+
+    async def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        conn, pool = held
+        try:
+            if not conn.closed:
+                await conn.set_autocommit(False)
+            await pool.putconn(conn)  # the pool replaces it if it is broken
+        except Exception:  # noqa: BLE001 - the pool may be closing already
+            logger.debug("finisher connection not returned", exc_info=True)
+
+    async def register_worker(self) -> int:
+        worker_id = await super().register_worker()
+        self._worker_ids.add(worker_id)
+        return worker_id
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        try:
+            await super().unregister_worker(worker_id)
+        finally:
+            self._worker_ids.discard(worker_id)
+            if not self._worker_ids and self._drainer is None:
+                await self._release_held()
+
+
+async def _execute(conn: psycopg.AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(QUERIES["finish_jobs"], params)
+    return await cursor.fetchall()
 
 
 def _refusal(sqlstate: str, message: str, constraint: str | None) -> exceptions.ConnectorException:
