@@ -199,6 +199,8 @@ class Settings(BaseSettings):
     worker_stalled_after: float = Field(default=30, ge=1, le=86400)
     # Fetch several jobs per round trip (and finish them in group commits); false: one at a time.
     worker_batching: bool = True
+    # Log procrastinate's "Starting job" and "ended with status: Success" lines (two per job).
+    worker_job_logs: bool = False
     job_timeout: float = Field(default=300, ge=0, le=86400)  # async tasks; 0 = no limit
     prune_succeeded_days: float = Field(default=7, gt=0, le=3650)
     prune_failed_days: float = Field(default=30, gt=0, le=3650)  # also cancelled and aborted

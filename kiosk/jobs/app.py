@@ -10,6 +10,9 @@
 - The job manager is a `KioskJobManager` (batched fetch, queue controls) and the worker a
   `KioskWorker` (gives its unstarted jobs back when it stops); KIOSK_WORKER_BATCHING=false fetches
   one job per round trip.
+- procrastinate's two INFO lines per job (start, success) are left out unless
+  KIOSK_WORKER_JOB_LOGS is true (kiosk/jobs/joblogs.py); failures, retries and the worker's own
+  lines stay.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from procrastinate import App, retry, worker
 
-from kiosk.jobs import timeouts
+from kiosk.jobs import joblogs, timeouts
 from kiosk.jobs.manager import KioskJobManager
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.jobs.worker import KioskWorker
@@ -89,6 +92,8 @@ class KioskApp(App):
         if problem:
             print(f"kiosk: invalid worker option: {problem}", file=sys.stderr)
             raise SystemExit(2)
+        if not settings.worker_job_logs:
+            joblogs.quiet_job_logs(options.get("name", worker.WORKER_NAME))
         await super().run_worker_async(**options)
 
     def _worker(self, **kwargs: Any) -> worker.Worker:
