@@ -24,6 +24,7 @@ import asyncio
 import datetime
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,15 @@ logger = logging.getLogger("kiosk.jobs")
 # Most jobs in one statement: a worker has at most KIOSK_DB_POOL_MAX_SIZE (<= 100) running jobs,
 # so this only bounds a statement after a stall; it also keeps the retries' subtransactions few.
 MAX_BATCH = 64
+# Turns of the event loop a batch waits for more finishes: until this many bring none ...
+QUIET_TURNS = 5
+# ... and at most this many in all (each turn is a few microseconds when the loop has no I/O).
+MAX_TURNS = 24
+# Under load (a batch committed less than BUSY_WINDOW s ago), a batch of fewer than SMALL_BATCH
+# finishes waits LINGER s more: worth less than the commit it saves (2-5 ms here with fsync).
+SMALL_BATCH = 4
+LINGER = 0.002
+BUSY_WINDOW = 0.05
 
 
 @dataclass(slots=True)
@@ -66,6 +76,7 @@ class GroupCommitManager(manager.JobManager):
         self._batching: bool | None = None  # KIOSK_WORKER_BATCHING, read at the first finish
         self._worker_ids: set[int] = set()  # workers of this process running now
         self._held: tuple[psycopg.AsyncConnection, Any] | None = None  # (connection, its pool)
+        self._last_write = -1e9  # time.monotonic() when the last batch committed
         # For tests and benchmarks: transactions written and jobs in them.
         self.batches = 0
         self.finished = 0
@@ -133,8 +144,11 @@ class GroupCommitManager(manager.JobManager):
     async def _drain(self) -> None:
         try:
             while self._pending:
-                # Jobs that end in this turn of the loop (a batch of no-ops) join this batch.
-                await asyncio.sleep(0)
+                await self._gather_more()
+                if len(self._pending) < SMALL_BATCH and self._busy():
+                    # Under load, a small batch waits a moment for company: jobs fetched one
+                    # round trip apart otherwise stay apart, each group paying its own commit.
+                    await asyncio.sleep(LINGER)
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
@@ -147,10 +161,36 @@ class GroupCommitManager(manager.JobManager):
                     for item in batch:
                         _settle(item, exceptions.ConnectorException("finish interrupted"))
                     raise exc
+                self._last_write = time.monotonic()
                 for item in batch:
                     _settle(item, errors.get(item.job_id))
         finally:
             self._drainer = None
+
+    def _busy(self) -> bool:
+        """A batch was written moments ago: finishes are flowing (an idle worker's lone job is
+        never held back)."""
+        return time.monotonic() - self._last_write < BUSY_WINDOW
+
+    async def _gather_more(self) -> None:
+        """Let the jobs that end in the next few turns of the event loop join the batch.
+
+        procrastinate hands a fetched batch of jobs out one per turn or two, so short jobs end
+        a turn apart: waiting until QUIET_TURNS turns bring no new finish (at most MAX_TURNS)
+        gathers them, where a fixed wait would delay every lone finish. No timer, no sleep.
+        """
+        quiet = 0
+        seen = len(self._pending)
+        for _ in range(MAX_TURNS):
+            await asyncio.sleep(0)
+            if len(self._pending) == seen:
+                quiet += 1
+                if quiet >= QUIET_TURNS:
+                    return
+            else:
+                quiet, seen = 0, len(self._pending)
+            if seen >= MAX_BATCH:
+                return
 
     async def _write(self, batch: list[_Finish]) -> dict[int, exceptions.ConnectorException]:
         """Write one batch in one transaction; the refused jobs with their errors."""
