@@ -11,9 +11,10 @@ the stalled-job sweep like any other; a worker that stops puts them back in `tod
 
 Wake-ups: after a round trip that came back short, the next call answers None without asking the
 database unless a `job_inserted` notification arrived meanwhile, as the worker would have got None
-anyway. When a rate limit held jobs back, the worker is woken when its window frees; when a
-concurrency cap held them back, it is woken when it finishes a job of that queue. Other cases are
-left to procrastinate's notifications and polling.
+anyway; an empty round trip during which a notification arrived is repeated once (the worker clears
+its wake-up after the call). When a rate limit held jobs back, the worker is woken when its window
+frees; when a concurrency cap held them back, it is woken when it finishes a job of that queue.
+Other cases are left to procrastinate's notifications and polling.
 
 State is per worker id; the concurrency and the batching switch are those of the last
 `configure_worker` call (procrastinate's command runs one worker per process).
@@ -127,22 +128,27 @@ class BatchFetchManager(manager.JobManager):
             return None
         slots.short = False
         wanted = slots.wanted()
-        seen = self._notifications
-        rows = await self.connector.execute_query_all_async(
-            query=QUERIES["fetch_jobs"],
-            queues=None if queues is None else list(queues),
-            worker_id=worker_id,
-            count=wanted,
-        )
-        fetched = sorted(
-            (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
-            key=lambda job: (-job.priority, job.id or 0),
-        )
-        if rows:
-            self._note_limits(slots, rows[0])
-        if slots.closed:  # stopped during the round trip
-            await self._release(worker_id, fetched)
-            return None
+        for _ in range(2):
+            seen = self._notifications
+            rows = await self.connector.execute_query_all_async(
+                query=QUERIES["fetch_jobs"],
+                queues=None if queues is None else list(queues),
+                worker_id=worker_id,
+                count=wanted,
+            )
+            fetched = sorted(
+                (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
+                key=lambda job: (-job.priority, job.id or 0),
+            )
+            if rows:
+                self._note_limits(slots, rows[0])
+            if slots.closed:  # stopped during the round trip
+                await self._release(worker_id, fetched)
+                return None
+            # Empty, but a job was inserted during the round trip: the worker clears its wake-up
+            # event after this call and would wait for the next poll, so ask once more now.
+            if fetched or self._notifications == seen:
+                break
         if not fetched:
             return None
         if len(fetched) < wanted:

@@ -211,6 +211,9 @@ async def test_sigterm_puts_buffered_jobs_back_at_once(database_url, log_dir, sq
 
 
 async def test_batching_off_fetches_one_job_per_round_trip(database_url, log_dir, sql, workers):
+    # The controls hold through the same SQL function, one job at a time.
+    sql.conn.execute("INSERT INTO kiosk_queue_controls (queue, paused) VALUES ('held', true)")
+    held = insert_jobs(sql, 3, queue="held", key="held")
     start(
         workers,
         sql,
@@ -218,10 +221,11 @@ async def test_batching_off_fetches_one_job_per_round_trip(database_url, log_dir
         log_dir,
         1,
         "--concurrency=4",
-        "--queues=t",
+        "--queues=t,held",
         KIOSK_WORKER_BATCHING="false",
     )
     ids = insert_jobs(sql, 12, queue="t", key="one", sleep=0.05)
     wait_for(lambda: done(sql, ids), timeout=60, what="every job done")
     assert all(len(batch) == 1 for batch in fetch_batches(sql, ids))
-    assert max_overlap([(r["started"], r["ended"]) for r in runs(sql)]) > 1, "still concurrent"
+    assert max_overlap([(r["started"], r["ended"]) for r in runs(sql, "t")]) > 1, "still concurrent"
+    assert {sql.job(job_id)["status"] for job_id in held} == {"todo"}, "the paused queue waits"

@@ -42,8 +42,12 @@ def test_overrides_keep_procrastinates_signatures():
 
 
 def test_kiosk_app_builds_a_kiosk_worker_with_a_kiosk_job_manager():
-    assert isinstance(app.job_manager, KioskJobManager)
-    built = app._worker(concurrency=3, install_signal_handlers=False)
-    assert isinstance(built, KioskWorker)
-    assert built.concurrency == 3
-    assert app.job_manager.worker_concurrency == 3
+    manager = app.job_manager
+    assert isinstance(manager, KioskJobManager)
+    try:
+        built = app._worker(concurrency=3, install_signal_handlers=False)
+        assert isinstance(built, KioskWorker)
+        assert built.concurrency == 3
+        assert (manager.worker_concurrency, manager.worker_batching) == (3, True)
+    finally:  # the app is shared by the session: back to one job per call, as outside a worker
+        manager.configure_worker(concurrency=1, batching=False)
