@@ -9,10 +9,10 @@ of `job_outcomes` (one per attempt) go in with them, so a job is never finished 
 One job's refusal does not sink the others: a finish whose job is no longer `todo`/`doing` (the
 stalled-job sweep took it back, an operator deleted it) and a retry that fails (its queueing lock is
 taken by a newer waiting job, procrastinate#1543) are returned, with the error procrastinate would
-have raised, and only their outcome row is left out. Rows are locked in id order first, so two
-batches (or a batch and the sweep) never wait on each other in opposite orders. Retries run in
-their own subtransaction (a unique violation would otherwise abort the whole batch); finishes,
-checked under the row lock, need none.
+have raised, and only their outcome row is left out. Rows are locked in id order (one query that
+also reads their status), so two batches (or a batch and the sweep) never wait on each other in
+opposite orders. Retries run in their own subtransaction (a unique violation would otherwise
+abort the whole batch); finishes, checked under the row lock, need none.
 
 Revision ID: 0020
 Revises: 0019
@@ -48,43 +48,63 @@ def upgrade() -> None:
             LANGUAGE plpgsql
         AS $$
         DECLARE
+            _job record;
             _i integer;
-            _status procrastinate_job_status;
+            _found bigint[] := '{}';
             _refused bigint[] := '{}';
         BEGIN
-            PERFORM 1 FROM procrastinate_jobs
-             WHERE id = ANY(job_ids) ORDER BY id FOR UPDATE;
-            FOR _i IN 1 .. coalesce(array_length(job_ids, 1), 0) LOOP
+            -- One query locks the batch's rows in id order and reads their status.
+            FOR _job IN
+                SELECT u.i, j.id, j.status
+                  FROM procrastinate_jobs AS j
+                  JOIN unnest(job_ids) WITH ORDINALITY AS u (id, i) ON u.id = j.id
+                 ORDER BY j.id
+                   FOR UPDATE OF j
+            LOOP
+                _found := _found || _job.id;
+                _i := _job.i;
                 IF end_statuses[_i] IS NOT NULL THEN
-                    SELECT j.status INTO _status FROM procrastinate_jobs AS j
-                     WHERE j.id = job_ids[_i];
-                    IF _status IS NULL OR _status NOT IN ('todo', 'doing') THEN
-                        refused_id := job_ids[_i];
+                    IF _job.status NOT IN ('todo', 'doing') THEN
+                        refused_id := _job.id;
                         refused_sqlstate := 'P0001';
                         refused_message := format(
                             'Job was not found or not in "doing" or "todo" status (job id: %s)',
-                            job_ids[_i]);
+                            _job.id);
                         refused_constraint := NULL;
-                        _refused := _refused || job_ids[_i];
+                        _refused := _refused || _job.id;
                         RETURN NEXT;
                         CONTINUE;
                     END IF;
                     PERFORM procrastinate_finish_job_v1(
-                        job_ids[_i], end_statuses[_i], delete_jobs[_i]);
+                        _job.id, end_statuses[_i], delete_jobs[_i]);
                 ELSE
                     BEGIN
                         PERFORM procrastinate_retry_job_v2(
-                            job_ids[_i], retry_ats[_i], new_priorities[_i],
+                            _job.id, retry_ats[_i], new_priorities[_i],
                             new_queue_names[_i], new_locks[_i]);
                     EXCEPTION WHEN OTHERS THEN
                         GET STACKED DIAGNOSTICS refused_sqlstate = RETURNED_SQLSTATE,
                             refused_message = MESSAGE_TEXT,
                             refused_constraint = CONSTRAINT_NAME;
-                        refused_id := job_ids[_i];
-                        _refused := _refused || job_ids[_i];
+                        refused_id := _job.id;
+                        _refused := _refused || _job.id;
                         RETURN NEXT;
                     END;
                 END IF;
+            END LOOP;
+            -- Jobs that are gone (deleted meanwhile): refused as procrastinate refuses them.
+            FOR _i IN 1 .. coalesce(array_length(job_ids, 1), 0) LOOP
+                CONTINUE WHEN job_ids[_i] = ANY(_found);
+                refused_id := job_ids[_i];
+                refused_sqlstate := 'P0001';
+                refused_message := format(
+                    CASE WHEN end_statuses[_i] IS NULL
+                         THEN 'Job was not found or has an invalid status to retry (job id: %s)'
+                         ELSE 'Job was not found or not in "doing" or "todo" status (job id: %s)'
+                    END, job_ids[_i]);
+                refused_constraint := NULL;
+                _refused := _refused || job_ids[_i];
+                RETURN NEXT;
             END LOOP;
 
             INSERT INTO job_outcomes (
