@@ -39,7 +39,9 @@ def upgrade() -> None:
             new_priorities integer[],
             new_queue_names character varying[],
             new_locks character varying[],
-            -- job_outcomes rows: a JSON array of objects (started_at/ended_at as epoch seconds)
+            -- job_outcomes rows, one JSON array each: job_id, attempt, task_name, queue_name,
+            -- worker_id, worker_name, status, started_at (epoch seconds), duration_seconds,
+            -- result (JSON text), error_type, error_message, traceback
             outcomes jsonb
         ) RETURNS TABLE (
             refused_id bigint, refused_sqlstate text, refused_message text,
@@ -112,17 +114,12 @@ def upgrade() -> None:
                 started_at, ended_at, duration_seconds, result, error_type, error_message,
                 traceback
             )
-            SELECT o.job_id, o.attempt, o.task_name, o.queue_name, o.worker_id, o.worker_name,
-                   o.status, to_timestamp(o.started_at), to_timestamp(o.ended_at),
-                   o.duration_seconds, o.result::jsonb, o.error_type, o.error_message,
-                   o.traceback
-              FROM jsonb_to_recordset(coalesce(outcomes, '[]')) AS o (
-                       job_id bigint, attempt integer, task_name text, queue_name text,
-                       worker_id bigint, worker_name text, status text,
-                       started_at double precision, ended_at double precision,
-                       duration_seconds double precision, result text, error_type text,
-                       error_message text, traceback text)
-             WHERE o.job_id <> ALL(_refused);
+            SELECT (o->>0)::bigint, (o->>1)::integer, o->>2, o->>3, (o->>4)::bigint, o->>5,
+                   o->>6, to_timestamp((o->>7)::double precision),
+                   to_timestamp((o->>7)::double precision + (o->>8)::double precision),
+                   (o->>8)::double precision, (o->>9)::jsonb, o->>10, o->>11, o->>12
+              FROM jsonb_array_elements(coalesce(outcomes, '[]')) AS o
+             WHERE (o->>0)::bigint <> ALL(_refused);
         END;
         $$;
         """

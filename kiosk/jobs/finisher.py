@@ -41,6 +41,23 @@ logger = logging.getLogger("kiosk.jobs")
 # Most jobs in one statement: a worker has at most KIOSK_DB_POOL_MAX_SIZE (<= 100) running jobs,
 # so this only bounds a statement after a stall; it also keeps the retries' subtransactions few.
 MAX_BATCH = 64
+# A `job_outcomes` row as the outcome middleware hands it over and kiosk_finish_jobs reads it
+# (a JSON array per row); ended_at is started_at + duration_seconds.
+OUTCOME_FIELDS = (
+    "job_id",
+    "attempt",
+    "task_name",
+    "queue_name",
+    "worker_id",
+    "worker_name",
+    "status",
+    "started_at",  # epoch seconds
+    "duration_seconds",
+    "result",  # JSON text
+    "error_type",
+    "error_message",
+    "traceback",
+)
 # Turns of the event loop a batch waits for more finishes: until this many bring none ...
 QUIET_TURNS = 5
 # ... and at most this many in all (each turn is a few microseconds when the loop has no I/O).
@@ -61,7 +78,7 @@ class _Finish:
     priority: int | None = None
     queue: str | None = None
     lock: str | None = None
-    outcome: dict[str, Any] | None = None
+    outcome: tuple[Any, ...] | None = None
     future: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
@@ -70,7 +87,7 @@ class GroupCommitManager(manager.JobManager):
 
     def __init__(self, connector: Any):
         super().__init__(connector)
-        self._outcomes: dict[int, dict[str, Any]] = {}
+        self._outcomes: dict[int, tuple[Any, ...]] = {}
         self._pending: list[_Finish] = []
         self._drainer: asyncio.Task[None] | None = None
         self._batching: bool | None = None  # KIOSK_WORKER_BATCHING, read at the first finish
@@ -81,8 +98,9 @@ class GroupCommitManager(manager.JobManager):
         self.batches = 0
         self.finished = 0
 
-    def hand_outcome(self, job_id: int, row: dict[str, Any]) -> None:
-        """The outcome row of the attempt that just ended: written with the job's finish."""
+    def hand_outcome(self, job_id: int, row: tuple[Any, ...]) -> None:
+        """The outcome row of the attempt that just ended (its values in the order of
+        OUTCOME_FIELDS): written with the job's finish."""
         self._outcomes[job_id] = row
 
     async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:

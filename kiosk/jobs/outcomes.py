@@ -147,30 +147,28 @@ def _hand(
         )
     job = context.job
     assert job.id is not None
-    duration = time.perf_counter() - clock
-    row: dict[str, Any] = {
-        "job_id": job.id,
-        "attempt": job.attempts + 1,
-        "task_name": job.task_name,
-        "queue_name": job.queue,
-        "worker_id": getattr(worker, "worker_id", None),
-        "worker_name": context.worker_name,
-        "status": status,
-        "started_at": started_at,
-        "ended_at": started_at + duration,
-        "duration_seconds": duration,
-        "result": None if result is None else json_text(result),
-        "error_type": None,
-        "error_message": None,
-        "traceback": None,
-    }
+    error_type = error_message = traceback = None
     if error is not None:
-        row["error_type"] = _clean(type(error).__qualname__, 200)
-        row["error_message"] = _clean(str(error), MESSAGE_LIMIT)
+        error_type = _clean(type(error).__qualname__, 200)
+        error_message = _clean(str(error), MESSAGE_LIMIT)
         if status in ("failed", "timed_out"):
-            row["traceback"] = _clean(
-                "".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True
-            )
+            traceback = _clean("".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True)
+    # In the order of finisher.OUTCOME_FIELDS: a JSON array per row is cheaper than an object.
+    row = (
+        job.id,
+        job.attempts + 1,
+        job.task_name,
+        job.queue,
+        getattr(worker, "worker_id", None),
+        context.worker_name,
+        status,
+        started_at,
+        time.perf_counter() - clock,
+        None if result is None else json_text(result),
+        error_type,
+        error_message,
+        traceback,
+    )
     manager.hand_outcome(job.id, row)
 
 
