@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/commit_latency.py                  # 500 jobs per variant, then 40 polled
     .venv/bin/python bench/commit_latency.py --samples 1000 --polled 0
+    .venv/bin/python bench/commit_latency.py --background 200 --concurrency 10 --polled 0
 
 Two idle workers on a scratch database, each on its own queue: kiosk's (`tasks.app`, polling
 every 1 s as kiosk/queue.py sets it) and bare procrastinate's (its default, 5 s), both with
@@ -16,6 +17,10 @@ at most --max-others cores are also reported apart. Printed: p50/p95/p99/max per
 procrastinate's fetch had returned the job (p50/p99, same origin), the defer transaction's own
 duration (BEGIN to COMMIT returned), and the CPU other processes used meanwhile.
 
+--background RATE keeps RATE no-op jobs per second flowing to kiosk's worker meanwhile (busy but
+not saturated: the latency of a job that arrives while others run; bare procrastinate's worker
+stays idle, its figures are the idle baseline), and --concurrency sets both workers' concurrency.
+
 Then --polled jobs for a third kiosk worker started with --no-listen-notify, each deferred a
 random 50-1050 ms after the previous one started, so the commit falls anywhere in the worker's 1 s
 polling interval: the delay polling alone gives (spread over 0-1 s), to show what NOTIFY saves.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -54,11 +60,11 @@ class Stamps:
         self.seen: dict[int, tuple[float, float]] = {}  # seq: (started, fetched)
         self._offset = 0
 
-    async def wait(self, seq: int, timeout: float) -> tuple[float, float]:
-        deadline = time.monotonic() + timeout
+    async def wait(self, seq: int, within: float) -> tuple[float, float]:
+        deadline = time.monotonic() + within
         while seq not in self.seen:
             if time.monotonic() > deadline:
-                raise SystemExit(f"job {seq} did not start within {timeout:g} s")
+                raise SystemExit(f"job {seq} did not start within {within:g} s")
             with self.path.open() as f:
                 f.seek(self._offset)
                 chunk = f.read()
@@ -116,13 +122,34 @@ async def sample(
                 async with conn.transaction():
                     await queue.defer(conn, "bench.stamp", queue=WORKERS[name][1], seq=seq)
                 committed = time.time()
-            started, fetched = await stamps.wait(seq, timeout=10)
+            started, fetched = await stamps.wait(seq, within=10)
             figures[name]["latency"].append(1000 * (started - committed))
             figures[name]["fetched"].append(1000 * (fetched - committed))
             figures[name]["commit"].append(1000 * (committed - before))
             seq += 1
     end_block()
     return figures
+
+
+async def background(url: str, queues: list[str], rate: float, stop: asyncio.Event) -> int:
+    """Keep `rate` no-op jobs per second flowing into each of `queues` (inserted every 10 ms, in
+    one statement), so the measured workers are busy but not saturated; returns the jobs made."""
+    made = 0
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        started = time.monotonic()
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate) - made
+            if due > 0:
+                await conn.execute(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+                    "SELECT q, 'bench.noop', jsonb_build_object('n', n) "
+                    "FROM unnest(%s::text[]) AS q, generate_series(1, %s) AS n",
+                    (queues, due),
+                )
+                made += due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.01)
+    return made
 
 
 async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
@@ -159,7 +186,11 @@ async def run_with(
     gap: tuple[float, float],
     args: argparse.Namespace,
 ) -> dict:
-    env = scratch.env(url, BENCH_STAMPS=str(stamps.path))
+    env = scratch.env(
+        url,
+        BENCH_STAMPS=str(stamps.path),
+        KIOSK_DB_POOL_MAX_SIZE=str(max(10, args.concurrency + 2)),
+    )
     since = scratch.db_now(url)
     workers = [
         scratch.worker(
@@ -167,6 +198,7 @@ async def run_with(
             WORKERS[name][0],
             env,
             f"--queues={WORKERS[name][1]}",
+            f"--concurrency={args.concurrency}",
             *WORKERS[name][2],
         )
         for name in names
@@ -189,6 +221,11 @@ async def run_with(
                 scratch.wait_listening(conn, workers, since)
         await asyncio.sleep(1)
         print(f"  {', '.join(names)}: {count} jobs each, load {scratch.load():.1f}", flush=True)
+        stop = asyncio.Event()
+        load = None
+        if args.background and "kiosk" in names:
+            queues = [WORKERS["kiosk"][1]]
+            load = asyncio.create_task(background(url, queues, args.background, stop))
         figures = await sample(
             url,
             names,
@@ -199,6 +236,10 @@ async def run_with(
             [w.pid for w in workers],
             (args.max_busy, args.quiet_wait),
         )
+        if load is not None:
+            stop.set()
+            made = await load
+            print(f"  background: {made} no-op jobs ({args.background:g}/s to kiosk)", flush=True)
         print(f"  done, load {scratch.load():.1f}", flush=True)
         return figures
     finally:
@@ -235,6 +276,16 @@ def main() -> int:
         help="also report the jobs of blocks during which other processes used at most "
         "this many cores (default 0.3)",
     )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="jobs at once per worker (default 1)"
+    )
+    parser.add_argument(
+        "--background",
+        type=float,
+        default=0,
+        metavar="RATE",
+        help="also keep RATE no-op jobs per second flowing to kiosk's worker (default 0: idle)",
+    )
     args = parser.parse_args()
     print(scratch.machine())
     stamps = Stamps(scratch.LOGS / f"stamps-{os.getpid()}.txt")
@@ -250,19 +301,31 @@ def main() -> int:
         stamps.path.unlink(missing_ok=True)
     print("\ncommit-to-start, milliseconds")
     print(
-        "| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores |"
+        "| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 "
+        "| others' CPU, cores |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, values in figures.items():
-        rows = list(zip(values["latency"], values["fetched"], values["commit"], values["others"]))
+        rows = list(
+            zip(
+                values["latency"],
+                values["fetched"],
+                values["commit"],
+                values["others"],
+                strict=True,
+            )
+        )
         quiet = [row for row in rows if row[3] <= args.max_others]
         for label, chosen in ((name, rows), (f"{name}, quiet blocks only", quiet)):
             if not chosen or (chosen is quiet and len(quiet) == len(rows)):
                 continue
-            latency, fetched, commit, others = (list(column) for column in zip(*chosen))
+            latency, fetched, commit, others = (
+                list(column) for column in zip(*chosen, strict=True)
+            )
             p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
             print(
-                f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
+                f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | "
+                f"{p[100]:.1f} | "
                 f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
                 f"{scratch.percentile(commit, 50):.2f} | {min(others):.2f}–{max(others):.2f} |"
             )
