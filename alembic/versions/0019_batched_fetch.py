@@ -263,7 +263,12 @@ BEGIN
     IF _ids IS NULL THEN
         RETURN;
     END IF;
-    DELETE FROM kiosk_queue_starts WHERE job_id = ANY (_ids);  -- they never started
+    -- This attempt never started: its start leaves the window (an earlier attempt's stays).
+    DELETE FROM kiosk_queue_starts
+        WHERE ctid IN (
+            SELECT DISTINCT ON (s.job_id) s.ctid FROM kiosk_queue_starts AS s
+                WHERE s.job_id = ANY (_ids) ORDER BY s.job_id, s.started_at DESC
+        );
     FOREACH _queue IN ARRAY _queues LOOP
         PERFORM pg_notify('procrastinate_queue_v1#' || _queue,
                           '{{"type": "job_inserted", "job_id": null}}');

@@ -126,3 +126,31 @@ async def test_concurrency_cap_of_two_across_three_workers(database_url, log_dir
     # The freed place is taken again at once by the worker that freed it, not at the next poll.
     took = max(run["ended"] for run in capped) - min(run["started"] for run in capped)
     assert took < 16 * 0.3 / 2 * 1.6, f"{took:.1f}s for 16 jobs of 0.3 s two at a time"
+
+
+def test_window_entries_follow_the_jobs_given_back_or_restamped(database_url, sql):
+    """The SQL the workers call: a start per job taken; a job given back leaves the window (an
+    earlier attempt's start stays); a restamp moves a start to now. No worker process needed."""
+    sql.conn.execute("INSERT INTO kiosk_queue_controls (queue, max_per_second) VALUES ('r', 2)")
+    worker = sql.value("SELECT worker_id FROM procrastinate_register_worker_v1()")
+    first, second, third = insert_jobs(sql, 3, queue="r", key="r")
+    taken = sql.all(
+        "SELECT id, rate_limited, rate_wake_in FROM kiosk_fetch_jobs('{r}', %s, 10)", worker
+    )
+    assert [(row["id"], row["rate_limited"]) for row in taken] == [(first, True), (second, True)]
+    assert 0 < taken[0]["rate_wake_in"] <= 1.2, "the window is full: wake when it frees"
+    assert (
+        sql.all("SELECT id FROM kiosk_fetch_jobs('{r}', %s, 10) WHERE id IS NOT NULL", worker) == []
+    )
+
+    before = sql.value("SELECT started_at FROM kiosk_queue_starts WHERE job_id = %s", second)
+    sql.value("SELECT kiosk_restamp_starts(%s)", [second])
+    assert sql.value("SELECT started_at FROM kiosk_queue_starts WHERE job_id = %s", second) > before
+
+    assert sql.value("SELECT kiosk_release_jobs(%s, %s)", [first], worker) == first
+    assert sql.job(first)["status"] == "todo" and sql.job(first)["worker_id"] is None
+    assert sql.value("SELECT count(*) FROM kiosk_queue_starts WHERE job_id = %s", first) == 0
+    # Room again in the window: the next fetch takes the best job, the one given back.
+    again = sql.all("SELECT id FROM kiosk_fetch_jobs('{r}', %s, 10) WHERE id IS NOT NULL", worker)
+    assert [row["id"] for row in again] == [first]
+    assert sql.job(third)["status"] == "todo"
