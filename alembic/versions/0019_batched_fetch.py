@@ -52,6 +52,9 @@ _RETURNED = """
 """
 
 UPGRADE = f"""
+-- Which job each start is: a job given back unstarted leaves the window, a late one is restamped.
+ALTER TABLE kiosk_queue_starts ADD COLUMN job_id bigint;
+
 -- One short index walk per queue for limited and paused queues (instead of a scan of a backlog).
 CREATE INDEX kiosk_jobs_todo_queue_priority_id
     ON procrastinate_jobs (queue_name, priority DESC, id) WHERE status = 'todo';
@@ -63,12 +66,13 @@ AS $$
 $$;
 
 -- The window of a rate limit: floor(rate) starts (1 below 1/s) per max(1 s, starts / rate), plus
--- a guard of 0.1 s for the time between a fetch and the job's start in the task.
+-- a guard of 0.2 s: the time between a fetch and the job's start in its task varies (by up to
+-- 0.2 s on a busy machine), and a second of starts must never hold more than the rate.
 CREATE FUNCTION kiosk_rate_window(max_per_second double precision)
     RETURNS interval LANGUAGE sql IMMUTABLE
 AS $$
     SELECT make_interval(secs => greatest(1.0, kiosk_rate_starts(max_per_second) / max_per_second)
-                                 + 0.1)
+                                 + 0.2)
 $$;
 
 CREATE FUNCTION kiosk_fetch_jobs(
@@ -81,6 +85,8 @@ CREATE FUNCTION kiosk_fetch_jobs(
         priority integer, lock text, queueing_lock text, args jsonb,
         scheduled_at timestamp with time zone, queue_name character varying, attempts integer,
         abort_requested boolean, worker_id bigint,
+        -- the job's queue has a rate limit (the worker gives it back if the round trip was slow)
+        rate_limited boolean,
         -- the same on every row; a row of NULL job columns carries them when no job was taken
         capped_queues text[], rate_wake_in double precision
     )
@@ -113,7 +119,7 @@ BEGIN
             SET status = 'doing', worker_id = p_worker_id
             FROM candidate
             WHERE j.id = candidate.id
-            RETURNING {_RETURNED}, NULL::text[], NULL::double precision;
+            RETURNING {_RETURNED}, false, NULL::text[], NULL::double precision;
         RETURN;
     END IF;
 
@@ -203,26 +209,27 @@ BEGIN
         SELECT taken.queue_name, count(*)::integer AS n FROM taken GROUP BY taken.queue_name
     ),
     recorded AS (
-        INSERT INTO kiosk_queue_starts (queue, started_at)
-        SELECT taken.queue_name, _now
+        INSERT INTO kiosk_queue_starts (queue, started_at, job_id)
+        SELECT taken.queue_name, _now, taken.id
             FROM taken JOIN budgets AS b ON b.queue_name = taken.queue_name
             WHERE b.rate_left IS NOT NULL
     ),
     wake AS (
         SELECT
-            array_agg(b.queue_name::text) FILTER (
-                WHERE b.cap_left - coalesce(pq.n, 0) <= 0
-            ) AS capped,
+            -- Every capped queue: a worker that finishes one of their jobs fetches again at once
+            -- (the cap may have held jobs back on any worker, this one included).
+            array_agg(b.queue_name::text) FILTER (WHERE b.cap_left IS NOT NULL) AS capped,
             min(extract(epoch FROM least(b.first_start, CASE WHEN pq.n > 0 THEN _now END)
                                    + b.rate_window - clock_timestamp())) FILTER (
                 WHERE b.rate_left - coalesce(pq.n, 0) <= 0
             )::double precision AS wake_in
         FROM budgets AS b LEFT JOIN per_queue AS pq ON pq.queue_name = b.queue_name
     )
-    SELECT taken.*, wake.capped, wake.wake_in FROM taken CROSS JOIN wake
+    SELECT taken.*, b.rate_left IS NOT NULL, wake.capped, wake.wake_in
+        FROM taken JOIN budgets AS b ON b.queue_name = taken.queue_name CROSS JOIN wake
     UNION ALL
     SELECT NULL::bigint, NULL::procrastinate_job_status, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, NULL, NULL, NULL, wake.capped, wake.wake_in
+           NULL, NULL, NULL, NULL, NULL, wake.capped, wake.wake_in
         FROM wake
         WHERE NOT EXISTS (SELECT 1 FROM taken)
           AND (wake.capped IS NOT NULL OR wake.wake_in IS NOT NULL);
@@ -256,6 +263,12 @@ BEGIN
     IF _ids IS NULL THEN
         RETURN;
     END IF;
+    -- This attempt never started: its start leaves the window (an earlier attempt's stays).
+    DELETE FROM kiosk_queue_starts
+        WHERE ctid IN (
+            SELECT DISTINCT ON (s.job_id) s.ctid FROM kiosk_queue_starts AS s
+                WHERE s.job_id = ANY (_ids) ORDER BY s.job_id, s.started_at DESC
+        );
     FOREACH _queue IN ARRAY _queues LOOP
         PERFORM pg_notify('procrastinate_queue_v1#' || _queue,
                           '{{"type": "job_inserted", "job_id": null}}');
@@ -263,6 +276,15 @@ BEGIN
     PERFORM pg_notify('procrastinate_any_queue_v1', '{{"type": "job_inserted", "job_id": null}}');
     RETURN QUERY SELECT unnest(_ids);
 END;
+$$;
+
+-- A worker whose fetch round trip was slow starts its rate-limited jobs later than the window
+-- counted them from: their starts move to now, before they start (docs/workers.md).
+CREATE FUNCTION kiosk_restamp_starts(p_job_ids bigint[])
+    RETURNS void
+    LANGUAGE sql
+AS $$
+    UPDATE kiosk_queue_starts SET started_at = clock_timestamp() WHERE job_id = ANY (p_job_ids)
 $$;
 
 -- A pause lifted or a limit raised wakes every worker listening on that queue at once
@@ -308,10 +330,12 @@ def downgrade() -> None:
         """
         DROP TRIGGER IF EXISTS kiosk_queue_controls_changed ON kiosk_queue_controls;
         DROP FUNCTION IF EXISTS kiosk_queue_controls_changed();
+        DROP FUNCTION IF EXISTS kiosk_restamp_starts(bigint[]);
         DROP FUNCTION IF EXISTS kiosk_release_jobs(bigint[], bigint);
         DROP FUNCTION IF EXISTS kiosk_fetch_jobs(character varying[], bigint, integer);
         DROP FUNCTION IF EXISTS kiosk_rate_window(double precision);
         DROP FUNCTION IF EXISTS kiosk_rate_starts(double precision);
         DROP INDEX IF EXISTS kiosk_jobs_todo_queue_priority_id;
+        ALTER TABLE kiosk_queue_starts DROP COLUMN IF EXISTS job_id;
         """
     )

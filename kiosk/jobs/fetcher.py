@@ -13,7 +13,7 @@ Wake-ups: after a round trip that came back short, the next call answers None wi
 database unless a `job_inserted` notification arrived meanwhile, as the worker would have got None
 anyway; an empty round trip during which a notification arrived is repeated once (the worker clears
 its wake-up after the call). When a rate limit held jobs back, the worker is woken when its window
-frees; when a concurrency cap held them back, it is woken when it finishes a job of that queue.
+frees; after it finishes a job of a capped queue, it fetches again at once.
 Other cases are left to procrastinate's notifications and polling.
 
 State is per worker id; the concurrency and the batching switch are those of the last
@@ -40,6 +40,13 @@ QUERIES = load_queries("kiosk.jobs")
 ANY_QUEUE_CHANNEL = "procrastinate_any_queue_v1"
 # A wake-up for a rate window that frees this soon is not worth a timer.
 _MIN_WAKE = 0.005
+# A rate limit's window counts a job from its fetch and has a guard of 0.2 s for the gap until
+# the job starts (migration 0019). After a round trip slower than this (a commit held up by a busy
+# disk), the jobs of rate-limited queues are restamped to now before they start; if that is slow
+# too, or the whole took longer than _RESTAMP_WITHIN (the restamp must land while the window still
+# counts the first stamp), they are given back unstarted.
+RATE_ROUND_TRIP_LIMIT = 0.1
+_RESTAMP_WITHIN = 1.0
 
 
 @dataclasses.dataclass
@@ -128,8 +135,10 @@ class BatchFetchManager(manager.JobManager):
             return None
         slots.short = False
         wanted = slots.wanted()
+        loop = asyncio.get_running_loop()
         for _ in range(2):
             seen = self._notifications
+            sent = loop.time()
             rows = await self.connector.execute_query_all_async(
                 query=QUERIES["fetch_jobs"],
                 queues=None if queues is None else list(queues),
@@ -145,6 +154,11 @@ class BatchFetchManager(manager.JobManager):
             if slots.closed:  # stopped during the round trip
                 await self._release(worker_id, fetched)
                 return None
+            limited = [row["id"] for row in rows if row["rate_limited"]]
+            slow = loop.time() - sent > RATE_ROUND_TRIP_LIMIT
+            if limited and slow and not await self._restamp(limited, sent):
+                await self._release(worker_id, [job for job in fetched if job.id in limited])
+                fetched = [job for job in fetched if job.id not in limited]
             # Empty, but a job was inserted during the round trip: the worker clears its wake-up
             # event after this call and would wait for the next poll, so ask once more now.
             if fetched or self._notifications == seen:
@@ -155,6 +169,24 @@ class BatchFetchManager(manager.JobManager):
             slots.short, slots.seen = True, seen
         slots.buffer.extend(fetched[1:])
         return self._hand_out(slots, fetched[0])
+
+    async def _restamp(self, job_ids: list[int], sent: float) -> bool:
+        """Count these rate-limited jobs from now; False when they must not start."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            await self.connector.execute_query_async(
+                query=QUERIES["restamp_starts"], job_ids=job_ids
+            )
+        except Exception:  # noqa: BLE001 - give them back rather than break the rate limit
+            logger.warning("could not restamp the starts of jobs %s", job_ids, exc_info=True)
+            return False
+        now = loop.time()
+        if now - began <= RATE_ROUND_TRIP_LIMIT and now - sent < _RESTAMP_WITHIN:
+            logger.info("slow fetch (%.3fs): jobs %s counted from now", began - sent, job_ids)
+            return True
+        logger.warning("slow fetch (%.3fs): jobs %s given back unstarted", now - sent, job_ids)
+        return False
 
     def _hand_out(self, slots: _Slots, job: jobs.Job) -> jobs.Job:
         assert job.id is not None
@@ -168,10 +200,11 @@ class BatchFetchManager(manager.JobManager):
             return
         loop = asyncio.get_running_loop()
         when = loop.time() + max(wake_in, _MIN_WAKE)
-        if slots.wake is not None and not slots.wake.cancelled():
-            if slots.wake.when() <= when:
-                return
-            slots.wake.cancel()
+        pending = slots.wake
+        if pending is not None and not pending.cancelled() and pending.when() > loop.time():
+            if pending.when() <= when:
+                return  # an earlier wake-up is already due
+            pending.cancel()
         slots.wake = loop.call_at(when, self._wake)
 
     def _wake(self) -> None:
@@ -191,7 +224,7 @@ class BatchFetchManager(manager.JobManager):
             return  # not one of ours: e.g. the stalled-job sweep retrying a dead worker's job
         slots.handed_out.discard(job.id)
         if job.queue in slots.capped:
-            self._wake()  # a place under the cap is free again
+            self._wake()  # a place under the cap is free again: take it now, not at the next poll
 
     async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
         try:

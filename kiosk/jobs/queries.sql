@@ -100,9 +100,13 @@ UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND sta
 -- name: fetch_jobs
 -- Take up to `count` jobs in one round trip, the queue controls enforced (migration 0019).
 SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name,
-       attempts, abort_requested, worker_id, capped_queues, rate_wake_in
+       attempts, abort_requested, worker_id, rate_limited, capped_queues, rate_wake_in
   FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(count)s)
 
 -- name: release_jobs
 -- Put jobs a stopping worker fetched but never started back in `todo`; return their ids.
 SELECT kiosk_release_jobs(%(job_ids)s::bigint[], %(worker_id)s) AS id
+
+-- name: restamp_starts
+-- A slow fetch: count its rate-limited jobs from now in their queues' windows, before they start.
+SELECT kiosk_restamp_starts(%(job_ids)s::bigint[])

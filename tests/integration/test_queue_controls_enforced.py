@@ -1,7 +1,8 @@
 """The queue controls hold fleet-wide, with several real worker processes (issue 15).
 
 Controls are written straight into kiosk_queue_controls (the table is the contract; the operators'
-API is kiosk/queues). Starts and ends are measured inside the tasks, by the database's clock.
+API is kiosk/queues). Starts and ends are measured inside the tasks (the machine's clock, which is
+the database's too).
 """
 
 from __future__ import annotations
@@ -81,18 +82,34 @@ async def test_rate_limit_of_ten_per_second_across_four_workers(
     sql.conn.execute(
         "INSERT INTO kiosk_queue_controls (queue, max_per_second) VALUES ('rated', 10)"
     )
-    start(workers, sql, database_url, log_dir, 4, "--concurrency=4", "--queues=rated")
+    start(workers, sql, database_url, log_dir, 4, "--concurrency=4", "--queues=rated,warm")
+    # Warm: a worker's first jobs start late (connections opening, first imports), which no
+    # window guard covers; the guarantee is about workers that run.
+    warm = insert_jobs(sql, 32, queue="warm", key="warm", sleep=0.2)
+    wait_for(lambda: done(sql, warm), timeout=60, what="the workers warm")
+    assert len({run["pid"] for run in runs(sql, "warm")}) == 4
     ids = insert_jobs(sql, 50, queue="rated", key="rated")
     wait_for(lambda: done(sql, ids), timeout=60, interval=0.2, what="the queue drained")
 
     rated = runs(sql, "rated")
     starts = [run["started"] for run in rated]
     assert len(starts) == 50
-    assert most_in_a_second(starts) <= 10
+    t0 = min(starts)
+    timeline = [
+        (round(run["started"] - t0, 3), run["pid"], run["job_id"])
+        for run in sorted(rated, key=lambda run: run["started"])
+    ]
+    fetched = sql.all(
+        "SELECT e.job_id, round((extract(epoch FROM e.at) - %s)::numeric, 3) AS at "
+        "FROM procrastinate_events e WHERE e.type = 'started' AND e.job_id = ANY(%s) ORDER BY e.id",
+        t0,
+        ids,
+    )
+    assert most_in_a_second(starts) <= 10, f"starts {timeline}\nfetches {fetched}"
     # Starts come in bursts of up to 10 per window: the last burst has no window after it.
     rate = (len(starts) - 10) / (max(starts) - min(starts))
-    # 10 starts per 1.1 s window (a guard of 0.1 s for the fetch-to-start gap): 9.1/s by design.
-    assert 8.0 <= rate <= 10.0, f"{rate:.2f} starts/s"
+    # 10 starts per 1.2 s window (a guard of 0.2 s for the fetch-to-start gap): 8.3/s by design.
+    assert 7.0 <= rate <= 10.0, f"{rate:.2f} starts/s"
     assert len({run["pid"] for run in rated}) > 1, "the four workers shared the queue"
 
 
@@ -109,3 +126,31 @@ async def test_concurrency_cap_of_two_across_three_workers(database_url, log_dir
     # The freed place is taken again at once by the worker that freed it, not at the next poll.
     took = max(run["ended"] for run in capped) - min(run["started"] for run in capped)
     assert took < 16 * 0.3 / 2 * 1.6, f"{took:.1f}s for 16 jobs of 0.3 s two at a time"
+
+
+def test_window_entries_follow_the_jobs_given_back_or_restamped(database_url, sql):
+    """The SQL the workers call: a start per job taken; a job given back leaves the window (an
+    earlier attempt's start stays); a restamp moves a start to now. No worker process needed."""
+    sql.conn.execute("INSERT INTO kiosk_queue_controls (queue, max_per_second) VALUES ('r', 2)")
+    worker = sql.value("SELECT worker_id FROM procrastinate_register_worker_v1()")
+    first, second, third = insert_jobs(sql, 3, queue="r", key="r")
+    taken = sql.all(
+        "SELECT id, rate_limited, rate_wake_in FROM kiosk_fetch_jobs('{r}', %s, 10)", worker
+    )
+    assert [(row["id"], row["rate_limited"]) for row in taken] == [(first, True), (second, True)]
+    assert 0 < taken[0]["rate_wake_in"] <= 1.2, "the window is full: wake when it frees"
+    assert (
+        sql.all("SELECT id FROM kiosk_fetch_jobs('{r}', %s, 10) WHERE id IS NOT NULL", worker) == []
+    )
+
+    before = sql.value("SELECT started_at FROM kiosk_queue_starts WHERE job_id = %s", second)
+    sql.value("SELECT kiosk_restamp_starts(%s)", [second])
+    assert sql.value("SELECT started_at FROM kiosk_queue_starts WHERE job_id = %s", second) > before
+
+    assert sql.value("SELECT kiosk_release_jobs(%s, %s)", [first], worker) == first
+    assert sql.job(first)["status"] == "todo" and sql.job(first)["worker_id"] is None
+    assert sql.value("SELECT count(*) FROM kiosk_queue_starts WHERE job_id = %s", first) == 0
+    # Room again in the window: the next fetch takes the best job, the one given back.
+    again = sql.all("SELECT id FROM kiosk_fetch_jobs('{r}', %s, 10) WHERE id IS NOT NULL", worker)
+    assert [row["id"] for row in again] == [first]
+    assert sql.job(third)["status"] == "todo"

@@ -2,8 +2,8 @@
 
 Workers run `procrastinate --app=tests.support.fetch_app.app worker`: kiosk's app (KioskJobManager,
 KioskWorker, outcome middleware), the tasks of tests/support/worker_app.py and these. Each run
-records, in `test_fetch_runs` (made by `FETCH_TABLES`), when it started and ended by the
-database's clock, so the tests measure starts and overlaps where the job runs.
+records, in `test_fetch_runs` (made by `FETCH_TABLES`), when it started and ended, read in the
+task, so the tests measure starts and overlaps where the job runs.
 """
 
 from __future__ import annotations
@@ -29,18 +29,20 @@ CREATE TABLE IF NOT EXISTS test_fetch_runs (
 
 @app.task(name="tests.fetch.run", pass_context=True, timeout=0)
 async def run(context: JobContext, key: str = "", sleep: float = 0) -> None:
-    """Record the start, sleep, record the end."""
+    """Record the start and the end: the machine's clock (the database's too), read in the task."""
+    started = time.time()
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO test_fetch_runs (job_id, key, queue, pid, started_at) "
-            "VALUES (%s, %s, %s, %s, clock_timestamp())",
-            (context.job.id, key, context.job.queue, os.getpid()),
+            "VALUES (%s, %s, %s, %s, to_timestamp(%s))",
+            (context.job.id, key, context.job.queue, os.getpid(), started),
         )
     await asyncio.sleep(sleep)
+    ended = time.time()
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE test_fetch_runs SET ended_at = clock_timestamp() WHERE job_id = %s",
-            (context.job.id,),
+            "UPDATE test_fetch_runs SET ended_at = to_timestamp(%s) WHERE job_id = %s",
+            (ended, context.job.id),
         )
 
 
