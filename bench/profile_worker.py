@@ -4,12 +4,13 @@
     .venv/bin/python bench/profile_worker.py --variant bare       # procrastinate alone, to compare
     .venv/bin/python bench/profile_worker.py --raw /tmp/worker.txt   # keep py-spy's stacks
 
-Starts one idle worker (--concurrency, default 1) on a scratch database, attaches `py-spy record` to it
-(sampling on-CPU Python stacks), inserts the jobs in one transaction, waits until they are done,
-then sorts every sample into where it was spent: procrastinate's fetch, finish and other queries
-(each split into psycopg's own time and the rest), kiosk's outcome middleware and its INSERT, the
-time limit wrapper, the event loop, logging. Printed per job: the worker's CPU (py-spy's share of
-it), the PostgreSQL server's CPU, and the wall time, plus the server's transactions per job.
+Starts one idle worker (--concurrency, default 1) on a scratch database, attaches `py-spy record`
+to it (sampling on-CPU Python stacks), inserts the jobs in one transaction, waits until they are
+done, then sorts every sample into where it was spent: procrastinate's fetch, finish and other
+queries, kiosk's batched fetch and group commit (each split into psycopg's own time and the rest),
+kiosk's outcome middleware, the time limit wrapper, the event loop, logging. Printed per job:
+the worker's CPU (py-spy's share of it), the PostgreSQL server's CPU, and the wall time, plus the
+server's transactions per job.
 
 py-spy is in the dev extra (`pip install -e '.[dev]'`); attaching needs ptrace rights (root, or
 kernel.yama.ptrace_scope 0). Bounded: every wait has a deadline.
