@@ -60,6 +60,11 @@ class QueueView:
     failed_60m: int = 0
     estimated: list[str] = field(default_factory=list)
 
+    @property
+    def controllable(self) -> bool:
+        """procrastinate takes any queue name; controls only those of QUEUE_NAME."""
+        return queue_name_problem(self.name) is None
+
 
 def check_name(queue: str) -> str:
     problem = queue_name_problem(queue)
