@@ -328,3 +328,35 @@ def test_settings_defaults_apply_at_start_and_never_overwrite_an_operator(
         (settings, "queue:schedules", "2"),
         (settings, "queue:exports", None),
     ]
+
+
+def test_metrics_show_pause_state_limits_and_changes(api: httpx.Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[tuple[str, str], float]:
+        text = api.get("/metrics").text
+        return {
+            (sample.name, sample.labels.get("queue", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith(
+                ("kiosk_queue_paused", "kiosk_queue_max", "kiosk_queue_control")
+            )
+            for sample in family.samples
+        }
+
+    before = scrape()
+    assert before[("kiosk_queue_paused", "payments")] == 0
+    assert before[("kiosk_queue_control_changes_total", "payments")] == 0
+    assert ("kiosk_queue_max_running", "payments") not in before  # absent: no limit
+
+    api.post("/admin/queues/payments/pause", json={"reason": "incident"})
+    api.put("/admin/queues/payments/limits", json={"max_per_second": 7.5, "max_running": 2})
+    api.post("/admin/queues/not-yet-used/pause")
+    after = scrape()
+    assert after[("kiosk_queue_paused", "payments")] == 1
+    assert after[("kiosk_queue_paused", "exports")] == 0
+    assert after[("kiosk_queue_paused", "not-yet-used")] == 1
+    assert after[("kiosk_queue_max_per_second", "payments")] == 7.5
+    assert after[("kiosk_queue_max_running", "payments")] == 2
+    assert after[("kiosk_queue_control_changes_total", "payments")] == 2
+    assert after[("kiosk_queue_control_changes_total", "not-yet-used")] == 1
