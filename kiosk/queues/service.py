@@ -234,6 +234,10 @@ async def keep_applying_defaults(limits: dict[str, tuple[float | None, int | Non
             )
             await asyncio.sleep(DEFAULTS_RETRY_SECONDS)
             continue
+        except Exception:
+            # A bug, not an outage: say so once; the API keeps serving without the defaults.
+            logger.exception("queue limits from KIOSK_QUEUE_LIMITS could not be applied")
+            return
         for control in changed:
             logger.info(
                 "queue %s: limits from KIOSK_QUEUE_LIMITS: max_per_second=%s max_running=%s",

@@ -113,3 +113,35 @@ def test_queue_limits_setting() -> None:
     assert (
         SettingsError
     )  # the one-line error of a process start (tests/integration/test_settings.py)
+
+
+def test_the_dashboard_limits_form() -> None:
+    from kiosk.dashboard.forms import parse_limits
+
+    assert parse_limits({"max_per_second": " 2.5 ", "max_running": "3"}) == (2.5, 3)
+    assert parse_limits({"max_per_second": "", "max_running": ""}) == (None, None)
+    assert parse_limits({}) == (None, None)
+    with pytest.raises(ValueError, match="max running: a whole number"):
+        parse_limits({"max_running": "1.5"})
+    with pytest.raises(ValueError, match="max starts per second: a number"):
+        parse_limits({"max_per_second": "fast"})
+
+
+def test_reasons_and_limits_checked_by_the_service() -> None:
+    from kiosk.queues import service
+
+    assert service.clean_reason("  ") is None and service.clean_reason(None) is None
+    assert service.clean_reason(" SMTP down ") == "SMTP down"
+    assert service.clean_reason("é" * 200) == "é" * 200
+    for bad in ("x" * 201, "two\nlines", "nul\x00"):
+        with pytest.raises(service.InvalidQueue):
+            service.clean_reason(bad)
+    assert service.check_limits(20, 5) == (20.0, 5)
+    assert service.check_limits(None, None) == (None, None)
+    for rate, running in ((0, None), (None, 0), (True, None), (None, 2.0), ("1", None)):
+        with pytest.raises(service.InvalidQueue) as refused:
+            service.check_limits(rate, running)
+        assert refused.value.status == 422
+    for name in ("", "a b", "x" * 65, "café", "a/b"):
+        with pytest.raises(service.InvalidQueue, match="is not a queue name"):
+            service.check_name(name)
