@@ -360,3 +360,37 @@ def test_metrics_show_pause_state_limits_and_changes(api: httpx.Client) -> None:
     assert after[("kiosk_queue_max_running", "payments")] == 2
     assert after[("kiosk_queue_control_changes_total", "payments")] == 2
     assert after[("kiosk_queue_control_changes_total", "not-yet-used")] == 1
+
+
+def test_dashboard_forms_need_a_session_and_their_csrf_token(
+    api: httpx.Client, database_url: str
+) -> None:
+    from tests.support.dashboard import csrf_of, sign_in
+
+    anonymous = httpx.post(f"{api.base_url}/admin/ui/queues/payments/pause", data={"reason": "x"})
+    assert anonymous.status_code == 303 and "/admin/login" in anonymous.headers["location"]
+    browser = sign_in(str(api.base_url), operator="bo")
+    try:
+        forged = browser.post("/admin/ui/queues/payments/pause", data={"reason": "x"})
+        assert forged.status_code == 403
+        assert rows(database_url, "SELECT * FROM kiosk_queue_controls") == []
+
+        token = csrf_of(browser)
+        form = {"csrf_token": token, "next": "/admin/"}
+        paused = browser.post("/admin/ui/queues/payments/pause", data={**form, "reason": "why"})
+        assert paused.status_code == 303 and paused.headers["location"] == "/admin/"
+        refused = browser.post(
+            "/admin/ui/queues/payments/limits",
+            data={**form, "max_per_second": "0", "max_running": ""},
+        )
+        assert refused.status_code == 303
+        page = browser.get("/admin/")  # the message comes with the next page
+        assert "must be above 0" in page.text and "Paused by bo" in page.text
+        unknown = browser.post("/admin/ui/queues/payments/explode", data=form)
+        assert unknown.status_code == 404
+    finally:
+        browser.close()
+    assert rows(
+        database_url,
+        "SELECT paused, paused_reason, paused_by, max_per_second FROM kiosk_queue_controls",
+    ) == [(True, "why", "bo", None)]
