@@ -276,7 +276,7 @@ async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(
     assert actions == [("dora", "device.create"), ("dora", "device.revoke")]
 
 
-async def test_operator_pauses_limits_and_resumes_a_queue(page, stack, database_url):
+async def test_operator_pauses_limits_and_resumes_a_queue(page, stack, database_url, tmp_path):
     """The overview's queue card: pause with a reason, set limits, a refused limit, resume."""
 
     def control() -> tuple | None:
@@ -309,6 +309,8 @@ async def test_operator_pauses_limits_and_resumes_a_queue(page, stack, database_
     card = page.locator('article[aria-label="Queue payments"]')
     await expect(card.locator(".limit-rate")).to_have_text("2.5")
     await expect(card.locator(".limit-running")).to_have_text("3")
+    shots = os.environ.get("KIOSK_DASHBOARD_SCREENSHOTS") or str(tmp_path)
+    await card.screenshot(path=os.path.join(shots, "queue-paused.png"))
 
     # Out of range: a message, nothing changed.
     await card.locator("summary:has-text('Limits')").click()
