@@ -148,6 +148,14 @@ def _queues(args: argparse.Namespace) -> int:
 
     load_or_exit()
     by = Operator(_cli_actor())
+    if args.action == "limits" and not (
+        args.clear or args.max_per_second is not None or args.max_running is not None
+    ):
+        print(
+            "kiosk queues limits: give --max-per-second, --max-running or --clear",
+            file=sys.stderr,
+        )
+        return 2
 
     def number(text: str | None, kind: type[int] | type[float]) -> float | int | None:
         if text in (None, "none"):

@@ -88,6 +88,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(database_url: str) -> 
         (("limits", "payments", "--max-running", "2.5"), "is not a whole number"),
         (("limits", "payments", "--max-per-second", "fast"), "is not a number"),
         (("limits", "payments", "--max-per-second", "20000"), "at most 10000"),
+        (("limits", "payments"), "give --max-per-second, --max-running or --clear"),
     ):
         result = kiosk(database_url, *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
