@@ -9,6 +9,7 @@ from kiosk.jobs import maintenance
 from kiosk.notifications import deliveries
 from kiosk.orders import cleanup, expiry
 from kiosk.queue import app
+from kiosk.queues import names
 from kiosk.schedules import dispatcher
 from kiosk.settings import get_settings
 
@@ -16,7 +17,12 @@ __all__ = ["app"]
 
 
 @app.periodic(cron=dispatcher.dispatch_cron(), periodic_id="schedules.dispatch")
-@app.task(name="schedules.dispatch", queueing_lock="schedules.dispatch", priority=10)
+@app.task(
+    name="schedules.dispatch",
+    queue=names.SCHEDULES,
+    queueing_lock="schedules.dispatch",
+    priority=10,
+)
 async def dispatch_schedules(timestamp: int) -> None:
     """Create the runs (and jobs) of every schedule's ticks up to the horizon.
 
@@ -28,7 +34,12 @@ async def dispatch_schedules(timestamp: int) -> None:
 @app.periodic(cron="* * * * *", periodic_id="every-minute")
 # A queueing lock, not a lock: ticks never pile up, and a sweep held by a dead worker cannot block
 # the very sweep that will free it.
-@app.task(name="jobs.retry_stalled_jobs", queueing_lock="jobs.retry_stalled_jobs", timeout=120)
+@app.task(
+    name="jobs.retry_stalled_jobs",
+    queue=names.MAINTENANCE,
+    queueing_lock="jobs.retry_stalled_jobs",
+    timeout=120,
+)
 async def retry_stalled_jobs(timestamp: int) -> dict[str, list[int]]:
     """Jobs of workers silent for KIOSK_WORKER_STALLED_AFTER seconds go back to `todo`."""
     stalled_after = get_settings().worker_stalled_after
@@ -41,7 +52,7 @@ async def retry_stalled_jobs(timestamp: int) -> dict[str, list[int]]:
 
 @app.periodic(cron="0 * * * *", periodic_id="hourly")
 # A lock: two prunes never run at once (a dead worker's one is freed by the sweep above).
-@app.task(name="jobs.prune_jobs", lock="jobs.prune_jobs", timeout=1800)
+@app.task(name="jobs.prune_jobs", queue=names.MAINTENANCE, lock="jobs.prune_jobs", timeout=1800)
 async def prune_jobs(timestamp: int) -> dict[str, int]:
     """Finished jobs past KIOSK_PRUNE_SUCCEEDED_DAYS / KIOSK_PRUNE_FAILED_DAYS are deleted."""
     result = await maintenance.prune_jobs()
@@ -50,7 +61,12 @@ async def prune_jobs(timestamp: int) -> dict[str, int]:
 
 @app.periodic(cron="30 * * * *", periodic_id="retention.prune_tables")
 # Half an hour away from prune_jobs, so the two never compete; a lock keeps runs from overlapping.
-@app.task(name="retention.prune_tables", lock="retention.prune_tables", timeout=1800)
+@app.task(
+    name="retention.prune_tables",
+    queue=names.MAINTENANCE,
+    lock="retention.prune_tables",
+    timeout=1800,
+)
 async def prune_tables(timestamp: int) -> dict[str, int]:
     """Inbox, schedule runs, exports and audit rows past their KIOSK_RETAIN_*_DAYS are deleted."""
     return await retention.prune_tables()
@@ -62,21 +78,33 @@ async def prune_tables(timestamp: int) -> dict[str, int]:
 
 
 @app.periodic(cron=cleanup.cron(), periodic_id="payments.cleanup_payment_intents")
-@app.task(name="payments.cleanup_payment_intents", queueing_lock="payments.cleanup_payment_intents")
+@app.task(
+    name="payments.cleanup_payment_intents",
+    queue=names.PAYMENTS,
+    queueing_lock="payments.cleanup_payment_intents",
+)
 async def cleanup_payment_intents(timestamp: int) -> dict:
     """Check every open payment intent past its time to live at Mercado Pago."""
     return {"deferred": await cleanup.defer_checks()}
 
 
 @app.periodic(cron=expiry.cron(), periodic_id="orders.expire_orders")
-@app.task(name="orders.expire_orders", queueing_lock="orders.expire_orders")
+@app.task(
+    name="orders.expire_orders",
+    queue=names.MAINTENANCE,
+    queueing_lock="orders.expire_orders",
+)
 async def expire_orders(timestamp: int) -> dict:
     """Expire every order still waiting for payment after KIOSK_ORDER_TTL."""
     return {"deferred": await expiry.defer_expiries()}
 
 
 @app.periodic(cron="* * * * *", periodic_id="orders.resume_deliveries")
-@app.task(name="orders.resume_deliveries", queueing_lock="orders.resume_deliveries")
+@app.task(
+    name="orders.resume_deliveries",
+    queue=names.MAINTENANCE,
+    queueing_lock="orders.resume_deliveries",
+)
 async def resume_deliveries(timestamp: int) -> dict[str, int]:
     """Receipts and hooks owed with no job left for them get one again (at least once); those past
     KIOSK_DELIVERY_MAX_AGE_SECONDS or _MAX_ATTEMPTS are given up and listed for operators."""

@@ -6,6 +6,7 @@ one line naming the variable instead of a server that half works.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -29,6 +30,8 @@ from kiosk.notifications import routes as deliveries_routes
 from kiosk.orders import payment_routes as payments_routes
 from kiosk.orders import routes as orders_routes
 from kiosk.payments import admin_routes as payments_admin_routes
+from kiosk.queues import routes as queues_routes
+from kiosk.queues import service as queues_service
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 from kiosk.webhooks import routes as webhooks_routes
@@ -42,6 +45,7 @@ ROUTERS = (
     payments_routes,
     heartbeat_routes,
     admin_routes,
+    queues_routes,
     schedules_routes,
     exports_routes,
     metrics_routes,
@@ -71,9 +75,14 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     await pool.open(wait=False)
     # procrastinate defers on the same pool; this process never runs jobs.
     await queue.app.open_async(pool)
+    # KIOSK_QUEUE_LIMITS, once the database answers; an operator's run-time limits are kept.
+    defaults = asyncio.create_task(
+        queues_service.keep_applying_defaults(load_or_exit().queue_limit_map)
+    )
     try:
         yield
     finally:
+        defaults.cancel()
         await queue.app.close_async()
         await db.close_pool()
 

@@ -1,5 +1,5 @@
-"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`, `kiosk tap`,
-`kiosk secret-key`, `kiosk rotate-secrets`."""
+"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`,
+`kiosk tap`, `kiosk secret-key`, `kiosk rotate-secrets`, `kiosk queues`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kiosk.queues.service import QueueView
+    from kiosk.queues.store import QueueControl
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -110,6 +115,148 @@ def _rotate_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_actor() -> str:
+    """`cli:<user>`: who ran the command, for the audit log and `paused_by`."""
+    import getpass
+
+    from kiosk.audit import actor_name
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"cli:{actor_name(user, default='unknown')}"
+
+
+def _limit_value(text: str) -> str:
+    """`--max-per-second` / `--max-running`: a number, or `none` to clear that limit."""
+    return text.strip().lower()
+
+
+def _queues(args: argparse.Namespace) -> int:
+    """`kiosk queues ...`: the same service functions (checks, audit) as the API and dashboard."""
+    import asyncio
+
+    import psycopg
+    import psycopg_pool
+
+    from kiosk import db
+    from kiosk.audit import Operator
+    from kiosk.errors import DomainError
+    from kiosk.queues import service, store
+    from kiosk.settings import load_or_exit
+
+    load_or_exit()
+    by = Operator(_cli_actor())
+    if args.action == "limits" and not (
+        args.clear or args.max_per_second is not None or args.max_running is not None
+    ):
+        print(
+            "kiosk queues limits: give --max-per-second, --max-running or --clear",
+            file=sys.stderr,
+        )
+        return 2
+
+    def number(text: str | None, kind: type[int] | type[float]) -> float | int | None:
+        if text in (None, "none"):
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{text!r} is not {what} (or `none` for no limit)") from None
+
+    async def run() -> str:
+        pool = db.create_pool(role="app", min_size=1, max_size=1)
+        await pool.open(wait=True, timeout=10)
+        try:
+            async with db.transaction() as conn:
+                if args.action == "list":
+                    return _queue_table(await service.list_queues(conn))
+                if args.action == "pause":
+                    control = await service.pause(conn, args.name, args.reason, by)
+                elif args.action == "resume":
+                    control = await service.resume(conn, args.name, by)
+                else:
+                    current = await store.get_control(conn, service.check_name(args.name))
+                    rate: object = current.max_per_second
+                    running: object = current.max_running
+                    if args.clear:
+                        rate = running = None
+                    if args.max_per_second is not None:
+                        rate = number(args.max_per_second, float)
+                    if args.max_running is not None:
+                        running = number(args.max_running, int)
+                    control = await service.set_limits(conn, args.name, rate, running, by)
+            return _queue_line(control)
+        finally:
+            await db.close_pool()
+
+    try:
+        print(asyncio.run(run()))
+    except (DomainError, ValueError) as exc:
+        detail = exc.detail if isinstance(exc, DomainError) else str(exc)
+        print(f"kiosk queues {args.action}: {detail}", file=sys.stderr)
+        return 2
+    except psycopg.errors.UndefinedTable:
+        print(
+            f"kiosk queues {args.action}: the schema is not migrated: run `kiosk migrate`",
+            file=sys.stderr,
+        )
+        return 1
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        print(
+            f"kiosk queues {args.action}: cannot reach the database ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _limit_text(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _queue_line(control: QueueControl) -> str:
+    state = "paused" if control.paused else "running"
+    line = (
+        f"{control.name}: {state}, max_per_second {_limit_text(control.max_per_second)}, "
+        f"max_running {_limit_text(control.max_running)}"
+    )
+    if control.paused:
+        line += f" (paused by {control.paused_by}"
+        line += f": {control.paused_reason})" if control.paused_reason else ")"
+    return line
+
+
+def _queue_table(queues: list[QueueView]) -> str:
+    header = ("QUEUE", "STATE", "MAX/S", "MAX RUNNING", "TODO", "DOING", "OLDEST WAIT", "REASON")
+    rows = [header]
+    for q in queues:
+        age = q.oldest_runnable_age_seconds
+        rows.append(
+            (
+                q.name,
+                "paused" if q.paused else "running",
+                _limit_text(q.max_per_second),
+                _limit_text(q.max_running),
+                str(q.counts.get("todo", 0)),
+                str(q.counts.get("doing", 0)),
+                "-" if age is None else f"{age:.0f}s",
+                (f"{q.paused_reason or ''} (by {q.paused_by})" if q.paused else ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        (
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+            + "  "
+            + row[-1]
+        ).rstrip()
+        for row in rows
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +328,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-encrypt stored secrets with the first key of KIOSK_SECRET_KEY (docs/deploy.md)",
     )
     rotate.set_defaults(func=_rotate_secrets)
+
+    queues = sub.add_parser(
+        "queues",
+        help="list, pause, resume or limit job queues on every worker (docs/workers.md)",
+        description="Queue controls, written straight to the database (DATABASE_URL) and audited "
+        "as cli:<user>. Workers obey them within a second (docs/workers.md, Queue controls).",
+    )
+    queue_actions = queues.add_subparsers(dest="action", required=True)
+    queue_actions.add_parser("list", help="every queue: state, limits, waiting and running jobs")
+    pause = queue_actions.add_parser(
+        "pause", help="no new job of the queue starts on any worker; running jobs finish"
+    )
+    pause.add_argument("name", help="queue name (may have no job yet)")
+    pause.add_argument("--reason", help="why, shown to other operators (at most 200 characters)")
+    resume = queue_actions.add_parser("resume", help="jobs of the queue start again")
+    resume.add_argument("name")
+    limits = queue_actions.add_parser(
+        "limits",
+        help="set the queue's rate limit and concurrency cap (across all workers)",
+        description="Options left out keep their current value; `none` clears one limit, "
+        "--clear both. Your limits then stay until an operator changes them: a default "
+        "from KIOSK_QUEUE_LIMITS no longer applies to this queue.",
+    )
+    limits.add_argument("name")
+    limits.add_argument(
+        "--max-per-second",
+        type=_limit_value,
+        metavar="X",
+        help="jobs started per second, above 0 and at most 10000, or none",
+    )
+    limits.add_argument(
+        "--max-running",
+        type=_limit_value,
+        metavar="N",
+        help="jobs running at once, 1 to 10000, or none",
+    )
+    limits.add_argument("--clear", action="store_true", help="remove both limits")
+    queues.set_defaults(func=_queues)
     return parser
 
 

@@ -21,7 +21,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, is_email, parse_duration, parse_keys
+from kiosk.validators import (
+    MAX_EXPIRATION,
+    MIN_EXPIRATION,
+    is_email,
+    parse_duration,
+    parse_keys,
+    parse_queue_limits,
+)
 
 
 class SettingsError(Exception):
@@ -240,6 +247,22 @@ class Settings(BaseSettings):
     @property
     def worker_queue_list(self) -> list[str]:
         return [name for name in (part.strip() for part in self.worker_queues.split(",")) if name]
+
+    # Queue controls (docs/workers.md, "Queue controls"): the limits queues get when the API starts:
+    # `payments:max_per_second=20,max_running=5;exports:max_running=1`. A limit an operator set at
+    # run time (API, dashboard, CLI) is never overwritten; one set from here follows this value.
+    queue_limits: str = ""
+
+    @field_validator("queue_limits")
+    @classmethod
+    def _queue_limits(cls, value: str) -> str:
+        parse_queue_limits(value)
+        return value
+
+    @property
+    def queue_limit_map(self) -> dict[str, tuple[float | None, int | None]]:
+        """{queue: (max_per_second, max_running)} from KIOSK_QUEUE_LIMITS."""
+        return parse_queue_limits(self.queue_limits)
 
     # expiry: the periodic clean-up of stale payment intents and expired orders (docs/payments.md).
     # procrastinate cron expressions (5 fields, or 6 with seconds last); the defaults are the

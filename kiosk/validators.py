@@ -55,3 +55,86 @@ def parse_keys(value: str) -> list[str]:
                 "make one with `kiosk secret-key`)"
             ) from None
     return keys
+
+
+# Queues (kiosk/queues, docs/workers.md "Queue controls"): the names the kiosk_queue_controls table
+# accepts, and the bounds of a queue's limits.
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_QUEUE_LIMIT = 10_000
+_LIMIT_KEYS = ("max_per_second", "max_running")
+
+
+def queue_name_problem(name: str) -> str | None:
+    """Why `name` is not a queue name, or None."""
+    if QUEUE_NAME.fullmatch(name):
+        return None
+    return f"{name[:80]!r} is not a queue name: 1 to 64 letters, digits, '.', '_' or '-'"
+
+
+def max_per_second_problem(value: object) -> str | None:
+    """Why `value` is not a rate limit (jobs started per second, across all workers), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "max_per_second must be a number or null"
+    if not 0 < value <= MAX_QUEUE_LIMIT:  # also refuses NaN and infinities
+        return f"max_per_second must be above 0 and at most {MAX_QUEUE_LIMIT}, got {value}"
+    return None
+
+
+def max_running_problem(value: object) -> str | None:
+    """Why `value` is not a cap on running jobs (across all workers), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "max_running must be a whole number or null"
+    if not 1 <= value <= MAX_QUEUE_LIMIT:
+        return f"max_running must be between 1 and {MAX_QUEUE_LIMIT}, got {value}"
+    return None
+
+
+def parse_queue_limits(text: str) -> dict[str, tuple[float | None, int | None]]:
+    """KIOSK_QUEUE_LIMITS: `queue:key=value,key=value;queue:...` -> {queue: (max_per_second,
+    max_running)}. Keys: max_per_second (a number), max_running (a whole number); a key left out
+    is no limit. Whitespace around parts is ignored; ValueError names the bad part."""
+    limits: dict[str, tuple[float | None, int | None]] = {}
+    for entry in (part.strip() for part in text.split(";")):
+        if not entry:
+            continue
+        queue, colon, body = (part.strip() for part in entry.partition(":"))
+        if not colon or not body:
+            raise ValueError(
+                f"{entry[:80]!r} is not `queue:max_per_second=N,max_running=N` "
+                "(entries separated by ';')"
+            )
+        problem = queue_name_problem(queue)
+        if problem:
+            raise ValueError(problem)
+        if queue in limits:
+            raise ValueError(f"queue {queue!r} is listed twice")
+        values: dict[str, float | int] = {}
+        for item in (part.strip() for part in body.split(",")):
+            key, equals, raw = (part.strip() for part in item.partition("="))
+            if key not in _LIMIT_KEYS or not equals:
+                raise ValueError(f"{queue}: {item[:80]!r} is not max_per_second=N or max_running=N")
+            if key in values:
+                raise ValueError(f"{queue}: {key} is given twice")
+            try:
+                number: float | int = int(raw) if key == "max_running" else float(raw)
+            except ValueError:
+                number = raw  # type: ignore[assignment]  # reported as not a number just below
+            problem = (
+                max_running_problem(number)
+                if key == "max_running"
+                else max_per_second_problem(number)
+            )
+            if problem:
+                raise ValueError(f"{queue}: {problem}")
+            values[key] = number
+        rate = values.get("max_per_second")
+        running = values.get("max_running")
+        limits[queue] = (
+            float(rate) if rate is not None else None,
+            int(running) if running is not None else None,
+        )
+    return limits

@@ -8,11 +8,12 @@ from procrastinate import JobContext, RetryStrategy
 
 from kiosk import exports
 from kiosk.queue import app
+from kiosk.queues import names
 
 
 @app.task(
     name=exports.TASK,
-    queue=exports.QUEUE,
+    queue=names.EXPORTS,
     pass_context=True,
     retry=RetryStrategy(max_attempts=3, exponential_wait=5),
 )

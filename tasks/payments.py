@@ -12,12 +12,14 @@ from kiosk import queue
 from kiosk.orders import cleanup, lifecycle
 from kiosk.payments import intents, mercadopago, refunds
 from kiosk.queue import app
+from kiosk.queues import names
 from kiosk.webhooks import inbox, processing
 from tasks.retry import Backoff, database_unavailable
 
 
 @app.task(
     name=inbox.PROCESS_TASK,
+    queue=names.PAYMENTS,
     retry=Backoff(mercadopago.MPUnavailable),
     pass_context=True,
 )
@@ -40,7 +42,7 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
     return {"intent_status": outcome.intent_status, "note": outcome.note}
 
 
-@app.task(name=cleanup.CHECK_TASK)
+@app.task(name=cleanup.CHECK_TASK, queue=names.PAYMENTS)
 async def check_stale_intent(intent_id: str) -> dict:
     """Settle a charge Mercado Pago should have ended (deferred by the periodic
     `payments.cleanup_payment_intents`). Not retried: a provider error fails this job and the
@@ -57,7 +59,12 @@ async def _retried(context: JobContext, exc: BaseException) -> None:
             await queue.release_queueing_lock(context.job.id)
 
 
-@app.task(name=intents.RESOLVE_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
+@app.task(
+    name=intents.RESOLVE_TASK,
+    queue=names.PAYMENTS,
+    retry=Backoff(mercadopago.MPUnavailable),
+    pass_context=True,
+)
 async def resolve_intent(context: JobContext, intent_id: str) -> dict:
     """Re-send an ambiguous create with its idempotency key until Mercado Pago answers (deferred
     with the intent marked `unresolved`; again by the periodic clean-up should this give up)."""
@@ -69,7 +76,12 @@ async def resolve_intent(context: JobContext, intent_id: str) -> dict:
     return {"status": outcome.status, "note": outcome.note}
 
 
-@app.task(name=refunds.REFUND_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
+@app.task(
+    name=refunds.REFUND_TASK,
+    queue=names.PAYMENTS,
+    retry=Backoff(mercadopago.MPUnavailable),
+    pass_context=True,
+)
 async def refund_intent(context: JobContext, intent_id: str) -> dict:
     """Refund a charge the kiosk cannot honour, with its one idempotency key (deferred with the
     refund decision; again by the periodic clean-up should this give up)."""

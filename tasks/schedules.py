@@ -1,4 +1,4 @@
-"""Job code of schedules: perform one run of a scheduled HTTP request (kiosk/schedules/executor.py)."""
+"""Job code of schedules: one run of a scheduled HTTP request (kiosk/schedules/executor.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
 
 from kiosk.queue import app
+from kiosk.queues import names
 from kiosk.schedules import dispatcher, executor
 
 
@@ -17,6 +18,6 @@ class RunRetry(BaseRetryStrategy):
         return RetryDecision(retry_at=when) if when else None
 
 
-@app.task(name=dispatcher.EXECUTE_TASK, retry=RunRetry())
+@app.task(name=dispatcher.EXECUTE_TASK, queue=names.SCHEDULES, retry=RunRetry())
 async def execute_run(run_id: int) -> None:
     await executor.execute(run_id)

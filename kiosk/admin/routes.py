@@ -1,4 +1,5 @@
-"""Admin JSON API over the job queue: queues, jobs, workers, periodic tasks, audit log."""
+"""Admin JSON API over the job queue: jobs, workers, periodic tasks, audit log (queues:
+kiosk/queues/routes.py)."""
 
 from __future__ import annotations
 
@@ -45,10 +46,7 @@ class ActionResponse(BaseModel):
     result: str
 
 
-@router.get("/queues", summary="Queues: counts by status, oldest runnable age, throughput")
-async def get_queues() -> list[dict[str, Any]]:
-    async with db.transaction() as conn:
-        return [asdict(q) for q in await jobs.list_queues(conn)]
+# GET /admin/queues (counts with pause state and limits) is kiosk/queues/routes.py.
 
 
 @router.get("/jobs", summary="Jobs, newest first, filtered, keyset-paginated")

@@ -104,3 +104,19 @@ def filter_params(flt: JobFilter) -> dict[str, str]:
         "min_attempts": None if flt.min_attempts is None else str(flt.min_attempts),
     }
     return {k: v for k, v in params.items() if v is not None}
+
+
+def parse_limits(values: Mapping[str, str]) -> tuple[float | None, int | None]:
+    """The limits form of a queue card: empty = no limit; ValueError says which field is wrong
+    (the range is the service's to check)."""
+    rate_text = (values.get("max_per_second") or "").strip()
+    running_text = (values.get("max_running") or "").strip()
+    try:
+        rate = float(rate_text) if rate_text else None
+    except ValueError:
+        raise ValueError("max starts per second: a number, or empty for no limit") from None
+    try:
+        running = int(running_text) if running_text else None
+    except ValueError:
+        raise ValueError("max running: a whole number, or empty for no limit") from None
+    return rate, running

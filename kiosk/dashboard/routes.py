@@ -43,6 +43,7 @@ from kiosk.jobs import outcomes
 from kiosk.logclip import clip
 from kiosk.notifications import deliveries
 from kiosk.payments import attention
+from kiosk.queues import service as queues
 from kiosk.schedules import service as schedules
 from kiosk.schedules.spec import InvalidSchedule
 from kiosk.settings import get_settings
@@ -389,7 +390,7 @@ async def overview(
     minutes = int(window) if window and window.isdigit() else 60
     window_minutes = minutes if minutes in charts.WINDOWS else 60
     async with db.transaction() as conn:
-        queues = await jobs.list_queues(conn)
+        queue_views = await queues.list_queues(conn)
         series = await jobs.throughput_series(conn, window_minutes)
         workers = await jobs.list_workers(conn, stale_after=get_settings().worker_stale_seconds)
     graphs = [
@@ -402,7 +403,9 @@ async def overview(
         sess,
         active="overview",
         title="Overview",
-        queues=queues,
+        queues=queue_views,
+        settings_actor=queues.SETTINGS_ACTOR,
+        max_reason=queues.MAX_REASON,
         charts=graphs,
         window=window_minutes,
         windows=charts.WINDOWS,
@@ -648,6 +651,45 @@ async def periodic_run(
             request, form, default, "error", f"A {name} job is already waiting (queueing lock)."
         )
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
+
+
+@router.post(f"{UI}/queues/{{name}}/{{action}}")
+async def queue_action(
+    request: Request,
+    name: str,
+    action: str,
+    sess: session.Session = Depends(signed_in),
+    form: dict[str, str] = Depends(posted),
+) -> Response:
+    """Pause (with an optional reason), resume, or set the limits of a queue (overview cards)."""
+    by = _operator(request, sess)
+    try:
+        if action == "pause":
+            async with db.transaction() as conn:
+                await queues.pause(conn, name, form.get("reason"), by)
+            message = f"Queue {name} paused: no new job of it starts; running ones finish."
+        elif action == "resume":
+            async with db.transaction() as conn:
+                await queues.resume(conn, name, by)
+            message = f"Queue {name} resumed."
+        elif action == "limits":
+            rate, running = forms.parse_limits(form)
+            async with db.transaction() as conn:
+                control = await queues.set_limits(conn, name, rate, running, by)
+            message = (
+                f"Queue {name}: at most {_limit(control.max_per_second)} starts per second, "
+                f"{_limit(control.max_running)} running."
+            )
+        else:
+            raise PageError(404, f"No such action: {action}.")
+    except (DomainError, ValueError) as exc:
+        detail = exc.detail if isinstance(exc, DomainError) else str(exc)
+        return _back(request, form, HOME, "error", f"Queue {name}: {detail}")
+    return _back(request, form, HOME, "ok", message)
+
+
+def _limit(value: float | None) -> str:
+    return "no limit of" if value is None else f"{value:g}"
 
 
 # --- payments needing attention: unresolved charges, failed refunds -----------------------------------

@@ -31,12 +31,13 @@ from psycopg.rows import dict_row
 from kiosk import audit, db, progress, queue
 from kiosk.audit import Operator
 from kiosk.errors import Conflict, Invalid, NotFound
+from kiosk.queues import names
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.exports")
 TASK = "exports.orders_csv"
-QUEUE = "exports"
+QUEUE = names.EXPORTS
 MAX_RANGE = dt.timedelta(days=366)
 COLUMNS = ("order_id", "created_at", "status", "total_cents", "customer_email", "paid_at", "items")
 CHUNK_BYTES = 256 * 1024  # CSV bytes per stored chunk: the most the worker buffers

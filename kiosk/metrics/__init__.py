@@ -4,7 +4,8 @@ Built on `prometheus_client` (its metric types and its text exposition, 0.0.4). 
 figures, and how each stays correct when the API runs as several processes:
 - from the database at each scrape (`scrape` reads it, then yields metric families): jobs by
   queue and status, oldest runnable age, recent failures, workers, the inbox backlog, refunds,
-  payments needing attention, deliveries. Every API process reports the same values.
+  payments needing attention, deliveries, queue controls (pause, limits, changes). Every API
+  process reports the same values.
 - job durations, a counter built incrementally from `job_outcomes` rows newer than the previous
   scrape, so pruning old rows never makes it go down; it starts at zero when the process starts,
   like any counter.
@@ -39,6 +40,7 @@ from prometheus_client.utils import floatToGoString
 from kiosk import db
 from kiosk.admin import jobs as admin_jobs
 from kiosk.notifications import deliveries as notification_deliveries
+from kiosk.queues import service as queue_service
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -218,7 +220,54 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     )
     for state, count in (await notification_deliveries.count_by_state(conn)).items():
         deliveries.add_metric((state,), count)
-    return [jobs, oldest, finished, workers, backlog, refunds, open_refunds, attention, deliveries]
+    return [
+        jobs,
+        oldest,
+        finished,
+        workers,
+        backlog,
+        refunds,
+        open_refunds,
+        attention,
+        deliveries,
+        *await _queue_control_families(conn),
+    ]
+
+
+async def _queue_control_families(conn: psycopg.AsyncConnection) -> list[Metric]:
+    """Pause state and limits of every known queue, and the changes made to them (docs/metrics.md).
+
+    The counter is the rows' own `changes` column, bumped by every write whichever process made it
+    (API, dashboard, `kiosk queues`, defaults at start-up): the same value in every API process.
+    """
+    paused = GaugeMetricFamily(
+        "kiosk_queue_paused",
+        "1 while the queue is paused (no new job of it starts)",
+        labels=("queue",),
+    )
+    rate = GaugeMetricFamily(
+        "kiosk_queue_max_per_second",
+        "Most job starts per second of the queue across all workers (absent: no limit)",
+        labels=("queue",),
+    )
+    running = GaugeMetricFamily(
+        "kiosk_queue_max_running",
+        "Most jobs of the queue running at once across all workers (absent: no limit)",
+        labels=("queue",),
+    )
+    changes = CounterMetricFamily(
+        "kiosk_queue_control_changes",
+        "Changes to the queue's controls: pauses, resumes, limits (operators and defaults)",
+        labels=("queue",),
+    )
+    for control in await queue_service.list_controls(conn):
+        paused.add_metric((control.name,), 1 if control.paused else 0)
+        if control.max_per_second is not None:
+            rate.add_metric((control.name,), control.max_per_second)
+        if control.max_running is not None:
+            running.add_metric((control.name,), control.max_running)
+        changes.add_metric((control.name,), control.changes)
+    return [paused, rate, running, changes]
 
 
 class _Snapshot(Collector):

@@ -274,3 +274,59 @@ async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(
             "SELECT actor, action FROM admin_audit WHERE action LIKE 'device.%' ORDER BY id"
         ).fetchall()
     assert actions == [("dora", "device.create"), ("dora", "device.revoke")]
+
+
+async def test_operator_pauses_limits_and_resumes_a_queue(page, stack, database_url, tmp_path):
+    """The overview's queue card: pause with a reason, set limits, a refused limit, resume."""
+
+    def control() -> tuple | None:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute(
+                "SELECT paused, paused_reason, paused_by, max_per_second, max_running "
+                "FROM kiosk_queue_controls WHERE queue = 'payments'"
+            ).fetchone()
+
+    await page.goto("/admin/")
+    await sign_in(page)
+    card = page.locator('article[aria-label="Queue payments"]')
+    await expect(card).to_be_visible()
+    await expect(card.locator(".limit-running")).to_have_text("no limit")
+
+    await card.locator("input[name=reason]").fill("terminal firmware update")
+    await card.locator("button:has-text('Pause')").click()
+    await expect(page.locator(".flash.ok")).to_contain_text("Queue payments paused")
+    card = page.locator('article[aria-label="Queue payments"]')
+    await expect(card.locator("h3 .status")).to_have_text("paused")
+    await expect(card.locator(".reason")).to_have_text("terminal firmware update")
+    await expect(card).to_contain_text("Paused by ana")
+    assert control() == (True, "terminal firmware update", "ana", None, None)
+
+    await card.locator("summary:has-text('Limits')").click()
+    await card.locator("input[name=max_per_second]").fill("2.5")
+    await card.locator("input[name=max_running]").fill("3")
+    await card.locator("button:has-text('Save limits')").click()
+    await expect(page.locator(".flash.ok")).to_contain_text("at most 2.5 starts per second")
+    card = page.locator('article[aria-label="Queue payments"]')
+    await expect(card.locator(".limit-rate")).to_have_text("2.5")
+    await expect(card.locator(".limit-running")).to_have_text("3")
+    shots = os.environ.get("KIOSK_DASHBOARD_SCREENSHOTS") or str(tmp_path)
+    await card.screenshot(path=os.path.join(shots, "queue-paused.png"))
+
+    # Out of range: a message, nothing changed.
+    await card.locator("summary:has-text('Limits')").click()
+    await card.locator("input[name=max_running]").fill("0")
+    await card.locator("button:has-text('Save limits')").click()
+    await expect(page.locator(".flash.error")).to_contain_text("between 1 and 10000")
+    assert control() == (True, "terminal firmware update", "ana", 2.5, 3)
+
+    await page.locator('article[aria-label="Queue payments"] button:has-text("Resume")').click()
+    await expect(page.locator(".flash.ok")).to_contain_text("Queue payments resumed")
+    card = page.locator('article[aria-label="Queue payments"]')
+    await expect(card.locator("h3 .status")).to_have_count(0)
+    await expect(card.locator("button:has-text('Pause')")).to_be_visible()
+    assert control() == (False, None, None, 2.5, 3)
+    with psycopg.connect(database_url) as conn:
+        audited = conn.execute(
+            "SELECT actor, action FROM admin_audit WHERE target = 'queue:payments' ORDER BY id"
+        ).fetchall()
+    assert audited == [("ana", "queue.pause"), ("ana", "queue.limits"), ("ana", "queue.resume")]

@@ -378,11 +378,15 @@ async def test_a_delivery_left_without_a_job_is_resumed_by_the_periodic_sweep(
     hook.statuses = [503]
     start_worker(KIOSK_DELIVERY_RETRY_BACKOFF_SECONDS="600")  # its job would wait ten minutes
     order = paid_order(kiosk, sim, email=None)
-    wait_for(
-        lambda: in_state(database_url, order["id"], "notify_paid", "pending"),
-        timeout=60,
-        what="a 503",
-    )
+
+    def retry_waiting() -> bool:
+        # `pending` is also the state before the first attempt: wait for the 503 to be recorded
+        # and the job's retry to wait, or the cancel below may find the attempt still running.
+        row = in_state(database_url, order["id"], "notify_paid", "pending")
+        waiting = [j["status"] for j in jobs(database_url, "orders.notify_paid")] == ["todo"]
+        return bool(row and row["attempts"] >= 1 and waiting)
+
+    wait_for(retry_waiting, timeout=60, what="a 503 and its retry waiting")
     (job,) = jobs(database_url, "orders.notify_paid")
     assert await deliveries.resume_due() == {"resumed": 0, "given_up": 0}  # its job is waiting
     # An operator cancels the waiting job; later the delivery is due and has no job.

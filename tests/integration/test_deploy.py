@@ -43,11 +43,15 @@ def deploy_commands() -> dict[str, list[str]]:
     return {
         "compose migrate": services["migrate"]["command"],
         "compose worker": services["worker"]["command"],
+        "compose payments worker": services["worker-payments"]["command"],
         "compose simulator": services["simulator"]["command"],
         "compose worker healthcheck": healthcheck_argv(services["worker"]["healthcheck"]["test"]),
         "railway api start": shlex.split(api["startCommand"])[2].split()[1:],  # exec uvicorn ...
         "railway pre-deploy": shlex.split(api["preDeployCommand"][0]),
         "railway worker start": shlex.split(worker["startCommand"]),
+        "railway payments worker start": shlex.split(
+            railway("railway.worker-payments.json")["deploy"]["startCommand"]
+        ),
         "alembic": ["alembic"],
     }
 
@@ -111,12 +115,13 @@ def test_api_command_serves_readyz_and_passes_its_healthcheck(env, log_dir, data
         api.stop()
 
 
-def test_worker_command_runs_passes_its_healthcheck_and_stops_gracefully(env, log_dir):
-    worker_cmd = compose()["services"]["worker"]["command"]
+@pytest.mark.parametrize("service", ["worker", "worker-payments"])
+def test_worker_command_runs_passes_its_healthcheck_and_stops_gracefully(env, log_dir, service):
+    worker_cmd = compose()["services"][service]["command"]
     worker_env = command_env(env)
     worker = Process("worker-cmd", worker_cmd, worker_env, log_dir)
     try:
-        check = healthcheck_argv(compose()["services"]["worker"]["healthcheck"]["test"])
+        check = healthcheck_argv(compose()["services"][service]["healthcheck"]["test"])
         wait_for(
             lambda: worker.alive() and run(check, worker_env, timeout=30).returncode == 0,
             timeout=60,

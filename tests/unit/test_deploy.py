@@ -25,7 +25,7 @@ from tests.support.deploy import (
 
 def test_compose_declares_db_migrate_api_and_two_workers():
     services = compose()["services"]
-    assert set(services) == {"db", "migrate", "api", "worker", "simulator"}
+    assert set(services) == {"db", "migrate", "api", "worker", "worker-payments", "simulator"}
 
     db = services["db"]
     assert db["image"].startswith("postgres:")
@@ -38,7 +38,7 @@ def test_compose_declares_db_migrate_api_and_two_workers():
     assert migrate["restart"] == "no"
     assert migrate["depends_on"] == {"db": {"condition": "service_healthy"}}
 
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "worker-payments"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"}
         }
@@ -57,6 +57,20 @@ def test_compose_declares_db_migrate_api_and_two_workers():
     assert "ports" not in worker and "container_name" not in worker  # replicas can coexist
     assert seconds(worker["stop_grace_period"]) > graceful_timeout(worker["command"])
     assert worker["healthcheck"]["test"] == ["CMD", "kiosk", "worker-health"]
+
+    # The payments queue has a worker of its own; the others take every queue (`default` too,
+    # where jobs deferred before the queues split wait: docs/workers.md#queues).
+    assert "--queues" not in " ".join(worker["command"])
+    payments = services["worker-payments"]
+    assert payments["command"] == [
+        *worker["command"][:3],
+        "--queues=payments",
+        *worker["command"][3:],
+    ]
+    assert payments["deploy"]["replicas"] >= 1
+    assert "ports" not in payments and "container_name" not in payments
+    assert payments["stop_grace_period"] == worker["stop_grace_period"]
+    assert payments["healthcheck"] == worker["healthcheck"]
 
     simulator = services["simulator"]  # an optional profile for local demos
     assert simulator["profiles"] == ["demo"] and simulator["image"] == migrate["image"]
@@ -93,6 +107,21 @@ def test_railway_worker_config():
     assert shlex.split(deploy["startCommand"]) == compose()["services"]["worker"]["command"]
     assert deploy["drainingSeconds"] > graceful_timeout(deploy["startCommand"])
     assert deploy["preDeployCommand"] == ["kiosk migrate"]  # never new code on an old schema
+
+
+def test_railway_payments_worker_config():
+    """The same worker service as railway.worker.json, on the payments queue alone."""
+    config = railway("railway.worker-payments.json")
+    general = railway("railway.worker.json")
+    assert config["build"] == general["build"]
+    deploy, other = config["deploy"], general["deploy"]
+    assert set(deploy) <= RAILWAY_DEPLOY_KEYS and deploy["numReplicas"] >= 1
+    assert (
+        shlex.split(deploy["startCommand"]) == compose()["services"]["worker-payments"]["command"]
+    )
+    for key in ("preDeployCommand", "drainingSeconds", "restartPolicyType"):
+        assert deploy[key] == other[key], key
+    assert deploy["drainingSeconds"] > graceful_timeout(deploy["startCommand"])
 
 
 def test_dockerfile_builds_in_a_builder_and_runs_slim_and_unprivileged():
