@@ -67,4 +67,4 @@ async def record_outcome(
     if error is not None:
         row.update(error_type=type(error).__name__, error_message=str(error))
     async with db.transaction() as conn:
-        await conn.execute(outcomes.queries["insert_outcome"], row)
+        await conn.execute(outcomes.QUERIES["insert_outcome"], row)
