@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from kiosk import db, queue
@@ -35,7 +37,7 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
     worker = AppWorker(database_url, log_dir, "--concurrency=4", KIOSK_JOB_TIMEOUT="1")
     try:
         for name, job_id in jobs.items():
-            wait_for(lambda: final(sql, job_id), timeout=60, what=f"{name} to finish")
+            wait_for(functools.partial(final, sql, job_id), timeout=60, what=f"{name} to finish")
     finally:
         worker.stop()
     rows = {name: sql.outcomes(job_id) for name, job_id in jobs.items()}
