@@ -26,9 +26,9 @@ from typing import Any
 import psycopg
 
 from kiosk import audit, db, netguard, queue, secretbox
+from kiosk import cron as cron_module
 from kiosk.audit import Operator
 from kiosk.errors import Conflict, NotFound
-from kiosk.schedules import cron as cron_module
 from kiosk.schedules import dispatcher, store
 from kiosk.schedules import spec as spec_module
 from kiosk.schedules.dispatcher import EXECUTE_TASK

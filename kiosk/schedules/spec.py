@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kiosk import netguard
+from kiosk import cron as cron_module
 from kiosk.errors import Invalid
-from kiosk.schedules import cron as cron_module
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_NAME = 200
