@@ -20,7 +20,7 @@ router = APIRouter(
     summary="Payments needing an operator: unresolved charges older than "
     "KIOSK_PAYMENT_ATTENTION_AFTER_SECONDS, failed or stuck refunds",
 )
-async def get_attention() -> list[dict[str, Any]]:
+async def get_attention() -> list[attention.Item]:
     return await attention.list_attention()
 
 
