@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kiosk.cron import InvalidCron, check_expression
+from kiosk.cron import DIALECT, InvalidCron, check_expression
 from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, is_email, parse_duration, parse_keys
 
 
@@ -250,7 +250,9 @@ class Settings(BaseSettings):
         try:
             return check_expression(value)
         except InvalidCron as exc:
-            raise ValueError(f"{exc} (e.g. */2 * * * *)") from None
+            raise ValueError(
+                f"must be a cron expression, {DIALECT} (e.g. */2 * * * *): {exc}"
+            ) from None
 
     # end of expiry
 
