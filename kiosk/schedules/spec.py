@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from kiosk import netguard
 from kiosk import cron as cron_module
+from kiosk import netguard
 from kiosk.errors import Invalid
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
