@@ -799,8 +799,8 @@ async def export_create(
             forms.parse_time(form.get("from", "")),
             forms.parse_time(form.get("to", "")),
         )
-    except ValueError as exc:  # the form's own check: the time fields, as the JSON API's model
-        raise exports.InvalidRange(str(exc)) from None
+    except ValueError as exc:  # the form's own fields, before any domain rule: back to the form
+        return _back(request, form, default, "error", f"Cannot export: {exc}")
     async with db.transaction() as conn:
         export = await exports.request_by(conn, created_from, created_to, _operator(request, sess))
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
