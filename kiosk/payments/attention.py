@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
@@ -69,7 +68,24 @@ async def _items(conn: psycopg.AsyncConnection, limit: int) -> list[Item]:
     return await db.fetch_all_as(conn, Item, QUERIES["attention"], params)
 
 
-async def resolve_now(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Resolution:
+    """What `resolve_now` did: the resolution job deferred, or one already waiting."""
+
+    id: uuid.UUID
+    status: str
+    job_id: int | None
+    result: str  # `deferred` or `already waiting`
+
+
+@dataclass(frozen=True)
+class RefundRetry:
+    id: uuid.UUID
+    refund_status: str | None
+    result: str  # `deferred`
+
+
+async def resolve_now(intent_id: uuid.UUID, by: audit.Operator) -> Resolution:
     """Defer the resolution of an unresolved charge now (a start that never recorded its answer
     becomes unresolved first, once past the start's deadline). NotFound, or Conflict when there
     is nothing to resolve."""
@@ -93,15 +109,10 @@ async def resolve_now(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any
             f"payment_intent:{intent_id}",
             {"order_id": str(intent.order_id), "job_id": job_id},
         )
-    return {
-        "id": str(intent_id),
-        "status": intent.status,
-        "job_id": job_id,
-        "result": "deferred" if job_id else "already waiting",
-    }
+    return Resolution(intent_id, intent.status, job_id, "deferred" if job_id else "already waiting")
 
 
-async def retry_refund(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any]:
+async def retry_refund(intent_id: uuid.UUID, by: audit.Operator) -> RefundRetry:
     """Ask Mercado Pago again for a failed refund, with the same idempotency key."""
     intent = await refunds.retry(intent_id, by)
-    return {"id": str(intent_id), "refund_status": intent.refund_status, "result": "deferred"}
+    return RefundRetry(intent_id, intent.refund_status, "deferred")
