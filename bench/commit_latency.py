@@ -156,6 +156,8 @@ async def measure(url: str, args: argparse.Namespace, stamps: Stamps) -> dict:
     from kiosk import db, queue
 
     scratch.use(url)
+    import bench.apps  # noqa: F401  (registers bench.stamp here: queue.defer refuses unknown names)
+
     pool = db.create_pool(role="bench", min_size=1, max_size=2)
     await pool.open(wait=True)
     await queue.app.open_async(pool)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kiosk.audit import Operator, actor_name
+from kiosk.errors import Unauthorized
 from kiosk.settings import get_settings
 
 # Declared as a security scheme so the OpenAPI schema documents the token on every admin route.
@@ -28,11 +29,7 @@ async def require_admin(
 ) -> None:
     """FastAPI dependency for every `/admin/...` JSON route: 401 unless the token matches."""
     if credentials is None or not token_matches(credentials.credentials):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="admin token required: Authorization: Bearer <KIOSK_ADMIN_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("admin token required: Authorization: Bearer <KIOSK_ADMIN_TOKEN>")
 
 
 AdminRequired = Depends(require_admin)

@@ -59,6 +59,12 @@ class Conflict(DomainError):
     status = 409
 
 
+class Unavailable(DomainError):
+    """The kiosk cannot answer now (a search stopped at its time limit); trying later can work."""
+
+    status = 503
+
+
 class ProviderFailed(DomainError):
     """The payment provider answered with an error or could not be reached."""
 

@@ -1,11 +1,14 @@
-"""The exceptions every HTTP answer maps the same way, and their handlers, in one place.
+"""The exceptions every HTTP answer maps the same way, in one table, and their JSON handlers.
 
-`install` registers them as the app's exception handlers; the webhook fast path, which runs
-before FastAPI's routing (kiosk/webhooks/routes.py), catches `KNOWN` itself and answers with
-`handler_for`, the same functions. Nothing here reads Starlette's handler tables, so the fast
-path depends on no framework internals (Starlette's own lookup changed under a FastAPI update).
+`TABLE` says what each known exception answers (`Answer`: status, detail, headers); it is the one
+place a domain error becomes a status. `install` registers the JSON handler for each class as the
+app's exception handlers; the dashboard renders the same answers as its HTML error page
+(kiosk/dashboard/routes.py); the webhook fast path, which runs before FastAPI's routing
+(kiosk/webhooks/routes.py), catches `KNOWN` itself and answers with `handler_for`, the same
+function. Nothing here reads Starlette's handler tables, so the fast path depends on no framework
+internals (Starlette's own lookup changed under a FastAPI update).
 
-Invariant: the classes in `HANDLERS` are either unrelated or mapped to the same handler
+Invariant: the classes in `TABLE` are either unrelated or mapped to the same answer
 (`PoolTimeout` is an `OperationalError`), so the first `isinstance` match is also the most
 specific one, as Starlette's lookup along the class's MRO would find.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -29,31 +33,53 @@ logger = logging.getLogger("kiosk")
 Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
 
 
-async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP answer to an exception says, whatever its format (JSON or an HTML page)."""
+
+    status: int
+    detail: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def database_unavailable(exc: Exception) -> Answer:
     logger.warning("database unavailable: %s", type(exc).__name__)
-    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+    return Answer(503, "database unavailable")
 
 
-async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
-    """A value the database cannot take (a NUL byte in text, an integer beyond bigint): bad input."""
+def invalid_value(exc: psycopg.DataError) -> Answer:
+    """A value the database cannot take (a NUL byte in text, a number beyond bigint): bad input."""
     message = clip(str(exc).split("\n", 1)[0])  # PostgreSQL may quote the value it refused
     logger.warning("refused a value the database cannot store: %s", message)
-    return JSONResponse({"detail": f"invalid value: {message}"}, status_code=422)
+    return Answer(422, f"invalid value: {message}")
 
 
-async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status, headers=exc.headers() or None
-    )
+def domain_error(exc: DomainError) -> Answer:
+    return Answer(exc.status, exc.detail, exc.headers())
 
 
-HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
+TABLE: tuple[tuple[type[Exception], Callable[[Any], Answer]], ...] = (
     (psycopg_pool.PoolTimeout, database_unavailable),
     (psycopg.OperationalError, database_unavailable),
     (psycopg.DataError, invalid_value),
     (DomainError, domain_error),
 )
-KNOWN: tuple[type[Exception], ...] = tuple(cls for cls, _ in HANDLERS)
+KNOWN: tuple[type[Exception], ...] = tuple(cls for cls, _ in TABLE)
+
+
+def answer_for(exc: Exception) -> Answer:
+    """The answer to an exception caught as one of `KNOWN`."""
+    return next(answer(exc) for cls, answer in TABLE if isinstance(exc, cls))
+
+
+async def json_answer(_: Request, exc: Exception) -> JSONResponse:
+    answer = answer_for(exc)
+    return JSONResponse(
+        {"detail": answer.detail}, status_code=answer.status, headers=answer.headers or None
+    )
+
+
+HANDLERS: tuple[tuple[type[Exception], Handler], ...] = tuple((cls, json_answer) for cls in KNOWN)
 
 
 def install(app: FastAPI) -> None:

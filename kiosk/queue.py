@@ -6,10 +6,11 @@ owned by the domain module, and the `@app.task` in `tasks/` uses the same consta
 `tasks/` imports the domain, never the other way round, so there is no import circle. The app is
 re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
 
-A misspelt name fails loudly (`UnknownTask`) instead of queueing a job no worker runs: a name in
-one of the kiosk's task namespaces (`payments.`, `orders.`, ... : the part before the first dot
-of a registered task) must be a registered task. Names in other namespaces pass: the tests' and
-benchmarks' probe jobs, run by probe workers that register them.
+A name that is not a registered task fails loudly (`UnknownTask`), whatever its namespace, instead
+of queueing a job no worker runs. Tasks register by import: the app's import paths (`tasks`,
+`periodic`) are imported on the first check. The tests' and benchmarks' probe jobs are tasks too,
+registered by their own modules (tests/support/probe_tasks.py, bench/apps.py) in the processes
+that defer them.
 
 The app is a `KioskApp` (kiosk/jobs/app.py): `@app.task(..., timeout=...)`, shutdown-safe retries,
 worker options from KIOSK_WORKER_*; and every job, sync or async, runs inside the outcome
@@ -60,30 +61,18 @@ app = KioskApp(
 
 
 class UnknownTask(LookupError):
-    """A defer named no registered task of a kiosk namespace: a typo, which would otherwise queue
-    a job no worker runs. A programming error, not a domain error: it is never answered as 4xx."""
-
-
-@functools.cache
-def _namespaces() -> frozenset[str]:
-    """The namespaces of the kiosk's own tasks: those defined in tasks/ and periodic.py."""
-    app.perform_import_paths()
-    return frozenset(
-        name.partition(".")[0]
-        for name, task in app.tasks.items()
-        if task.func.__module__.partition(".")[0] in ("tasks", "periodic")
-    )
+    """A defer named no registered task: a typo, which would otherwise queue a job no worker runs.
+    A programming error, not a domain error: it is never answered as 4xx."""
 
 
 def check_task_name(task_name: str) -> None:
-    """Raise UnknownTask when `task_name` is in a kiosk task namespace but is not a task."""
-    namespaces = _namespaces()  # first: it registers every task
-    if task_name in app.tasks or task_name.partition(".")[0] not in namespaces:
-        return
-    raise UnknownTask(
-        f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "
-        "deferred under that name would never run"
-    )
+    """Raise UnknownTask when no task named `task_name` is registered on the app."""
+    app.perform_import_paths()  # type: ignore[no-untyped-call]  # registers tasks/, periodic.py
+    if task_name not in app.tasks:
+        raise UnknownTask(
+            f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "
+            "deferred under that name would never run"
+        )
 
 
 async def defer(

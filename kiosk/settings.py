@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kiosk.cron import DIALECT, InvalidCron, check_expression
 from kiosk.validators import (
     MAX_EXPIRATION,
     MIN_EXPIRATION,
@@ -265,23 +266,20 @@ class Settings(BaseSettings):
         return parse_queue_limits(self.queue_limits)
 
     # expiry: the periodic clean-up of stale payment intents and expired orders (docs/payments.md).
-    # procrastinate cron expressions (5 fields, or 6 with seconds last); the defaults are the
-    # intended cadence, tests run them every few seconds.
+    # The product's one cron dialect (kiosk/cron.py, procrastinate's: 5 fields, or 6 with the
+    # seconds last); the defaults are the intended cadence, tests run them every few seconds.
     cleanup_payment_intents_cron: str = "*/2 * * * *"
     expire_orders_cron: str = "*/10 * * * *"
 
     @field_validator("cleanup_payment_intents_cron", "expire_orders_cron")
     @classmethod
     def _periodic_cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        value = " ".join(value.split())
-        fields = 1 if value.startswith("@") else len(value.split(" "))
-        if fields not in (1, 5, 6) or not croniter.is_valid(value):
+        try:
+            return check_expression(value)
+        except InvalidCron as exc:
             raise ValueError(
-                "must be a cron expression of 5 fields, or 6 with seconds last (e.g. */2 * * * *)"
-            )
-        return value
+                f"must be a cron expression, {DIALECT} (e.g. */2 * * * *): {exc}"
+            ) from None
 
     # end of expiry
 

@@ -8,12 +8,13 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from kiosk import audit, db
 from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
+from kiosk.errors import Conflict, Invalid, Unavailable
 from kiosk.settings import get_settings
 
 router = APIRouter(
@@ -77,8 +78,7 @@ async def get_jobs(
             await jobs.bound_statements(conn, timeout)
             page = await jobs.list_jobs(conn, flt, before=cursor or before, limit=limit)
     except psycopg.errors.QueryCanceled:
-        raise HTTPException(
-            503,
+        raise Unavailable(
             f"the search took longer than {timeout:g} s and was stopped: narrow it "
             "with a status, task or time range (text alone reads every job)",
         ) from None
@@ -123,9 +123,7 @@ async def cancel_job(job_id: int, by: Actor) -> ActionResponse:
 async def _bulk(by: actions.Operator, body: JobFilterBody, action: str) -> BulkResponse:
     flt = jobs.JobFilter(**body.model_dump())
     if flt.is_empty():
-        raise HTTPException(
-            422, "give at least one filter (status, queue, task, text or a time range)"
-        )
+        raise Invalid("give at least one filter (status, queue, task, text or a time range)")
     async with db.transaction() as conn:
         result = await actions.bulk(conn, action, flt, by)
     return BulkResponse(**asdict(result))
@@ -184,7 +182,7 @@ async def run_periodic(name: str, by: Actor) -> dict[str, Any]:
     async with db.transaction() as conn:  # PeriodicNotFound: 404 (kiosk.app)
         job_id = await actions.run_periodic(conn, name, by)
         if job_id is None:
-            raise HTTPException(409, f"a {name} job is already waiting (queueing lock)")
+            raise Conflict(f"a {name} job is already waiting (queueing lock)")
     return {"name": name, "job_id": job_id}
 
 

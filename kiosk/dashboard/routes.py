@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
-import psycopg_pool
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -31,7 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
-from kiosk import audit, db, exports
+from kiosk import audit, db, exports, http_errors
 from kiosk.admin import actions, jobs, periodic
 from kiosk.auth import token_matches
 from kiosk.dashboard import charts, forms, session
@@ -102,13 +101,19 @@ class Redirect(Exception):
         self.location = location
 
 
-class PageError(Exception):
+class PageError(DomainError):
+    """A refusal of the dashboard's own (a form too large or cut short, a CSRF check, an unknown
+    action), answered like any domain error."""
+
     def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
+        super().__init__(message)
+        self.status = status
 
 
 class DashboardRoute(APIRoute):
-    """Turns Redirect / PageError / a database outage into HTML answers, and adds security headers."""
+    """Turns a Redirect into a 303 and every exception the JSON API answers (kiosk/http_errors.py:
+    domain errors, a database outage) into the HTML error page with the same status, in this one
+    place; adds the security headers to every answer."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -118,13 +123,8 @@ class DashboardRoute(APIRoute):
                 response = await handler(request)
             except Redirect as exc:
                 response = RedirectResponse(exc.location, status_code=303)
-            except PageError as exc:
-                response = _error_page(request, exc.status, exc.message)
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-                logger.warning("database unavailable: %s", type(exc).__name__)
-                response = _error_page(
-                    request, 503, "The database is unavailable; try again shortly."
-                )
+            except http_errors.KNOWN as exc:
+                response = _error_page(request, http_errors.answer_for(exc))
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -188,6 +188,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def posted(request: Request, sess: session.Session = Depends(signed_in)) -> dict[str, str]:
     """Dependency of every state-changing form: its fields, once the CSRF token checked out."""
     form = await _form(request)
+    request.state.dashboard_back = session.safe_next(form.get("next"), HOME)
     if not session.csrf_ok(_key(), sess, form.get("csrf_token")):
         raise PageError(
             403,
@@ -245,11 +246,23 @@ def _page(
     return response
 
 
-def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def _error_page(request: Request, answer: http_errors.Answer) -> HTMLResponse:
     # The session the page's dependency found, if it got that far: no database work here, which
     # may be what just failed.
     sess = getattr(request.state, "dashboard_session", None)
-    return _page(request, "error.html", sess, status=status, title="Error", message=message)
+    # An action's form said where it came from: the way back, after reading why it was refused.
+    back = getattr(request.state, "dashboard_back", HOME)
+    response = _page(
+        request,
+        "error.html",
+        sess,
+        status=answer.status,
+        title="Error",
+        message=answer.detail,
+        back=back,
+    )
+    response.headers.update(answer.headers)
+    return response
 
 
 def _flash(request: Request, response: Response, kind: str, message: str) -> Response:
@@ -455,10 +468,7 @@ async def job_page(
     request: Request, job_id: int, sess: session.Session = Depends(signed_in)
 ) -> Response:
     async with db.transaction() as conn:
-        try:
-            job = await jobs.get_job(conn, job_id)
-        except jobs.JobNotFound:
-            raise PageError(404, f"There is no job {job_id}.") from None
+        job = await jobs.get_job(conn, job_id)
     return _page(
         request,
         "job.html",
@@ -589,13 +599,8 @@ async def job_action(
     if operation is None:
         raise PageError(404, f"No such action: {action}.")
     default = f"{UI}/jobs/{job_id}"
-    try:
-        async with db.transaction() as conn:
-            result = await operation(conn, job_id, _operator(request, sess))
-    except jobs.JobNotFound:
-        return _back(request, form, default, "error", f"There is no job {job_id}.")
-    except jobs.JobStateConflict as exc:
-        return _back(request, form, default, "error", str(exc))
+    async with db.transaction() as conn:
+        result = await operation(conn, job_id, _operator(request, sess))
     return _back(request, form, default, "ok", f"Job {job_id}: {result.replace('_', ' ')}.")
 
 
@@ -641,11 +646,8 @@ async def periodic_run(
     form: dict[str, str] = Depends(posted),
 ) -> Response:
     default = f"{UI}/periodic"
-    try:
-        async with db.transaction() as conn:
-            job_id = await actions.run_periodic(conn, name, _operator(request, sess))
-    except periodic.PeriodicNotFound:
-        return _back(request, form, default, "error", f"There is no periodic task named {name}.")
+    async with db.transaction() as conn:
+        job_id = await actions.run_periodic(conn, name, _operator(request, sess))
     if job_id is None:
         return _back(
             request, form, default, "error", f"A {name} job is already waiting (queueing lock)."
@@ -727,10 +729,7 @@ async def attention_action(
     if operation is None:
         raise PageError(404, f"No such action: {action}.")
     default = f"{UI}/attention"
-    try:
-        await operation(intent_id, _operator(request, sess))
-    except DomainError as exc:
-        return _back(request, form, default, "error", exc.detail)
+    await operation(intent_id, _operator(request, sess))
     done = "resolution deferred" if action == "resolve" else "refund asked again"
     return _back(request, form, default, "ok", f"Payment intent {intent_id}: {done}.")
 
@@ -769,15 +768,12 @@ async def schedule_page(
     sess: session.Session = Depends(signed_in),
 ) -> Response:
     errors: list[str] = []
+    view = await schedules.get(schedule_id)
     try:
-        view = await schedules.get(schedule_id)
-        try:
-            history = await schedules.history(schedule_id, limit=PAGE_SIZE, cursor=cursor or None)
-        except InvalidSchedule:
-            errors.append("cursor: not a page of this history (ignored)")
-            cursor, history = None, await schedules.history(schedule_id, limit=PAGE_SIZE)
-    except schedules.ScheduleNotFound:
-        raise PageError(404, f"There is no schedule {schedule_id}.") from None
+        history = await schedules.history(schedule_id, limit=PAGE_SIZE, cursor=cursor or None)
+    except InvalidSchedule:
+        errors.append("cursor: not a page of this history (ignored)")
+        cursor, history = None, await schedules.history(schedule_id, limit=PAGE_SIZE)
     return _page(
         request,
         "schedule.html",
@@ -800,12 +796,7 @@ async def schedule_run(
     form: dict[str, str] = Depends(posted),
 ) -> Response:
     default = f"{UI}/schedules/{schedule_id}"
-    try:
-        run, _ = await schedules.run_now(schedule_id, by=_operator(request, sess))
-    except schedules.ScheduleNotFound:
-        return _back(
-            request, form, f"{UI}/schedules", "error", f"There is no schedule {schedule_id}."
-        )
+    run, _ = await schedules.run_now(schedule_id, by=_operator(request, sess))
     return _back(request, form, default, "ok", f"Run {run.id} queued as job {run.job_id}.")
 
 
@@ -850,12 +841,10 @@ async def export_create(
             forms.parse_time(form.get("from", "")),
             forms.parse_time(form.get("to", "")),
         )
-        async with db.transaction() as conn:
-            export = await exports.request_by(
-                conn, created_from, created_to, _operator(request, sess)
-            )
-    except (ValueError, exports.InvalidRange, exports.ExportLimit) as exc:
+    except ValueError as exc:  # the form's own fields, before any domain rule: back to the form
         return _back(request, form, default, "error", f"Cannot export: {exc}")
+    async with db.transaction() as conn:
+        export = await exports.request_by(conn, created_from, created_to, _operator(request, sess))
     return _back(request, form, default, "ok", f"Export started as job {export['job_id']}.")
 
 
@@ -864,12 +853,7 @@ async def export_download(
     export_id: uuid.UUID, sess: session.Session = Depends(signed_in)
 ) -> Response:
     async with db.transaction() as conn:
-        try:
-            file = await exports.download(conn, export_id)
-        except exports.ExportNotFound:
-            raise PageError(404, f"There is no export {export_id}.") from None
-        except exports.ExportNotReady as exc:
-            raise PageError(409, str(exc)) from None
+        file = await exports.download(conn, export_id)
     return csv_response(file)
 
 
@@ -941,10 +925,7 @@ async def device_revoke(
     default = f"{UI}/devices"
     if form.get("confirm") != "yes":
         return _back(request, form, default, "error", "Tick the box to confirm the revocation.")
-    try:
-        device = await devices.revoke(device_id, _operator(request, sess))
-    except DomainError as exc:
-        return _back(request, form, default, "error", exc.detail)
+    device = await devices.revoke(device_id, _operator(request, sess))
     return _back(
         request,
         form,
@@ -1011,11 +992,8 @@ async def delivery_resend(
     default = f"{UI}/deliveries"
     if kind not in deliveries.KINDS:
         return _back(request, form, default, "error", f"No such delivery kind: {kind}.")
-    try:
-        async with db.transaction() as conn:
-            result = await deliveries.resend_by(conn, order_id, kind, _operator(request, sess))
-    except (deliveries.DeliveryNotFound, deliveries.NotResendable) as exc:
-        return _back(request, form, default, "error", exc.detail)
+    async with db.transaction() as conn:
+        result = await deliveries.resend_by(conn, order_id, kind, _operator(request, sess))
     return _back(
         request,
         form,

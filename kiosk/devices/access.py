@@ -13,12 +13,13 @@ import functools
 import logging
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kiosk.auth import token_matches
 from kiosk.devices import store
 from kiosk.devices.limiter import FailureWindow
+from kiosk.errors import TooManyRequests, Unauthorized
 from kiosk.settings import get_settings
 
 logger = logging.getLogger("kiosk.devices")
@@ -51,10 +52,8 @@ async def order_caller(
     window = failures()
     wait = window.retry_after(address)
     if wait:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="too many failed authentications from this address; try again later",
-            headers={"Retry-After": str(wait)},
+        raise TooManyRequests(
+            "too many failed authentications from this address; try again later", wait
         )
     token = credentials.credentials if credentials is not None else None
     if token:
@@ -73,12 +72,10 @@ async def order_caller(
             window.window,
             window.retry_after(address),
         )
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="device token required: Authorization: Bearer <device token>"
+    raise Unauthorized(
+        "device token required: Authorization: Bearer <device token>"
         if not token
-        else "unknown or revoked device token",
-        headers={"WWW-Authenticate": "Bearer"},
+        else "unknown or revoked device token"
     )
 
 

@@ -31,7 +31,7 @@ from kiosk.jobs.finisher import GroupCommitManager
 from kiosk.jobs.timeouts import JobTimeout
 from kiosk.sql import load_queries
 
-queries = load_queries("kiosk.jobs")
+QUERIES = load_queries("kiosk.jobs")
 
 RESULT_LIMIT = 4_000  # characters of JSON kept from a return value
 MESSAGE_LIMIT = 2_000
@@ -60,7 +60,7 @@ class JobOutcome:
 
 async def for_job(conn: psycopg.AsyncConnection, job_id: int) -> list[JobOutcome]:
     """Every recorded attempt of one job, first attempt first."""
-    return await db.fetch_all_as(conn, JobOutcome, queries["outcomes_for_job"], {"job_id": job_id})
+    return await db.fetch_all_as(conn, JobOutcome, QUERIES["outcomes_for_job"], {"job_id": job_id})
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,9 @@ async def last_errors(conn: psycopg.AsyncConnection, job_ids: list[int]) -> dict
     if not job_ids:
         return {}
     errors = await db.fetch_all_as(
-        conn, LastError, queries["last_errors"], {"job_ids": list(job_ids)}
+        conn, LastError, QUERIES["last_errors"], {"job_ids": list(job_ids)}
     )
     return {error.job_id: error for error in errors}
-
-
-async def recent_failures(
-    conn: psycopg.AsyncConnection, *, task_name: str | None = None, limit: int = 50
-) -> list[JobOutcome]:
-    """The latest attempts that did not succeed (any status but `succeeded`), newest first."""
-    limit = max(1, min(limit, 500))
-    if task_name is None:
-        rows = await db.fetch_all(conn, queries["recent_failures"], {"limit": limit})
-    else:
-        rows = await db.fetch_all(
-            conn, queries["recent_failures_of_task"], {"task_name": task_name, "limit": limit}
-        )
-    return [JobOutcome(**row) for row in rows]
 
 
 async def record_outcome(call_next: Any, context: job_context.JobContext, worker: Any) -> Any:

@@ -43,24 +43,6 @@ SELECT o.job_id, o.attempt, o.status, o.ended_at, o.error_type, o.error_message
         LIMIT 1
  ) AS o
 
--- name: recent_failures
--- The latest attempts that did not succeed, newest first.
-SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
-       ended_at, duration_seconds, result, error_type, error_message, traceback
-  FROM job_outcomes
- WHERE status <> 'succeeded'
- ORDER BY ended_at DESC, id DESC
- LIMIT %(limit)s
-
--- name: recent_failures_of_task
--- The latest attempts of one task that did not succeed, newest first.
-SELECT id, job_id, attempt, task_name, queue_name, worker_id, worker_name, status, started_at,
-       ended_at, duration_seconds, result, error_type, error_message, traceback
-  FROM job_outcomes
- WHERE status <> 'succeeded' AND task_name = %(task_name)s
- ORDER BY ended_at DESC, id DESC
- LIMIT %(limit)s
-
 -- name: prune_finished_jobs
 -- Delete one batch of finished jobs (and their outcomes) whose last event is past its retention.
 WITH doomed AS (

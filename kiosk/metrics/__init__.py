@@ -41,11 +41,12 @@ from kiosk import db
 from kiosk.admin import jobs as admin_jobs
 from kiosk.notifications import deliveries as notification_deliveries
 from kiosk.queues import service as queue_service
+from kiosk.payments import attention as payment_attention
+from kiosk.payments import refunds as payment_refunds
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.metrics")
-PAYMENT_QUERIES = load_queries("kiosk.payments")
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # Seconds: from a fast webhook acknowledgement to a slow export.
@@ -179,9 +180,7 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
         value=(await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"],
     )
 
-    refund_states = {"refunded": 0, "pending": 0, "failed": 0}
-    for row in await db.fetch_all(conn, PAYMENT_QUERIES["refund_counts"]):
-        refund_states[row["refund_status"]] = row["n"]
+    refund_states = {"refunded": 0, "pending": 0, "failed": 0} | await payment_refunds.counts(conn)
     # refunded is final: the count only goes up, in every API process alike.
     refunds = CounterMetricFamily(
         "kiosk_refunds",
@@ -202,14 +201,7 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
         "Payments needing an operator (GET /admin/payments/attention), by kind",
         labels=("kind",),
     )
-    kinds = {"unresolved": 0, "refund": 0}
-    for row in await db.fetch_all(
-        conn,
-        PAYMENT_QUERIES["attention"],
-        {"age": get_settings().payment_attention_after_seconds, "limit": 10_000},
-    ):
-        kinds[row["kind"]] += 1
-    for kind, count in kinds.items():
+    for kind, count in (await payment_attention.count_by_kind(conn)).items():
         attention.add_metric((kind,), count)
 
     deliveries = GaugeMetricFamily(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kiosk import metrics
 from kiosk.auth import token_matches
+from kiosk.errors import Unauthorized
 from kiosk.settings import get_settings
 
 _bearer = HTTPBearer(
@@ -30,11 +31,7 @@ async def require_scraper(
         else token_matches(presented)
     )
     if not ok:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="metrics token required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("metrics token required")
 
 
 router = APIRouter(tags=["metrics"])

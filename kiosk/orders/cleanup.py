@@ -20,6 +20,7 @@ unresolved charge or a pending refund whose job gave up gets its job again, at e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -31,8 +32,6 @@ from kiosk.payments import mercadopago as mp
 from kiosk.settings import get_settings, value_or_default
 from kiosk.validators import parse_duration
 
-# The intents' named queries (kiosk/payments/queries.sql), loaded once by their owner.
-QUERIES = intents.QUERIES
 logger = logging.getLogger("kiosk.payments")
 
 CHECK_TASK = "payments.check_stale_intent"
@@ -51,7 +50,8 @@ class Checked:
 
 def cron() -> str:
     """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
-    return value_or_default("cleanup_payment_intents_cron")
+    cron: str = value_or_default("cleanup_payment_intents_cron")
+    return cron
 
 
 start_grace_seconds = intents.start_grace_seconds
@@ -74,31 +74,28 @@ async def defer_checks(limit: int = BATCH) -> int:
     deferred = 0
     async with db.transaction() as conn:
         age = start_grace_seconds()
-        for row in await db.fetch_all(conn, QUERIES["orphan_starts"], {"age": age, "limit": limit}):
-            if row["status"] == "created":
-                row = await db.fetch_one(
-                    conn, QUERIES["unresolve_orphan"], {"id": row["id"], "age": age}
-                )
-                if row is None:
+        for orphan in await intents.orphan_starts(conn, age, limit):
+            if orphan.status == "created":
+                unresolved = await intents.unresolve_orphan(conn, orphan.id, age)
+                if unresolved is None:
                     continue
+                orphan = unresolved
                 logger.warning(
                     "payment intent %s: its start never recorded Mercado Pago's answer; "
                     "resolving it with its idempotency key",
-                    row["id"],
+                    orphan.id,
                 )
-            deferred += await intents.defer_resolution(conn, row) is not None
-        for row in await db.fetch_all(conn, QUERIES["stuck_refunds"], {"age": age, "limit": limit}):
-            deferred += await refunds.defer(conn, row) is not None
-        stale = await db.fetch_all(
-            conn, QUERIES["stale_intents"], {"ttl": ttl_seconds(), "limit": limit}
-        )
-        for row in stale:
+            deferred += await intents.defer_resolution(conn, orphan) is not None
+        for pending in await refunds.stuck(conn, age, limit):
+            deferred += await refunds.defer(conn, pending) is not None
+        stale = await intents.stale(conn, ttl_seconds(), limit)
+        for intent in stale:
             job_id = await queue.defer(
                 conn,
                 CHECK_TASK,
-                queueing_lock=f"stale-intent-{row['id']}",
-                lock=f"order-{row['order_id']}",
-                intent_id=str(row["id"]),
+                queueing_lock=f"stale-intent-{intent.id}",
+                lock=f"order-{intent.order_id}",
+                intent_id=str(intent.id),
             )
             deferred += job_id is not None
     if stale:
@@ -112,22 +109,22 @@ async def check(intent_id: uuid.UUID) -> Checked:
     Provider errors other than 404 propagate (the job fails; the next tick checks again).
     """
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    if row is None:
+        intent = await intents.find(conn, intent_id)
+    if intent is None:
         return Checked(intent_id, None, "no such payment intent")
-    if row["status"] not in ("created", "at_terminal"):
-        return Checked(intent_id, row["status"], "already settled")
-    provider_order_id = row["provider_order_id"]
+    if intent.status not in ("created", "at_terminal"):
+        return Checked(intent_id, intent.status, "already settled")
+    provider_order_id = intent.provider_order_id
     if provider_order_id is None:
         return await _unresolve(intent_id)
     async with mp.MercadoPago.from_settings() as client:
         try:
             answer = await client.get_order(provider_order_id)
             if answer.status == "created":
-                try:
+                # MPConflict: taken by the terminal (or finished) meanwhile; the read below says
+                # which.
+                with contextlib.suppress(mp.MPConflict):
                     await client.cancel_order(provider_order_id, f"kiosk-cancel-{intent_id}")
-                except mp.MPConflict:
-                    pass  # taken by the terminal (or finished) meanwhile: the read below says which
                 answer = await client.get_order(provider_order_id)
         except mp.MPNotFound:
             logger.error(
@@ -135,7 +132,7 @@ async def check(intent_id: uuid.UUID) -> Checked:
                 intent_id,
                 provider_order_id,
             )
-            return Checked(intent_id, row["status"], "unknown to Mercado Pago")
+            return Checked(intent_id, intent.status, "unknown to Mercado Pago")
     async with db.transaction() as conn:
         intent = await lifecycle.apply(conn, intent_id, answer)
     logger.info("stale payment intent %s: Mercado Pago says %s", intent_id, answer.status)
@@ -147,17 +144,15 @@ async def _unresolve(intent_id: uuid.UUID) -> Checked:
     charge may exist, so it becomes `unresolved` and its resolution job re-sends the same
     idempotency key, in this transaction."""
     async with db.transaction() as conn:
-        row = await db.fetch_one(
-            conn, QUERIES["unresolve_orphan"], {"id": intent_id, "age": start_grace_seconds()}
-        )
-        if row is None:
-            row = await intents.get_row(conn, intent_id)
-            return Checked(intent_id, row["status"], "not stale (yet): left for the next tick")
-        await intents.defer_resolution(conn, row)
+        intent = await intents.unresolve_orphan(conn, intent_id, start_grace_seconds())
+        if intent is None:
+            current = await intents.get(conn, intent_id)
+            return Checked(intent_id, current.status, "not stale (yet): left for the next tick")
+        await intents.defer_resolution(conn, intent)
     logger.warning(
         "payment intent %s (order %s): its start never recorded Mercado Pago's answer; "
         "resolving it with its idempotency key",
         intent_id,
-        row["order_id"],
+        intent.order_id,
     )
-    return Checked(intent_id, row["status"], "unresolved: resolution deferred")
+    return Checked(intent_id, intent.status, "unresolved: resolution deferred")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter
 
@@ -20,7 +19,7 @@ router = APIRouter(
     summary="Payments needing an operator: unresolved charges older than "
     "KIOSK_PAYMENT_ATTENTION_AFTER_SECONDS, failed or stuck refunds",
 )
-async def get_attention() -> list[dict[str, Any]]:
+async def get_attention() -> list[attention.Item]:
     return await attention.list_attention()
 
 
@@ -29,7 +28,7 @@ async def get_attention() -> list[dict[str, Any]]:
     summary="Re-send an unresolved charge's create (same idempotency key) now; audited",
     responses={404: {}, 409: {"description": "nothing to resolve"}},
 )
-async def resolve_intent(intent_id: uuid.UUID, by: Actor) -> dict[str, Any]:
+async def resolve_intent(intent_id: uuid.UUID, by: Actor) -> attention.Resolution:
     return await attention.resolve_now(intent_id, by)
 
 
@@ -38,5 +37,5 @@ async def resolve_intent(intent_id: uuid.UUID, by: Actor) -> dict[str, Any]:
     summary="Retry a failed refund (same idempotency key); audited",
     responses={404: {}, 409: {"description": "no failed refund"}},
 )
-async def retry_refund(intent_id: uuid.UUID, by: Actor) -> dict[str, Any]:
+async def retry_refund(intent_id: uuid.UUID, by: Actor) -> attention.RefundRetry:
     return await attention.retry_refund(intent_id, by)

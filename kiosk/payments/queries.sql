@@ -96,7 +96,7 @@ RETURNING *;
 
 -- name: stale_intents
 -- Open charges unchanged for `ttl` seconds: Mercado Pago should have ended them (cleanup job).
-SELECT id, order_id, provider_order_id, status FROM payment_intents
+SELECT * FROM payment_intents
 WHERE status IN ('created', 'at_terminal')
   AND updated_at <= now() - make_interval(secs => %(ttl)s)
 ORDER BY updated_at LIMIT %(limit)s;
@@ -105,7 +105,7 @@ ORDER BY updated_at LIMIT %(limit)s;
 -- Starts that never recorded Mercado Pago's answer after `age` seconds (their process died between
 -- writing the intent and the call, or during it), and unresolved charges whose job may have given
 -- up: both are resolved by re-sending their idempotency key (cleanup job).
-SELECT id, order_id, status FROM payment_intents
+SELECT * FROM payment_intents
 WHERE ((status = 'created' AND provider_order_id IS NULL) OR status = 'unresolved')
   AND updated_at <= now() - make_interval(secs => %(age)s)
 ORDER BY updated_at LIMIT %(limit)s;
@@ -151,7 +151,7 @@ RETURNING *;
 
 -- name: stuck_refunds
 -- Refunds still pending after `age` seconds (their job may have given up): deferred again.
-SELECT id, order_id FROM payment_intents
+SELECT * FROM payment_intents
 WHERE refund_status = 'pending' AND refund_requested_at <= now() - make_interval(secs => %(age)s)
 ORDER BY refund_requested_at LIMIT %(limit)s;
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from kiosk import audit, db, queue
-from kiosk.errors import Conflict, NotFound
+from kiosk.errors import Conflict
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
+from kiosk.payments.intents import Intent
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.payments")
@@ -44,65 +46,78 @@ def idempotency_key(intent_id: uuid.UUID) -> str:
     return f"kiosk-refund-{intent_id}"
 
 
-async def plan(conn: psycopg.AsyncConnection, intent: dict, reason: str) -> bool:
+async def _one(conn: psycopg.AsyncConnection, query: str, params: dict[str, Any]) -> Intent | None:
+    return await db.fetch_one_as(conn, Intent, QUERIES[query], params)
+
+
+async def plan(conn: psycopg.AsyncConnection, intent: Intent, reason: str) -> bool:
     """Decide the refund of a processed charge, once, and defer its job in the caller's
     transaction (which holds the order's lock). False when it was decided before."""
-    row = await db.fetch_one(
+    requested = await _one(
         conn,
-        QUERIES["request_refund"],
-        {
-            "id": intent["id"],
-            "idempotency_key": idempotency_key(intent["id"]),
-            "reason": reason,
-        },
+        "request_refund",
+        {"id": intent.id, "idempotency_key": idempotency_key(intent.id), "reason": reason},
     )
-    if row is None:
+    if requested is None:
         return False
-    await defer(conn, row)
+    await defer(conn, requested)
     logger.warning(
         "payment intent %s (order %s) took money the kiosk cannot honour (%s): refunding",
-        intent["id"],
-        intent["order_id"],
+        intent.id,
+        intent.order_id,
         reason,
     )
     return True
 
 
-async def defer(conn: psycopg.AsyncConnection, intent: dict) -> int | None:
+async def defer(conn: psycopg.AsyncConnection, intent: Intent) -> int | None:
     """The refund job of an intent, at most one waiting (`queueing_lock`), never beside another
     job of its order (`lock`)."""
     return await queue.defer(
         conn,
         REFUND_TASK,
-        queueing_lock=f"refund-intent-{intent['id']}",
-        lock=f"order-{intent['order_id']}",
-        intent_id=str(intent["id"]),
+        queueing_lock=f"refund-intent-{intent.id}",
+        lock=f"order-{intent.order_id}",
+        intent_id=str(intent.id),
     )
 
 
-async def done(conn: psycopg.AsyncConnection, intent: dict, *, actor: str = SYSTEM_ACTOR) -> bool:
+async def stuck(conn: psycopg.AsyncConnection, age: int, limit: int) -> list[Intent]:
+    """Refunds still pending after `age` seconds (their job may have given up), oldest first."""
+    return await db.fetch_all_as(
+        conn, Intent, QUERIES["stuck_refunds"], {"age": age, "limit": limit}
+    )
+
+
+async def counts(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    """Refunds by outcome (`pending`, `refunded`, `failed`), for /metrics."""
+    rows = await db.fetch_all(conn, QUERIES["refund_counts"])
+    return {row["refund_status"]: row["n"] for row in rows}
+
+
+async def done(conn: psycopg.AsyncConnection, intent: Intent, *, actor: str = SYSTEM_ACTOR) -> bool:
     """Mercado Pago reports the charge refunded: record the refund once, with its audit entry."""
-    row = await db.fetch_one(conn, QUERIES["finish_refund"], {"id": intent["id"]})
-    if row is None:
+    refunded = await _one(conn, "finish_refund", {"id": intent.id})
+    if refunded is None:
         return False
     await audit.record(
         conn,
         actor=actor,
         action="payment.refund",
-        target=f"payment_intent:{row['id']}",
+        target=f"payment_intent:{refunded.id}",
         details={
-            "order_id": str(row["order_id"]),
-            "provider_order_id": row["provider_order_id"],
-            "amount_cents": row["amount_cents"],
-            "reason": row["refund_reason"],
+            "order_id": str(refunded.order_id),
+            "provider_order_id": refunded.provider_order_id,
+            "amount_cents": refunded.amount_cents,
+            "reason": refunded.refund_reason,
         },
     )
     logger.warning(
         "payment intent %s (order %s): refunded %d cents at Mercado Pago (%s)",
-        row["id"],
-        row["order_id"],
-        row["amount_cents"],
-        row["refund_reason"],
+        refunded.id,
+        refunded.order_id,
+        refunded.amount_cents,
+        refunded.refund_reason,
     )
     return True
 
@@ -113,15 +128,17 @@ async def refund(intent_id: uuid.UUID) -> Refunded:
     MPUnavailable (the answer is unknown) propagates: the job is retried with the same key.
     """
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    if row is None:
+        intent = await intents.find(conn, intent_id)
+    if intent is None:
         return Refunded(intent_id, None, "no such payment intent")
-    if row["refund_status"] != "pending":
-        return Refunded(intent_id, row["refund_status"], "no refund pending")
-    provider_order_id = row["provider_order_id"]
+    if intent.refund_status != "pending" or intent.refund_idempotency_key is None:
+        return Refunded(intent_id, intent.refund_status, "no refund pending")
+    provider_order_id = intent.provider_order_id
+    if provider_order_id is None:  # the refund's query plans processed charges only: linked
+        return Refunded(intent_id, intent.refund_status, "no Mercado Pago order to refund")
     async with mp.MercadoPago.from_settings() as client:
         try:
-            answer = await client.refund_order(provider_order_id, row["refund_idempotency_key"])
+            answer = await client.refund_order(provider_order_id, intent.refund_idempotency_key)
         except (mp.MPConflict, mp.MPNotFound, mp.MPRejected) as exc:
             # Refused. Refunded already (through another channel)? Then it is done all the same.
             answer = await client.get_order(provider_order_id)
@@ -129,9 +146,8 @@ async def refund(intent_id: uuid.UUID) -> Refunded:
                 return await _fail(intent_id, str(exc))
     async with db.transaction() as conn:
         await record(conn, intent_id, answer)
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    assert row is not None
-    return Refunded(intent_id, row["refund_status"], f"Mercado Pago says {answer.status}")
+        after = await intents.get(conn, intent_id)
+    return Refunded(intent_id, after.refund_status, f"Mercado Pago says {answer.status}")
 
 
 async def record(
@@ -143,52 +159,38 @@ async def record(
 ) -> None:
     """Record Mercado Pago's answer to a refund, on the locked order: the intent moves
     processed -> refunded and the refund is done. The order is left as it is (closed, or paid by
-    another charge)."""
-    row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    assert row is not None
-    await intents.lock_order(conn, row["order_id"])
-    row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
-    assert row is not None
-    if answer.id != row["provider_order_id"] or answer.status != "refunded":
+    another charge). NotFound when there is no such intent."""
+    intent = await intents.get(conn, intent_id)
+    await intents.lock_order(conn, intent.order_id)
+    intent = await intents.lock(conn, intent_id)
+    if answer.id != intent.provider_order_id or answer.status != "refunded":
         logger.error(
             "payment intent %s: refund answered %s %s", intent_id, answer.id, answer.status
         )
         return
-    await conn.execute(
-        QUERIES["advance_intent"],
-        {
-            "id": intent_id,
-            "status": "refunded",
-            "status_detail": answer.status_detail,
-            "provider_payment_id": answer.payment_id,
-        },
-    )
-    await done(conn, row, actor=actor)
+    await intents.advance(conn, intent_id, "refunded", answer.status_detail, answer.payment_id)
+    await done(conn, intent, actor=actor)
 
 
 async def _fail(intent_id: uuid.UUID, error: str) -> Refunded:
     async with db.transaction() as conn:
-        row = await db.fetch_one(
-            conn, QUERIES["fail_refund"], {"id": intent_id, "last_error": error[:500]}
-        )
+        failed = await _one(conn, "fail_refund", {"id": intent_id, "last_error": error[:500]})
     logger.error("payment intent %s: Mercado Pago refused the refund: %s", intent_id, error)
-    return Refunded(intent_id, row["refund_status"] if row else None, f"refund refused: {error}")
+    return Refunded(intent_id, failed.refund_status if failed else None, f"refund refused: {error}")
 
 
-async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
+async def retry(intent_id: uuid.UUID, by: audit.Operator) -> Intent:
     """An operator asks for a failed refund again, with the same idempotency key: the job is
     deferred in the transaction that records the request and its audit entry. NotFound without
     such an intent, Conflict when its refund has not failed."""
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-        if row is None:
-            raise NotFound(f"payment intent {intent_id} not found")
-        await intents.lock_order(conn, row["order_id"])
-        again = await db.fetch_one(conn, QUERIES["retry_refund"], {"id": intent_id})
+        intent = await intents.get(conn, intent_id)
+        await intents.lock_order(conn, intent.order_id)
+        again = await _one(conn, "retry_refund", {"id": intent_id})
         if again is None:
             raise Conflict(
                 f"payment intent {intent_id} has no failed refund "
-                f"(refund: {row['refund_status'] or 'none'})"
+                f"(refund: {intent.refund_status or 'none'})"
             )
         job_id = await defer(conn, again)
         await audit.record_by(
@@ -196,6 +198,6 @@ async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
             by,
             "payment.refund_retry",
             f"payment_intent:{intent_id}",
-            {"order_id": str(again["order_id"]), "job_id": job_id},
+            {"order_id": str(again.order_id), "job_id": job_id},
         )
         return again

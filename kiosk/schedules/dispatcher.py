@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from kiosk import cron as cron_module
 from kiosk import db, queue
-from kiosk.schedules import cron as cron_module
 from kiosk.schedules import store
 from kiosk.settings import get_settings, value_or_default
 

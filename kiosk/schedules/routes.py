@@ -1,6 +1,8 @@
 """Admin API of schedules: `/admin/schedules...`, bearer token required.
 
-Thin: parse, call `kiosk.schedules.service`, shape the answer. Secrets are never in an answer:
+Thin: parse, call `kiosk.schedules.service`, shape the answer. Its errors (`InvalidSchedule`,
+`ScheduleNotFound`, `ScheduleConflict`) are domain errors the app answers (kiosk/http_errors.py).
+Secrets are never in an answer:
 secret header values and the body are masked, and so are the URL's query values
 (docs/schedules.md).
 """
@@ -11,7 +13,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
@@ -107,14 +109,6 @@ def schedule_json(view: service.ScheduleView) -> dict[str, Any]:
     }
 
 
-def _unprocessable(exc: InvalidSchedule) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc))
-
-
-def _not_found(schedule_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"schedule {schedule_id} not found")
-
-
 @router.get(
     "",
     summary="Schedules, oldest first, with their next run times and last run; keyset-paginated",
@@ -124,10 +118,7 @@ async def list_schedules(
     limit: int = Query(50, description=f"schedules per page, 1 to {service.MAX_PAGE}"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> dict[str, Any]:
-    try:
-        page = await service.list_page(limit=limit, cursor=cursor)
-    except InvalidSchedule as exc:
-        raise _unprocessable(exc) from None
+    page = await service.list_page(limit=limit, cursor=cursor)
     return {"schedules": [schedule_json(v) for v in page.views], "next_cursor": page.next_cursor}
 
 
@@ -138,23 +129,14 @@ async def list_schedules(
     responses={**INVALID, **TAKEN},
 )
 async def create_schedule(body: ScheduleIn, by: Actor) -> dict[str, Any]:
-    try:
-        view = await service.create(ScheduleSpec(**body.model_dump()), by=by)
-    except InvalidSchedule as exc:
-        raise _unprocessable(exc) from None
-    except service.ScheduleConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return schedule_json(view)
+    return schedule_json(await service.create(ScheduleSpec(**body.model_dump()), by=by))
 
 
 @router.get(
     "/{schedule_id}", summary="One schedule; secret header values masked", responses=NOT_FOUND
 )
 async def get_schedule(schedule_id: int) -> dict[str, Any]:
-    try:
-        return schedule_json(await service.get(schedule_id))
-    except service.ScheduleNotFound:
-        raise _not_found(schedule_id) from None
+    return schedule_json(await service.get(schedule_id))
 
 
 @router.patch(
@@ -163,17 +145,9 @@ async def get_schedule(schedule_id: int) -> dict[str, Any]:
 async def patch_schedule(schedule_id: int, body: SchedulePatch, by: Actor) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     nulls = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE)
-    try:
-        if nulls:
-            raise InvalidSchedule(f"may not be null: {', '.join(nulls)}")
-        view = await service.update(schedule_id, changes, by=by)
-    except InvalidSchedule as exc:
-        raise _unprocessable(exc) from None
-    except service.ScheduleNotFound:
-        raise _not_found(schedule_id) from None
-    except service.ScheduleConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return schedule_json(view)
+    if nulls:
+        raise InvalidSchedule(f"may not be null: {', '.join(nulls)}")
+    return schedule_json(await service.update(schedule_id, changes, by=by))
 
 
 @router.delete(
@@ -183,10 +157,7 @@ async def patch_schedule(schedule_id: int, body: SchedulePatch, by: Actor) -> di
     responses=NOT_FOUND,
 )
 async def delete_schedule(schedule_id: int, by: Actor) -> Response:
-    try:
-        await service.delete(schedule_id, by=by)
-    except service.ScheduleNotFound:
-        raise _not_found(schedule_id) from None
+    await service.delete(schedule_id, by=by)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -197,10 +168,7 @@ async def delete_schedule(schedule_id: int, by: Actor) -> Response:
     responses=NOT_FOUND,
 )
 async def run_schedule_now(schedule_id: int, by: Actor) -> dict[str, Any]:
-    try:
-        run, upcoming = await service.run_now(schedule_id, by=by)
-    except service.ScheduleNotFound:
-        raise _not_found(schedule_id) from None
+    run, upcoming = await service.run_now(schedule_id, by=by)
     return {"run": run_json(run), "next_runs": [_time(t) for t in upcoming]}
 
 
@@ -214,12 +182,7 @@ async def list_runs(
     limit: int = Query(50, description=f"runs per page, 1 to {service.MAX_PAGE}"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> dict[str, Any]:
-    try:
-        page = await service.history(schedule_id, limit=limit, cursor=cursor)
-    except InvalidSchedule as exc:
-        raise _unprocessable(exc) from None
-    except service.ScheduleNotFound:
-        raise _not_found(schedule_id) from None
+    page = await service.history(schedule_id, limit=limit, cursor=cursor)
     return {
         "runs": [run_json(r) for r in page.runs],
         "next_cursor": page.next_cursor,

@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 
 from kiosk import audit, db, netguard, queue, secretbox
+from kiosk import cron as cron_module
 from kiosk.audit import Operator
-from kiosk.schedules import cron as cron_module
+from kiosk.errors import Conflict, NotFound
 from kiosk.schedules import dispatcher, store
 from kiosk.schedules import spec as spec_module
 from kiosk.schedules.dispatcher import EXECUTE_TASK
@@ -40,11 +41,13 @@ MAX_PAGE = 200
 EDITABLE = frozenset(ScheduleSpec.__dataclass_fields__)
 
 
-class ScheduleNotFound(LookupError):
-    pass
+class ScheduleNotFound(NotFound):
+    def __init__(self, schedule_id: int) -> None:
+        super().__init__(f"schedule {schedule_id} not found")
+        self.schedule_id = schedule_id
 
 
-class ScheduleConflict(Exception):
+class ScheduleConflict(Conflict):
     """Another schedule has that name."""
 
 

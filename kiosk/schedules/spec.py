@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kiosk import cron as cron_module
 from kiosk import netguard
-from kiosk.schedules import cron as cron_module
+from kiosk.errors import Invalid
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_NAME = 200
@@ -63,8 +64,8 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
 _VALUE = re.compile(r"^[\x20-\x7e\t]*$")  # visible ASCII, space and tab: no CR, LF or NUL
 
 
-class InvalidSchedule(ValueError):
-    """A schedule the kiosk refuses to store; the message is the reason shown to the operator."""
+class InvalidSchedule(Invalid):
+    """A schedule the kiosk refuses to store (422); the detail is the reason the operator sees."""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,10 @@ async def _match(provider_order_id: str, answer: mp.MPOrder, up_to: int | None) 
         found = None
         if answer.external_reference:
             found = await intents.find_by_reference(conn, answer.external_reference)
-        linked = found is not None and await intents.link_provider_order(conn, found.id, answer.id)
+        linked = (
+            found is not None
+            and await intents.link_provider_order(conn, found.id, answer.id) is not None
+        )
         if found is None or not linked:
             await inbox.finish(conn, provider_order_id, up_to, "ignored")
             note = (

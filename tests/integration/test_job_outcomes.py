@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from kiosk import db, queue
@@ -35,7 +37,7 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
     worker = AppWorker(database_url, log_dir, "--concurrency=4", KIOSK_JOB_TIMEOUT="1")
     try:
         for name, job_id in jobs.items():
-            wait_for(lambda: final(sql, job_id), timeout=60, what=f"{name} to finish")
+            wait_for(functools.partial(final, sql, job_id), timeout=60, what=f"{name} to finish")
     finally:
         worker.stop()
     rows = {name: sql.outcomes(job_id) for name, job_id in jobs.items()}
@@ -85,22 +87,10 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
     (own,) = rows["own_timeout"]
     assert (own["status"], own["error_type"]) == ("failed", "TimeoutError")
 
-    # The admin-facing queries.
+    # The admin-facing query.
     async with db.transaction() as conn:
         listed = await outcomes.for_job(conn, jobs["flaky"])
-        failures = await outcomes.recent_failures(conn)
-        of_task = await outcomes.recent_failures(conn, task_name="tests.slow")
     assert [(o.attempt, o.status) for o in listed] == [(1, "failed"), (2, "succeeded")]
-    assert {o.job_id for o in failures} == {
-        jobs["flaky"],
-        jobs["sync_fail"],
-        jobs["slow"],
-        jobs["default_limit"],
-        jobs["own_timeout"],
-    }
-    assert all(o.status != "succeeded" for o in failures)
-    assert [o.ended_at for o in failures] == sorted((o.ended_at for o in failures), reverse=True)
-    assert [(o.job_id, o.status) for o in of_task] == [(jobs["slow"], "timed_out")]
 
 
 async def test_an_operator_abort_is_final_and_recorded(pool, database_url, log_dir, sql):

@@ -81,7 +81,7 @@ async def test_concurrent_dispatches_and_a_rewound_cursor_never_duplicate_a_tick
 
 
 async def test_missed_ticks_are_caught_up_to_the_limit_and_the_rest_skipped(pool):
-    view = await service.create(spec(cron="*/10 * * * * *"), by=BY)
+    view = await service.create(spec(cron="* * * * * */10"), by=BY)
     schedule_id = view.schedule.id
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM schedule_runs")
@@ -124,7 +124,7 @@ async def test_deactivating_drops_pending_runs_and_their_jobs(pool):
 
 async def test_changing_the_cron_replaces_the_runs_ahead(pool):
     view = await service.create(spec(), by=BY)
-    updated = await service.update(view.schedule.id, {"cron": "*/15 * * * * *"}, by=BY)
+    updated = await service.update(view.schedule.id, {"cron": "* * * * * */15"}, by=BY)
     ticks = [r["scheduled_for"] for r in await cron_runs(view.schedule.id)]
     assert ticks and all(t.second % 15 == 0 for t in ticks)
     assert len(await waiting_jobs()) == len(ticks)

@@ -16,6 +16,7 @@ from procrastinate import JobContext, exceptions
 
 from kiosk import db
 from tasks import app
+from tests.support import probe_tasks  # noqa: F401  (the probe tasks: these workers know them too)
 
 __all__ = ["app"]
 

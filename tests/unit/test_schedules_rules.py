@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from kiosk.schedules import cron, dispatcher, executor, spec
+from kiosk import cron
+from kiosk.schedules import dispatcher, executor, spec
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
 
 UTC = dt.UTC
@@ -15,8 +16,8 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def test_five_and_six_field_crons_seconds_first():
-    every_ten_seconds = cron.parse("*/10 * * * * *", "UTC")
+def test_five_and_six_field_crons_seconds_last():
+    every_ten_seconds = cron.parse("* * * * * */10", "UTC")
     assert every_ten_seconds.next_runs(at("2026-01-01T12:00:03"), 3) == [
         at("2026-01-01T12:00:10"),
         at("2026-01-01T12:00:20"),
@@ -117,8 +118,8 @@ def test_static_rules(changes, reason):
 
 
 def test_static_rules_normalise():
-    checked = spec.check_static(good(name=" sync ", method="post", cron=" */5  * * * * * "))
-    assert (checked.name, checked.method, checked.cron) == ("sync", "POST", "*/5 * * * * *")
+    checked = spec.check_static(good(name=" sync ", method="post", cron=" *  * * * * */5 "))
+    assert (checked.name, checked.method, checked.cron) == ("sync", "POST", "* * * * * */5")
 
 
 @pytest.mark.parametrize(
