@@ -5,9 +5,10 @@ real app stores with their job, and how fast it answers at fixed rates.
 It starts `uvicorn kiosk.app:app` (1 and 2 processes) against a scratch database, sends correctly
 signed notifications with distinct ids, one per distinct provider order that has a payment intent
 (so each is stored and its job deferred; `--unknown-share` adds notifications for orders no intent
-knows, stored the same way: their job matches them by reference, docs/payments.md), from an open-loop load generator: requests are due at fixed times whatever
-the answers, and latency counts from the due time (no coordinated omission). No worker runs: jobs
-pile up, so this measures the API path only.
+knows, stored the same way: their job matches them by reference, docs/payments.md), from an
+open-loop load generator: requests are due at fixed times whatever the answers, and latency
+counts from the due time (no coordinated omission). No worker runs: jobs pile up, so this
+measures the API path only.
 
 For each run it checks the database: every accepted notification has exactly one inbox row and
 exactly one `todo` job with `queueing_lock = mp-order-<order>`
@@ -18,6 +19,9 @@ Usage (from a checkout, after scripts/bootstrap):
 
     .venv/bin/python bench/webhook_ingest.py                  # both process counts, full ramp
     .venv/bin/python bench/webhook_ingest.py --processes 1 --ramp 500,1000 --step-seconds 5
+    .venv/bin/python bench/webhook_ingest.py --tree /tmp/wt-before   # another checkout's code
+
+Every run also prints the API's peak RSS (the largest `VmHWM` of its uvicorn processes).
 
 The database is KIOSK_BENCH_DATABASE_URL or DATABASE_URL (a server: a scratch database is created
 on it and dropped), else an embedded PostgreSQL in .kiosk/bench-pgdata. docs/benchmarks.md has the
@@ -56,7 +60,7 @@ HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 10.0
 
 
-# -- load generator (runs in client processes) ------------------------------------------------------
+# -- load generator (runs in client processes) -----------------------------------------------------
 
 
 def build_request(port: int, notification_id: str, data_id: str, ts: int) -> bytes:
@@ -164,12 +168,12 @@ def client_main(
     result_queue.put((k, statuses, latencies, states, time.process_time() - cpu0))
 
 
-# -- processes and the database ---------------------------------------------------------------------
+# -- processes and the database --------------------------------------------------------------------
 
 
 @contextmanager
-def database(keep: bool):
-    """A migrated scratch database; yields (its URL, postmaster pid or None)."""
+def database(keep: bool, tree: Path):
+    """A scratch database migrated by `tree`'s alembic; yields (its URL, postmaster pid or None)."""
     from kiosk import embedded
 
     server = os.environ.get("KIOSK_BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -187,11 +191,13 @@ def database(keep: bool):
             MP_ACCESS_TOKEN="bench-access-token",
             MP_WEBHOOK_SECRET=SECRET,
         )
-        from kiosk import migrations
-        from kiosk.settings import get_settings
-
-        get_settings.cache_clear()
-        migrations.upgrade(url)
+        # The served checkout's own migrations: its code expects its own schema.
+        subprocess.run(
+            [str(python_of(tree)), "-c", "from kiosk import migrations; migrations.upgrade()"],
+            cwd=tree,
+            env={**os.environ, "DATABASE_URL": url},
+            check=True,
+        )
         try:
             yield url, postmaster
         finally:
@@ -241,11 +247,11 @@ def xact_commits(url: str) -> int:
 class Api:
     """`uvicorn kiosk.app:app --workers N` on a free loopback port."""
 
-    def __init__(self, url: str, processes: int, extra: list[str], log_path: Path):
+    def __init__(self, url: str, processes: int, extra: list[str], log_path: Path, tree: Path):
         self.port = free_port()
         env = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
         argv = [
-            sys.executable,
+            str(python_of(tree)),
             "-m",
             "uvicorn",
             "kiosk.app:app",
@@ -261,7 +267,7 @@ class Api:
         self.popen = subprocess.Popen(
             argv,
             env=env,
-            cwd=PROJECT_DIR,
+            cwd=tree,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -286,6 +292,19 @@ class Api:
     def pids(self) -> list[int]:
         return [self.popen.pid, *children(self.popen.pid)]
 
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident set (`VmHWM`) of the uvicorn processes so far, in MB."""
+        peak = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        return peak / 1024
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -295,6 +314,12 @@ class Api:
                 self.popen.kill()
                 self.popen.wait()
         self.log.close()
+
+
+def python_of(tree: Path) -> Path:
+    """The interpreter of a checkout: its own .venv (scripts/bootstrap), else this one."""
+    python = tree / ".venv" / "bin" / "python"
+    return python if python.exists() else Path(sys.executable)
 
 
 def children(pid: int) -> list[int]:
@@ -317,7 +342,7 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return result
 
 
-# -- one run ------------------------------------------------------------------------------------------
+# -- one run ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -333,6 +358,7 @@ class Run:
     achieved: float
     lag: float  # seconds between the last request's due time and its answer
     commits: int
+    rss_mb: float = 0.0  # the API's peak RSS since it started (largest uvicorn process)
     cpu: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -510,6 +536,7 @@ def run(
         count / max(finished, 1e-9),
         finished - (count - 1) / rate,
         commits,
+        api.peak_rss_mb(),
         cpu,
     )
     result.problems = verify(url, items, known, statuses)
@@ -532,8 +559,8 @@ def verify(
         jobs = {
             r[0]: r[1:]
             for r in conn.execute(
-                "SELECT id, queueing_lock, status, args->>'provider_order_id' FROM procrastinate_jobs "
-                "WHERE task_name = %s",
+                "SELECT id, queueing_lock, status, args->>'provider_order_id' "
+                "FROM procrastinate_jobs WHERE task_name = %s",
                 (TASK,),
             )
         }
@@ -573,7 +600,7 @@ def verify(
     return problems[:10]
 
 
-# -- main -------------------------------------------------------------------------------------------
+# -- main ------------------------------------------------------------------------------------------
 
 
 def show(label: str, r: Run) -> None:
@@ -586,7 +613,8 @@ def show(label: str, r: Run) -> None:
         f"cpu api {r.cpu['api']:.2f} pg {r.cpu['postgres']:.2f} client {r.cpu['client']:.2f} "
         f"others {r.cpu['others']:.2f} (before {r.cpu['before']:.2f})  "
         f"per notification: api {r.cpu['api'] / r.achieved * 1e6:.0f} us, "
-        f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  check {check}",
+        f"pg {r.cpu['postgres'] / r.achieved * 1e6:.0f} us  api peak rss {r.rss_mb:.0f} MB  "
+        f"check {check}",
         flush=True,
     )
 
@@ -613,6 +641,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--uvicorn-args", default="", help="extra uvicorn options, e.g. '--http h11'"
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=PROJECT_DIR,
+        help="the checkout whose app is served (its .venv and migrations), e.g. a worktree of an "
+        "older commit: before/after in one run with one load generator; default: this one",
     )
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="stop stepping after this")
@@ -642,11 +677,16 @@ def main() -> int:
     fixed = [float(x) for x in args.fixed.split(",") if x]
     deadline = time.monotonic() + args.max_minutes * 60
     need = int(max(ramp + fixed) * args.step_seconds) + 1
+    tree = args.tree.resolve()
+    commit = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"serving {tree} ({commit or 'not a git checkout'})", flush=True)
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     failed = False
     log_dir = PROJECT_DIR / ".kiosk" / "bench-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with database(args.keep_database) as (url, postmaster):
+    with database(args.keep_database, tree) as (url, postmaster):
         orders = seed(url, need)
         print(f"database ready, {len(orders)} payment intents seeded", flush=True)
         for processes in [int(x) for x in args.processes.split(",") if x]:
@@ -655,6 +695,7 @@ def main() -> int:
                 processes,
                 args.uvicorn_args.split(),
                 log_dir / f"uvicorn-{processes}-{os.getpid()}.log",
+                tree,
             )
             print(f"uvicorn --workers {processes} {args.uvicorn_args}".rstrip(), flush=True)
             try:
@@ -713,7 +754,8 @@ def main() -> int:
                     best = r
                 print(
                     f"  highest sustained rate, {processes} process(es): "
-                    f"{f'{best.rate:.0f}/s' if best else 'none of the ramp'}",
+                    f"{f'{best.rate:.0f}/s' if best else 'none of the ramp'}; "
+                    f"API peak RSS {api.peak_rss_mb():.0f} MB",
                     flush=True,
                 )
             finally:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -43,6 +44,8 @@ async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
 
 
 async def _note_return(conn: psycopg.AsyncConnection) -> None:
+    if conn.autocommit:  # lent by `autocommit()` and not set back (an error on the way out)
+        await conn.set_autocommit(False)
     _returned_at[conn] = time.monotonic()
 
 
@@ -119,6 +122,24 @@ async def transaction() -> AsyncIterator[psycopg.AsyncConnection]:
     """
     async with pool().connection() as conn, conn.transaction():
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def autocommit() -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection in autocommit mode: each statement is a transaction of its own.
+
+    For work that is one statement (a SQL function doing several things counts as one): it
+    commits with its one round trip, without the BEGIN and COMMIT round trips of `transaction()`,
+    all or nothing as any statement is.
+    """
+    async with pool().connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            # A broken connection is not set back: the pool throws it away.
+            if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                await conn.set_autocommit(False)
 
 
 async def fetch_one(

@@ -4,7 +4,9 @@ Rule for the whole code base: domain code defers jobs **by task name**, on the c
 transaction that makes the change (`defer(conn, inbox.PROCESS_TASK, ...)`). The name is a constant
 owned by the domain module, and the `@app.task` in `tasks/` uses the same constant. Job code in
 `tasks/` imports the domain, never the other way round, so there is no import circle. The app is
-re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`.
+re-exported as `tasks.app` for `procrastinate --app=tasks.app worker`. One exception, measured: the
+webhook inbox inserts its jobs in the same SQL statement as its rows (one round trip per batch of
+notifications), with the queue and priority of its task from `job_fields`.
 
 A name that is not a registered task fails loudly (`UnknownTask`), whatever its namespace, instead
 of queueing a job no worker runs. Tasks register by import: the app's import paths (`tasks`,
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -36,12 +38,13 @@ from kiosk.sql import load_queries
 QUERIES = load_queries("kiosk.jobs")
 
 __all__ = [
+    "JobFields",
     "UnknownTask",
     "app",
     "cancel",
     "check_task_name",
     "defer",
-    "defer_many",
+    "job_fields",
     "release_queueing_lock",
 ]
 
@@ -132,39 +135,26 @@ def _unwrapped(exc: exceptions.ConnectorException) -> BaseException:
     return exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
 
 
-async def defer_many(
-    conn: psycopg.AsyncConnection,
-    task_name: str,
-    jobs: Sequence[tuple[str | None, str | None, Mapping[str, Any]]],
-) -> list[int | None]:
-    """Defer many jobs of one task in the caller's transaction: `(queueing_lock, lock, kwargs)` each.
+@dataclass(frozen=True)
+class JobFields:
+    """What a job row takes from its task: for SQL that inserts the jobs of a batch itself."""
 
-    One statement for all (procrastinate's batch defer) when no queueing lock clashes; on a clash
-    the batch is undone in its savepoint and every job is deferred alone, so only the clashing ones
-    get None (as `defer` does) and the others still get their job. Concurrent callers should pass
-    jobs sorted by queueing lock, so that two batches never wait on each other in opposite orders.
+    task_name: str
+    queue: str
+    priority: int
+
+
+@functools.cache
+def job_fields(task_name: str) -> JobFields:
+    """The queue and priority a job of `task_name` is deferred with (UnknownTask on a typo).
+
+    The webhook inbox writes its rows and their jobs in one SQL statement
+    (`kiosk_store_notifications_v1`, docs/benchmarks.md) instead of calling `defer`: its jobs take
+    the task's queue and priority from here, as procrastinate's defer would.
     """
     check_task_name(task_name)
-    if not jobs:
-        return []
-    made = [
-        app.configure_task(
-            task_name, connection=conn, queueing_lock=queueing_lock, lock=lock
-        ).make_new_job(**kwargs)
-        for queueing_lock, lock, kwargs in jobs
-    ]
-    try:
-        async with conn.transaction():
-            deferred = await app.job_manager.batch_defer_jobs_async(made, connection=conn)
-        return [job.id for job in deferred]
-    except exceptions.AlreadyEnqueued:
-        pass
-    except exceptions.ConnectorException as exc:
-        raise _unwrapped(exc) from None
-    return [
-        await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
-        for queueing_lock, lock, kwargs in jobs
-    ]
+    job = app.configure_task(task_name).job
+    return JobFields(job.task_name, job.queue, job.priority)
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

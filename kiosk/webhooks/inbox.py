@@ -1,4 +1,4 @@
-"""The webhook inbox: every accepted notification, stored with its processing job in one transaction.
+"""The webhook inbox: each accepted notification, stored with its processing job in one transaction.
 
 The body of a notification is not signed, so it is only a hint: the job re-reads the order from
 Mercado Pago. Repeated deliveries (same notification id) are no-ops; bursts for one provider order
@@ -188,11 +188,12 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
         first.setdefault(notification.notification_id, notification)
     # Sorted, so that two concurrent batches lock the same ids and queueing locks in one order.
     unique = sorted(first.values(), key=lambda n: n.notification_id)
-    outcome: dict[str, Accepted] = {}
-    async with db.transaction() as conn:
-        rows = await db.fetch_all(
-            conn,
-            QUERIES["insert_notifications"],
+    job = queue.job_fields(PROCESS_TASK)
+    # One statement, its own transaction: the rows and their jobs commit together, in one round
+    # trip (kiosk_store_notifications_v1, alembic 0023).
+    async with db.autocommit() as conn:
+        cursor = await conn.execute(
+            QUERIES["store_notifications"],
             {
                 "notification_ids": [n.notification_id for n in unique],
                 "types": [n.type for n in unique],
@@ -200,51 +201,23 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
                 "resource_ids": [n.resource_id for n in unique],
                 "request_ids": [n.request_id for n in unique],
                 "payloads": [n.body for n in unique],
+                "queue_name": job.queue,
+                "task_name": job.task_name,
+                "priority": job.priority,
             },
         )
-        # One job per provider order in the batch; a later notification of it is collapsed.
-        waiting: dict[str, dict] = {}
-        for row in sorted(rows, key=lambda r: r["resource_id"] or ""):
-            if row["state"] == "received":
-                waiting.setdefault(row["resource_id"], row)
-            else:
-                outcome[row["notification_id"]] = Accepted(row["id"], row["state"])
-        # An order no intent knows yet has no kiosk order to lock on: its own id serializes it.
-        job_ids = await queue.defer_many(
-            conn,
-            PROCESS_TASK,
-            [
-                (
-                    f"mp-order-{resource_id}",
-                    f"order-{row['order_id']}" if row["order_id"] else f"mp-order-{resource_id}",
-                    {"provider_order_id": resource_id},
-                )
-                for resource_id, row in waiting.items()
-            ],
-        )
-        job_of = dict(zip(waiting, job_ids, strict=True))
-        deferred = [
-            (row["id"], job_of[row["resource_id"]])
-            for row in waiting.values()
-            if job_of[row["resource_id"]] is not None
-        ]
-        if deferred:
-            await conn.execute(
-                QUERIES["set_notification_jobs"],
-                {
-                    "ids": [inbox_id for inbox_id, _ in deferred],
-                    "job_ids": [job_id for _, job_id in deferred],
-                },
-            )
-        for row in rows:
-            if row["state"] == "received":
-                job_id = job_of[row["resource_id"]] if waiting[row["resource_id"]] is row else None
-                outcome[row["notification_id"]] = Accepted(row["id"], "received", job_id)
+        rows = await cursor.fetchall()
+    # A row's job_id: the job it deferred; a later row of the same provider order in this batch,
+    # or of one whose job was already waiting, is covered by that job and names none.
+    outcome = {
+        notification_id: Accepted(inbox_id, state, job_id)
+        for inbox_id, notification_id, _, state, job_id in rows
+    }
     logger.debug(
         "webhook batch: %d notifications, %d stored, %d jobs",
         len(notifications),
         len(rows),
-        len(deferred),
+        sum(1 for row in rows if row[4] is not None),
     )
     # Ids stored by an earlier transaction, and later copies within this batch: duplicates.
     results = []

@@ -1,30 +1,10 @@
--- name: insert_notifications
--- Keep a batch of notifications (ids seen before: nothing), each `received` when it is about an order (a job reads it: one no intent knows yet is matched by its external_reference), else `ignored`.
-WITH incoming AS (
-    SELECT n.*, intent.order_id
-    FROM unnest(%(notification_ids)b::text[], %(types)b::text[], %(actions)b::text[],
-                %(resource_ids)b::text[], %(request_ids)b::text[], %(payloads)b::text[])
-        WITH ORDINALITY AS n(notification_id, type, action, resource_id, request_id, payload, position)
-    LEFT JOIN payment_intents AS intent
-        ON n.type = 'order' AND intent.provider_order_id = n.resource_id
-), inserted AS (
-    INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id, payload,
-                               state, processed_at)
-    SELECT notification_id, type, action, resource_id, request_id, payload::jsonb,
-           CASE WHEN type = 'order' THEN 'received' ELSE 'ignored' END,
-           CASE WHEN type <> 'order' THEN now() END
-    FROM incoming ORDER BY position
-    ON CONFLICT (notification_id) DO NOTHING
-    RETURNING id, notification_id, resource_id, state
-)
-SELECT inserted.id, inserted.notification_id, inserted.resource_id, inserted.state, incoming.order_id
-FROM inserted JOIN incoming USING (notification_id);
-
--- name: set_notification_jobs
--- Record the job each newly stored notification deferred (`id = ANY`: found by primary key, never a scan of the inbox).
-UPDATE webhook_inbox SET job_id = batch.job_id
-FROM unnest(%(ids)b::bigint[], %(job_ids)b::bigint[]) AS batch(id, job_id)
-WHERE webhook_inbox.id = ANY(%(ids)b::bigint[]) AND webhook_inbox.id = batch.id;
+-- name: store_notifications
+-- Keep a batch of notifications (ids seen before: nothing), each `received` when it is about an order, else `ignored`, and defer one processing job per provider order with a new `received` row unless one already waits (alembic 0023). One statement: on an autocommit connection, its own transaction.
+SELECT id, notification_id, resource_id, state, job_id
+FROM kiosk_store_notifications_v1(
+    %(notification_ids)b::text[], %(types)b::text[], %(actions)b::text[],
+    %(resource_ids)b::text[], %(request_ids)b::text[], %(payloads)b::text[],
+    %(queue_name)s, %(task_name)s, %(priority)s);
 
 -- name: last_received
 -- The newest notification still waiting for a provider order: processing covers it and older ones.

@@ -5,9 +5,10 @@ malformed (400). A client that goes away before its body is in is a client abort
 nobody receives), not an error. No call to Mercado Pago happens here: a worker does that.
 
 `handle` is the endpoint, free of Starlette's request and response objects. It is served by
-`FastPath`, a pure ASGI middleware in front of FastAPI's routing (the hottest path skips the
-router, the request object and the response class: docs/benchmarks.md), and by the FastAPI route
-below, which documents it in the OpenAPI schema and serves it when the fast path is not installed.
+`FastPath`, a pure ASGI app that `kiosk.app.KioskAPI` calls in front of FastAPI's middleware stack
+and routing (the hottest path skips them, the request object and the response class:
+docs/benchmarks.md), and by the FastAPI route below, which documents it in the OpenAPI schema and
+serves it when the fast path is not installed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ and bursts inside one batch collapse as they do across batches.
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from kiosk import queue
 from kiosk.webhooks import inbox, signature
 from tests.support import Api, child_env
 from tests.support.config import WEBHOOK_SECRET
@@ -96,7 +98,8 @@ def killer(database_url: str) -> Iterator[None]:
                 RETURN NEW;
             END $$;
             CREATE TRIGGER test_kill_session BEFORE INSERT ON procrastinate_jobs FOR EACH ROW
-                WHEN (NEW.args->>'provider_order_id' = '{KILL}') EXECUTE FUNCTION test_kill_session();
+                WHEN (NEW.args->>'provider_order_id' = '{KILL}')
+                EXECUTE FUNCTION test_kill_session();
         """)
     try:
         yield
@@ -108,7 +111,7 @@ def killer(database_url: str) -> Iterator[None]:
             )
 
 
-# -- in this process: the batcher on the kiosk pool ---------------------------------------------------
+# -- in this process: the batcher on the kiosk pool ------------------------------------------------
 
 
 async def test_concurrent_notifications_share_one_transaction(pool, database_url):
@@ -204,6 +207,106 @@ async def test_one_row_the_database_refuses_does_not_sink_its_batch(pool, databa
     assert [n["notification_id"] for n in stored(database_url)[0]] == ["1", "2"]
 
 
+def store_in(conn: psycopg.Connection, *items: tuple[str, str]) -> list[tuple]:
+    """`inbox.store`'s one statement, on a connection whose transaction the test ends itself."""
+    job = queue.job_fields(TASK)
+    return conn.execute(
+        inbox.QUERIES["store_notifications"],
+        {
+            "notification_ids": [nid for nid, _ in items],
+            "types": ["order"] * len(items),
+            "actions": ["order.processed"] * len(items),
+            "resource_ids": [data_id for _, data_id in items],
+            "request_ids": [None] * len(items),
+            "payloads": [body(nid, data_id).decode() for nid, data_id in items],
+            "queue_name": job.queue,
+            "task_name": job.task_name,
+            "priority": job.priority,
+        },
+    ).fetchall()
+
+
+def waiting_job_is_locked(database_url: str, job_id: int) -> bool:
+    """What a worker's fetch sees: True when the job row is locked (SKIP LOCKED passes it over)."""
+    with psycopg.connect(database_url, autocommit=True) as other:
+        return not other.execute(
+            "SELECT id FROM procrastinate_jobs WHERE id = %s FOR UPDATE SKIP LOCKED", (job_id,)
+        ).fetchall()
+
+
+def waiting_on_a_lock(database_url: str, pid: int) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+        return row is not None and row[0] == "Lock"
+
+
+async def test_a_notification_covered_by_a_waiting_job_holds_it_until_committed(pool, database_url):
+    seed(database_url, "ORD0HOLD")
+    (waiting,) = await inbox.store([notification("hold-1", "ORD0HOLD")])
+    assert waiting.job_id is not None
+    with psycopg.connect(database_url) as conn:
+        ((_, nid, _, state, job_id),) = store_in(conn, ("hold-2", "ORD0HOLD"))
+        assert (nid, state, job_id) == ("hold-2", "received", None)  # the waiting job covers it
+        # Until this commits, no worker can start the waiting job: it would miss this row.
+        assert waiting_job_is_locked(database_url, waiting.job_id)
+    assert not waiting_job_is_locked(database_url, waiting.job_id)
+    notes, jobs = stored(database_url)
+    assert [(n["notification_id"], n["job_id"]) for n in notes] == [
+        ("hold-1", waiting.job_id),
+        ("hold-2", None),
+    ]
+    assert [j["id"] for j in jobs] == [waiting.job_id]
+    # The job's `deferred` event was written by procrastinate's trigger, once.
+    events = rows(database_url, "SELECT job_id, type::text FROM procrastinate_events ORDER BY id")
+    assert events == [{"job_id": waiting.job_id, "type": "deferred"}]
+
+
+async def test_a_notification_whose_waiting_job_started_gets_a_job_of_its_own(pool, database_url):
+    seed(database_url, "ORD0STARTED")
+    (first,) = await inbox.store([notification("started-1", "ORD0STARTED")])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (first.job_id,)
+        )
+    (second,) = await inbox.store([notification("started-2", "ORD0STARTED")])
+    assert second.state == "received" and second.job_id not in (None, first.job_id)
+    _, jobs = stored(database_url)
+    assert [j["queueing_lock"] for j in jobs] == ["mp-order-ORD0STARTED"] * 2
+
+
+def test_two_batches_with_the_same_orders_wait_in_one_order_and_share_the_jobs(database_url):
+    """Two processes' batches for the same provider orders: no deadlock, one job per order."""
+    orders = [f"ORD0BOTH{n}" for n in range(6)]
+    seed(database_url, *orders)
+    with psycopg.connect(database_url) as a, psycopg.connect(database_url) as b:
+        first = store_in(a, *((f"a-{n}", order) for n, order in enumerate(orders)))
+        with ThreadPoolExecutor(1) as executor:
+            # b waits for a's uncommitted jobs, then is covered by them.
+            pending = executor.submit(
+                store_in, b, *((f"b-{n}", order) for n, order in enumerate(reversed(orders)))
+            )
+            deadline = time.monotonic() + 30
+            while not waiting_on_a_lock(database_url, b.info.backend_pid):
+                assert time.monotonic() < deadline, "the second batch never waited"
+                time.sleep(0.05)
+            a.commit()
+            second = pending.result(timeout=30)
+        b.commit()
+    assert all(row[4] is not None for row in first) and all(row[4] is None for row in second)
+    notes, jobs = stored(database_url)
+    assert len(notes) == 12 and len(jobs) == 6
+
+
+async def test_the_pool_gets_its_connections_back_out_of_autocommit(pool, database_url):
+    seed(database_url, "ORD0POOL")
+    await inbox.store([notification("pool-1", "ORD0POOL")])
+    for _ in range(pool.max_size):
+        async with pool.connection() as conn:
+            assert not conn.autocommit
+
+
 # -- through uvicorn: every 200 is committed with its job; a failed batch answers 503 ------------
 
 
@@ -258,7 +361,7 @@ def test_a_failed_batch_answers_503_and_keeps_nothing_of_it(api, database_url, k
     items = [(f"k-{n}", f"ORD0HTTPK{n}") for n in range(15)] + [("k-kill", KILL)]
     seed(database_url, *(data_id for _, data_id in items))
     responses = send_all(api.url, items)
-    codes = {item[0]: r.status_code for item, r in zip(items, responses)}
+    codes = {item[0]: r.status_code for item, r in zip(items, responses, strict=True)}
     assert codes["k-kill"] == 503 and set(codes.values()) <= {200, 503}
     assert responses[-1].json() == {"detail": "database unavailable"}
     notes, jobs = stored(database_url)
