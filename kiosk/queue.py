@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 from procrastinate import PsycopgConnector, exceptions
 
-from kiosk import db
+from kiosk import db, tracing
 from kiosk.jobs.app import KioskApp
+from kiosk.jobs.context import job_context_middleware
 from kiosk.jobs.maintenance import release_queueing_lock
 from kiosk.jobs.outcomes import record_outcome
 from kiosk.sql import load_queries
@@ -47,11 +48,24 @@ __all__ = [
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
 # (kiosk worker-health finds a host's workers by that name).
+
+
+def _worker_pool(**kwargs: Any) -> Any:
+    """The worker's pool; with tracing on, set up first: SQL is traced on connections made after."""
+    if tracing.ENABLED:
+        try:
+            tracing.setup("kiosk-worker")
+        except tracing.TracingUnavailable as exc:
+            raise SystemExit(f"kiosk: {exc}") from None
+    return db.create_pool(role="worker", **kwargs)
+
+
 app = KioskApp(
-    connector=PsycopgConnector(pool_factory=functools.partial(db.create_pool, role="worker")),
+    connector=PsycopgConnector(pool_factory=_worker_pool),
     import_paths=["tasks", "periodic"],
     worker_defaults={
-        "worker_middleware": [record_outcome],
+        # Outermost first: the job's log context and trace span hold its outcome bookkeeping.
+        "worker_middleware": [job_context_middleware, record_outcome],
         # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is
         # found by polling, so this bounds how late it starts (procrastinate's default is 5 s).
         "fetch_job_polling_interval": 1.0,
@@ -123,7 +137,10 @@ async def defer(
     for _ in range(_CLASHES):
         try:
             async with conn.transaction():
-                return await deferrer.defer_async(**task_kwargs)
+                job_id = await deferrer.defer_async(**task_kwargs)
+                if tracing.ENABLED:
+                    await _save_traces(conn, [job_id])
+                return job_id
         except exceptions.AlreadyEnqueued:
             pass
         except exceptions.ConnectorException as exc:
@@ -147,6 +164,8 @@ async def defer_many(
     conn: psycopg.AsyncConnection,
     task_name: str,
     jobs: Sequence[tuple[str | None, str | None, Mapping[str, Any]]],
+    *,
+    trace_carriers: Sequence[dict[str, str] | None] | None = None,
 ) -> list[int | None]:
     """Defer many jobs of one task in the caller's transaction: `(queueing_lock, lock, kwargs)` each.
 
@@ -154,6 +173,8 @@ async def defer_many(
     the batch is undone in its savepoint and every job is deferred alone, so only the clashing ones
     get None (as `defer` does) and the others still get their job. Concurrent callers should pass
     jobs sorted by queueing lock, so that two batches never wait on each other in opposite orders.
+    With tracing on, each job continues the trace of its `trace_carriers` entry (W3C headers;
+    one per job, for jobs of separate origins), else of the current span.
     """
     check_task_name(task_name)
     if not jobs:
@@ -167,15 +188,32 @@ async def defer_many(
     try:
         async with conn.transaction():
             deferred = await app.job_manager.batch_defer_jobs_async(made, connection=conn)
-        return [job.id for job in deferred]
+            ids: list[int | None] = [job.id for job in deferred]
+            if tracing.ENABLED:
+                await _save_traces(conn, ids, trace_carriers)
+        return ids
     except exceptions.AlreadyEnqueued:
         pass
     except exceptions.ConnectorException as exc:
         raise _unwrapped(exc) from None
-    return [
+    ids = [
         await defer(conn, task_name, queueing_lock=queueing_lock, lock=lock, **kwargs)
         for queueing_lock, lock, kwargs in jobs
     ]
+    if tracing.ENABLED and trace_carriers is not None:
+        await _save_traces(conn, ids, trace_carriers)  # each its own origin
+    return ids
+
+
+async def _save_traces(
+    conn: psycopg.AsyncConnection,
+    job_ids: Sequence[int | None],
+    carriers: Sequence[dict[str, str] | None] | None = None,
+) -> None:
+    """Tracing on: the trace context travels with the jobs (kiosk/tracing/jobs.py)."""
+    from kiosk.tracing import jobs as traced
+
+    await traced.save(conn, job_ids, carriers)
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

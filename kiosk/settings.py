@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
+    # text: "LEVEL logger: message" lines (kiosk dev); json: one JSON object per line with the
+    # request's or job's context (the container image; kiosk/logs.py, docs/observability.md).
+    log_format: Literal["json", "text"] = "text"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     # Largest request body any route reads (413 above); the webhook and the dashboard's forms
     # have smaller limits of their own.
     max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)

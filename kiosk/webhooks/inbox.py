@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kiosk import db, queue
+from kiosk import db, queue, tracing
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 from kiosk.validators import ID_PATTERN
@@ -148,6 +148,10 @@ async def accept(notification: Notification) -> Accepted:
     Concurrent notifications of this process share one transaction (`batcher`); the answer comes
     only after that transaction committed, and a database error reaches every caller in it.
     """
+    if tracing.ENABLED:
+        from kiosk.tracing import webhooks as traced
+
+        return await traced.accepted("/webhooks/mercadopago", notification, batcher().submit)
     return await batcher().submit(notification)
 
 
@@ -161,6 +165,15 @@ async def store(notifications: Sequence[Notification]) -> list[Accepted | Except
     Should the batch fail for a reason other than the database being unreachable (a row the
     database refuses), each notification is stored alone, so one bad row cannot sink the others.
     """
+    if tracing.ENABLED:
+        from kiosk.tracing import webhooks as traced
+
+        async with traced.batch(notifications):
+            return await _store_each(notifications)
+    return await _store_each(notifications)
+
+
+async def _store_each(notifications: Sequence[Notification]) -> list[Accepted | Exception]:
     try:
         return list(await _store(notifications))
     except psycopg.OperationalError:
@@ -209,6 +222,11 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
                 waiting.setdefault(row["resource_id"], row)
             else:
                 outcome[row["notification_id"]] = Accepted(row["id"], row["state"])
+        carriers = None
+        if tracing.ENABLED:  # each job continues the trace of the request that caused it
+            from kiosk.tracing import webhooks as traced
+
+            carriers = traced.carriers([first[row["notification_id"]] for row in waiting.values()])
         # An order no intent knows yet has no kiosk order to lock on: its own id serializes it.
         job_ids = await queue.defer_many(
             conn,
@@ -221,6 +239,7 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
                 )
                 for resource_id, row in waiting.items()
             ],
+            trace_carriers=carriers,
         )
         job_of = dict(zip(waiting, job_ids, strict=True))
         deferred = [
