@@ -26,11 +26,12 @@ from typing import Any
 import psycopg
 from procrastinate import PsycopgConnector, exceptions
 
-from kiosk import db, tracing
+from kiosk import db, logs, tracing
 from kiosk.jobs.app import KioskApp
 from kiosk.jobs.context import job_context_middleware
 from kiosk.jobs.maintenance import release_queueing_lock
 from kiosk.jobs.outcomes import record_outcome
+from kiosk.settings import load_or_exit
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
@@ -51,7 +52,10 @@ __all__ = [
 
 
 def _worker_pool(**kwargs: Any) -> Any:
-    """The worker's pool; with tracing on, set up first: SQL is traced on connections made after."""
+    """The worker's pool. Called right after procrastinate's CLI configured logging (its level
+    stays), so this is where KIOSK_LOG_FORMAT=json turns its lines, and every later one, into
+    JSON. With tracing on, it is set up first: SQL is traced on connections made after that."""
+    logs.configure(load_or_exit().log_format)
     if tracing.ENABLED:
         try:
             tracing.setup("kiosk-worker")
@@ -167,7 +171,8 @@ async def defer_many(
     *,
     trace_carriers: Sequence[dict[str, str] | None] | None = None,
 ) -> list[int | None]:
-    """Defer many jobs of one task in the caller's transaction: `(queueing_lock, lock, kwargs)` each.
+    """Defer many jobs of one task in the caller's transaction; `jobs` holds
+    `(queueing_lock, lock, kwargs)` tuples.
 
     One statement for all (procrastinate's batch defer) when no queueing lock clashes; on a clash
     the batch is undone in its savepoint and every job is deferred alone, so only the clashing ones

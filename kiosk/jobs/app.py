@@ -18,7 +18,6 @@ from typing import Any
 
 from procrastinate import App, retry
 
-from kiosk import logs
 from kiosk.jobs import outcomes, timeouts
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.settings import Settings, load_or_exit
@@ -72,9 +71,6 @@ class KioskApp(App):
 
     async def run_worker_async(self, **kwargs: Any) -> None:
         settings = load_or_exit()
-        # procrastinate's CLI configured logging (its --log-level stays); KIOSK_LOG_FORMAT=json
-        # turns its lines, and every other, into JSON.
-        logs.configure(settings.log_format)
         options = {**worker_options(settings), **kwargs}
         problem = check_worker_options(options, settings.db_pool_max_size)
         if problem:
