@@ -46,10 +46,6 @@ __all__ = [
     "release_queueing_lock",
 ]
 
-# The pool is created when the app opens (worker) or handed over by the API, never at import:
-# `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
-# (kiosk worker-health finds a host's workers by that name).
-
 
 def _worker_pool(**kwargs: Any) -> Any:
     """The worker's pool. Called right after procrastinate's CLI configured logging (its level
@@ -64,6 +60,9 @@ def _worker_pool(**kwargs: Any) -> Any:
     return db.create_pool(role="worker", **kwargs)
 
 
+# The pool is created when the app opens (worker) or handed over by the API, never at import:
+# `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
+# (kiosk worker-health finds a host's workers by that name).
 app = KioskApp(
     connector=PsycopgConnector(pool_factory=_worker_pool),
     import_paths=["tasks", "periodic"],
