@@ -17,6 +17,9 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when it changes.
 COPY pyproject.toml ./
 COPY scripts/image-install scripts/
+# Optional extras (RUN sees the build arg as a variable): `docker build --build-arg
+# KIOSK_EXTRAS=otel .` adds OpenTelemetry tracing.
+ARG KIOSK_EXTRAS=""
 RUN sh scripts/image-install deps
 # Then the code: a source change rebuilds only this small layer.
 COPY README.md periodic.py ./
@@ -30,9 +33,11 @@ RUN groupadd --system --gid 10001 kiosk \
  && useradd --system --uid 10001 --gid kiosk --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin kiosk
 COPY --from=builder /opt/venv /opt/venv
+# JSON log lines (one object per line, docs/observability.md): what log collectors read.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    KIOSK_LOG_FORMAT=json
 # kiosk migrate, alembic and /readyz look for alembic/ in the working directory.
 WORKDIR /app
 COPY alembic.ini ./

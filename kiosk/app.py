@@ -13,10 +13,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
-from kiosk import db, health, http_errors, queue, secretbox
+from kiosk import db, health, http_errors, logs, queue, secretbox, tracing
 from kiosk.admin import routes as admin_routes
 from kiosk.catalog import routes as catalog_routes
 from kiosk.dashboard import routes as dashboard_routes
@@ -33,6 +34,7 @@ from kiosk.orders import routes as orders_routes
 from kiosk.payments import admin_routes as payments_admin_routes
 from kiosk.queues import routes as queues_routes
 from kiosk.queues import service as queues_service
+from kiosk.request_id import RequestId, bind_path_ids
 from kiosk.schedules import routes as schedules_routes
 from kiosk.settings import Settings, load_or_exit
 from kiosk.webhooks import routes as webhooks_routes
@@ -58,14 +60,33 @@ ROUTERS = (
 
 logger = logging.getLogger("kiosk")
 
-# kiosk exports no OpenTelemetry data; FastAPI's native hook (0.16x) would still look OTEL_*
-# variables up in the environment on every request (~4 % of the webhook path's CPU,
-# docs/benchmarks.md). Older FastAPI has no such parameter.
-NO_TELEMETRY = (
+# Tracing off (kiosk/tracing): FastAPI's native hook (0.16x) would still look OTEL_* variables
+# up in the environment on every request (~4 % of the webhook path's CPU, docs/benchmarks.md).
+# Older FastAPI has no such parameter.
+NO_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI).parameters
     else {}
 )
+
+
+def telemetry() -> dict[str, Any]:
+    """FastAPI's telemetry options: off, or (tracing on) its HTTP server spans, kiosk's provider."""
+    if not tracing.ENABLED or not NO_TELEMETRY:
+        return NO_TELEMETRY
+    try:
+        provider = tracing.setup("kiosk-api")
+    except tracing.TracingUnavailable as exc:
+        raise SystemExit(f"kiosk: {exc}") from None
+    return {
+        "telemetry": {
+            "tracing": True,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "tracer_provider": provider,
+        }
+    }
 
 
 class KioskAPI(FastAPI):
@@ -79,6 +100,11 @@ class KioskAPI(FastAPI):
     """
 
     webhook: Any = None  # the webhook's own stack, set by create_app
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # The request id outermost, around Starlette's error middleware too, so that a 500 answer
+        # carries `x-request-id` as well (kiosk/request_id.py).
+        return RequestId(super().build_middleware_stack())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
@@ -114,7 +140,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     # uvicorn's access log writes the request target as sent: at most 1000 characters of it.
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, ClipArgs) for f in access_log.filters):
@@ -126,7 +152,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
-        **NO_TELEMETRY,
+        # The ids in a route's path (order_id, ...) join the request's log context.
+        dependencies=[Depends(bind_path_ids)],
+        **telemetry(),
     )
     http_errors.install(app)
     for module in ROUTERS:

@@ -40,3 +40,11 @@ class ClipArgs(logging.Filter):
                 clip(arg, self.limit) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
+
+
+def clip_end(text: str, limit: int) -> str:
+    """The last `limit` characters of a multi-line text (a traceback: its end names the error),
+    with a note of what was cut. Line breaks stay: only for JSON output, which escapes them."""
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit} characters cut]...{text[-limit:]}"

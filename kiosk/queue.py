@@ -29,10 +29,12 @@ from typing import Any
 import psycopg
 from procrastinate import PsycopgConnector, exceptions
 
-from kiosk import db
+from kiosk import db, logs, tracing
 from kiosk.jobs.app import KioskApp
+from kiosk.jobs.context import job_context_middleware
 from kiosk.jobs.maintenance import release_queueing_lock
 from kiosk.jobs.outcomes import record_outcome
+from kiosk.settings import load_or_exit
 from kiosk.sql import load_queries
 
 QUERIES = load_queries("kiosk.jobs")
@@ -48,14 +50,29 @@ __all__ = [
     "release_queueing_lock",
 ]
 
+
+def _worker_pool(**kwargs: Any) -> Any:
+    """The worker's pool. Called right after procrastinate's CLI configured logging (its level
+    stays), so this is where KIOSK_LOG_FORMAT=json turns its lines, and every later one, into
+    JSON. With tracing on, it is set up first: SQL is traced on connections made after that."""
+    logs.configure(load_or_exit().log_format)
+    if tracing.ENABLED:
+        try:
+            tracing.setup("kiosk-worker")
+        except tracing.TracingUnavailable as exc:
+            raise SystemExit(f"kiosk: {exc}") from None
+    return db.create_pool(role="worker", **kwargs)
+
+
 # The pool is created when the app opens (worker) or handed over by the API, never at import:
 # `tasks.app` stays importable without a database. Its connections are named `kiosk-worker:...`
 # (kiosk worker-health finds a host's workers by that name).
 app = KioskApp(
-    connector=PsycopgConnector(pool_factory=functools.partial(db.create_pool, role="worker")),
+    connector=PsycopgConnector(pool_factory=_worker_pool),
     import_paths=["tasks", "periodic"],
     worker_defaults={
-        "worker_middleware": [record_outcome],
+        # Outermost first: the job's log context and trace span hold its outcome bookkeeping.
+        "worker_middleware": [job_context_middleware, record_outcome],
         # NOTIFY wakes workers for jobs due now; a job due later (schedule_at, retry backoff) is
         # found by polling, so this bounds how late it starts (procrastinate's default is 5 s).
         "fetch_job_polling_interval": 1.0,
@@ -115,7 +132,10 @@ async def defer(
     for _ in range(_CLASHES):
         try:
             async with conn.transaction():
-                return await deferrer.defer_async(**task_kwargs)
+                job_id = await deferrer.defer_async(**task_kwargs)
+                if tracing.ENABLED:
+                    await _save_traces(conn, [job_id])
+                return job_id
         except exceptions.AlreadyEnqueued:
             pass
         except exceptions.ConnectorException as exc:
@@ -155,6 +175,17 @@ def job_fields(task_name: str) -> JobFields:
     check_task_name(task_name)
     job = app.configure_task(task_name).job
     return JobFields(job.task_name, job.queue, job.priority)
+
+
+async def _save_traces(
+    conn: psycopg.AsyncConnection,
+    job_ids: Sequence[int | None],
+    carriers: Sequence[dict[str, str] | None] | None = None,
+) -> None:
+    """Tracing on: the trace context travels with the jobs (kiosk/tracing/jobs.py)."""
+    from kiosk.tracing import jobs as traced
+
+    await traced.save(conn, job_ids, carriers)
 
 
 async def cancel(conn: psycopg.AsyncConnection, job_id: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1, le=100)
     db_pool_max_size: int = Field(default=10, ge=1, le=200)
     log_level: str = "INFO"
+    # text: "LEVEL logger: message" lines (kiosk dev); json: one JSON object per line with the
+    # request's or job's context (the container image; kiosk/logs.py, docs/observability.md).
+    log_format: Literal["json", "text"] = "text"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     # Largest request body any route reads (413 above); the webhook and the dashboard's forms
     # have smaller limits of their own.
     max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
@@ -69,7 +78,8 @@ class Settings(BaseSettings):
     worker_stale_seconds: int = Field(default=30, ge=15, le=3600)
 
     # Schedules: operator-defined scheduled HTTP requests (kiosk/schedules, docs/schedules.md).
-    # Seconds between dispatcher runs; it creates runs this far ahead plus a margin (1-60, divides 60).
+    # Seconds between dispatcher runs; it creates runs this far ahead plus a margin (1-60, divides
+    # 60).
     schedules_dispatch_every: int = Field(default=60, ge=1, le=60)
     # Ticks missed while no dispatcher ran (an outage) that still run, newest first; older: skipped.
     schedules_catch_up_limit: int = Field(default=1, ge=0, le=1000)
@@ -86,7 +96,8 @@ class Settings(BaseSettings):
         return value
 
     # secrets at rest (kiosk/secretbox.py, docs/deploy.md#secret-key): Fernet keys, comma-separated;
-    # the first encrypts stored secrets (schedule header values, bodies, query strings), all decrypt.
+    # the first encrypts stored secrets (schedule header values, bodies, query strings); all
+    # decrypt.
     secret_key: SecretStr = SecretStr("")
 
     @field_validator("secret_key")

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from kiosk import db, netguard, secretbox, tls
+from kiosk import db, logs, netguard, secretbox, tls
 from kiosk.schedules import store
 from kiosk.schedules.spec import MASK
 from kiosk.settings import get_settings
@@ -290,6 +290,7 @@ async def execute(run_id: int) -> str | None:
             "run %s: nothing to do (finished, deleted, or its schedule is inactive)", run_id
         )
         return None
+    logs.bind(schedule_id=run.schedule_id)  # the rest of this job's lines name the schedule
 
     attempt = await perform(
         run,

@@ -1,4 +1,5 @@
-"""The webhook inbox: each accepted notification, stored with its processing job in one transaction.
+"""The webhook inbox: every accepted notification, stored with its processing job in one
+transaction.
 
 The body of a notification is not signed, so it is only a hint: the job re-reads the order from
 Mercado Pago. Repeated deliveries (same notification id) are no-ops; bursts for one provider order
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from kiosk import db, queue
+from kiosk import db, queue, tracing
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 from kiosk.validators import ID_PATTERN
@@ -148,6 +149,10 @@ async def accept(notification: Notification) -> Accepted:
     Concurrent notifications of this process share one transaction (`batcher`); the answer comes
     only after that transaction committed, and a database error reaches every caller in it.
     """
+    if tracing.ENABLED:
+        from kiosk.tracing import webhooks as traced
+
+        return await traced.accepted("/webhooks/mercadopago", notification, batcher().submit)
     return await batcher().submit(notification)
 
 
@@ -161,6 +166,15 @@ async def store(notifications: Sequence[Notification]) -> list[Accepted | Except
     Should the batch fail for a reason other than the database being unreachable (a row the
     database refuses), each notification is stored alone, so one bad row cannot sink the others.
     """
+    if tracing.ENABLED:
+        from kiosk.tracing import webhooks as traced
+
+        async with traced.batch(notifications):
+            return await _store_each(notifications)
+    return await _store_each(notifications)
+
+
+async def _store_each(notifications: Sequence[Notification]) -> list[Accepted | Exception]:
     try:
         return list(await _store(notifications))
     except psycopg.OperationalError:
@@ -191,7 +205,9 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
     job = queue.job_fields(PROCESS_TASK)
     # One statement, its own transaction: the rows and their jobs commit together, in one round
     # trip (kiosk_store_notifications_v1, alembic 0023).
-    async with db.autocommit() as conn:
+    # With tracing on, the jobs' trace rows join the same transaction (one more statement).
+    connection = db.transaction() if tracing.ENABLED else db.autocommit()
+    async with connection as conn:
         cursor = await conn.execute(
             QUERIES["store_notifications"],
             {
@@ -207,6 +223,14 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
             },
         )
         rows = await cursor.fetchall()
+        if tracing.ENABLED:  # each job continues the trace of the request that caused it
+            from kiosk.tracing import jobs as traced_jobs
+            from kiosk.tracing import webhooks as traced
+
+            made = [(row[4], first[row[1]]) for row in rows if row[4] is not None]
+            await traced_jobs.save(
+                conn, [job_id for job_id, _ in made], traced.carriers([n for _, n in made])
+            )
     # A row's job_id: the job it deferred; a later row of the same provider order in this batch,
     # or of one whose job was already waiting, is covered by that job and names none.
     outcome = {

@@ -4,8 +4,8 @@ Runs in a worker (`payments.process_notification`, deferred by the inbox). Here,
 package, so that the worker path goes one way: webhooks (inbox, this) -> payments (intents, the
 Mercado Pago client), never back. The notification body is only a hint, so the
 order is always read with `GET /v1/orders/{id}`; the intent, the order and the follow-up jobs
-change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by id is
-matched by its `external_reference` (a create whose answer was lost) and linked; only an order
+change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by
+id is matched by its `external_reference` (a create whose answer was lost) and linked; only an order
 whose reference is not ours is `ignored`. `MPUnavailable` propagates so the job is retried with
 backoff; on the last attempt the job fails and nothing has changed.
 """
@@ -16,7 +16,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from kiosk import db
+from kiosk import db, logs
 from kiosk.orders import lifecycle
 from kiosk.payments import intents
 from kiosk.payments import mercadopago as mp
@@ -36,6 +36,8 @@ class Outcome:
 async def process_notification(provider_order_id: str) -> Outcome:
     async with db.transaction() as conn:
         intent = await intents.find_by_provider_order(conn, provider_order_id)
+        if intent is not None:
+            logs.bind(order_id=intent.order_id)  # the rest of this job's lines name the order
         # Notifications received so far are covered by the read below; later ones get a new job.
         up_to = await inbox.last_received(conn, provider_order_id)
     try:
