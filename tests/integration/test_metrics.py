@@ -7,8 +7,9 @@ from procrastinate.jobs import Status
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk import db, queue
-from tests.support import Api, child_env
+from tests.support import Api, child_env, wait_for
 from tests.support.config import ADMIN_TOKEN
+from tests.support.jobs import AppWorker, defer
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -23,6 +24,10 @@ def samples(text: str) -> dict[tuple, float]:
 
 def key(name: str, **labels: str) -> tuple:
     return (name, tuple(sorted(labels.items())))
+
+
+def scrape(api: Api) -> dict[tuple, float]:
+    return samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
 
 
 @pytest.fixture
@@ -135,3 +140,59 @@ async def test_job_durations_count_new_outcomes_only(api, pool, database_url):
         conn.execute("DELETE FROM job_outcomes WHERE job_id <= 3")
     again = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
     assert again[key("kiosk_job_duration_seconds_count", **ok)] == 3
+
+
+async def test_job_waits_from_when_each_start_could_happen(api, pool, database_url, log_dir):
+    """Real worker: a wait runs from the defer, the scheduled time when later, or the retry."""
+    scrape(api)  # the first scrape starts the counters at zero
+    plain = await defer("tests.sync_ok", key="w1")
+    scheduled = await defer("tests.big_result", size=1)
+    retried = await defer("tests.flaky", key="w2")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # No worker runs yet: make the waits long and known by moving the events back.
+        for job_id, ago in ((plain, 100), (scheduled, 1000), (retried, 1000)):
+            conn.execute(
+                "UPDATE procrastinate_events SET at = now() - make_interval(secs => %s) "
+                "WHERE job_id = %s AND type = 'deferred'",
+                (ago, job_id),
+            )
+        # Deferred long ago, due 40 s ago (as procrastinate records a scheduled_at).
+        conn.execute(
+            "UPDATE procrastinate_jobs SET scheduled_at = now() - interval '40 seconds' "
+            "WHERE id = %s",
+            (scheduled,),
+        )
+    worker = AppWorker(database_url, log_dir, "--fetch-job-polling-interval=0.5")
+    try:
+
+        def counted() -> dict | None:
+            values = scrape(api)
+            count = values.get(
+                key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")
+            )
+            return values if count == 2 else None
+
+        values = wait_for(counted, timeout=60, interval=0.5, what="three jobs' starts counted")
+    finally:
+        worker.stop()
+
+    def bucket(task: str, le: str) -> float:
+        return values[key("kiosk_job_wait_seconds_bucket", queue="default", task=task, le=le)]
+
+    assert values[key("kiosk_job_wait_seconds_count", queue="default", task="tests.sync_ok")] == 1
+    assert (bucket("tests.sync_ok", "60.0"), bucket("tests.sync_ok", "120.0")) == (0, 1)
+    # From its scheduled time (40 s ago), not from its defer (1000 s ago).
+    assert (bucket("tests.big_result", "30.0"), bucket("tests.big_result", "60.0")) == (0, 1)
+    # The first attempt waited since the defer; the retry only since the first attempt failed.
+    assert bucket("tests.flaky", "10.0") == 1 and bucket("tests.flaky", "600.0") == 1
+    assert bucket("tests.flaky", "1800.0") == 2
+    total = values[key("kiosk_job_wait_seconds_sum", queue="default", task="tests.flaky")]
+    assert 1000 <= total < 1000 + 60
+
+    # Pruning the jobs (their events go with them) never lowers a counter.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM procrastinate_jobs WHERE id = ANY(%s)", ([plain, scheduled, retried],)
+        )
+    again = scrape(api)
+    assert again[key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")] == 2
