@@ -113,9 +113,11 @@ class Prometheus(Process):
         return result
 
 
-def finite(result: list[dict[str, Any]]) -> bool:
-    """Whether a query result holds at least one number (not NaN: a quantile of no events)."""
-    return any(math.isfinite(float(sample["value"][1])) for sample in result)
+def finite(result: list[dict[str, Any]], least: float = 0.0) -> bool:
+    """Whether a query result holds a number of at least `least` (not NaN: a quantile of no
+    events)."""
+    values = [float(sample["value"][1]) for sample in result]
+    return any(math.isfinite(value) and value >= least for value in values)
 
 
 def metric_names(expr: str) -> set[str]:
