@@ -196,3 +196,53 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
         )
     again = scrape(api)
     assert again[key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")] == 2
+
+
+async def test_stalled_jobs_and_failing_schedules(api, pool, database_url):
+    manager = queue.app.job_manager
+    async with db.transaction() as conn:
+        for n in range(3):
+            await queue.defer(conn, "metrics.demo", queue="mq", n=n)
+    live = await manager.register_worker()
+    dead = await manager.register_worker()
+    await manager.fetch_job(queues=None, worker_id=live)  # running on a live worker
+    await manager.fetch_job(queues=None, worker_id=dead)
+    await manager.fetch_job(queues=None, worker_id=dead)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+            "WHERE id = %s",
+            (dead,),
+        )
+        # Schedules: the latest finished run decides (runs ahead and in progress do not);
+        # an inactive schedule is not failing.
+        conn.execute(
+            """
+            INSERT INTO schedules (name, cron, method, url, timeout_seconds, max_attempts, active)
+            VALUES ('ok-now', '* * * * *', 'GET', 'https://a.example', 5, 1, true),
+                   ('broken', '* * * * *', 'GET', 'https://b.example', 5, 1, true),
+                   ('paused', '* * * * *', 'GET', 'https://c.example', 5, 1, false)
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for, outcome)
+            SELECT s.id, 'manual', now() + r.offset_s * interval '1 minute', r.outcome
+              FROM schedules s
+              JOIN (VALUES ('ok-now', -2, 'failed'), ('ok-now', -1, 'success'),
+                           ('ok-now', 0, 'running'), ('broken', -2, 'success'),
+                           ('broken', -1, 'timeout'), ('broken', 1, 'pending'),
+                           ('paused', -1, 'error')) AS r (name, offset_s, outcome)
+                ON r.name = s.name
+            """
+        )
+    values = scrape(api)
+    assert values[key("kiosk_jobs_stalled", queue="mq")] == 2
+    assert values[key("kiosk_schedules_failing")] == 1
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_workers WHERE id = %s", (dead,))  # pruned: gone
+        conn.execute("UPDATE schedules SET active = false WHERE name = 'broken'")
+    values = scrape(api)
+    assert values[key("kiosk_jobs_stalled", queue="mq")] == 2
+    assert values[key("kiosk_schedules_failing")] == 0
