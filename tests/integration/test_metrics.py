@@ -1,5 +1,7 @@
 """GET /metrics: parses as Prometheus text (the reference parser), numbers match the database."""
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import psycopg
 import pytest
@@ -148,9 +150,15 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
     plain = await defer("tests.sync_ok", key="w1")
     scheduled = await defer("tests.big_result", size=1)
     retried = await defer("tests.flaky", key="w2")
+    due_soon = await defer(
+        "tests.sync_ok",
+        key="w3",
+        queue="later",
+        schedule_at=datetime.now(UTC) + timedelta(seconds=2),
+    )
     with psycopg.connect(database_url, autocommit=True) as conn:
         # No worker runs yet: make the waits long and known by moving the events back.
-        for job_id, ago in ((plain, 100), (scheduled, 1000), (retried, 1000)):
+        for job_id, ago in ((plain, 100), (scheduled, 1000), (retried, 1000), (due_soon, 1000)):
             conn.execute(
                 "UPDATE procrastinate_events SET at = now() - make_interval(secs => %s) "
                 "WHERE job_id = %s AND type = 'deferred'",
@@ -167,12 +175,17 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
 
         def counted() -> dict | None:
             values = scrape(api)
-            count = values.get(
-                key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")
+            counts = (
+                values.get(
+                    key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")
+                ),
+                values.get(
+                    key("kiosk_job_wait_seconds_count", queue="later", task="tests.sync_ok")
+                ),
             )
-            return values if count == 2 else None
+            return values if counts == (2, 1) else None
 
-        values = wait_for(counted, timeout=60, interval=0.5, what="three jobs' starts counted")
+        values = wait_for(counted, timeout=60, interval=0.5, what="four jobs' starts counted")
     finally:
         worker.stop()
 
@@ -183,6 +196,9 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
     assert (bucket("tests.sync_ok", "60.0"), bucket("tests.sync_ok", "120.0")) == (0, 1)
     # From its scheduled time (40 s ago), not from its defer (1000 s ago).
     assert (bucket("tests.big_result", "30.0"), bucket("tests.big_result", "60.0")) == (0, 1)
+    # Deferred with a scheduled time (procrastinate's insert records it): from that time.
+    later = key("kiosk_job_wait_seconds_bucket", queue="later", task="tests.sync_ok", le="60.0")
+    assert values[later] == 1
     # The first attempt waited since the defer; the retry only since the first attempt failed.
     assert bucket("tests.flaky", "10.0") == 1 and bucket("tests.flaky", "600.0") == 1
     assert bucket("tests.flaky", "1800.0") == 2
@@ -192,7 +208,8 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
     # Pruning the jobs (their events go with them) never lowers a counter.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "DELETE FROM procrastinate_jobs WHERE id = ANY(%s)", ([plain, scheduled, retried],)
+            "DELETE FROM procrastinate_jobs WHERE id = ANY(%s)",
+            ([plain, scheduled, retried, due_soon],),
         )
     again = scrape(api)
     assert again[key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")] == 2
