@@ -245,6 +245,8 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
                 finished.add_metric(
                     (queue.name, status, window), getattr(queue, f"{status}_{window}")
                 )
+    for name, count in stalled_by_queue.items():  # a queue list_queues did not see (a race)
+        stalled.add_metric((name,), count)
 
     workers = GaugeMetricFamily(
         "kiosk_workers", "procrastinate workers by heartbeat freshness", labels=("state",)
@@ -304,8 +306,6 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     )
     for state, count in (await notification_deliveries.count_by_state(conn)).items():
         deliveries.add_metric((state,), count)
-    for name, count in stalled_by_queue.items():  # a queue list_queues did not see (a race)
-        stalled.add_metric((name,), count)
 
     schedules = GaugeMetricFamily(
         "kiosk_schedules_failing",
