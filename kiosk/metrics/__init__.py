@@ -3,12 +3,13 @@
 Built on `prometheus_client` (its metric types and its text exposition, 0.0.4). Two kinds of
 figures, and how each stays correct when the API runs as several processes:
 - from the database at each scrape (`scrape` reads it, then yields metric families): jobs by
-  queue and status, oldest runnable age, recent failures, workers, the inbox backlog, refunds,
-  payments needing attention, deliveries, queue controls (pause, limits, changes). Every API
-  process reports the same values.
-- job durations, a counter built incrementally from `job_outcomes` rows newer than the previous
-  scrape, so pruning old rows never makes it go down; it starts at zero when the process starts,
-  like any counter.
+  queue and status, oldest runnable age, stalled jobs, recent failures, workers, the inbox
+  backlog, refunds, payments needing attention, deliveries, failing schedules, queue controls (pause,
+  limits, changes). Every API process
+  reports the same values.
+- job durations and job waits, counters built incrementally from `job_outcomes` rows (durations)
+  and procrastinate's `started` events (waits) newer than the previous scrape, so pruning old rows
+  never makes them go down; they start at zero when the process starts, like any counter.
 - from this process: HTTP request latency (middleware) and webhook acknowledgements by outcome,
   in `prometheus_client` metrics of this module's own registry. Measured per webhook (one latency
   observation and one counter increment): 2.9 us with prometheus_client 0.26 against 2.3 us with
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import prometheus_client
 import psycopg
@@ -89,35 +91,83 @@ WEBHOOKS = Counter(
 )
 
 
+# Seconds a job waited to start: from LISTEN/NOTIFY pick-ups to a backlog of an hour.
+WAIT_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+# A scrape reads at most this many new procrastinate events; the rest wait for the next scrape
+# (the counters lag, they never skip), so a scrape after a long pause stays cheap.
+WAIT_EVENTS_PER_SCRAPE = 50_000
+
+
 @dataclass
-class _Durations:
-    """Job attempts by (task, status) since the first scrape: per-bucket counts (+Inf last), sum."""
+class _Incremental:
+    """A histogram counted from database rows newer than a cursor, since this process's first
+    scrape: per-bucket counts (+Inf last) and sum per label values. It only goes up, whatever
+    is pruned from the table it reads."""
 
-    cursor: int | None = None  # job_outcomes.id counted up to
-    series: dict[tuple[str, str], tuple[list[float], float]] = field(default_factory=dict)
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+    cursor: int | None = None  # the row id counted up to
+    series: dict[tuple[str, ...], tuple[list[float], float]] = field(default_factory=dict)
 
-    def add(self, key: tuple[str, str], bucket: int, count: float, total: float) -> None:
-        counts, summed = self.series.get(key) or ([0.0] * (len(DEFAULT_BUCKETS) + 1), 0.0)
+    def add(self, key: tuple[str, ...], bucket: int, count: float, total: float) -> None:
+        counts, summed = self.series.get(key) or ([0.0] * (len(self.buckets) + 1), 0.0)
         counts[bucket] += count
         self.series[key] = (counts, summed + total)
 
     def family(self) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            "kiosk_job_duration_seconds",
-            "Job attempts by task and outcome status, from job_outcomes since this process started",
-            labels=("task", "status"),
-        )
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         for key, (counts, summed) in sorted(self.series.items()):
             cumulative, buckets = 0.0, []
-            for bound, count in zip((*map(floatToGoString, DEFAULT_BUCKETS), "+Inf"), counts):
+            for bound, count in zip(
+                (*map(floatToGoString, self.buckets), "+Inf"), counts, strict=True
+            ):
                 cumulative += count
                 buckets.append((bound, cumulative))
             family.add_metric(list(key), buckets, summed)
         return family
 
 
-_durations = _Durations()
+_durations = _Incremental(
+    "kiosk_job_duration_seconds",
+    "Job attempts by task and outcome status, from job_outcomes since this process started",
+    ("task", "status"),
+    DEFAULT_BUCKETS,
+)
+_waits = _Incremental(
+    "kiosk_job_wait_seconds",
+    "Time from when a job could start (deferred, scheduled or retry time) to its start, by queue "
+    "and task, from procrastinate_events since this process started",
+    ("queue", "task"),
+    WAIT_BUCKETS,
+)
 _lock = asyncio.Lock()
+
+
+async def _scalar(conn: psycopg.AsyncConnection, query_name: str, column: str) -> Any:
+    """One column of an aggregate query's single row."""
+    row = await db.fetch_one(conn, QUERIES[query_name])
+    assert row is not None, f"{query_name} returned no row"  # an aggregate always answers
+    return row[column]
 
 
 async def _collect_outcomes(conn: psycopg.AsyncConnection) -> None:
@@ -137,6 +187,30 @@ async def _collect_outcomes(conn: psycopg.AsyncConnection) -> None:
     _durations.cursor = head
 
 
+async def _collect_waits(conn: psycopg.AsyncConnection) -> None:
+    """Count the job starts among procrastinate events settled since the previous scrape.
+
+    Read from procrastinate's own events, which every worker writes as it takes a job, so the
+    API process that answers the scrape sees all workers' starts, and a wait is counted when
+    its job starts, not when it ends.
+    """
+    head: int = await _scalar(conn, "events_head", "id")
+    if _waits.cursor is None:  # first scrape: count from now on
+        _waits.cursor = head
+        return
+    until = min(head, _waits.cursor + WAIT_EVENTS_PER_SCRAPE)
+    if until <= _waits.cursor:
+        return
+    rows = await db.fetch_all(
+        conn,
+        QUERIES["wait_buckets"],
+        {"bounds": list(WAIT_BUCKETS), "after": _waits.cursor, "until": until},
+    )
+    for row in rows:
+        _waits.add((row["queue_name"], row["task_name"]), row["bucket"], row["n"], row["total"])
+    _waits.cursor = until
+
+
 async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     """The figures read from the database now, as metric families."""
     jobs = GaugeMetricFamily(
@@ -147,12 +221,24 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
         "Age of the oldest job that could run now, per queue",
         labels=("queue",),
     )
+    stalled = GaugeMetricFamily(
+        "kiosk_jobs_stalled",
+        "Running jobs whose worker is gone or silent past KIOSK_WORKER_STALLED_AFTER, per queue",
+        labels=("queue",),
+    )
     finished = GaugeMetricFamily(
         "kiosk_jobs_finished_recent",
         "Jobs finished per queue over the last window",
         labels=("queue", "status", "window"),
     )
+    stalled_by_queue = {
+        row["queue_name"]: row["n"]
+        for row in await db.fetch_all(
+            conn, QUERIES["stalled_jobs"], {"after": get_settings().worker_stalled_after}
+        )
+    }
     for queue in await admin_jobs.list_queues(conn):
+        stalled.add_metric((queue.name,), stalled_by_queue.pop(queue.name, 0))
         for status, count in queue.counts.items():
             jobs.add_metric((queue.name, status), count)
         if queue.oldest_runnable_age_seconds is not None:
@@ -162,6 +248,8 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
                 finished.add_metric(
                     (queue.name, status, window), getattr(queue, f"{status}_{window}")
                 )
+    for name, count in stalled_by_queue.items():  # a queue list_queues did not see (a race)
+        stalled.add_metric((name,), count)
 
     workers = GaugeMetricFamily(
         "kiosk_workers", "procrastinate workers by heartbeat freshness", labels=("state",)
@@ -212,9 +300,16 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     )
     for state, count in (await notification_deliveries.count_by_state(conn)).items():
         deliveries.add_metric((state,), count)
+
+    schedules = GaugeMetricFamily(
+        "kiosk_schedules_failing",
+        "Active schedules whose latest finished run did not succeed",
+        value=await _scalar(conn, "failing_schedules", "n"),
+    )
     return [
         jobs,
         oldest,
+        stalled,
         finished,
         workers,
         backlog,
@@ -222,6 +317,7 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
         open_refunds,
         attention,
         deliveries,
+        schedules,
         *await _queue_control_families(conn),
     ]
 
@@ -274,11 +370,13 @@ class _Snapshot(Collector):
 
 
 async def scrape() -> str:
-    """The whole exposition: database figures read now, job durations, this process's metrics."""
+    """The whole exposition: database figures read now, job durations and waits, this process's
+    metrics."""
     async with _lock, db.transaction() as conn:
         families = await _database_families(conn)
         await _collect_outcomes(conn)
-        families.append(_durations.family())
+        await _collect_waits(conn)
+        families.extend((_durations.family(), _waits.family()))
     return prometheus_client.generate_latest(_Snapshot(families)).decode()
 
 

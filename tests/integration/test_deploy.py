@@ -6,6 +6,7 @@ the image's install steps run in a fresh virtualenv (the `image` marker).
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import yaml
 
 from kiosk import migrations
+from kiosk.settings import _env_name
 from tests.support import PROJECT_DIR, Process, child_env, free_port, wait_for
 from tests.support.deploy import (
     command_env,
@@ -213,3 +216,60 @@ def test_image_install_steps_give_a_working_app(tmp_path, scratch_database, data
     finally:
         api.terminate()
         api.wait(20)
+
+
+# --- the monitoring profile ---------------------------------------------------------------------
+
+
+def mounts(service: dict) -> dict[str, Path]:
+    """A service's bind mounts of project files: container path -> host path (which must exist)."""
+    found = {}
+    for volume in service["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("./"):
+            found[target] = PROJECT_DIR / source
+    return found
+
+
+def test_monitoring_profile_runs_prometheus_and_grafana_on_the_kit():
+    compose_file = compose()
+    services = compose_file["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["profiles"] == grafana["profiles"] == ["monitoring"]
+    for service in (prometheus, grafana):
+        for host_path in mounts(service).values():
+            assert host_path.exists(), host_path
+            assert host_path.is_relative_to(PROJECT_DIR / "deploy" / "monitoring")
+
+    # Prometheus reads the kit's config, whose rule file sits beside it, and scrapes the api
+    # service with the token compose mounts as a secret from KIOSK_METRICS_TOKEN.
+    config_path = next(a.split("=", 1)[1] for a in prometheus["command"] if "--config.file" in a)
+    prom_mounts = mounts(prometheus)
+    config = yaml.safe_load(prom_mounts[config_path].read_text())
+    for rule_file in config["rule_files"]:
+        mounted = prom_mounts[str(Path(config_path).parent / rule_file)]
+        assert mounted == PROJECT_DIR / "deploy" / "monitoring" / rule_file
+    (scrape,) = config["scrape_configs"]
+    (secret,) = prometheus["secrets"]
+    assert scrape["authorization"]["credentials_file"] == f"/run/secrets/{secret}"
+    variable = compose_file["secrets"][secret]["environment"]
+    assert variable == "KIOSK_METRICS_TOKEN" == _env_name("metrics_token")
+    (targets,) = [c["targets"] for c in scrape["static_configs"]]
+    assert targets == ["api:8000"] and "api" in services
+    assert prometheus["depends_on"] == {"api": {"condition": "service_healthy"}}
+
+    # Grafana: the datasource points at the prometheus service, the dashboard provider at the
+    # mounted dashboards, and every panel uses that datasource.
+    graf_mounts = mounts(grafana)
+    provisioning = graf_mounts["/etc/grafana/provisioning"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "kiosk.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["url"] == "http://prometheus:9090" and "prometheus" in services
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "kiosk.yml").read_text())[
+        "providers"
+    ]
+    dashboards = graf_mounts[provider["options"]["path"]]
+    board = json.loads((dashboards / "kiosk.json").read_text())
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert panels and all(p["datasource"]["uid"] == datasource["uid"] for p in panels)

@@ -25,7 +25,16 @@ from tests.support.deploy import (
 
 def test_compose_declares_db_migrate_api_and_two_workers():
     services = compose()["services"]
-    assert set(services) == {"db", "migrate", "api", "worker", "worker-payments", "simulator"}
+    assert set(services) == {
+        "db",
+        "migrate",
+        "api",
+        "worker",
+        "worker-payments",
+        "simulator",
+        "prometheus",
+        "grafana",
+    }
 
     db = services["db"]
     assert db["image"].startswith("postgres:")
