@@ -7,14 +7,14 @@ latter, so a deploy never undoes an operator's change. `changes` counts every ch
 is never pruned, so the counter never goes down.
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0021"
-down_revision = "0018"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

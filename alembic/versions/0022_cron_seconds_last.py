@@ -8,14 +8,14 @@ its first field moved last, which keeps its ticks; five-field crons and `@` alia
 seconds back first.
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0021
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0022"
-down_revision = "0018"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

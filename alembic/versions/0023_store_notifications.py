@@ -23,14 +23,14 @@ and their jobs commit together in one round trip (docs/benchmarks.md, "Webhook i
   statement again on every call.
 
 Revision ID: 0023
-Revises: 0018
+Revises: 0022
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0023"
-down_revision = "0018"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

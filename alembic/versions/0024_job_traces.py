@@ -6,14 +6,14 @@ so the job's span joins the request's (or parent job's) trace. Empty while traci
 goes with its job (ON DELETE CASCADE).
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0023
 Create Date: 2026-12-02
 """
 
 from kiosk.migrations import run_sql
 
 revision = "0024"
-down_revision = "0018"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
