@@ -45,11 +45,13 @@ async def acting_operator(
     x_kiosk_actor: Annotated[
         str | None,
         Header(
-            description="your name, recorded as the actor of this action in the audit log (default `admin`)",
+            description=(
+                "your name, recorded as the actor of this action in the audit log (default `admin`)"
+            ),
         ),
     ] = None,
 ) -> Operator:
-    """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
+    """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token."""
     return Operator(actor_name(x_kiosk_actor), request.client.host if request.client else None)
 
 

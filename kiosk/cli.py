@@ -1,5 +1,5 @@
-"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`, `kiosk tap`,
-`kiosk secret-key`, `kiosk rotate-secrets`."""
+"""The `kiosk` command: `kiosk dev`, `kiosk migrate`, `kiosk worker-health`, `kiosk simulator`,
+`kiosk tap`, `kiosk secret-key`, `kiosk rotate-secrets`."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class DatabaseNotReady(RuntimeError):
 
 
 def host_prefix(role: str, host: str | None = None) -> str:
-    """`kiosk-<role>:<host>:`, how every connection of a `role` process on `host` begins its name."""
+    """`kiosk-<role>:<host>:`, the prefix of the connection names of a `role` process on `host`."""
     return f"kiosk-{role}:{(host or socket.gethostname())[:_HOST_CHARS]}:"
 
 

@@ -35,7 +35,7 @@ async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def invalid_value(_: Request, exc: psycopg.DataError) -> JSONResponse:
-    """A value the database cannot take (a NUL byte in text, an integer beyond bigint): bad input."""
+    """A value the database cannot take (a NUL byte in text, an integer past bigint): bad input."""
     message = clip(str(exc).split("\n", 1)[0])  # PostgreSQL may quote the value it refused
     logger.warning("refused a value the database cannot store: %s", message)
     return JSONResponse({"detail": f"invalid value: {message}"}, status_code=422)

@@ -1,4 +1,4 @@
-"""Order jobs: the receipt email and the notify hook of a paid order (each at least once), expiry."""
+"""Order jobs: a paid order's receipt email and notify hook (each at least once), expiry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job code of schedules: perform one run of a scheduled HTTP request (kiosk/schedules/executor.py)."""
+"""Job code of schedules: one run of a scheduled HTTP request (kiosk/schedules/executor.py)."""
 
 from __future__ import annotations
 

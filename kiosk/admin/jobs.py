@@ -120,7 +120,8 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
         params["text"] = _like_pattern(flt.text)
     if flt.min_attempts is not None:
         params["min_attempts"] = flt.min_attempts
-    # Job ids grow with time: a deferral-time range becomes an id range, which the primary key serves.
+    # Job ids grow with time: a deferral-time range becomes an id range, which the primary key
+    # serves.
     if flt.deferred_after is not None:
         row = await db.fetch_one(
             conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after}
@@ -139,7 +140,7 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
 
 
 def _compose(query_name: str, params: dict[str, Any]) -> sql.Composed:
-    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all says why)."""
+    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all: why)."""
     clauses = [sql.SQL(_CLAUSES[key]) for key in _CLAUSES if key in params]
     where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("true")
     return sql.SQL(QUERIES[query_name]).format(filters=where)
@@ -347,7 +348,7 @@ async def list_workers(
     after: int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Workers by id, those after `after`; every one when `limit` is None (the overview's counts)."""
+    """Workers by id, those after `after`; all when `limit` is None (the overview's counts)."""
     rows = await db.fetch_all(conn, QUERIES["workers"], {"after": after, "limit": limit})
     for row in rows:
         row["heartbeat_age_seconds"] = float(row["heartbeat_age_seconds"])

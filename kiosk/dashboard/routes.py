@@ -54,7 +54,8 @@ LOGOUT = "/admin/logout"
 HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
-# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about one.
+# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about
+# one.
 TOO_SLOW = (
     "The search took longer than {seconds:g} s and was stopped: narrow it with a "
     "status, task or time range (text alone reads every job)."
@@ -107,7 +108,7 @@ class PageError(Exception):
 
 
 class DashboardRoute(APIRoute):
-    """Turns Redirect / PageError / a database outage into HTML answers, and adds security headers."""
+    """Turns Redirect / PageError / a database outage into HTML answers; adds security headers."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -271,7 +272,7 @@ def _back(
     return _flash(request, response, kind, message)
 
 
-# --- sign in and out -------------------------------------------------------------------------------
+# --- sign in and out ------------------------------------------------------------------------------
 
 
 @router.get(LOGIN)
@@ -379,7 +380,7 @@ async def logout(
     return _flash(request, response, "ok", message)
 
 
-# --- pages -----------------------------------------------------------------------------------------
+# --- pages ----------------------------------------------------------------------------------------
 
 
 @router.get(HOME)
@@ -571,7 +572,7 @@ async def audit_page(
     )
 
 
-# --- actions: POST + CSRF, then back to the page with a message --------------------------------------
+# --- actions: POST + CSRF, then back to the page with a message -----------------------------------
 
 
 @router.post(f"{UI}/jobs/{{job_id}}/{{action}}")
@@ -650,12 +651,12 @@ async def periodic_run(
     return _back(request, form, default, "ok", f"{name} deferred now as job {job_id}.")
 
 
-# --- payments needing attention: unresolved charges, failed refunds -----------------------------------
+# --- payments needing attention: unresolved charges, failed refunds -------------------------------
 
 
 @router.get("/admin/attention")
 async def attention_short() -> Response:
-    """The page's short, easy to tell address; the page itself lives with the others under /admin/ui."""
+    """The page's short, easy to tell address; the page lives with the others under /admin/ui."""
     return RedirectResponse(f"{UI}/attention", status_code=303)
 
 
@@ -693,7 +694,7 @@ async def attention_action(
     return _back(request, form, default, "ok", f"Payment intent {intent_id}: {done}.")
 
 
-# --- schedules: list, history, run now ---------------------------------------------------------------
+# --- schedules: list, history, run now ------------------------------------------------------------
 
 
 @router.get(f"{UI}/schedules")
@@ -831,7 +832,7 @@ async def export_download(
     return csv_response(file)
 
 
-# --- devices: list, create (the token shown once), revoke ------------------------------------------
+# --- devices: list, create (the token shown once), revoke -----------------------------------------
 
 
 async def _devices_page(
@@ -912,7 +913,7 @@ async def device_revoke(
     )
 
 
-# --- deliveries: receipts and hooks not delivered, resend ------------------------------------------
+# --- deliveries: receipts and hooks not delivered, resend -----------------------------------------
 
 
 @router.get(f"{UI}/deliveries")
@@ -983,7 +984,7 @@ async def delivery_resend(
     )
 
 
-# --- the stylesheet --------------------------------------------------------------------------------
+# --- the stylesheet -------------------------------------------------------------------------------
 
 STATIC_PATH = f"{UI}/static"
 

@@ -188,7 +188,7 @@ def cookie_secure(scheme: str, client_host: str | None, force: bool) -> bool:
 
 
 def safe_next(target: str | None, default: str = "/admin/") -> str:
-    """A redirect target that stays inside the dashboard: a local path under /admin/, nothing else."""
+    """A redirect target that stays inside the dashboard: a local path under /admin/ only."""
     if (
         not target
         or not target.startswith("/admin/")

@@ -26,7 +26,9 @@ logger = logging.getLogger("kiosk.devices")
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="deviceToken",
-    description="a device token (POST /admin/devices), or KIOSK_ADMIN_TOKEN for any order and terminal",
+    description=(
+        "a device token (POST /admin/devices), or KIOSK_ADMIN_TOKEN for any order and terminal"
+    ),
 )
 # Documented on every order endpoint.
 RESPONSES = {

@@ -106,7 +106,9 @@ class _Durations:
         )
         for key, (counts, summed) in sorted(self.series.items()):
             cumulative, buckets = 0.0, []
-            for bound, count in zip((*map(floatToGoString, DEFAULT_BUCKETS), "+Inf"), counts):
+            for bound, count in zip(
+                (*map(floatToGoString, DEFAULT_BUCKETS), "+Inf"), counts, strict=True
+            ):
                 cumulative += count
                 buckets.append((bound, cumulative))
             family.add_metric(list(key), buckets, summed)

@@ -57,7 +57,7 @@ RESUME_GRACE_SECONDS = 60
 
 
 class DeliveryRetry(Exception):
-    """Not delivered this time; the job tries again, in `retry_in` seconds once the ledger set it."""
+    """Not delivered this time; the job tries again, in `retry_in` seconds once the ledger set."""
 
     def __init__(self, message: str, retry_in: float | None = None):
         super().__init__(message)
@@ -262,7 +262,7 @@ async def _retry_later(
     return DeliveryRetry(str(error), retry_in=row["retry_in"])
 
 
-# -- operators ---------------------------------------------------------------------------------------
+# -- operators -------------------------------------------------------------------------------------
 
 
 class DeliveryNotFound(NotFound):

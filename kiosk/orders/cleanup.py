@@ -20,6 +20,7 @@ unresolved charge or a pending refund whose job gave up gets its job again, at e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -124,10 +125,10 @@ async def check(intent_id: uuid.UUID) -> Checked:
         try:
             answer = await client.get_order(provider_order_id)
             if answer.status == "created":
-                try:
+                # MPConflict: taken by the terminal (or finished) meanwhile; the read below says
+                # which.
+                with contextlib.suppress(mp.MPConflict):
                     await client.cancel_order(provider_order_id, f"kiosk-cancel-{intent_id}")
-                except mp.MPConflict:
-                    pass  # taken by the terminal (or finished) meanwhile: the read below says which
                 answer = await client.get_order(provider_order_id)
         except mp.MPNotFound:
             logger.error(

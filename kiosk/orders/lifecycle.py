@@ -290,9 +290,13 @@ async def _settle_order(
             await refunds.done(conn, intent)
         else:
             await orders.mark_refunded(conn, order_id, intent["id"])
-    elif status in UNPAID_FINAL and order.status == "pending_payment" and order.closing_status:
-        if not await db.fetch_one(conn, QUERIES["open_intent_of_order"], {"order_id": order_id}):
-            await orders.close(conn, order_id, order.closing_status)
+    elif (
+        status in UNPAID_FINAL
+        and order.status == "pending_payment"
+        and order.closing_status
+        and not await db.fetch_one(conn, QUERIES["open_intent_of_order"], {"order_id": order_id})
+    ):
+        await orders.close(conn, order_id, order.closing_status)
 
 
 # -- closing orders -----------------------------------------------------------------------------

@@ -101,7 +101,7 @@ async def find_by_reference(
 async def link_provider_order(
     conn: psycopg.AsyncConnection, intent_id: uuid.UUID, provider_order_id: str
 ) -> bool:
-    """Link the intent to the order Mercado Pago created for it; False when it is linked to another."""
+    """Link the intent to the order Mercado Pago created for it; False when linked to another."""
     linked = await db.fetch_one(
         conn,
         QUERIES["set_provider_order"],

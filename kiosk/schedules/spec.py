@@ -179,7 +179,7 @@ def check_headers(headers: dict[str, str]) -> None:
 
 
 def check_static(spec: ScheduleSpec) -> ScheduleSpec:
-    """Every rule that needs no network; returns the spec normalised (trimmed name, upper method)."""
+    """Every rule that needs no network; returns it normalised (trimmed name, upper method)."""
     name = spec.name.strip()
     if not name or len(name) > MAX_NAME:
         raise InvalidSchedule(f"name must be 1 to {MAX_NAME} characters")
@@ -222,7 +222,7 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
 
 
 async def validate(spec: ScheduleSpec, allowed: frozenset[str]) -> ScheduleSpec:
-    """All the rules, the SSRF guard included (it resolves the host): InvalidSchedule or the spec."""
+    """All the rules, SSRF guard included (it resolves the host): the spec, or InvalidSchedule."""
     spec = check_static(spec)
     try:
         await netguard.check_url(spec.url, allowed)

@@ -283,7 +283,7 @@ async def insert_skipped_runs(
 
 async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
     if pairs:
-        run_ids, job_ids = zip(*pairs)
+        run_ids, job_ids = zip(*pairs, strict=True)
         await conn.execute(
             QUERIES["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)}
         )

@@ -15,7 +15,7 @@ to the webhook URL, in order, retried 3 times):
   POST /_sim/orders/{id}/status {"status"}                      any allowed lifecycle step
   POST /_sim/faults {"fail_next", "fail_status", "delay_next", "delay_seconds", "method"}
   POST /_sim/chaos {"seed", "fail_after", "late", "late_seconds", "drop", "webhook_delay",
-                    "webhook_duplicate", "method"}          random faults of every API call and webhook
+                    "webhook_duplicate", "method"}    random faults of every API call and webhook
   POST /_sim/config {"webhooks": bool, "webhook_url"}
   GET  /_sim/orders, /_sim/requests, /_sim/webhooks              what happened
   POST /_sim/reset
@@ -536,7 +536,8 @@ def create_app(sim: Simulator) -> Starlette:
                 f"<td>{o.status}</td><td style='display:flex;gap:4px'>{buttons}</td></tr>"
             )
         return HTMLResponse(
-            "<!doctype html><title>Mercado Pago simulator</title><meta http-equiv=refresh content=3>"
+            "<!doctype html><title>Mercado Pago simulator</title>"
+            "<meta http-equiv=refresh content=3>"
             "<h1>Mercado Pago Point simulator</h1><p>Tap a card on a terminal:</p>"
             "<table border=1 cellpadding=4><tr><th>terminal</th><th>order</th><th>amount</th>"
             f"<th>status</th><th></th></tr>{''.join(rows)}</table>"

@@ -4,8 +4,8 @@ Runs in a worker (`payments.process_notification`, deferred by the inbox). Here,
 package, so that the worker path goes one way: webhooks (inbox, this) -> payments (intents, the
 Mercado Pago client), never back. The notification body is only a hint, so the
 order is always read with `GET /v1/orders/{id}`; the intent, the order and the follow-up jobs
-change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by id is
-matched by its `external_reference` (a create whose answer was lost) and linked; only an order
+change in one transaction (`orders.lifecycle.apply`, forward only). An order no intent knows by id
+is matched by its `external_reference` (a create whose answer was lost) and linked; only an order
 whose reference is not ours is `ignored`. `MPUnavailable` propagates so the job is retried with
 backoff; on the last attempt the job fails and nothing has changed.
 """
