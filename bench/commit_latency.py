@@ -54,11 +54,9 @@ class Stamps:
         self.seen: dict[int, tuple[float, float]] = {}  # seq: (started, fetched)
         self._offset = 0
 
-    async def wait(self, seq: int, timeout: float) -> tuple[float, float]:
-        deadline = time.monotonic() + timeout
+    async def wait(self, seq: int) -> tuple[float, float]:
+        """When job `seq` started and was fetched; the caller bounds the wait (asyncio.timeout)."""
         while seq not in self.seen:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"job {seq} did not start within {timeout:g} s")
             with self.path.open() as f:
                 f.seek(self._offset)
                 chunk = f.read()
@@ -116,7 +114,11 @@ async def sample(
                 async with conn.transaction():
                     await queue.defer(conn, "bench.stamp", queue=WORKERS[name][1], seq=seq)
                 committed = time.time()
-            started, fetched = await stamps.wait(seq, timeout=10)
+            try:
+                async with asyncio.timeout(10):
+                    started, fetched = await stamps.wait(seq)
+            except TimeoutError:
+                raise SystemExit(f"job {seq} did not start within 10 s") from None
             figures[name]["latency"].append(1000 * (started - committed))
             figures[name]["fetched"].append(1000 * (fetched - committed))
             figures[name]["commit"].append(1000 * (committed - before))
@@ -254,12 +256,22 @@ def main() -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, values in figures.items():
-        rows = list(zip(values["latency"], values["fetched"], values["commit"], values["others"]))
+        rows = list(
+            zip(
+                values["latency"],
+                values["fetched"],
+                values["commit"],
+                values["others"],
+                strict=True,
+            )
+        )
         quiet = [row for row in rows if row[3] <= args.max_others]
         for label, chosen in ((name, rows), (f"{name}, quiet blocks only", quiet)):
             if not chosen or (chosen is quiet and len(quiet) == len(rows)):
                 continue
-            latency, fetched, commit, others = (list(column) for column in zip(*chosen))
+            latency, fetched, commit, others = (
+                list(column) for column in zip(*chosen, strict=True)
+            )
             p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
             print(
                 f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "

@@ -278,7 +278,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        scratch.stop_all([c for c in children])
+        scratch.stop_all(list(children))
         smtp.controller.stop()
         hook.server.shutdown()
 

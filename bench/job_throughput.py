@@ -248,7 +248,7 @@ def report(
                 ratio = ""
                 if variant != "bare" and (processes, "bare", name) in results:
                     bare = results[(processes, "bare", name)]
-                    ratio = f"{100 * med([r.rate / b.rate for r, b in zip(runs, bare)]):.0f} %"
+                    ratio = f"{100 * med([r.rate / b.rate for r, b in zip(runs, bare, strict=True)]):.0f} %"
                 loads, others = [r.load for r in runs], [r.others for r in runs]
                 print(
                     f"| {processes} | {name} | {variant} | {med([r.rate for r in runs]):.0f} | "
@@ -263,8 +263,8 @@ def report(
                     results[(processes, variant, names[0])],
                     results[(processes, variant, names[1])],
                 )
-                change = med([b.rate / e.rate - 1 for e, b in zip(empty, big)])
-                cpu = med([b.cpu_ms / e.cpu_ms - 1 for e, b in zip(empty, big)])
+                change = med([b.rate / e.rate - 1 for e, b in zip(empty, big, strict=True)])
+                cpu = med([b.cpu_ms / e.cpu_ms - 1 for e, b in zip(empty, big, strict=True)])
                 print(
                     f"  {processes} x {variant}: throughput {100 * change:+.0f} %, CPU per job {100 * cpu:+.0f} %"
                 )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Pruning a million inbox rows while webhooks arrive (issue 14): does retention slow the webhook path?
+"""Pruning a million inbox rows while webhooks arrive (issue 14): does retention slow the webhook
+path?
 
 Fills webhook_inbox with `--rows` settled notifications (processed, a fifth ignored) received
 48-60 days ago, then sends signed Mercado Pago notifications at `--rate` per second for
@@ -138,7 +139,7 @@ def load(
     for _, st, lat, _, _ in results:
         statuses += st
         latencies += lat
-    ok = sorted(lat for st, lat in zip(statuses, latencies) if st == 200)
+    ok = sorted(lat for st, lat in zip(statuses, latencies, strict=True) if st == 200)
     return {
         "sent": len(items),
         "ok": len(ok),

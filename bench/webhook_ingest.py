@@ -5,9 +5,10 @@ real app stores with their job, and how fast it answers at fixed rates.
 It starts `uvicorn kiosk.app:app` (1 and 2 processes) against a scratch database, sends correctly
 signed notifications with distinct ids, one per distinct provider order that has a payment intent
 (so each is stored and its job deferred; `--unknown-share` adds notifications for orders no intent
-knows, stored the same way: their job matches them by reference, docs/payments.md), from an open-loop load generator: requests are due at fixed times whatever
-the answers, and latency counts from the due time (no coordinated omission). No worker runs: jobs
-pile up, so this measures the API path only.
+knows, stored the same way: their job matches them by reference, docs/payments.md), from an
+open-loop load generator: requests are due at fixed times whatever the answers, and latency counts
+from the due time (no coordinated omission). No worker runs: jobs pile up, so this measures the API
+path only.
 
 For each run it checks the database: every accepted notification has exactly one inbox row and
 exactly one `todo` job with `queueing_lock = mp-order-<order>`
@@ -56,7 +57,7 @@ HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 10.0
 
 
-# -- load generator (runs in client processes) ------------------------------------------------------
+# -- load generator (runs in client processes) -----------------------------------------------------
 
 
 def build_request(port: int, notification_id: str, data_id: str, ts: int) -> bytes:
@@ -164,7 +165,7 @@ def client_main(
     result_queue.put((k, statuses, latencies, states, time.process_time() - cpu0))
 
 
-# -- processes and the database ---------------------------------------------------------------------
+# -- processes and the database --------------------------------------------------------------------
 
 
 @contextmanager
@@ -317,7 +318,7 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return result
 
 
-# -- one run ------------------------------------------------------------------------------------------
+# -- one run ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -573,7 +574,7 @@ def verify(
     return problems[:10]
 
 
-# -- main -------------------------------------------------------------------------------------------
+# -- main ------------------------------------------------------------------------------------------
 
 
 def show(label: str, r: Run) -> None:

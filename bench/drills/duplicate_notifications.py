@@ -153,7 +153,7 @@ def main() -> int:
                 f"{answers['200 received']} copies accepted as new for {len(ids)} notifications",
             )
         stored = {r["notification_id"]: r for r in inbox}
-        for provider_order_id, notification_id in ids.items():
+        for notification_id in ids.values():
             row = stored.get(str(notification_id))
             if row is None:
                 report.fail("lost", f"notification {notification_id} is not in the inbox")

@@ -120,7 +120,7 @@ def main() -> int:
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
             wait_for(
-                lambda: load.reached(share),
+                lambda share=share: load.reached(share),
                 timeout=args.duration + 60,
                 interval=0.1,
                 what="the kill's turn",

@@ -198,13 +198,16 @@ class Customers:
                 self.notes.append(f"sale {n}: order not created")
             return
         order_id = order.json()["id"]
-        cancel = lambda: self._call(
-            client,
-            "POST",
-            f"{api}/orders/{order_id}/cancel",
-            "cancel",  # noqa: E731
-            retry_on=(500, 503, 504),
-        )
+
+        def cancel() -> None:
+            self._call(
+                client,
+                "POST",
+                f"{api}/orders/{order_id}/cancel",
+                "cancel",
+                retry_on=(500, 503, 504),
+            )
+
         if scenario == "cancel_before_paying":
             cancel()
             return
@@ -245,13 +248,12 @@ class Customers:
             timer.start()
             with self.lock:
                 self.timers.append(timer)
-        elif scenario == "cancel_at_terminal":
-            if self._tap(client, terminal, "take") is not None:
-                cancel()
-                self._tap(client, terminal, rng.choice(["approve", "cancel"]), within=5)
+        elif scenario == "cancel_at_terminal" and self._tap(client, terminal, "take") is not None:
+            cancel()
+            self._tap(client, terminal, rng.choice(["approve", "cancel"]), within=5)
 
 
-# -- settling and checking --------------------------------------------------------------------------
+# -- settling and checking -------------------------------------------------------------------------
 
 
 def left(stack: Stack) -> dict[str, int]:
@@ -427,7 +429,7 @@ def main() -> int:
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
             wait_for(
-                lambda: customers.done() or customers.sold() >= args.orders * share,
+                lambda share=share: customers.done() or customers.sold() >= args.orders * share,
                 timeout=args.duration,
                 interval=0.1,
                 what="the kill's turn",

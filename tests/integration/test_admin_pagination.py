@@ -1,8 +1,9 @@
 """Every admin list is paginated the same way, and the API's text search is bounded in time.
 
 `limit` and `cursor` (the `next_cursor` of the previous page) on jobs, audit, exports, workers
-devices and deliveries (schedules: docs/schedules.md); periodic tasks and queues are short lists fixed by the code. On
-main the workers list had no limit and `GET /admin/jobs?q=` ran with no statement timeout.
+devices and deliveries (schedules: docs/schedules.md); periodic tasks and queues are short lists
+fixed by the code. On main the workers list had no limit and `GET /admin/jobs?q=` ran with no
+statement timeout.
 """
 
 from __future__ import annotations

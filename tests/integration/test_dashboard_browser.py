@@ -1,5 +1,5 @@
-"""The dashboard in a real browser: Debian's chromium driven by Playwright, against a real uvicorn and
-a real worker that fails a job until the test lets it succeed.
+"""The dashboard in a real browser: Debian's chromium driven by Playwright, against a real uvicorn
+and a real worker that fails a job until the test lets it succeed.
 
 Skipped on a machine without /usr/bin/chromium (`apt-get install chromium`; CI installs it in
 .ci/run). Playwright only drives that binary: never `playwright install`.

@@ -1,4 +1,5 @@
-"""The deploy files' commands work in this project (what the files declare: tests/unit/test_deploy.py).
+"""The deploy files' commands work in this project (what the files declare:
+tests/unit/test_deploy.py).
 
 No Docker engine here: the files are parsed, their commands run against the test database, and
 the image's install steps run in a fresh virtualenv (the `image` marker).

@@ -3,7 +3,8 @@
 Every operation gets valid and invalid inputs (schemathesis' positive and negative modes), admin
 operations with the valid token so the fuzzing reaches past authentication. Nothing may answer
 5xx, and a refused (4xx) request may change no row of any table. A short budget keeps the run in
-the default suite; FUZZ_EXAMPLES raises it (`FUZZ_EXAMPLES=300 ./scripts/test tests/integration/test_fuzz_api.py`).
+the default suite; FUZZ_EXAMPLES raises it (`FUZZ_EXAMPLES=300 ./scripts/test
+tests/integration/test_fuzz_api.py`).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_every_admin_operation_wants_the_token(hostile_api, database_url):
                 continue
             url = path.replace("{sku}", "coffee").replace("{name}", "schedules.dispatch")
             for key in ("job_id", "schedule_id", "device_id"):
-                url = url.replace("{%s}" % key, "1")
+                url = url.replace("{{{}}}".format(key), "1")
             url = url.replace("{export_id}", "00000000-0000-0000-0000-000000000000")
             for method in operations:
                 for headers in (

@@ -115,21 +115,21 @@ def leaked(text: str) -> list[str]:
 
 
 def full_request(target: Target) -> dict:
-    return dict(
-        name="partner-sync",
-        cron=YEARLY,
-        method="POST",
-        url=f"{target.url}/echo?api_key={SECRETS['query']}&page=2",
-        headers={
+    return {
+        "name": "partner-sync",
+        "cron": YEARLY,
+        "method": "POST",
+        "url": f"{target.url}/echo?api_key={SECRETS['query']}&page=2",
+        "headers": {
             "Authorization": SECRETS["authorization"],
             "X-Bearer": SECRETS["bearer"],
             "X-Client-Code": SECRETS["client_code"],
             "Accept": "application/json",
             "X-Source": "kiosk-test",
         },
-        plain_headers=["X-Source"],
-        body=json.dumps({"password": SECRETS["body"]}),
-    )
+        "plain_headers": ["X-Source"],
+        "body": json.dumps({"password": SECRETS["body"]}),
+    }
 
 
 def test_secrets_never_reach_a_table_a_log_or_an_answer(api, target, database_url, workers):
@@ -329,7 +329,7 @@ def test_schedules_list_is_keyset_paginated(api, target):
     assert "not a page of this list" in dashboard.get("/admin/ui/schedules?cursor=nope").text
 
 
-# --- the migration and the key's rotation, in process -----------------------------------------------
+# --- the migration and the key's rotation, in process ---------------------------------------------
 
 OLD_ROW = {
     "url": "https://partner.example/sync?api_key=" + SECRETS["query"],

@@ -280,12 +280,12 @@ def test_outcomes_timeout_unreachable_client_error_and_redirects(
     workers(1)
     closed = f"http://127.0.0.1:{free_port()}/"
     cases = {
-        "hang": dict(url=f"{target.url}/hang", timeout_seconds=1, max_attempts=1),
-        "unreachable": dict(url=closed, max_attempts=2),
-        "not-found": dict(url=f"{target.url}/status/404", max_attempts=3),
-        "same-origin-redirect": dict(url=f"{target.url}/redirect/same"),
-        "other-origin-redirect": dict(url=f"{target.url}/redirect/other", max_attempts=3),
-        "big": dict(url=f"{target.url}/big"),
+        "hang": {"url": f"{target.url}/hang", "timeout_seconds": 1, "max_attempts": 1},
+        "unreachable": {"url": closed, "max_attempts": 2},
+        "not-found": {"url": f"{target.url}/status/404", "max_attempts": 3},
+        "same-origin-redirect": {"url": f"{target.url}/redirect/same"},
+        "other-origin-redirect": {"url": f"{target.url}/redirect/other", "max_attempts": 3},
+        "big": {"url": f"{target.url}/big"},
     }
     run_ids = {}
     for name, fields in cases.items():

@@ -108,7 +108,7 @@ def killer(database_url: str) -> Iterator[None]:
             )
 
 
-# -- in this process: the batcher on the kiosk pool ---------------------------------------------------
+# -- in this process: the batcher on the kiosk pool ------------------------------------------------
 
 
 async def test_concurrent_notifications_share_one_transaction(pool, database_url):

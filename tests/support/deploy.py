@@ -15,7 +15,8 @@ import yaml
 
 from tests.support.processes import PROJECT_DIR
 
-# The project's own virtualenv: `kiosk`, `procrastinate`, `uvicorn` and `python` as an image has them.
+# The project's own virtualenv: `kiosk`, `procrastinate`, `uvicorn` and `python` as an image has
+# them.
 VENV_BIN = Path(sys.executable).parent
 
 
