@@ -63,14 +63,14 @@ async def prune_tables(timestamp: int) -> dict[str, int]:
 
 @app.periodic(cron=cleanup.cron(), periodic_id="payments.cleanup_payment_intents")
 @app.task(name="payments.cleanup_payment_intents", queueing_lock="payments.cleanup_payment_intents")
-async def cleanup_payment_intents(timestamp: int) -> dict:
+async def cleanup_payment_intents(timestamp: int) -> dict[str, int]:
     """Check every open payment intent past its time to live at Mercado Pago."""
     return {"deferred": await cleanup.defer_checks()}
 
 
 @app.periodic(cron=expiry.cron(), periodic_id="orders.expire_orders")
 @app.task(name="orders.expire_orders", queueing_lock="orders.expire_orders")
-async def expire_orders(timestamp: int) -> dict:
+async def expire_orders(timestamp: int) -> dict[str, int]:
     """Expire every order still waiting for payment after KIOSK_ORDER_TTL."""
     return {"deferred": await expiry.defer_expiries()}
 

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -56,7 +57,7 @@ logger = logging.getLogger("kiosk")
 # kiosk exports no OpenTelemetry data; FastAPI's native hook (0.16x) would still look OTEL_*
 # variables up in the environment on every request (~4 % of the webhook path's CPU,
 # docs/benchmarks.md). Older FastAPI has no such parameter.
-NO_TELEMETRY = (
+NO_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI).parameters
     else {}

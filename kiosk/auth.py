@@ -6,7 +6,7 @@ Also who acts on the JSON API (`Actor`), for the audit log of every change.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -37,7 +37,10 @@ async def require_admin(
 
 AdminRequired = Depends(require_admin)
 # Documented on every admin router: what a caller without the token gets.
-UNAUTHORIZED = {401: {"description": "admin token missing or wrong"}}
+# FastAPI's `responses=`: the documented answers of a route or router, by status code.
+Responses = dict[int | str, dict[str, Any]]
+
+UNAUTHORIZED: Responses = {401: {"description": "admin token missing or wrong"}}
 
 
 async def acting_operator(

@@ -50,6 +50,11 @@ class DatabaseNotReady(RuntimeError):
     """The pool was used before the process opened it."""
 
 
+class MissingRow(RuntimeError):
+    """A query that returns a row by construction (INSERT ... RETURNING, an aggregate, a row the
+    transaction already holds) returned none: a broken query or schema, never bad input."""
+
+
 def host_prefix(role: str, host: str | None = None) -> str:
     """`kiosk-<role>:<host>:`, the prefix of the connection names of a `role` process on `host`."""
     return f"kiosk-{role}:{(host or socket.gethostname())[:_HOST_CHARS]}:"
@@ -120,16 +125,27 @@ async def transaction() -> AsyncIterator[psycopg.AsyncConnection]:
 
 async def fetch_one(
     conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
-) -> dict | None:
+) -> dict[str, Any] | None:
     """`prepare=False` for a query whose best plan depends on its values (see fetch_all)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params, prepare=prepare)
         return await cur.fetchone()
 
 
+async def fetch_row(
+    conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
+) -> dict[str, Any]:
+    """`fetch_one` for a query that always returns a row; MissingRow (naming the query) if not."""
+    row = await fetch_one(conn, query, params, prepare=prepare)
+    if row is None:
+        first_line = str(query).strip().split("\n", 1)[0]
+        raise MissingRow(f"no row from a query that always returns one: {first_line[:120]}")
+    return row
+
+
 async def fetch_all(
     conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Rows as dicts.
 
     psycopg prepares a query it has run 5 times on a connection, and PostgreSQL may then switch

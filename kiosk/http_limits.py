@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 
 class HeadLimit:
     """Pure ASGI middleware: 431 for too many header bytes, 414 for too long a target."""
@@ -21,7 +23,7 @@ class HeadLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             size = 0
             for name, value in scope["headers"]:

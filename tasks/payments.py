@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
 from procrastinate import JobContext
 
@@ -21,7 +22,7 @@ from tasks.retry import Backoff, database_unavailable
     retry=Backoff(mercadopago.MPUnavailable),
     pass_context=True,
 )
-async def process_notification(context: JobContext, provider_order_id: str) -> dict:
+async def process_notification(context: JobContext, provider_order_id: str) -> dict[str, Any]:
     """Read the order from Mercado Pago and apply it (deferred by the webhook)."""
     try:
         outcome = await processing.process_notification(provider_order_id)
@@ -41,7 +42,7 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
 
 
 @app.task(name=cleanup.CHECK_TASK)
-async def check_stale_intent(intent_id: str) -> dict:
+async def check_stale_intent(intent_id: str) -> dict[str, Any]:
     """Settle a charge Mercado Pago should have ended (deferred by the periodic
     `payments.cleanup_payment_intents`). Not retried: a provider error fails this job and the
     next tick checks the intent again."""
@@ -58,7 +59,7 @@ async def _retried(context: JobContext, exc: BaseException) -> None:
 
 
 @app.task(name=intents.RESOLVE_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
-async def resolve_intent(context: JobContext, intent_id: str) -> dict:
+async def resolve_intent(context: JobContext, intent_id: str) -> dict[str, Any]:
     """Re-send an ambiguous create with its idempotency key until Mercado Pago answers (deferred
     with the intent marked `unresolved`; again by the periodic clean-up should this give up)."""
     try:
@@ -70,7 +71,7 @@ async def resolve_intent(context: JobContext, intent_id: str) -> dict:
 
 
 @app.task(name=refunds.REFUND_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)
-async def refund_intent(context: JobContext, intent_id: str) -> dict:
+async def refund_intent(context: JobContext, intent_id: str) -> dict[str, Any]:
     """Refund a charge the kiosk cannot honour, with its one idempotency key (deferred with the
     refund decision; again by the periodic clean-up should this give up)."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import croniter
 import psycopg
@@ -31,7 +32,7 @@ class PeriodicInfo:
     next_ticks: list[dt.datetime]
 
 
-def _registry() -> dict:
+def _registry() -> dict[str, Any]:
     queue.app.perform_import_paths()
     return queue.app.periodic_registry.periodic_tasks
 

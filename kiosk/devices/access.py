@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kiosk.auth import token_matches
+from kiosk.auth import Responses, token_matches
 from kiosk.devices import store
 from kiosk.devices.limiter import FailureWindow
 from kiosk.settings import get_settings
@@ -31,7 +31,7 @@ _bearer = HTTPBearer(
     ),
 )
 # Documented on every order endpoint.
-RESPONSES = {
+RESPONSES: Responses = {
     401: {"description": "device token missing, unknown or revoked"},
     429: {
         "description": "too many failed authentications from this address, or too many unpaid "

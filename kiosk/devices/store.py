@@ -16,6 +16,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -78,7 +79,7 @@ class Caller:
 ADMIN = Caller(None)
 
 
-def _device(row: dict) -> Device:
+def _device(row: dict[str, Any]) -> Device:
     return Device(
         id=row["id"],
         name=row["name"],

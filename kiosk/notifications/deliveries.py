@@ -216,7 +216,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
-async def _record(query: str, params: dict[str, Any]) -> dict | None:
+async def _record(query: str, params: dict[str, Any]) -> dict[str, Any] | None:
     async with db.transaction() as conn:
         return await db.fetch_one(conn, query, params)
 

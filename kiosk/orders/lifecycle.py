@@ -131,7 +131,7 @@ async def unresolve(intent_id: uuid.UUID, error: str) -> Intent:
     return from_row(row)
 
 
-async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge]:
+async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict[str, Any], mp.Charge]:
     async with db.transaction() as conn:
         order = await orders.lock(conn, order_id)
         if order.status != "pending_payment":
@@ -194,7 +194,9 @@ async def _start(order_id: uuid.UUID, terminal_id: str) -> tuple[dict, mp.Charge
     return row, _charge(row, order_id, terminal_id, remaining)
 
 
-def _charge(row: dict, order_id: uuid.UUID, terminal_id: str, remaining: int) -> mp.Charge:
+def _charge(
+    row: dict[str, Any], order_id: uuid.UUID, terminal_id: str, remaining: int
+) -> mp.Charge:
     expiration = min(parse_duration(get_settings().payment_expiration), remaining)
     return mp.Charge(
         external_reference=row["external_reference"],
@@ -344,7 +346,7 @@ async def close_order(order_id: uuid.UUID, status: str = "canceled") -> orders.O
     return order_now
 
 
-async def _cancel_or_read(intent: dict) -> mp.MPOrder | None:
+async def _cancel_or_read(intent: dict[str, Any]) -> mp.MPOrder | None:
     """Cancel a `created` charge at Mercado Pago, or read where it is; None when unreachable
     (the charge's own notifications, or the stale-intent check, settle it later)."""
     provider_order_id = intent["provider_order_id"]

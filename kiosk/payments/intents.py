@@ -45,7 +45,7 @@ class Intent:
     created_at: dt.datetime
 
 
-def from_row(row: dict) -> Intent:
+def from_row(row: dict[str, Any]) -> Intent:
     return Intent(
         id=row["id"],
         order_id=row["order_id"],
@@ -111,7 +111,7 @@ async def link_provider_order(
 
 
 async def defer_resolution(
-    conn: psycopg.AsyncConnection, intent: dict, *, delay: int = 0
+    conn: psycopg.AsyncConnection, intent: dict[str, Any], *, delay: int = 0
 ) -> int | None:
     """The resolution job of an unresolved intent, at most one waiting (`queueing_lock`), never
     beside another job of its order (`lock`)."""

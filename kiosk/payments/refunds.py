@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -44,7 +45,7 @@ def idempotency_key(intent_id: uuid.UUID) -> str:
     return f"kiosk-refund-{intent_id}"
 
 
-async def plan(conn: psycopg.AsyncConnection, intent: dict, reason: str) -> bool:
+async def plan(conn: psycopg.AsyncConnection, intent: dict[str, Any], reason: str) -> bool:
     """Decide the refund of a processed charge, once, and defer its job in the caller's
     transaction (which holds the order's lock). False when it was decided before."""
     row = await db.fetch_one(
@@ -68,7 +69,7 @@ async def plan(conn: psycopg.AsyncConnection, intent: dict, reason: str) -> bool
     return True
 
 
-async def defer(conn: psycopg.AsyncConnection, intent: dict) -> int | None:
+async def defer(conn: psycopg.AsyncConnection, intent: dict[str, Any]) -> int | None:
     """The refund job of an intent, at most one waiting (`queueing_lock`), never beside another
     job of its order (`lock`)."""
     return await queue.defer(
@@ -80,7 +81,9 @@ async def defer(conn: psycopg.AsyncConnection, intent: dict) -> int | None:
     )
 
 
-async def done(conn: psycopg.AsyncConnection, intent: dict, *, actor: str = SYSTEM_ACTOR) -> bool:
+async def done(
+    conn: psycopg.AsyncConnection, intent: dict[str, Any], *, actor: str = SYSTEM_ACTOR
+) -> bool:
     """Mercado Pago reports the charge refunded: record the refund once, with its audit entry."""
     row = await db.fetch_one(conn, QUERIES["finish_refund"], {"id": intent["id"]})
     if row is None:
@@ -175,7 +178,7 @@ async def _fail(intent_id: uuid.UUID, error: str) -> Refunded:
     return Refunded(intent_id, row["refund_status"] if row else None, f"refund refused: {error}")
 
 
-async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict:
+async def retry(intent_id: uuid.UUID, by: audit.Operator) -> dict[str, Any]:
     """An operator asks for a failed refund again, with the same idempotency key: the job is
     deferred in the transaction that records the request and its audit entry. NotFound without
     such an intent, Conflict when its refund has not failed."""

@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -95,10 +96,10 @@ class SimOrder:
     last_updated_date: str = field(default_factory=_now)
     cancel_keys: set[str] = field(default_factory=set)
     # Refund idempotency key -> (HTTP status, body) of its first answer.
-    refund_answers: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    refund_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict[str, Any])
     refunds: int = 0  # refunds Mercado Pago made (at most one: only `processed` can be refunded)
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         payment_status, detail = PAYMENT_STATUS[self.status]
         return {
             "id": self.id,
@@ -124,7 +125,7 @@ class SimOrder:
             },
         }
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """The simulator's own record of the order (`GET /_sim/orders`): the API shape plus what
         only Mercado Pago knows, e.g. whether money was taken and how often it was refunded."""
         return {
@@ -165,7 +166,7 @@ class Chaos:
             self.counts[kind] = self.counts.get(kind, 0) + 1
         return hit
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "fail_after": self.fail_after,
@@ -209,8 +210,8 @@ class Simulator:
         self.faults = Faults()
         self.chaos = Chaos()
         self.webhooks_enabled = True
-        self.requests: list[dict] = []
-        self.webhooks: list[dict] = []
+        self.requests: list[dict[str, Any]] = []
+        self.webhooks: list[dict[str, Any]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -41,7 +42,7 @@ class Notification:
     action: str | None
     resource_id: str | None
     request_id: str | None
-    payload: dict
+    payload: dict[str, Any]
     body: str  # the JSON text as received, stored as the row's payload (jsonb)
 
 
@@ -204,7 +205,7 @@ async def _store(notifications: Sequence[Notification]) -> list[Accepted]:
             },
         )
         # One job per provider order in the batch; a later notification of it is collapsed.
-        waiting: dict[str, dict] = {}
+        waiting: dict[str, dict[str, Any]] = {}
         for row in sorted(rows, key=lambda r: r["resource_id"] or ""):
             if row["state"] == "received":
                 waiting.setdefault(row["resource_id"], row)
