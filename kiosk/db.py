@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from kiosk.settings import load_or_exit
@@ -141,6 +141,28 @@ async def fetch_row(
         first_line = str(query).strip().split("\n", 1)[0]
         raise MissingRow(f"no row from a query that always returns one: {first_line[:120]}")
     return row
+
+
+async def fetch_value(
+    conn: psycopg.AsyncConnection,
+    kind: type[T],
+    query: Any,
+    params: Any = None,
+    *,
+    prepare: bool | None = None,
+) -> T:
+    """The first column of the row a query always returns (a count, `now()`), checked to be a
+    `kind`: MissingRow without a row, TypeError for another type (NULL included)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query, params, prepare=prepare)
+        row = await cur.fetchone()
+    if row is None:
+        first_line = str(query).strip().split("\n", 1)[0]
+        raise MissingRow(f"no row from a query that always returns one: {first_line[:120]}")
+    value = row[0]
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__} from the query, got {type(value).__name__}")
+    return value
 
 
 async def fetch_all(

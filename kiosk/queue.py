@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import psycopg
 from procrastinate import PsycopgConnector, exceptions
@@ -41,6 +41,7 @@ __all__ = [
     "check_task_name",
     "defer",
     "defer_many",
+    "import_tasks",
     "release_queueing_lock",
 ]
 
@@ -64,10 +65,16 @@ class UnknownTask(LookupError):
     a job no worker runs. A programming error, not a domain error: it is never answered as 4xx."""
 
 
+def import_tasks() -> None:
+    """Import tasks/ and periodic.py (the app's import_paths): every task is then registered."""
+    # procrastinate leaves App.perform_import_paths unannotated; it takes nothing, returns None.
+    cast(Callable[[], None], app.perform_import_paths)()
+
+
 @functools.cache
 def _namespaces() -> frozenset[str]:
     """The namespaces of the kiosk's own tasks: those defined in tasks/ and periodic.py."""
-    app.perform_import_paths()
+    import_tasks()
     return frozenset(
         name.partition(".")[0]
         for name, task in app.tasks.items()

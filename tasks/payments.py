@@ -10,6 +10,7 @@ from typing import Any
 from procrastinate import JobContext
 
 from kiosk import queue
+from kiosk.jobs import ids
 from kiosk.orders import cleanup, lifecycle
 from kiosk.payments import intents, mercadopago, refunds
 from kiosk.queue import app
@@ -27,16 +28,15 @@ async def process_notification(context: JobContext, provider_order_id: str) -> d
     try:
         outcome = await processing.process_notification(provider_order_id)
     except mercadopago.MPUnavailable:
-        assert context.job.id is not None
-        await queue.release_queueing_lock(context.job.id)
+        await queue.release_queueing_lock(ids.job_id(context.job))
         raise
     except Exception as exc:
         if database_unavailable(exc):
             # Retried too (tasks/retry.py). While the database is still down neither this nor
             # the retry can be written: the job stays `doing` for the stalled-job sweep.
-            assert context.job.id is not None
+            job_id = ids.job_id(context.job)
             with contextlib.suppress(Exception):
-                await queue.release_queueing_lock(context.job.id)
+                await queue.release_queueing_lock(job_id)
         raise
     return {"intent_status": outcome.intent_status, "note": outcome.note}
 
@@ -53,9 +53,9 @@ async def check_stale_intent(intent_id: str) -> dict[str, Any]:
 async def _retried(context: JobContext, exc: BaseException) -> None:
     """Before a retry: drop the job's queueing lock (procrastinate#1543, see above)."""
     if isinstance(exc, mercadopago.MPUnavailable) or database_unavailable(exc):
-        assert context.job.id is not None
+        job_id = ids.job_id(context.job)
         with contextlib.suppress(Exception):
-            await queue.release_queueing_lock(context.job.id)
+            await queue.release_queueing_lock(job_id)
 
 
 @app.task(name=intents.RESOLVE_TASK, retry=Backoff(mercadopago.MPUnavailable), pass_context=True)

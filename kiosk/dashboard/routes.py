@@ -205,8 +205,8 @@ def _secure(request: Request) -> bool:
     )
 
 
-def _operator(request: Request, sess: session.Session) -> actions.Operator:
-    return actions.Operator(sess.actor, request.client.host if request.client else None)
+def _operator(request: Request, sess: session.Session) -> audit.Operator:
+    return audit.Operator(sess.actor, request.client.host if request.client else None)
 
 
 def _page(

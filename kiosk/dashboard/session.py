@@ -148,9 +148,9 @@ def csrf_token(key: bytes, session: Session) -> str:
 
 def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:
     """Constant-time comparison of a form's token with the session's."""
-    return bool(presented) and hmac.compare_digest(
-        presented.encode(), csrf_token(key, session).encode()
-    )
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), csrf_token(key, session).encode())
 
 
 def sign_flash(key: bytes, message: str) -> str:

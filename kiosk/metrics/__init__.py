@@ -20,8 +20,9 @@ sees the in-process figures of whichever process answers (docs/metrics.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import prometheus_client
 import psycopg
@@ -66,7 +67,8 @@ DEFAULT_BUCKETS = (
 )
 
 # No `*_created` series: the documented metrics are the counters and histograms themselves.
-prometheus_client.disable_created_metrics()
+# (prometheus_client leaves it unannotated: it takes nothing and returns None.)
+cast(Callable[[], None], prometheus_client.disable_created_metrics)()
 
 # This module's registry, not the library's global one: /metrics shows the documented metrics
 # only (no process or platform collectors another import might have registered).
@@ -120,7 +122,7 @@ _lock = asyncio.Lock()
 
 
 async def _collect_outcomes(conn: psycopg.AsyncConnection) -> None:
-    head = (await db.fetch_one(conn, QUERIES["outcomes_head"]))["id"]
+    head = await db.fetch_value(conn, int, QUERIES["outcomes_head"])
     if _durations.cursor is None:  # first scrape: count from now on
         _durations.cursor = head
         return
@@ -176,7 +178,7 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     backlog = GaugeMetricFamily(
         "kiosk_webhook_inbox_backlog",
         "Accepted notifications not processed yet",
-        value=(await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"],
+        value=await db.fetch_value(conn, int, QUERIES["inbox_backlog"]),
     )
 
     refund_states = {"refunded": 0, "pending": 0, "failed": 0}

@@ -122,7 +122,7 @@ async def _defer(conn: psycopg.AsyncConnection, kind: str, order_id: uuid.UUID) 
 def backoff(attempt: int, settings: Settings) -> float:
     """Seconds before the attempt after `attempt`: the first delay, doubled each time, capped."""
     first, cap = settings.delivery_retry_backoff_seconds, settings.delivery_retry_max_delay_seconds
-    return min(cap, first * 2 ** min(max(attempt - 1, 0), 32))
+    return min(cap, first * 2.0 ** min(max(attempt - 1, 0), 32))
 
 
 def _exhausted(row: dict[str, Any], settings: Settings) -> str | None:
@@ -158,11 +158,13 @@ async def deliver(
         row = await db.fetch_one(conn, QUERIES["lock_delivery"], params)
         if row is None:
             return "not planned"
-        if row["state"] in ("sent", "failed"):
-            return row["state"]
+        state: str = row["state"]
+        if state in ("sent", "failed"):
+            return state
         reason = _exhausted(row, settings)
         if reason is None:
-            claimed = await db.fetch_one(
+            # The row is locked above, in a state the claim takes: it always returns it.
+            claimed = await db.fetch_row(
                 conn, QUERIES["claim_delivery"], {**params, "payload": payload}
             )
         else:
@@ -170,7 +172,6 @@ async def deliver(
     if reason is not None:
         logger.warning("order %s: %s %s", order_id, kind, reason)
         raise DeliveryFailed(reason)
-    assert claimed is not None
     if row["state"] != "pending":
         logger.warning(
             "order %s: %s was %s (%s); sending it again with the same key, attempt %s",

@@ -52,7 +52,8 @@ class Checked:
 
 def cron() -> str:
     """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
-    return value_or_default("cleanup_payment_intents_cron")
+    cron: str = value_or_default("cleanup_payment_intents_cron")
+    return cron
 
 
 start_grace_seconds = intents.start_grace_seconds
@@ -77,11 +78,12 @@ async def defer_checks(limit: int = BATCH) -> int:
         age = start_grace_seconds()
         for row in await db.fetch_all(conn, QUERIES["orphan_starts"], {"age": age, "limit": limit}):
             if row["status"] == "created":
-                row = await db.fetch_one(
+                unresolved = await db.fetch_one(
                     conn, QUERIES["unresolve_orphan"], {"id": row["id"], "age": age}
                 )
-                if row is None:
+                if unresolved is None:
                     continue
+                row = unresolved
                 logger.warning(
                     "payment intent %s: its start never recorded Mercado Pago's answer; "
                     "resolving it with its idempotency key",

@@ -239,9 +239,10 @@ async def apply(conn: psycopg.AsyncConnection, intent_id: uuid.UUID, answer: mp.
     """
     row = await intents.get_row(conn, intent_id)
     order = await orders.lock(conn, row["order_id"])
-    row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
-    if row is None:
+    locked = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
+    if locked is None:
         raise NotFound(f"payment intent {intent_id} not found")
+    row = locked
     theirs = answer.external_reference not in (None, row["external_reference"])
     if answer.id != row["provider_order_id"] or theirs:
         logger.error(

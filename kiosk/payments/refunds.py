@@ -132,8 +132,7 @@ async def refund(intent_id: uuid.UUID) -> Refunded:
                 return await _fail(intent_id, str(exc))
     async with db.transaction() as conn:
         await record(conn, intent_id, answer)
-        row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    assert row is not None
+        row = await db.fetch_row(conn, QUERIES["get_intent"], {"id": intent_id})
     return Refunded(intent_id, row["refund_status"], f"Mercado Pago says {answer.status}")
 
 
@@ -147,11 +146,9 @@ async def record(
     """Record Mercado Pago's answer to a refund, on the locked order: the intent moves
     processed -> refunded and the refund is done. The order is left as it is (closed, or paid by
     another charge)."""
-    row = await db.fetch_one(conn, QUERIES["get_intent"], {"id": intent_id})
-    assert row is not None
+    row = await db.fetch_row(conn, QUERIES["get_intent"], {"id": intent_id})
     await intents.lock_order(conn, row["order_id"])
-    row = await db.fetch_one(conn, QUERIES["lock_intent"], {"id": intent_id})
-    assert row is not None
+    row = await db.fetch_row(conn, QUERIES["lock_intent"], {"id": intent_id})
     if answer.id != row["provider_order_id"] or answer.status != "refunded":
         logger.error(
             "payment intent %s: refund answered %s %s", intent_id, answer.id, answer.status

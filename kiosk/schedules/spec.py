@@ -97,7 +97,8 @@ def is_secret_header(name: str, plain: tuple[str, ...] | frozenset[str] = ()) ->
 
 def split_headers(spec: ScheduleSpec) -> tuple[dict[str, str], dict[str, str]]:
     """(plain, secret) headers of a spec."""
-    plain, secret = {}, {}
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
     for name, value in spec.headers.items():
         (secret if is_secret_header(name, spec.plain_headers) else plain)[name] = value
     return plain, secret

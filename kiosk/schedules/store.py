@@ -12,6 +12,7 @@ with KIOSK_SECRET_KEY (kiosk/secretbox.py). `unseal` gives the real request back
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,7 +282,9 @@ async def insert_skipped_runs(
         )
 
 
-async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
+async def set_job_ids(
+    conn: psycopg.AsyncConnection, pairs: Sequence[tuple[int, int | None]]
+) -> None:
     if pairs:
         run_ids, job_ids = zip(*pairs, strict=True)
         await conn.execute(

@@ -46,6 +46,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
 from kiosk.webhooks import signature
@@ -184,7 +185,7 @@ class DroppedResponse(Response):
     """Starts the answer and drops the connection before its end: a client sees the connection
     lost after its request was sent (and done)."""
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -241,7 +242,7 @@ class Simulator:
     async def send_webhooks(self) -> None:
         """Deliver notifications one at a time, in the order the changes happened; under chaos,
         each after its own random delay (so out of order), some twice."""
-        pending: set[asyncio.Task] = set()
+        pending: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(timeout=22) as client:
             while (change := await self._outbox.get()) is not None:
                 chaos = self.chaos
@@ -292,7 +293,7 @@ class Simulator:
             "x-signature": signature.header(self.webhook_secret, order.id, request_id),
             "x-request-id": request_id,
         }
-        record = {
+        record: dict[str, Any] = {
             "notification_id": notification_id,
             "order_id": order.id,
             "action": body["action"],
@@ -435,7 +436,7 @@ def create_app(sim: Simulator) -> Starlette:
             response = _error(
                 409, f"order is {order.status}; only a processed order can be refunded"
             )
-            order.refund_answers[key] = (409, json.loads(response.body))
+            order.refund_answers[key] = (409, json.loads(bytes(response.body)))
             return response
         sim.move(order, "refunded")
         order.refunds += 1
@@ -454,8 +455,8 @@ def create_app(sim: Simulator) -> Starlette:
             return _error(404, f"unknown action {action}")
         if order.status == "created" and action != "cancel":
             sim.move(order, "at_terminal")
-        if final[action]:
-            sim.move(order, final[action])
+        if (status := final[action]) is not None:
+            sim.move(order, status)
         if request.query_params.get("redirect"):
             return RedirectResponse("/", status_code=303)
         return JSONResponse(order.json())
