@@ -252,7 +252,8 @@ def main() -> int:
         stamps.path.unlink(missing_ok=True)
     print("\ncommit-to-start, milliseconds")
     print(
-        "| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 | others' CPU, cores |"
+        "| worker | jobs | p50 | p95 | p99 | max | fetched p50 / p99 | defer transaction p50 "
+        "| others' CPU, cores |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, values in figures.items():
@@ -274,7 +275,8 @@ def main() -> int:
             )
             p = {q: scratch.percentile(latency, q) for q in (50, 95, 99, 100)}
             print(
-                f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {p[100]:.1f} | "
+                f"| {label} | {len(latency)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} "
+                f"| {p[100]:.1f} | "
                 f"{scratch.percentile(fetched, 50):.2f} / {scratch.percentile(fetched, 99):.2f} | "
                 f"{scratch.percentile(commit, 50):.2f} | {min(others):.2f}–{max(others):.2f} |"
             )

@@ -1,6 +1,6 @@
 """How fast the dashboard and the admin JSON API answer with a million jobs (a script, not a test).
 
-    .venv/bin/python bench/dashboard_big_table.py                 # 1,000,000 jobs, embedded PostgreSQL
+    .venv/bin/python bench/dashboard_big_table.py                 # 1M jobs, embedded PostgreSQL
     .venv/bin/python bench/dashboard_big_table.py --rows 100000   # quicker
     .venv/bin/python bench/dashboard_big_table.py --compare 0005  # also without the 0006 indexes
 
@@ -196,7 +196,8 @@ def main() -> int:
         seconds = fill(url, args.rows, outcomes=True)
         with psycopg.connect(url) as conn:
             jobs, events = conn.execute(
-                "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)"
+                "SELECT (SELECT count(*) FROM procrastinate_jobs), "
+                "(SELECT count(*) FROM procrastinate_events)"
             ).fetchone()
             size = conn.execute(
                 "SELECT pg_size_pretty(pg_database_size(current_database()))"

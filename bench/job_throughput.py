@@ -1,8 +1,8 @@
 """Job throughput: kiosk's real task path against bare procrastinate, 1, 2 and 4 worker processes.
 
-    .venv/bin/python bench/job_throughput.py                          # 1,2,4 processes, concurrency 1
+    .venv/bin/python bench/job_throughput.py                    # 1,2,4 processes, concurrency 1
     .venv/bin/python bench/job_throughput.py --concurrency 4 --jobs 4000
-    .venv/bin/python bench/job_throughput.py --workers 2 --big-table 1000000   # empty vs 1M finished jobs
+    .venv/bin/python bench/job_throughput.py --workers 2 --big-table 1000000  # vs 1M finished jobs
     .venv/bin/python bench/job_throughput.py --workers 1 --variants kiosk,kiosk-no-outcomes
 
 One scratch database (two with --big-table: one empty, one holding N finished jobs with their
@@ -144,7 +144,10 @@ def main() -> int:
         "--max-others",
         type=float,
         default=0.35,
-        help="run a round again when other processes used more cores than this meanwhile (default 0.35)",
+        help=(
+            "run a round again when other processes used more cores than this meanwhile "
+            "(default 0.35)"
+        ),
     )
     parser.add_argument(
         "--attempts", type=int, default=3, help="... at most this many times (default 3)"
@@ -210,7 +213,8 @@ def measure(
                     round_runs[(processes, variant, name)] = run
                     print(
                         f"  {processes} x {variant:<17} {name:<14} {run.rate:6.0f} jobs/s  "
-                        f"{run.cpu_ms:5.2f} ms CPU/job  load {run.load:.1f}, others {run.others:.2f} cores",
+                        f"{run.cpu_ms:5.2f} ms CPU/job  load {run.load:.1f}, "
+                        f"others {run.others:.2f} cores",
                         flush=True,
                     )
                 noisy = max(run.others for run in round_runs.values()) > args.max_others
@@ -238,7 +242,8 @@ def report(
         f"{args.rounds} runs each; medians"
     )
     print(
-        "| processes | database | variant | jobs/s | CPU ms/job | vs bare, per round | others' CPU, cores | load |"
+        "| processes | database | variant | jobs/s | CPU ms/job | vs bare, per round "
+        "| others' CPU, cores | load |"
     )
     print("|---:|---|---|---:|---:|---:|---|---|")
     for processes in counts:
@@ -248,7 +253,8 @@ def report(
                 ratio = ""
                 if variant != "bare" and (processes, "bare", name) in results:
                     bare = results[(processes, "bare", name)]
-                    ratio = f"{100 * med([r.rate / b.rate for r, b in zip(runs, bare, strict=True)]):.0f} %"
+                    per_round = [r.rate / b.rate for r, b in zip(runs, bare, strict=True)]
+                    ratio = f"{100 * med(per_round):.0f} %"
                 loads, others = [r.load for r in runs], [r.others for r in runs]
                 print(
                     f"| {processes} | {name} | {variant} | {med([r.rate for r in runs]):.0f} | "
@@ -266,7 +272,8 @@ def report(
                 change = med([b.rate / e.rate - 1 for e, b in zip(empty, big, strict=True)])
                 cpu = med([b.cpu_ms / e.cpu_ms - 1 for e, b in zip(empty, big, strict=True)])
                 print(
-                    f"  {processes} x {variant}: throughput {100 * change:+.0f} %, CPU per job {100 * cpu:+.0f} %"
+                    f"  {processes} x {variant}: throughput {100 * change:+.0f} %, "
+                    f"CPU per job {100 * cpu:+.0f} %"
                 )
 
 

@@ -144,7 +144,8 @@ def main() -> int:
         raw.unlink(missing_ok=True)
     jobs = args.jobs
     print(
-        f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency 1; busy before {figures['quiet']:.2f}, "
+        f"\n{args.variant}: {jobs} no-op jobs, one worker, concurrency 1; "
+        f"busy before {figures['quiet']:.2f}, "
         f"load {figures['load']:.1f}"
     )
     print(
@@ -166,7 +167,8 @@ def main() -> int:
     for label, n in purposes.most_common():
         psy = counts.get((label, True), 0)
         print(
-            f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} | {n and 100 * psy / n:.0f} % |"
+            f"| {label} | {100 * n / total:.0f} % | {n * per_job:.3f} "
+            f"| {n and 100 * psy / n:.0f} % |"
         )
     return 0
 

@@ -533,8 +533,8 @@ def verify(
         jobs = {
             r[0]: r[1:]
             for r in conn.execute(
-                "SELECT id, queueing_lock, status, args->>'provider_order_id' FROM procrastinate_jobs "
-                "WHERE task_name = %s",
+                "SELECT id, queueing_lock, status, args->>'provider_order_id' "
+                "FROM procrastinate_jobs WHERE task_name = %s",
                 (TASK,),
             )
         }

@@ -375,7 +375,8 @@ class Load:
             sale.note = f"tap failed ({tap.text if tap else 'gave up'})"
 
     def _live_charge(self, client: httpx.Client, sale: Sale, timeout: float = 60) -> str | None:
-        """The Mercado Pago order of the sale's open charge on its terminal, once the kiosk knows it."""
+        """The Mercado Pago order of the sale's open charge on its terminal, once the kiosk knows
+        it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             order = self._call(

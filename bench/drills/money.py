@@ -1,8 +1,8 @@
 """Drill: money and goods agree under random Mercado Pago faults, racing cancels and expiries, and a
 worker killed mid-job.
 
-    .venv/bin/python bench/drills/money.py                                   # 500 orders
-    .venv/bin/python bench/drills/money.py --orders 24 --order-ttl 34 --customers 8   # the short one
+    .venv/bin/python bench/drills/money.py                                          # 500 orders
+    .venv/bin/python bench/drills/money.py --orders 24 --order-ttl 34 --customers 8  # the short one
 
 Customers order, charge on their own terminal and then, at random: pay; are declined and pay on a
 second attempt; cancel before paying; cancel while tapping the card; walk away (the order
@@ -263,7 +263,8 @@ def left(stack: Stack) -> dict[str, int]:
         SELECT (SELECT count(*) FROM orders WHERE status = 'pending_payment') AS pending_orders,
                (SELECT count(*) FROM payment_intents
                  WHERE status IN ('created', 'at_terminal', 'unresolved')) AS open_charges,
-               (SELECT count(*) FROM payment_intents WHERE refund_status = 'pending') AS pending_refunds,
+               (SELECT count(*) FROM payment_intents
+                 WHERE refund_status = 'pending') AS pending_refunds,
                (SELECT count(*) FROM webhook_inbox WHERE state = 'received') AS inbox,
                (SELECT count(*) FROM procrastinate_jobs
                  WHERE status IN ('todo', 'doing') AND {background}) AS jobs
@@ -289,8 +290,8 @@ def check_invariant(stack: Stack, report: Report) -> None:
     intents = {
         r["external_reference"]: r
         for r in stack.db(
-            "SELECT id, order_id::text, external_reference, provider_order_id, status, refund_status "
-            "FROM payment_intents"
+            "SELECT id, order_id::text, external_reference, provider_order_id, status, "
+            "refund_status FROM payment_intents"
         )
     }
     orders = {
@@ -371,7 +372,9 @@ def check_invariant(stack: Stack, report: Report) -> None:
         report.fail("problems", f"{len(released_paid)} paid orders had their stock released")
     report.figures.update(
         {
-            "Mercado Pago orders / took money / refunded": f"{len(sim_orders)} / {len(took)} / {refunded}",
+            "Mercado Pago orders / took money / refunded": (
+                f"{len(sim_orders)} / {len(took)} / {refunded}"
+            ),
             "kiosk orders by status": dict(
                 sorted(Counter(o["status"] for o in orders.values()).items())
             ),

@@ -1,8 +1,9 @@
 """Drill: restart PostgreSQL while orders are being paid; the kiosk recovers by itself, loses
 nothing.
 
-    .venv/bin/python bench/drills/restart_postgres.py                              # 1 outage of 5 s
-    .venv/bin/python bench/drills/restart_postgres.py --orders 500 --duration 120 --outages 3 --down 10
+    .venv/bin/python bench/drills/restart_postgres.py    # 1 outage of 5 s
+    .venv/bin/python bench/drills/restart_postgres.py --orders 500 --duration 120 \
+        --outages 3 --down 10
 
 The drill's own embedded PostgreSQL (pgserver in a temporary folder, never a shared server) is
 stopped with its pg_ctl (`--mode fast`: clients are disconnected; `immediate`: a crash) while
