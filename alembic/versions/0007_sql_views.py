@@ -25,11 +25,13 @@ def upgrade() -> None:
             SELECT queue_name,
                    count(*) FILTER (WHERE status = 'todo') AS todo,
                    count(*) FILTER (WHERE status = 'todo'
-                                    AND (scheduled_at IS NULL OR scheduled_at <= now())) AS runnable,
+                                    AND (scheduled_at IS NULL OR scheduled_at <= now()))
+                       AS runnable,
                    count(*) FILTER (WHERE status = 'todo' AND scheduled_at > now()) AS scheduled,
                    count(*) FILTER (WHERE status = 'doing') AS doing,
                    min(id) FILTER (WHERE status = 'todo'
-                                   AND (scheduled_at IS NULL OR scheduled_at <= now())) AS oldest_runnable_id
+                                   AND (scheduled_at IS NULL OR scheduled_at <= now()))
+                       AS oldest_runnable_id
             FROM procrastinate_jobs
             WHERE status IN ('todo', 'doing')
             GROUP BY queue_name
@@ -50,8 +52,9 @@ def upgrade() -> None:
         CROSS JOIN LATERAL (
             SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS deferred_at,
                    max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
-                   max(e.at) FILTER (WHERE e.type IN ('succeeded', 'failed', 'aborted', 'cancelled'))
-                       AS finished_at
+                   max(e.at) FILTER (
+                       WHERE e.type IN ('succeeded', 'failed', 'aborted', 'cancelled')
+                   ) AS finished_at
             FROM procrastinate_events e
             WHERE e.job_id = j.id
         ) AS t;

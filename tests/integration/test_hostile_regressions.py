@@ -196,7 +196,7 @@ def test_request_derived_values_are_clipped_in_the_log(api, http, database_url):
     assert response.status_code == 401
     line = wait_for(
         lambda: next(
-            (l for l in api.output()[log_before:].splitlines() if "webhook refused" in l), None
+            (s for s in api.output()[log_before:].splitlines() if "webhook refused" in s), None
         ),
         timeout=10,
         what="the refusal's warning",

@@ -35,7 +35,7 @@ async def test_an_outcome_row_for_every_attempt(pool, database_url, log_dir, sql
     worker = AppWorker(database_url, log_dir, "--concurrency=4", KIOSK_JOB_TIMEOUT="1")
     try:
         for name, job_id in jobs.items():
-            wait_for(lambda: final(sql, job_id), timeout=60, what=f"{name} to finish")
+            wait_for(lambda job_id=job_id: final(sql, job_id), timeout=60, what=f"{name} to finish")
     finally:
         worker.stop()
     rows = {name: sql.outcomes(job_id) for name, job_id in jobs.items()}

@@ -326,7 +326,7 @@ def trusting(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-async def test_tls_uses_the_host_name_for_sni_and_the_certificate_while_connecting_to_the_pinned_address(
+async def test_tls_checks_the_host_name_sni_and_certificate_while_connecting_to_the_pinned_address(
     test_ca,
 ):
     sni: list[str | None] = []

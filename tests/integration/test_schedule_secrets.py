@@ -9,6 +9,7 @@ without a key, key rotation, and GET /admin/schedules pages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -365,9 +366,10 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(
     migrations.upgrade(url, before)
     with psycopg.connect(url) as conn:
         conn.execute(
-            "INSERT INTO schedules (name, cron, method, url, headers, body, timeout_seconds, max_attempts) "
+            "INSERT INTO schedules "
+            "(name, cron, method, url, headers, body, timeout_seconds, max_attempts) "
             "VALUES ('old', '* * * * *', 'POST', %s, %s, %s, 10, 3), "
-            "       ('bare', '* * * * *', 'GET', 'https://partner.example/ping', '{}', NULL, 10, 3)",
+            "('bare', '* * * * *', 'GET', 'https://partner.example/ping', '{}', NULL, 10, 3)",
             (OLD_ROW["url"], json.dumps(OLD_ROW["headers"]), OLD_ROW["body"]),
         )
     rows_before = every_table(url)
@@ -383,7 +385,8 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(
     assert leaked(every_table(url)) == []
     with psycopg.connect(url) as conn:
         old, bare = conn.execute(
-            "SELECT url, headers, secret_headers, body_bytes, secrets FROM schedules ORDER BY name DESC"
+            "SELECT url, headers, secret_headers, body_bytes, secrets FROM schedules "
+            "ORDER BY name DESC"
         ).fetchall()
     assert (old[0], old[1], sorted(old[2]), old[3]) == (
         "https://partner.example/sync?api_key=" + MASK,
@@ -421,12 +424,24 @@ async def test_rotate_secrets_re_encrypts_with_the_first_key(pool, database_url,
     new_key = Fernet.generate_key().decode()
     env = child_env(database_url, KIOSK_SECRET_KEY=f"{new_key},{SECRET_KEY}")
     command = [sys.executable, "-m", "kiosk.cli", "rotate-secrets"]
-    first = subprocess.run(
-        command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    first = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert first.returncode == 0 and "secrets of 1 schedules" in first.stdout, first.stderr
-    again = subprocess.run(
-        command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    again = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 0 and "secrets of 0 schedules" in again.stdout
 

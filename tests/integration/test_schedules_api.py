@@ -9,6 +9,7 @@ API created ahead when the schedule was stored.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
@@ -152,7 +153,7 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
     )
     assert schedule["headers"] == {"X-Api-Key": "********", "Content-Type": "application/json"}
     nexts = [dt.datetime.fromisoformat(t) for t in schedule["next_runs"]]
-    assert [(b - a).total_seconds() for a, b in zip(nexts, nexts[1:])] == [1.0] * 4
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(nexts)] == [1.0] * 4
     created = dt.datetime.fromisoformat(schedule["created_at"])
 
     # Past the 7 s the API dispatched ahead: these runs come from the workers' dispatcher.
@@ -173,7 +174,9 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
     rows = db_runs(database_url, schedule["id"])
     ticks = [r["scheduled_for"] for r in rows]
     assert len(rows) >= 9 and len(set(ticks)) == len(ticks)
-    assert [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:])] == [1.0] * (len(ticks) - 1)
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(ticks)] == [1.0] * (
+        len(ticks) - 1
+    )
     assert all(
         r["trigger"] == "cron" and r["outcome"] == "success" and r["attempts"] == 1 for r in rows
     )

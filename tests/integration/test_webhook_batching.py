@@ -96,7 +96,8 @@ def killer(database_url: str) -> Iterator[None]:
                 RETURN NEW;
             END $$;
             CREATE TRIGGER test_kill_session BEFORE INSERT ON procrastinate_jobs FOR EACH ROW
-                WHEN (NEW.args->>'provider_order_id' = '{KILL}') EXECUTE FUNCTION test_kill_session();
+                WHEN (NEW.args->>'provider_order_id' = '{KILL}')
+                EXECUTE FUNCTION test_kill_session();
         """)
     try:
         yield
@@ -258,7 +259,7 @@ def test_a_failed_batch_answers_503_and_keeps_nothing_of_it(api, database_url, k
     items = [(f"k-{n}", f"ORD0HTTPK{n}") for n in range(15)] + [("k-kill", KILL)]
     seed(database_url, *(data_id for _, data_id in items))
     responses = send_all(api.url, items)
-    codes = {item[0]: r.status_code for item, r in zip(items, responses)}
+    codes = {item[0]: r.status_code for item, r in zip(items, responses, strict=True)}
     assert codes["k-kill"] == 503 and set(codes.values()) <= {200, 503}
     assert responses[-1].json() == {"detail": "database unavailable"}
     notes, jobs = stored(database_url)
