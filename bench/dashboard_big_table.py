@@ -147,8 +147,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main() -> int:
-    # SIGTERM and SIGINT (even when started in the background) stop it cleanly: API down, database
-    # dropped.
+    # SIGTERM and SIGINT (even in the background) stop it cleanly: API down, database dropped.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(

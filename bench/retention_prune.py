@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""Pruning a million inbox rows while webhooks arrive (issue 14): does retention slow the webhook
-path?
+"""Pruning a million inbox rows while webhooks arrive (issue 14): does it slow the webhook path?
 
 Fills webhook_inbox with `--rows` settled notifications (processed, a fifth ignored) received
 48-60 days ago, then sends signed Mercado Pago notifications at `--rate` per second for

@@ -155,8 +155,7 @@ async def defer_many(
     task_name: str,
     jobs: Sequence[tuple[str | None, str | None, Mapping[str, Any]]],
 ) -> list[int | None]:
-    """Defer many jobs of one task in the caller's transaction: `(queueing_lock, lock, kwargs)`
-    each.
+    """Defer jobs of one task in the caller's transaction, each `(queueing_lock, lock, kwargs)`.
 
     One statement for all (procrastinate's batch defer) when no queueing lock clashes; on a clash
     the batch is undone in its savepoint and every job is deferred alone, so only the clashing ones

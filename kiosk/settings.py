@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     worker_stale_seconds: int = Field(default=30, ge=15, le=3600)
 
     # Schedules: operator-defined scheduled HTTP requests (kiosk/schedules, docs/schedules.md).
-    # Seconds between dispatcher runs; it creates runs this far ahead plus a margin (1-60, divides
-    # 60).
+    # Seconds between dispatcher runs (1-60, divides 60); it creates runs this far ahead plus a
+    # margin.
     schedules_dispatch_every: int = Field(default=60, ge=1, le=60)
     # Ticks missed while no dispatcher ran (an outage) that still run, newest first; older: skipped.
     schedules_catch_up_limit: int = Field(default=1, ge=0, le=1000)
@@ -79,8 +79,8 @@ class Settings(BaseSettings):
         return value
 
     # secrets at rest (kiosk/secretbox.py, docs/deploy.md#secret-key): Fernet keys, comma-separated;
-    # the first encrypts stored secrets (schedule header values, bodies, query strings), all
-    # decrypt.
+    # the first encrypts stored secrets (schedule header values, bodies, query strings), all of
+    # them decrypt.
     secret_key: SecretStr = SecretStr("")
 
     @field_validator("secret_key")

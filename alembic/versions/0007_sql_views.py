@@ -1,7 +1,6 @@
 """views for engineers: queue depth, job timings, slowest tasks, failures with their last error
 
-docs/sql.md shows the questions they answer; tests/integration/test_sql_docs.py runs every query in
-it.
+docs/sql.md shows the questions they answer; tests/integration/test_sql_docs.py runs each query.
 
 Revision ID: 0007
 Revises: 0006

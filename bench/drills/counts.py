@@ -1,5 +1,5 @@
-"""Settling and counting for the failure drills: what was lost, what was done twice
-(docs/drills.md).
+"""Settling and counting for the failure drills (docs/drills.md): what was lost, what was done
+twice.
 
 Counts come from the database, the simulator and the two receivers, never from what the kiosk
 says about itself.

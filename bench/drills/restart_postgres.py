@@ -1,5 +1,4 @@
-"""Drill: restart PostgreSQL while orders are being paid; the kiosk recovers by itself, loses
-nothing.
+"""Drill: restart PostgreSQL while orders are paid; the kiosk recovers by itself, loses nothing.
 
     .venv/bin/python bench/drills/restart_postgres.py    # 1 outage of 5 s
     .venv/bin/python bench/drills/restart_postgres.py --orders 500 --duration 120 \

@@ -121,8 +121,7 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
         params["text"] = _like_pattern(flt.text)
     if flt.min_attempts is not None:
         params["min_attempts"] = flt.min_attempts
-    # Job ids grow with time: a deferral-time range becomes an id range, which the primary key
-    # serves.
+    # Job ids grow with time: a deferral-time range becomes an id range (the primary key serves it).
     if flt.deferred_after is not None:
         row = await db.fetch_row(
             conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after}

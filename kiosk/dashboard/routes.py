@@ -54,8 +54,7 @@ LOGOUT = "/admin/logout"
 HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
-# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about
-# one.
+# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes ~1.
 TOO_SLOW = (
     "The search took longer than {seconds:g} s and was stopped: narrow it with a "
     "status, task or time range (text alone reads every job)."

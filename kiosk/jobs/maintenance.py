@@ -118,8 +118,7 @@ async def prune_jobs(
             break
         params["after_id"] = row["last_id"]
 
-    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too; 0 keeps
-    # them.
+    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too (0: kept).
     outcome_params = {
         "before": now - datetime.timedelta(days=outcomes_days),
         "batch_size": batch_size,

@@ -127,8 +127,7 @@ async def check(intent_id: uuid.UUID) -> Checked:
         try:
             answer = await client.get_order(provider_order_id)
             if answer.status == "created":
-                # MPConflict: taken by the terminal (or finished) meanwhile; the read below says
-                # which.
+                # MPConflict: the terminal took it (or it ended) meanwhile; the read below says.
                 with contextlib.suppress(mp.MPConflict):
                     await client.cancel_order(provider_order_id, f"kiosk-cancel-{intent_id}")
                 answer = await client.get_order(provider_order_id)

@@ -1,5 +1,4 @@
-"""The webhook inbox: every accepted notification, stored with its processing job in one
-transaction.
+"""The webhook inbox: each accepted notification, stored with its processing job in one transaction.
 
 The body of a notification is not signed, so it is only a hint: the job re-reads the order from
 Mercado Pago. Repeated deliveries (same notification id) are no-ops; bursts for one provider order

@@ -62,8 +62,7 @@ def test_every_admin_route_needs_the_token(api):
 
 
 def test_every_admin_json_route_is_documented(database_url):
-    """Each /admin JSON route: the bearer scheme, an explicit summary, its 401; actions name their
-    actor."""
+    """Each /admin JSON route: bearer scheme, explicit summary, its 401; actions name an actor."""
     from kiosk.app import app
 
     schema = app.openapi()

@@ -1,8 +1,7 @@
 """Retention: every table that grows with time loses its old rows, never the ones still in use.
 
 On main nothing deleted webhook_inbox, schedule_runs, exports or admin_audit rows, and outcomes of
-jobs deleted by other means lived as long as the longest job retention; each test below failed
-there.
+jobs deleted by other means lived as long as the longest job retention: each test below failed.
 """
 
 from __future__ import annotations
