@@ -97,7 +97,7 @@ class SimOrder:
     last_updated_date: str = field(default_factory=_now)
     cancel_keys: set[str] = field(default_factory=set)
     # Refund idempotency key -> (HTTP status, body) of its first answer.
-    refund_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict[str, Any])
+    refund_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     refunds: int = 0  # refunds Mercado Pago made (at most one: only `processed` can be refunded)
 
     def json(self) -> dict[str, Any]:
