@@ -4,6 +4,8 @@ procrastinate defers at most one job per tick and task, whatever the number of w
 row in `procrastinate_periodic_defers`), so every schedule here is safe to run on a fleet.
 """
 
+from typing import Any
+
 from kiosk import retention
 from kiosk.jobs import maintenance
 from kiosk.notifications import deliveries
@@ -83,7 +85,7 @@ async def prune_tables(timestamp: int) -> dict[str, int]:
     queue=names.PAYMENTS,
     queueing_lock="payments.cleanup_payment_intents",
 )
-async def cleanup_payment_intents(timestamp: int) -> dict:
+async def cleanup_payment_intents(timestamp: int) -> dict[str, Any]:
     """Check every open payment intent past its time to live at Mercado Pago."""
     return {"deferred": await cleanup.defer_checks()}
 
@@ -94,7 +96,7 @@ async def cleanup_payment_intents(timestamp: int) -> dict:
     queue=names.MAINTENANCE,
     queueing_lock="orders.expire_orders",
 )
-async def expire_orders(timestamp: int) -> dict:
+async def expire_orders(timestamp: int) -> dict[str, Any]:
     """Expire every order still waiting for payment after KIOSK_ORDER_TTL."""
     return {"deferred": await expiry.defer_expiries()}
 

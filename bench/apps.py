@@ -1,8 +1,9 @@
 """The apps bench workers run: bare procrastinate against kiosk's real task path, same tasks.
 
-    procrastinate --app=bench.apps.bare_app worker ...    # procrastinate.App, nothing added
-    procrastinate --app=bench.apps.kiosk_app worker ...   # tasks.app: KioskApp, outcome middleware,
-                                                          # time limit, ShutdownRetry, worker defaults
+    procrastinate --app=bench.apps.bare_app worker ...   # procrastinate.App, nothing added
+    procrastinate --app=bench.apps.kiosk_app worker ...  # tasks.app: KioskApp, outcome middleware,
+                                                         # time limit, ShutdownRetry, its
+                                                         # worker defaults
 
 Both register the same two async tasks:
 - `bench.noop(n)` returns n: the cost of a job is the queue's own.

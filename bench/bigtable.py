@@ -44,7 +44,8 @@ FINISHED = [
 ]
 # Waiting: fresh ones, and some that failed an attempt and wait to retry.
 WAITING = """
-    INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts, scheduled_at)
+    INSERT INTO procrastinate_jobs
+           (queue_name, task_name, priority, args, status, attempts, scheduled_at)
     SELECT (%(queues)s::text[])[1 + (g %% 8) %% 4], (%(tasks)s::text[])[1 + g %% 8], 0,
            jsonb_build_object('order_id', 6000000 + g), 'todo',
            CASE WHEN g %% 10 = 0 THEN 1 ELSE 0 END,
@@ -56,8 +57,11 @@ EVENTS = """
     timed AS (
         SELECT j.id, j.status,
                CASE j.status
-                   WHEN 'succeeded' THEN now() - interval '7 days' + j.id * (interval '7 days' / b.n)
-                   WHEN 'failed' THEN now() - interval '2 days' + (j.id - b.n) * (interval '2 days' / %(failed)s)
+                   WHEN 'succeeded'
+                       THEN now() - interval '7 days' + j.id * (interval '7 days' / b.n)
+                   WHEN 'failed'
+                       THEN now() - interval '2 days'
+                            + (j.id - b.n) * (interval '2 days' / %(failed)s)
                    ELSE now() - interval '10 minutes' + (j.id %% 600) * interval '1 second'
                END AS at
         FROM procrastinate_jobs j, bounds b
@@ -65,13 +69,15 @@ EVENTS = """
     INSERT INTO procrastinate_events (job_id, type, at)
     SELECT id, kind.type::procrastinate_job_event_type, at + kind.offset_s * interval '1 second'
     FROM timed
-    CROSS JOIN LATERAL (VALUES ('deferred', 0), ('started', 1), (timed.status::text, 2)) AS kind(type, offset_s)
+    CROSS JOIN LATERAL (VALUES ('deferred', 0), ('started', 1), (timed.status::text, 2))
+               AS kind(type, offset_s)
     WHERE kind.type = 'deferred' OR timed.status IN ('succeeded', 'failed')
 """
 # One outcome row per finished job, as kiosk's worker middleware writes them.
 OUTCOMES = """
     INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, worker_name, status,
-                              started_at, ended_at, duration_seconds, result, error_type, error_message)
+                              started_at, ended_at, duration_seconds, result, error_type,
+                              error_message)
     SELECT j.id, j.attempts, j.task_name, j.queue_name, 'worker', j.status::text,
            e.at - interval '1 second', e.at, 0.01,
            CASE j.status WHEN 'succeeded' THEN '{"ok": true}'::jsonb END,

@@ -1,6 +1,6 @@
 """How fast the dashboard and the admin JSON API answer with a million jobs (a script, not a test).
 
-    .venv/bin/python bench/dashboard_big_table.py                 # 1,000,000 jobs, embedded PostgreSQL
+    .venv/bin/python bench/dashboard_big_table.py                 # 1M jobs, embedded PostgreSQL
     .venv/bin/python bench/dashboard_big_table.py --rows 100000   # quicker
     .venv/bin/python bench/dashboard_big_table.py --compare 0005  # also without the 0006 indexes
 
@@ -147,7 +147,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main() -> int:
-    # SIGTERM and SIGINT (even when started in the background) stop it cleanly: API down, database dropped.
+    # SIGTERM and SIGINT (even in the background) stop it cleanly: API down, database dropped.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(
@@ -195,7 +195,8 @@ def main() -> int:
         seconds = fill(url, args.rows, outcomes=True)
         with psycopg.connect(url) as conn:
             jobs, events = conn.execute(
-                "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)"
+                "SELECT (SELECT count(*) FROM procrastinate_jobs), "
+                "(SELECT count(*) FROM procrastinate_events)"
             ).fetchone()
             size = conn.execute(
                 "SELECT pg_size_pretty(pg_database_size(current_database()))"

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/end_to_end.py                                 # 2 workers x concurrency 4
     .venv/bin/python bench/end_to_end.py --workers 1,2,4 --concurrency 4
-    .venv/bin/python bench/end_to_end.py --mp-delay 0.05 --rate 10 --latency-orders 100 --burst-orders 400
+    .venv/bin/python bench/end_to_end.py --mp-delay 0.05 --rate 10 --latency-orders 100 \
+        --burst-orders 400
 
 Everything real, on 127.0.0.1: uvicorn (kiosk.app:app), `kiosk simulator` (its /v1 API answers
 --mp-delay late, `POST /_sim/faults`), an SMTP sink and a notify-hook receiver (receipt and hook
@@ -169,7 +170,8 @@ def wait_paid(url: str, orders: list[Order], timeout: float) -> dict[str, tuple[
         rows = conn.execute(
             "SELECT pi.provider_order_id, extract(epoch FROM max(jo.started_at))::float, "
             "       extract(epoch FROM max(jo.ended_at))::float "
-            "FROM payment_intents pi JOIN orders o ON o.id = pi.order_id AND o.paid_intent_id = pi.id "
+            "FROM payment_intents pi "
+            "JOIN orders o ON o.id = pi.order_id AND o.paid_intent_id = pi.id "
             "JOIN procrastinate_jobs j ON j.task_name = 'payments.process_notification' "
             "     AND j.args->>'provider_order_id' = pi.provider_order_id "
             "JOIN job_outcomes jo ON jo.job_id = j.id AND jo.status = 'succeeded' "
@@ -183,7 +185,8 @@ def durations(url: str, since: float) -> dict[str, float]:
     """Median duration (ms) of each task's attempts that ended after `since`."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT task_name, 1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) "
+            "SELECT task_name, "
+            "1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) "
             "FROM job_outcomes WHERE ended_at > to_timestamp(%s) GROUP BY 1 ORDER BY 1",
             (since,),
         ).fetchall()
@@ -278,16 +281,18 @@ def main() -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        scratch.stop_all([c for c in children])
+        scratch.stop_all(list(children))
         smtp.controller.stop()
         hook.server.shutdown()
 
     print(
-        f"\nMercado Pago answering in {1000 * args.mp_delay:.0f} ms; {args.concurrency} jobs at once per worker; "
+        f"\nMercado Pago answering in {1000 * args.mp_delay:.0f} ms; "
+        f"{args.concurrency} jobs at once per worker; "
         f"{args.api_processes} API process(es); receipts {received[0]}, hooks {received[1]}"
     )
     print(
-        "| workers | latency phase | p50 ms | p95 ms | max ms | burst | orders/s | p50 ms | p95 ms | "
+        "| workers | latency phase | p50 ms | p95 ms | max ms | burst | orders/s | p50 ms "
+        "| p95 ms | "
         "follow-ups done | busy before / load |"
     )
     print("|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|")
@@ -323,7 +328,8 @@ def run(
         to_start = [1000 * (paid[o.provider_order_id][0] - o.acked) for o in steady]
         took = durations(url, began)
         print(
-            f"  {processes} workers, {len(steady)} at {args.rate:g}/s: p50 {scratch.percentile(lat, 50):.0f} ms, "
+            f"  {processes} workers, {len(steady)} at {args.rate:g}/s: "
+            f"p50 {scratch.percentile(lat, 50):.0f} ms, "
             f"p95 {scratch.percentile(lat, 95):.0f} ms; 200 to job start p50 "
             f"{scratch.percentile(to_start, 50):.1f} ms; job durations p50 "
             + ", ".join(f"{task} {ms:.0f} ms" for task, ms in took.items())
@@ -340,7 +346,8 @@ def run(
         follow = deliveries_done(url, rush) - first_sent
         print(
             f"  {processes} workers, burst of {len(rush)}: {rate:.0f} orders/s, p50 "
-            f"{scratch.percentile(rush_lat, 50):.0f} ms, p95 {scratch.percentile(rush_lat, 95):.0f} ms; "
+            f"{scratch.percentile(rush_lat, 50):.0f} ms, "
+            f"p95 {scratch.percentile(rush_lat, 95):.0f} ms; "
             f"follow-ups done after {follow:.1f} s",
             flush=True,
         )
@@ -348,8 +355,10 @@ def run(
         scratch.stop_all(workers)
     return (
         f"| {processes} | {len(steady)} at {args.rate:g}/s | {scratch.percentile(lat, 50):.0f} | "
-        f"{scratch.percentile(lat, 95):.0f} | {max(lat):.0f} | {len(rush)} by {args.senders} senders | "
-        f"{rate:.0f} | {scratch.percentile(rush_lat, 50):.0f} | {scratch.percentile(rush_lat, 95):.0f} | "
+        f"{scratch.percentile(lat, 95):.0f} | {max(lat):.0f} | "
+        f"{len(rush)} by {args.senders} senders | "
+        f"{rate:.0f} | {scratch.percentile(rush_lat, 50):.0f} | "
+        f"{scratch.percentile(rush_lat, 95):.0f} | "
         f"{follow:.1f} s | {quiet:.2f} / {load:.1f} |"
     )
 

@@ -46,9 +46,11 @@ def seed(url: str, orders: int) -> None:
             "('coffee', 'Coffee', 250, 0), ('croissant', 'Croissant', 300, 0)"
         )
         conn.execute(
-            "INSERT INTO orders (id, status, total_cents, customer_email, expires_at, created_at, paid_at) "
+            "INSERT INTO orders "
+            "(id, status, total_cents, customer_email, expires_at, created_at, paid_at) "
             "SELECT gen_random_uuid(), 'paid', 550, 'customer' || n || '@example.com', t, t, t "
-            "FROM generate_series(1, %s) AS n, LATERAL (SELECT %s + n * interval '1 second') AS s(t)",
+            "FROM generate_series(1, %s) AS n, "
+            "LATERAL (SELECT %s + n * interval '1 second') AS s(t)",
             (orders, START),
         )
         conn.execute(
@@ -126,7 +128,8 @@ def export_once(url: str, count: int, env: dict[str, str], log_dir: Path) -> dic
             columns = {
                 r[0]
                 for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'exports'"
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'exports'"
                 )
             }
             size = conn.execute(
@@ -186,11 +189,13 @@ def main() -> int:
         os.environ.update(env)
         migrations.upgrade(url)
         seed(url, max(args.orders, *sizes))
+        commit = subprocess.run(
+            ["git", "-C", str(TREE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        print(f"code: {TREE} (git {commit})")
         print(
-            f"code: {TREE} (git {subprocess.run(['git', '-C', str(TREE), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()})"
-        )
-        print(
-            f"{'orders':>8} {'status':>7} {'CSV MiB':>8} {'seconds':>8} {'RSS before':>11} {'peak RSS':>9}"
+            f"{'orders':>8} {'status':>7} {'CSV MiB':>8} {'seconds':>8} "
+            f"{'RSS before':>11} {'peak RSS':>9}"
         )
         for count in sizes:
             r = export_once(url, count, env, log_dir)

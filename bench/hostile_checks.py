@@ -17,6 +17,7 @@ database, a few seconds of one core. docs/benchmarks.md has the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import timeit
@@ -84,10 +85,8 @@ def main() -> None:
 
     def drive(app) -> None:
         coroutine = app(SCOPE, None, None)
-        try:
-            coroutine.send(None)  # runs to completion: nothing awaits
-        except StopIteration:
-            pass
+        with contextlib.suppress(StopIteration):  # runs to completion: nothing awaits
+            coroutine.send(None)
 
     base = per_call(lambda: drive(nothing), args.number, args.repeat)
     head = per_call(lambda: drive(limited), args.number, args.repeat)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Pruning a million inbox rows while webhooks arrive (issue 14): does retention slow the webhook path?
+"""Pruning a million inbox rows while webhooks arrive (issue 14): does it slow the webhook path?
 
 Fills webhook_inbox with `--rows` settled notifications (processed, a fifth ignored) received
 48-60 days ago, then sends signed Mercado Pago notifications at `--rate` per second for
@@ -11,7 +11,7 @@ generator (latency from the due time):
 It prints the webhook latency of both runs, and the pruning's rows per second and slowest batch,
 then checks that every old row is gone and every new one is still there.
 
-    .venv/bin/python bench/retention_prune.py                         # 1,000,000 rows, 200/s for 20 s
+    .venv/bin/python bench/retention_prune.py                       # 1M rows, 200/s for 20 s
     .venv/bin/python bench/retention_prune.py --rows 100000 --seconds 10
 
 The database is KIOSK_BENCH_DATABASE_URL or DATABASE_URL (a scratch database is created on that
@@ -46,10 +46,12 @@ def fill(url: str, rows: int) -> float:
     with psycopg.connect(url) as conn:
         conn.execute(
             """
-            INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id, payload,
-                                       state, received_at, processed_at)
-            SELECT 'old-' || n, 'order', 'order.processed', 'ORDOLD' || (n %% 50000), md5(n::text)::uuid::text,
-                   jsonb_build_object('id', 'old-' || n, 'type', 'order', 'action', 'order.processed',
+            INSERT INTO webhook_inbox (notification_id, type, action, resource_id, request_id,
+                                       payload, state, received_at, processed_at)
+            SELECT 'old-' || n, 'order', 'order.processed', 'ORDOLD' || (n %% 50000),
+                   md5(n::text)::uuid::text,
+                   jsonb_build_object('id', 'old-' || n, 'type', 'order',
+                                      'action', 'order.processed',
                                       'api_version', 'v1', 'application_id', '2836150016842090',
                                       'date_created', '2026-10-01T12:01:07Z', 'live_mode', true,
                                       'user_id', '1243567810',
@@ -138,7 +140,7 @@ def load(
     for _, st, lat, _, _ in results:
         statuses += st
         latencies += lat
-    ok = sorted(lat for st, lat in zip(statuses, latencies) if st == 200)
+    ok = sorted(lat for st, lat in zip(statuses, latencies, strict=True) if st == 200)
     return {
         "sent": len(items),
         "ok": len(ok),
@@ -153,7 +155,8 @@ def load(
 def show(label: str, r: dict) -> None:
     print(
         f"  {label:<8} sent {r['sent']:>6}  ok {r['ok']:>6}  errors {r['errors']:>3}  "
-        f"p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:7.1f} ms",
+        f"p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+        f"max {r['max']:7.1f} ms",
         flush=True,
     )
 
@@ -225,15 +228,22 @@ def main() -> int:
         finally:
             api.stop()
         print(
-            f"webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s, {args.unknown_share:.0%} unknown orders:"
+            f"webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s, "
+            f"{args.unknown_share:.0%} unknown orders:"
         )
         show("quiet", runs["quiet"])
         show("pruning", runs["pruning"])
         p = runs["prune"]
+        ended = (
+            "still running when the load ended"
+            if p["outlived_load"]
+            else "ended before the load did"
+        )
         print(
-            f"pruning: {p['deleted']} rows in {p['seconds']:.1f} s ({p['deleted'] / p['seconds']:.0f} rows/s), "
-            f"{p['batches']} batches of {args.batch}: p50 {p['batch_p50_ms']:.0f} ms, p99 {p['batch_p99_ms']:.0f} ms, "
-            f"max {p['batch_max_ms']:.0f} ms; {'still running when the load ended' if p['outlived_load'] else 'ended before the load did'}"
+            f"pruning: {p['deleted']} rows in {p['seconds']:.1f} s "
+            f"({p['deleted'] / p['seconds']:.0f} rows/s), "
+            f"{p['batches']} batches of {args.batch}: p50 {p['batch_p50_ms']:.0f} ms, "
+            f"p99 {p['batch_p99_ms']:.0f} ms, max {p['batch_max_ms']:.0f} ms; {ended}"
         )
         with psycopg.connect(url) as conn:
             old = conn.execute(

@@ -67,7 +67,7 @@ async def record_by(
     target: str,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """`record` for an Operator: the usual call from domain code, on the connection of its change."""
+    """`record` for an Operator: the usual call from domain code, on its change's connection."""
     await record(
         conn,
         actor=by.name,

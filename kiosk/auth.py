@@ -6,7 +6,7 @@ Also who acts on the JSON API (`Actor`), for the audit log of every change.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,7 +34,10 @@ async def require_admin(
 
 AdminRequired = Depends(require_admin)
 # Documented on every admin router: what a caller without the token gets.
-UNAUTHORIZED = {401: {"description": "admin token missing or wrong"}}
+# FastAPI's `responses=`: the documented answers of a route or router, by status code.
+Responses = dict[int | str, dict[str, Any]]
+
+UNAUTHORIZED: Responses = {401: {"description": "admin token missing or wrong"}}
 
 
 async def acting_operator(
@@ -42,11 +45,13 @@ async def acting_operator(
     x_kiosk_actor: Annotated[
         str | None,
         Header(
-            description="your name, recorded as the actor of this action in the audit log (default `admin`)",
+            description=(
+                "your name, recorded as the actor of this action in the audit log (default `admin`)"
+            ),
         ),
     ] = None,
 ) -> Operator:
-    """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token holder."""
+    """Who acts on the JSON API: the optional `X-Kiosk-Actor` header (a name), else the token."""
     return Operator(actor_name(x_kiosk_actor), request.client.host if request.client else None)
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from kiosk.settings import load_or_exit
@@ -51,6 +51,11 @@ async def _note_return(conn: psycopg.AsyncConnection) -> None:
 
 class DatabaseNotReady(RuntimeError):
     """The pool was used before the process opened it."""
+
+
+class MissingRow(RuntimeError):
+    """A query that returns a row by construction (INSERT ... RETURNING, an aggregate, a row the
+    transaction already holds) returned none: a broken query or schema, never bad input."""
 
 
 def host_prefix(role: str, host: str | None = None) -> str:
@@ -144,16 +149,49 @@ async def autocommit() -> AsyncIterator[psycopg.AsyncConnection]:
 
 async def fetch_one(
     conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
-) -> dict | None:
+) -> dict[str, Any] | None:
     """`prepare=False` for a query whose best plan depends on its values (see fetch_all)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params, prepare=prepare)
         return await cur.fetchone()
 
 
+async def fetch_row(
+    conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
+) -> dict[str, Any]:
+    """`fetch_one` for a query that always returns a row; MissingRow (naming the query) if not."""
+    row = await fetch_one(conn, query, params, prepare=prepare)
+    if row is None:
+        first_line = str(query).strip().split("\n", 1)[0]
+        raise MissingRow(f"no row from a query that always returns one: {first_line[:120]}")
+    return row
+
+
+async def fetch_value(
+    conn: psycopg.AsyncConnection,
+    kind: type[T],
+    query: Any,
+    params: Any = None,
+    *,
+    prepare: bool | None = None,
+) -> T:
+    """The first column of the row a query always returns (a count, `now()`), checked to be a
+    `kind`: MissingRow without a row, TypeError for another type (NULL included)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query, params, prepare=prepare)
+        row = await cur.fetchone()
+    if row is None:
+        first_line = str(query).strip().split("\n", 1)[0]
+        raise MissingRow(f"no row from a query that always returns one: {first_line[:120]}")
+    value = row[0]
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__} from the query, got {type(value).__name__}")
+    return value
+
+
 async def fetch_all(
     conn: psycopg.AsyncConnection, query: Any, params: Any = None, *, prepare: bool | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Rows as dicts.
 
     psycopg prepares a query it has run 5 times on a connection, and PostgreSQL may then switch

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -37,7 +38,7 @@ DEV_DEVICE_NAME = "kiosk dev"
 class Child:
     name: str
     argv: list[str]
-    process: subprocess.Popen | None = field(default=None, repr=False)
+    process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str]) -> None:
         # Own session: Ctrl-C reaches the supervisor only, which stops children in order.
@@ -50,11 +51,12 @@ class Child:
             text=True,
             bufsize=1,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        if self.process.stdout is None:  # never with stdout=PIPE
+            raise RuntimeError(f"{self.name}: started without a pipe for its output")
+        threading.Thread(target=self._pump, args=(self.process.stdout,), daemon=True).start()
 
-    def _pump(self) -> None:
-        assert self.process and self.process.stdout
-        for line in self.process.stdout:
+    def _pump(self, output: IO[str]) -> None:
+        for line in output:
             sys.stdout.write(f"{self.name:>9} | {line}")
             sys.stdout.flush()
 
@@ -119,7 +121,7 @@ def dev_device(base: str, admin_token: str, state_dir: Path) -> str:
             "/admin/devices", json={"name": DEV_DEVICE_NAME, "terminal_ids": list(DEV_TERMINALS)}
         )
         created.raise_for_status()
-    token = created.json()["token"]
+    token = str(created.json()["token"])
     token_file.write_text(token)
     token_file.chmod(0o600)
     return token
@@ -243,9 +245,10 @@ def _serve(
         _log("press Ctrl-C to stop")
     code = 0
     while not stopping.is_set():
-        dead = [c for c in procs if c.process and c.process.poll() is not None]
-        if dead:
-            _log(f"{dead[0].name} exited with code {dead[0].process.returncode}; stopping")
+        dead = [(c.name, c.process.poll()) for c in procs if c.process]
+        exited = [(name, returncode) for name, returncode in dead if returncode is not None]
+        if exited:
+            _log(f"{exited[0][0]} exited with code {exited[0][1]}; stopping")
             code = 1
             break
         stopping.wait(0.5)
@@ -255,7 +258,8 @@ def _serve(
         child.stop()
     deadline = time.monotonic() + GRACE_SECONDS
     for child in procs:
-        assert child.process
+        if child.process is None:  # never started
+            continue
         try:
             child.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

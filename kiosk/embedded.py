@@ -24,7 +24,7 @@ def embedded_server(pgdata: Path) -> Iterator[str]:
     """Start (or reuse) the server in `pgdata`; yield the URL of its `postgres` database."""
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
-        import pgserver
+        from pgserver.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - the `embedded` extra is not installed
         raise SystemExit(
             "kiosk: no DATABASE_URL and no embedded PostgreSQL: install it with "
@@ -33,7 +33,7 @@ def embedded_server(pgdata: Path) -> Iterator[str]:
         ) from exc
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with pgserver.get_server(pgdata, cleanup_mode="stop") as server:
+    with get_server(pgdata, cleanup_mode="stop") as server:
         yield server.get_uri()
 
 

@@ -3,8 +3,8 @@
 uvicorn (httptools) takes headers and the request target of any size. A 2 MB `x-request-id` used
 to reach the webhook's signature check and its warning. Here the header names and values together
 over KIOSK_MAX_HEADER_BYTES are answered 431, a request target (path and query string) over it 414,
-with a JSON `{"detail": ...}` and nothing else done: no body read, no route, no database, no log line
-of ours. The check is a sum over the headers already parsed, about a microsecond per request
+with a JSON `{"detail": ...}` and nothing else done: no body read, no route, no database, no log
+line of ours. The check is a sum over the headers already parsed, about a microsecond per request
 (docs/benchmarks.md).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 
 class HeadLimit:
@@ -21,7 +23,7 @@ class HeadLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             size = 0
             for name, value in scope["headers"]:

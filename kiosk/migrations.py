@@ -89,4 +89,7 @@ def run_sql(sql: str) -> None:
     """
     from alembic import op
 
-    op.get_bind().connection.dbapi_connection.execute(sql)
+    dbapi = op.get_bind().connection.dbapi_connection
+    if dbapi is None:
+        raise RuntimeError("the migration's database connection is closed")
+    dbapi.execute(sql)

@@ -132,7 +132,7 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise Unresolvable(f"cannot resolve host {host!r}: {exc.strerror}") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     return list(dict.fromkeys(addresses))
 
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from procrastinate import PsycopgConnector, exceptions
@@ -85,9 +86,15 @@ class UnknownTask(LookupError):
     A programming error, not a domain error: it is never answered as 4xx."""
 
 
+def import_tasks() -> None:
+    """Import tasks/ and periodic.py (the app's import_paths): every task is then registered."""
+    # procrastinate leaves App.perform_import_paths unannotated; it takes nothing, returns None.
+    cast(Callable[[], None], app.perform_import_paths)()
+
+
 def check_task_name(task_name: str) -> None:
     """Raise UnknownTask when no task named `task_name` is registered on the app."""
-    app.perform_import_paths()  # type: ignore[no-untyped-call]  # registers tasks/, periodic.py
+    import_tasks()
     if task_name not in app.tasks:
         raise UnknownTask(
             f"no task named {task_name!r} is registered (tasks/, periodic.py): a job "

@@ -3,12 +3,14 @@
 Run hourly by the periodic task `retention.prune_tables` (periodic.py); jobs and their outcomes
 have their own task, `jobs.prune_jobs` (kiosk/jobs/maintenance.py).
 
-| table | setting (days, 0 = forever) | what goes |
-|---|---|---|
-| webhook_inbox | KIOSK_RETAIN_WEBHOOK_INBOX_DAYS | processed and ignored notifications; never a `received` one, nor one whose job still waits or runs |
-| schedule_runs | KIOSK_RETAIN_SCHEDULE_RUNS_DAYS | runs whose tick is older, unless their job still waits or runs |
-| exports (+ export_chunks) | KIOSK_RETAIN_EXPORTS_DAYS | exports requested earlier, with their CSV, unless their job still waits or runs |
-| admin_audit | KIOSK_RETAIN_AUDIT_DAYS | entries older |
+Each table, its setting (days, 0 = forever) and what goes:
+- webhook_inbox, KIOSK_RETAIN_WEBHOOK_INBOX_DAYS: processed and ignored notifications; never a
+  `received` one, nor one whose job still waits or runs.
+- schedule_runs, KIOSK_RETAIN_SCHEDULE_RUNS_DAYS: runs whose tick is older, unless their job still
+  waits or runs.
+- exports (+ export_chunks), KIOSK_RETAIN_EXPORTS_DAYS: exports requested earlier, with their CSV,
+  unless their job still waits or runs.
+- admin_audit, KIOSK_RETAIN_AUDIT_DAYS: entries older.
 
 Orders, their items, payment intents and deliveries are money records: kept (docs/workers.md
 says why). Each table's delete is a named query of the package that owns the table; each batch of

@@ -85,9 +85,10 @@ class Keyring:
 
     def open(self, token: str, what: str = "secrets") -> dict[str, Any]:
         try:
-            return json.loads(self._require(what).decrypt(token.encode()))
+            data: dict[str, Any] = json.loads(self._require(what).decrypt(token.encode()))
         except InvalidToken:
             raise SecretUnreadable() from None
+        return data  # `seal` stores JSON objects only
 
     def rotate(self, token: str) -> str:
         """The same secret encrypted with the first key (a token of another key decrypts first)."""

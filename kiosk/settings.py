@@ -413,7 +413,7 @@ def _describe(error: ValidationError) -> str:
 def get_settings() -> Settings:
     """Load and validate the settings once per process."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {_describe(exc)}") from None
 

@@ -23,7 +23,7 @@ def load_queries(package: str, filename: str = "queries.sql") -> Mapping[str, st
     text = (resources.files(package) / filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"duplicate query name {name!r} in {package}/{filename}")
         queries[name] = body.strip()

@@ -43,7 +43,7 @@ def format_duration(seconds: int) -> str:
 
 
 def parse_keys(value: str) -> list[str]:
-    """The keys of a KIOSK_SECRET_KEY value, each checked; ValueError names the bad one by position."""
+    """The keys of a KIOSK_SECRET_KEY value, each checked; ValueError names a bad one's position."""
     keys = [item.strip() for item in value.split(",") if item.strip()]
     for position, key in enumerate(keys, 1):
         try:

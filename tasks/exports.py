@@ -7,6 +7,7 @@ from typing import Any
 from procrastinate import JobContext, RetryStrategy
 
 from kiosk import exports
+from kiosk.jobs import ids
 from kiosk.queue import app
 from kiosk.queues import names
 
@@ -18,9 +19,9 @@ from kiosk.queues import names
     retry=RetryStrategy(max_attempts=3, exponential_wait=5),
 )
 async def orders_csv(context: JobContext, export_id: str) -> dict[str, Any]:
-    assert context.job.id is not None
+    job_id = ids.job_id(context.job)
     try:
-        return await exports.run_export(export_id, context.job.id)
+        return await exports.run_export(export_id, job_id)
     except Exception as exc:
         # Visible on the export while the retry waits; a later run claims it again.
         await exports.fail_export(export_id, f"{type(exc).__name__}: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from kiosk.notifications import deliveries, hook, receipt
 from kiosk.orders import expiry
@@ -34,7 +35,7 @@ async def notify_paid(order_id: str) -> str:
 
 
 @app.task(name=expiry.EXPIRE_TASK, queue=names.MAINTENANCE)
-async def expire(order_id: str) -> dict:
+async def expire(order_id: str) -> dict[str, Any]:
     """Expire one order past KIOSK_ORDER_TTL (deferred by the periodic `orders.expire_orders`)."""
     outcome = await expiry.expire(uuid.UUID(order_id))
     return {"status": outcome.status, "note": outcome.note}

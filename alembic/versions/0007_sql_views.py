@@ -1,6 +1,6 @@
 """views for engineers: queue depth, job timings, slowest tasks, failures with their last error
 
-docs/sql.md shows the questions they answer; tests/integration/test_sql_docs.py runs every query in it.
+docs/sql.md shows the questions they answer; tests/integration/test_sql_docs.py runs each query.
 
 Revision ID: 0007
 Revises: 0006
@@ -24,11 +24,13 @@ def upgrade() -> None:
             SELECT queue_name,
                    count(*) FILTER (WHERE status = 'todo') AS todo,
                    count(*) FILTER (WHERE status = 'todo'
-                                    AND (scheduled_at IS NULL OR scheduled_at <= now())) AS runnable,
+                                    AND (scheduled_at IS NULL OR scheduled_at <= now()))
+                       AS runnable,
                    count(*) FILTER (WHERE status = 'todo' AND scheduled_at > now()) AS scheduled,
                    count(*) FILTER (WHERE status = 'doing') AS doing,
                    min(id) FILTER (WHERE status = 'todo'
-                                   AND (scheduled_at IS NULL OR scheduled_at <= now())) AS oldest_runnable_id
+                                   AND (scheduled_at IS NULL OR scheduled_at <= now()))
+                       AS oldest_runnable_id
             FROM procrastinate_jobs
             WHERE status IN ('todo', 'doing')
             GROUP BY queue_name
@@ -49,8 +51,9 @@ def upgrade() -> None:
         CROSS JOIN LATERAL (
             SELECT min(e.at) FILTER (WHERE e.type = 'deferred') AS deferred_at,
                    max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
-                   max(e.at) FILTER (WHERE e.type IN ('succeeded', 'failed', 'aborted', 'cancelled'))
-                       AS finished_at
+                   max(e.at) FILTER (
+                       WHERE e.type IN ('succeeded', 'failed', 'aborted', 'cancelled')
+                   ) AS finished_at
             FROM procrastinate_events e
             WHERE e.job_id = j.id
         ) AS t;

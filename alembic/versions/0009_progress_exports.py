@@ -32,7 +32,8 @@ def upgrade() -> None:
             kind text NOT NULL DEFAULT 'orders_csv' CHECK (kind IN ('orders_csv')),
             created_from timestamptz NOT NULL,
             created_to timestamptz NOT NULL CHECK (created_to > created_from),
-            status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+            status text NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'done', 'failed')),
             requested_by text NOT NULL,
             job_id bigint,
             row_count integer,

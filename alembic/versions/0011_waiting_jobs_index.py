@@ -20,7 +20,8 @@ depends_on = None
 
 def upgrade() -> None:
     run_sql(
-        "CREATE INDEX kiosk_jobs_todo_queue_id ON procrastinate_jobs (queue_name, id) WHERE status = 'todo';"
+        "CREATE INDEX kiosk_jobs_todo_queue_id ON procrastinate_jobs (queue_name, id) "
+        "WHERE status = 'todo';"
     )
 
 

@@ -29,8 +29,8 @@ def upgrade() -> None:
         """
         ALTER TABLE payment_intents DROP CONSTRAINT payment_intents_status_check;
         ALTER TABLE payment_intents ADD CONSTRAINT payment_intents_status_check
-            CHECK (status IN ('created', 'at_terminal', 'processed', 'failed', 'canceled', 'expired',
-                              'action_required', 'refunded', 'error', 'unresolved'));
+            CHECK (status IN ('created', 'at_terminal', 'processed', 'failed', 'canceled',
+                              'expired', 'action_required', 'refunded', 'error', 'unresolved'));
 
         DROP INDEX payment_intents_open_order_idx;
         DROP INDEX payment_intents_open_terminal_idx;
@@ -42,7 +42,8 @@ def upgrade() -> None:
         ALTER TABLE payment_intents
             -- pending: decided, not confirmed yet; refunded: Mercado Pago refunded it;
             -- failed: Mercado Pago refused (an operator looks, GET /admin/payments/attention).
-            ADD COLUMN refund_status text CHECK (refund_status IN ('pending', 'refunded', 'failed')),
+            ADD COLUMN refund_status text
+                CHECK (refund_status IN ('pending', 'refunded', 'failed')),
             ADD COLUMN refund_idempotency_key text UNIQUE,
             ADD COLUMN refund_reason text,
             ADD COLUMN refund_requested_at timestamptz,
@@ -55,7 +56,8 @@ def upgrade() -> None:
         WITH ranked AS (
             SELECT id, order_id, terminal_id,
                    row_number() OVER (PARTITION BY order_id ORDER BY created_at DESC) AS per_order,
-                   row_number() OVER (PARTITION BY terminal_id ORDER BY created_at DESC) AS per_terminal
+                   row_number() OVER (PARTITION BY terminal_id ORDER BY created_at DESC)
+                       AS per_terminal
             FROM payment_intents WHERE status = 'error' AND outcome_unknown
         )
         UPDATE payment_intents p SET status = 'unresolved', updated_at = now()
@@ -75,8 +77,9 @@ def downgrade() -> None:
         WHERE status = 'unresolved';
         DROP INDEX IF EXISTS payment_intents_attention_idx;
         ALTER TABLE payment_intents
-            DROP COLUMN refund_status, DROP COLUMN refund_idempotency_key, DROP COLUMN refund_reason,
-            DROP COLUMN refund_requested_at, DROP COLUMN refunded_at, DROP COLUMN refund_last_error;
+            DROP COLUMN refund_status, DROP COLUMN refund_idempotency_key,
+            DROP COLUMN refund_reason, DROP COLUMN refund_requested_at, DROP COLUMN refunded_at,
+            DROP COLUMN refund_last_error;
         DROP INDEX payment_intents_open_order_idx;
         DROP INDEX payment_intents_open_terminal_idx;
         CREATE UNIQUE INDEX payment_intents_open_order_idx ON payment_intents (order_id)
@@ -85,7 +88,7 @@ def downgrade() -> None:
             WHERE status IN ('created', 'at_terminal');
         ALTER TABLE payment_intents DROP CONSTRAINT payment_intents_status_check;
         ALTER TABLE payment_intents ADD CONSTRAINT payment_intents_status_check
-            CHECK (status IN ('created', 'at_terminal', 'processed', 'failed', 'canceled', 'expired',
-                              'action_required', 'refunded', 'error'));
+            CHECK (status IN ('created', 'at_terminal', 'processed', 'failed', 'canceled',
+                              'expired', 'action_required', 'refunded', 'error'));
         """
     )

@@ -46,7 +46,8 @@ def upgrade() -> None:
         CREATE UNIQUE INDEX order_deliveries_id ON order_deliveries (id);
         -- The operators' list, the metric and the resume sweep read only deliveries not sent,
         -- which stay few however many orders were paid.
-        CREATE INDEX order_deliveries_not_sent ON order_deliveries (state, id) WHERE state <> 'sent';
+        CREATE INDEX order_deliveries_not_sent ON order_deliveries (state, id)
+            WHERE state <> 'sent';
         """
     )
 

@@ -97,16 +97,16 @@ def upgrade() -> None:
             keys = keys or _keyring()
             if not keys.available:
                 raise RuntimeError(
-                    "KIOSK_SECRET_KEY is not set, and schedules hold header values, bodies or query "
-                    "strings to encrypt: set it (`kiosk secret-key` makes one) and run `kiosk "
-                    "migrate` again; nothing was changed"
+                    "KIOSK_SECRET_KEY is not set, and schedules hold header values, bodies or "
+                    "query strings to encrypt: set it (`kiosk secret-key` makes one) and run "
+                    "`kiosk migrate` again; nothing was changed"
                 )
             sealed = keys.seal(
                 {"headers": secret, "body": body, "url": url if shown != url else None}
             )
         conn.execute(
-            "UPDATE schedules SET url = %s, headers = %s::jsonb, secret_headers = %s, body_bytes = %s, "
-            "secrets = %s WHERE id = %s",
+            "UPDATE schedules SET url = %s, headers = %s::jsonb, secret_headers = %s, "
+            "body_bytes = %s, secrets = %s WHERE id = %s",
             (
                 shown,
                 json.dumps(plain),
@@ -123,7 +123,8 @@ def downgrade() -> None:
     run_sql("ALTER TABLE schedules ADD COLUMN body text;")
     conn = _conn()
     rows = conn.execute(
-        "SELECT id, url, headers, secrets FROM schedules WHERE secrets IS NOT NULL ORDER BY id FOR UPDATE"
+        "SELECT id, url, headers, secrets FROM schedules WHERE secrets IS NOT NULL "
+        "ORDER BY id FOR UPDATE"
     ).fetchall()
     keys = _keyring() if rows else None
     for schedule_id, url, headers, sealed in rows:
@@ -142,5 +143,6 @@ def downgrade() -> None:
             ),
         )
     run_sql(
-        "ALTER TABLE schedules DROP COLUMN secrets, DROP COLUMN body_bytes, DROP COLUMN secret_headers;"
+        "ALTER TABLE schedules "
+        "DROP COLUMN secrets, DROP COLUMN body_bytes, DROP COLUMN secret_headers;"
     )

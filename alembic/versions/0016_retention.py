@@ -30,7 +30,8 @@ depends_on = None
 def upgrade() -> None:
     run_sql(
         """
-        CREATE INDEX webhook_inbox_prune_idx ON webhook_inbox (received_at) WHERE state <> 'received';
+        CREATE INDEX webhook_inbox_prune_idx ON webhook_inbox (received_at)
+            WHERE state <> 'received';
         CREATE INDEX schedule_runs_scheduled_for_idx ON schedule_runs (scheduled_for);
         CREATE INDEX admin_audit_at_idx ON admin_audit (at);
 

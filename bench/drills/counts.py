@@ -1,4 +1,5 @@
-"""Settling and counting for the failure drills: what was lost, what was done twice (docs/drills.md).
+"""Settling and counting for the failure drills (docs/drills.md): what was lost, what was done
+twice.
 
 Counts come from the database, the simulator and the two receivers, never from what the kiosk
 says about itself.
@@ -205,7 +206,8 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     deliveries = {
         (str(r["order_id"]), r["kind"]): r
         for r in stack.db(
-            "SELECT order_id, kind, state, attempts, resends, maybe_delivered, last_error FROM order_deliveries"
+            "SELECT order_id, kind, state, attempts, resends, maybe_delivered, last_error "
+            "FROM order_deliveries"
         )
     }
     report.figures["deliveries by state"] = dict(
@@ -262,10 +264,10 @@ def audit(stack: Stack, report: Report, expected_paid: dict[str, str]) -> None:
     resent = [r for r in deliveries.values() if r["maybe_delivered"]]
     if resent:
         report.notes.append(
-            f"{len(resent)} deliveries had an attempt whose outcome was unknown (its worker was killed "
-            f"while sending, or lost the database) and were sent again with the same key: "
-            f"{sum(r['resends'] for r in resent)} resends in the ledger; the receivers' duplicates above "
-            "are those that had arrived"
+            f"{len(resent)} deliveries had an attempt whose outcome was unknown (its worker was "
+            f"killed while sending, or lost the database) and were sent again with the same key: "
+            f"{sum(r['resends'] for r in resent)} resends in the ledger; the receivers' duplicates "
+            "above are those that had arrived"
         )
 
     # The inbox against what the simulator saw acknowledged.

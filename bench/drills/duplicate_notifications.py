@@ -139,9 +139,12 @@ def main() -> int:
                 "notifications x copies": f"{len(ids)} x {args.copies} = {len(copies)}",
                 "answers": dict(answers),
                 "sent again after a connection dropped": dict(dropped),
-                "sent in": f"{took:.1f} s ({len(copies) / took:.0f}/s, p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+                "sent in": f"{took:.1f} s ({len(copies) / took:.0f}/s, "
+                f"p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
                 f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms)",
-                "inbox rows / with a job": f"{sum(r['n'] for r in inbox)} / {sum(r['jobs'] for r in inbox)}",
+                "inbox rows / with a job": (
+                    f"{sum(r['n'] for r in inbox)} / {sum(r['jobs'] for r in inbox)}"
+                ),
                 "payments.process_notification jobs": sum(r["n"] for r in jobs),
             }
         )
@@ -153,7 +156,7 @@ def main() -> int:
                 f"{answers['200 received']} copies accepted as new for {len(ids)} notifications",
             )
         stored = {r["notification_id"]: r for r in inbox}
-        for provider_order_id, notification_id in ids.items():
+        for notification_id in ids.values():
             row = stored.get(str(notification_id))
             if row is None:
                 report.fail("lost", f"notification {notification_id} is not in the inbox")

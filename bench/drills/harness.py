@@ -1,4 +1,4 @@
-"""Shared machinery of the failure drills (docs/drills.md): the whole kiosk on loopback, load, counts.
+"""Shared machinery of the failure drills (docs/drills.md): the kiosk on loopback, load, counts.
 
 A drill owns everything it runs: a private embedded PostgreSQL in a temporary folder (never a
 server someone else uses), uvicorn, the Mercado Pago simulator, `procrastinate worker` processes
@@ -57,7 +57,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-# -- PostgreSQL -------------------------------------------------------------------------------------
+# -- PostgreSQL ------------------------------------------------------------------------------------
 
 
 class PrivatePostgres:
@@ -374,7 +374,8 @@ class Load:
             sale.note = f"tap failed ({tap.text if tap else 'gave up'})"
 
     def _live_charge(self, client: httpx.Client, sale: Sale, timeout: float = 60) -> str | None:
-        """The Mercado Pago order of the sale's open charge on its terminal, once the kiosk knows it."""
+        """The Mercado Pago order of the sale's open charge on its terminal, as soon as the kiosk
+        knows which one it is."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             order = self._call(
@@ -424,7 +425,7 @@ class Load:
         return [s for s in self.sales if s.approved]
 
 
-# -- the stack --------------------------------------------------------------------------------------
+# -- the stack -------------------------------------------------------------------------------------
 
 
 class Stack:
@@ -526,7 +527,7 @@ class Stack:
         return query(self.database_url, sql, params)
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ----------------------------------------------------------------------------------
 
 
 def parser(

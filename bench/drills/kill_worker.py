@@ -1,6 +1,6 @@
 """Drill: `kill -9` a worker while orders are being paid; nothing may be lost or done twice.
 
-    .venv/bin/python bench/drills/kill_worker.py                                  # 40 orders, 1 kill
+    .venv/bin/python bench/drills/kill_worker.py                              # 40 orders, 1 kill
     .venv/bin/python bench/drills/kill_worker.py --orders 500 --duration 120 --kills 5
 
 Customers create orders, charge them on the simulator's terminals and tap approving cards; the
@@ -50,8 +50,9 @@ def hold_mp_reads(stack: Stack, workers: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         row = stack.db("""
-            SELECT count(DISTINCT worker_id) FILTER (WHERE task_name = 'payments.process_notification'
-                                                      AND status = 'doing') AS holding,
+            SELECT count(DISTINCT worker_id)
+                       FILTER (WHERE task_name = 'payments.process_notification'
+                                 AND status = 'doing') AS holding,
                    count(*) FILTER (WHERE status = 'doing'
                                     AND task_name <> 'payments.process_notification') AS others
             FROM procrastinate_jobs WHERE status IN ('todo', 'doing')""")[0]
@@ -120,7 +121,7 @@ def main() -> int:
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
             wait_for(
-                lambda: load.reached(share),
+                lambda share=share: load.reached(share),
                 timeout=args.duration + 60,
                 interval=0.1,
                 what="the kill's turn",

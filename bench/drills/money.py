@@ -1,8 +1,8 @@
 """Drill: money and goods agree under random Mercado Pago faults, racing cancels and expiries, and a
 worker killed mid-job.
 
-    .venv/bin/python bench/drills/money.py                                   # 500 orders
-    .venv/bin/python bench/drills/money.py --orders 24 --order-ttl 34 --customers 8   # the short one
+    .venv/bin/python bench/drills/money.py                                          # 500 orders
+    .venv/bin/python bench/drills/money.py --orders 24 --order-ttl 34 --customers 8  # the short one
 
 Customers order, charge on their own terminal and then, at random: pay; are declined and pay on a
 second attempt; cancel before paying; cancel while tapping the card; walk away (the order
@@ -198,13 +198,16 @@ class Customers:
                 self.notes.append(f"sale {n}: order not created")
             return
         order_id = order.json()["id"]
-        cancel = lambda: self._call(
-            client,
-            "POST",
-            f"{api}/orders/{order_id}/cancel",
-            "cancel",  # noqa: E731
-            retry_on=(500, 503, 504),
-        )
+
+        def cancel() -> None:
+            self._call(
+                client,
+                "POST",
+                f"{api}/orders/{order_id}/cancel",
+                "cancel",
+                retry_on=(500, 503, 504),
+            )
+
         if scenario == "cancel_before_paying":
             cancel()
             return
@@ -245,13 +248,12 @@ class Customers:
             timer.start()
             with self.lock:
                 self.timers.append(timer)
-        elif scenario == "cancel_at_terminal":
-            if self._tap(client, terminal, "take") is not None:
-                cancel()
-                self._tap(client, terminal, rng.choice(["approve", "cancel"]), within=5)
+        elif scenario == "cancel_at_terminal" and self._tap(client, terminal, "take") is not None:
+            cancel()
+            self._tap(client, terminal, rng.choice(["approve", "cancel"]), within=5)
 
 
-# -- settling and checking --------------------------------------------------------------------------
+# -- settling and checking -------------------------------------------------------------------------
 
 
 def left(stack: Stack) -> dict[str, int]:
@@ -261,7 +263,8 @@ def left(stack: Stack) -> dict[str, int]:
         SELECT (SELECT count(*) FROM orders WHERE status = 'pending_payment') AS pending_orders,
                (SELECT count(*) FROM payment_intents
                  WHERE status IN ('created', 'at_terminal', 'unresolved')) AS open_charges,
-               (SELECT count(*) FROM payment_intents WHERE refund_status = 'pending') AS pending_refunds,
+               (SELECT count(*) FROM payment_intents
+                 WHERE refund_status = 'pending') AS pending_refunds,
                (SELECT count(*) FROM webhook_inbox WHERE state = 'received') AS inbox,
                (SELECT count(*) FROM procrastinate_jobs
                  WHERE status IN ('todo', 'doing') AND {background}) AS jobs
@@ -287,8 +290,8 @@ def check_invariant(stack: Stack, report: Report) -> None:
     intents = {
         r["external_reference"]: r
         for r in stack.db(
-            "SELECT id, order_id::text, external_reference, provider_order_id, status, refund_status "
-            "FROM payment_intents"
+            "SELECT id, order_id::text, external_reference, provider_order_id, status, "
+            "refund_status FROM payment_intents"
         )
     }
     orders = {
@@ -369,7 +372,9 @@ def check_invariant(stack: Stack, report: Report) -> None:
         report.fail("problems", f"{len(released_paid)} paid orders had their stock released")
     report.figures.update(
         {
-            "Mercado Pago orders / took money / refunded": f"{len(sim_orders)} / {len(took)} / {refunded}",
+            "Mercado Pago orders / took money / refunded": (
+                f"{len(sim_orders)} / {len(took)} / {refunded}"
+            ),
             "kiosk orders by status": dict(
                 sorted(Counter(o["status"] for o in orders.values()).items())
             ),
@@ -427,7 +432,7 @@ def main() -> int:
         for i in range(args.kills):
             share = (i + 1) / (args.kills + 1)
             wait_for(
-                lambda: customers.done() or customers.sold() >= args.orders * share,
+                lambda share=share: customers.done() or customers.sold() >= args.orders * share,
                 timeout=args.duration,
                 interval=0.1,
                 what="the kill's turn",

@@ -1,7 +1,8 @@
-"""Drill: restart PostgreSQL while orders are being paid; the kiosk recovers by itself, loses nothing.
+"""Drill: restart PostgreSQL while orders are paid; the kiosk recovers by itself, loses nothing.
 
-    .venv/bin/python bench/drills/restart_postgres.py                              # 1 outage of 5 s
-    .venv/bin/python bench/drills/restart_postgres.py --orders 500 --duration 120 --outages 3 --down 10
+    .venv/bin/python bench/drills/restart_postgres.py    # 1 outage of 5 s
+    .venv/bin/python bench/drills/restart_postgres.py --orders 500 --duration 120 \
+        --outages 3 --down 10
 
 The drill's own embedded PostgreSQL (pgserver in a temporary folder, never a shared server) is
 stopped with its pg_ctl (`--mode fast`: clients are disconnected; `immediate`: a crash) while
@@ -44,8 +45,9 @@ SLOW_ANSWER = (
 
 
 class Probe:
-    """GET /orders/<unknown id> (with the admin token) every `every` seconds, each on its own thread so that a slow answer
-    never delays the next question: 404 when the database answers, 503 when it does not."""
+    """GET /orders/<unknown id> (with the admin token) every `every` seconds, each on its own thread
+    so that a slow answer never delays the next question: 404 when the database answers, 503 when it
+    does not."""
 
     def __init__(self, api_url: str, every: float = 0.2):
         self.url = f"{api_url}/orders/{uuid.uuid4()}"
@@ -123,7 +125,7 @@ def main() -> int:
         for i in range(args.outages):
             share = (i + 1) / (args.outages + 1)
             wait_for(
-                lambda: load.reached(share),
+                lambda share=share: load.reached(share),
                 timeout=args.duration + 60,
                 interval=0.1,
                 what="the outage's turn",

@@ -49,7 +49,7 @@ def main() -> int:
         for i in range(args.rounds):
             share = (i + 1) / (args.rounds + 1)
             wait_for(
-                lambda: load.reached(share),
+                lambda share=share: load.reached(share),
                 timeout=args.duration + 60,
                 interval=0.1,
                 what="the round's turn",
@@ -67,7 +67,7 @@ def main() -> int:
             took = time.monotonic() - signalled
             codes = [
                 harness.signal_name(code)
-                for slot, n in zip(supervisor.slots, exits_before)
+                for slot, n in zip(supervisor.slots, exits_before, strict=True)
                 for _, code in slot.exits[n:]
             ]
             stranded = stack.db(

@@ -7,6 +7,7 @@ procrastinate's own SQL functions where one exists, so its triggers record the e
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -120,16 +121,16 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
         params["text"] = _like_pattern(flt.text)
     if flt.min_attempts is not None:
         params["min_attempts"] = flt.min_attempts
-    # Job ids grow with time: a deferral-time range becomes an id range, which the primary key serves.
+    # Job ids grow with time: a deferral-time range becomes an id range (the primary key serves it).
     if flt.deferred_after is not None:
-        row = await db.fetch_one(
+        row = await db.fetch_row(
             conn, QUERIES["first_job_deferred_since"], {"at": flt.deferred_after}
         )
         if row["job_id"] is None:
             return None
         params["min_id"] = row["job_id"]
     if flt.deferred_before is not None:
-        row = await db.fetch_one(
+        row = await db.fetch_row(
             conn, QUERIES["last_job_deferred_before"], {"at": flt.deferred_before}
         )
         if row["job_id"] is None:
@@ -139,7 +140,7 @@ async def _filter_params(conn: psycopg.AsyncConnection, flt: JobFilter) -> dict[
 
 
 def _compose(query_name: str, params: dict[str, Any]) -> sql.Composed:
-    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all says why)."""
+    """The query with the filter's clauses; run it with prepare=False (kiosk.db.fetch_all: why)."""
     clauses = [sql.SQL(_CLAUSES[key]) for key in _CLAUSES if key in params]
     where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("true")
     return sql.SQL(QUERIES[query_name]).format(filters=where)
@@ -216,10 +217,14 @@ async def _queue_counts(
 
 
 async def _estimate(conn: psycopg.AsyncConnection, queue: str, status: str) -> int:
-    row = await db.fetch_one(
-        conn, QUERIES["estimate_queue_count"], {"queue": queue, "status": status}, prepare=False
+    plan = await db.fetch_value(
+        conn,
+        list,
+        QUERIES["estimate_queue_count"],
+        {"queue": queue, "status": status},
+        prepare=False,
     )
-    return int(next(iter(row.values()))[0]["Plan"]["Plan Rows"])
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 async def throughput_series(
@@ -248,8 +253,7 @@ async def count_jobs(conn: psycopg.AsyncConnection, flt: JobFilter, *, cap: int 
     if params is None:
         return 0
     params["cap"] = cap
-    row = await db.fetch_one(conn, _compose("count_jobs", params), params, prepare=False)
-    return row["count"]
+    return await db.fetch_value(conn, int, _compose("count_jobs", params), params, prepare=False)
 
 
 async def queue_and_task_names(conn: psycopg.AsyncConnection) -> tuple[list[str], list[str]]:
@@ -307,7 +311,10 @@ async def cancel_job(conn: psycopg.AsyncConnection, job_id: int) -> str:
 
 
 async def _bulk(
-    conn: psycopg.AsyncConnection, flt: JobFilter, allowed: tuple[str, ...], action
+    conn: psycopg.AsyncConnection,
+    flt: JobFilter,
+    allowed: tuple[str, ...],
+    action: Callable[[psycopg.AsyncConnection, int], Awaitable[object]],
 ) -> BulkResult:
     params = await _filter_params(conn, flt)
     if params is None:
@@ -347,7 +354,7 @@ async def list_workers(
     after: int | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Workers by id, those after `after`; every one when `limit` is None (the overview's counts)."""
+    """Workers by id, those after `after`; all when `limit` is None (the overview's counts)."""
     rows = await db.fetch_all(conn, QUERIES["workers"], {"after": after, "limit": limit})
     for row in rows:
         row["heartbeat_age_seconds"] = float(row["heartbeat_age_seconds"])

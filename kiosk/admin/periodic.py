@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import croniter
 import psycopg
+from procrastinate.periodic import PeriodicTask
 
 from kiosk import db, queue
 from kiosk.admin.jobs import QUERIES
@@ -31,8 +33,9 @@ class PeriodicInfo:
     next_ticks: list[dt.datetime]
 
 
-def _registry() -> dict:
-    queue.app.perform_import_paths()
+def _registry() -> dict[tuple[str, str], PeriodicTask[Any, Any, Any]]:
+    """The periodic tasks by (task name, periodic id)."""
+    queue.import_tasks()
     return queue.app.periodic_registry.periodic_tasks
 
 
@@ -71,11 +74,17 @@ async def run_now(conn: psycopg.AsyncConnection, name: str) -> int | None:
     if not matches:
         raise PeriodicNotFound(name)
     task = matches[0]
-    task_kwargs = {
-        **(task.configure_kwargs.get("task_kwargs") or {}),
+    configured = task.configure_kwargs
+    task_kwargs: dict[str, Any] = {
+        **(configured.get("task_kwargs") or {}),
         "timestamp": int(time.time()),
     }
-    options = {
-        k: v for k, v in task.configure_kwargs.items() if k in ("queueing_lock", "lock", "priority")
-    }
-    return await queue.defer(conn, name, queue=task.task.queue, **options, **task_kwargs)
+    return await queue.defer(
+        conn,
+        name,
+        queue=task.task.queue,
+        queueing_lock=configured.get("queueing_lock"),
+        lock=configured.get("lock"),
+        priority=configured.get("priority"),
+        **task_kwargs,
+    )

@@ -95,7 +95,7 @@ async def get_job(job_id: int) -> dict[str, Any]:
         return await jobs.get_job(conn, job_id)
 
 
-async def _act(by: actions.Operator, job_id: int, action: str) -> ActionResponse:
+async def _act(by: audit.Operator, job_id: int, action: str) -> ActionResponse:
     async with db.transaction() as conn:  # JobNotFound 404, JobStateConflict 409 (kiosk.app)
         operation = actions.retry_job if action == "retry" else actions.cancel_job
         result = await operation(conn, job_id, by)
@@ -120,7 +120,7 @@ async def cancel_job(job_id: int, by: Actor) -> ActionResponse:
     return await _act(by, job_id, "cancel")
 
 
-async def _bulk(by: actions.Operator, body: JobFilterBody, action: str) -> BulkResponse:
+async def _bulk(by: audit.Operator, body: JobFilterBody, action: str) -> BulkResponse:
     flt = jobs.JobFilter(**body.model_dump())
     if flt.is_empty():
         raise Invalid("give at least one filter (status, queue, task, text or a time range)")

@@ -28,8 +28,7 @@ async def put(
     """
     values = {"name": name, "price_cents": price_cents, "stock": stock}
     async with db.transaction() as conn:
-        row = await db.fetch_one(conn, QUERIES["upsert_product"], {"sku": sku, **values})
-        assert row is not None
+        row = await db.fetch_row(conn, QUERIES["upsert_product"], {"sku": sku, **values})
         created = row.pop("created")
         await audit.record_by(
             conn, by, "product.create" if created else "product.replace", f"product:{sku}", values

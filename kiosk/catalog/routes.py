@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field
@@ -37,7 +37,7 @@ Sku = Annotated[str, Path(pattern=products.SKU_PATTERN)]
     summary="Create or replace a product",
     responses={201: {"description": "created"}, **UNAUTHORIZED},
 )
-async def put_product(sku: Sku, body: ProductIn, response: Response, by: Actor) -> dict:
+async def put_product(sku: Sku, body: ProductIn, response: Response, by: Actor) -> dict[str, Any]:
     """Create (201) or replace (200) a product; `stock` is the number of units left to sell.
 
     Recorded in the audit log (`product.create` / `product.replace`).
@@ -48,5 +48,5 @@ async def put_product(sku: Sku, body: ProductIn, response: Response, by: Actor) 
 
 
 @router.get("/products", response_model=list[ProductOut])
-async def list_products() -> list[dict]:
+async def list_products() -> list[dict[str, Any]]:
     return [asdict(p) for p in await products.list_all()]

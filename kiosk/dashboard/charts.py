@@ -43,7 +43,7 @@ class Chart:
 def bucket_counts(
     series: list[dict[str, Any]], key: str, minutes: int, now: dt.datetime
 ) -> tuple[dt.datetime, int, list[int]]:
-    """(start, minutes per bar, counts per bar) covering the `minutes` up to and including now's minute."""
+    """(start, minutes per bar, counts per bar) over the `minutes` up to and including this one."""
     per_bar = max(1, minutes // BARS)
     end = now.astimezone(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     start = end - dt.timedelta(minutes=per_bar * BARS)

@@ -54,7 +54,7 @@ LOGOUT = "/admin/logout"
 HOME = "/admin/"
 UI = "/admin/ui"
 PAGE_SIZE = 50
-# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes about one.
+# KIOSK_ADMIN_SEARCH_TIMEOUT_SECONDS, 10 by default: a text search over a million jobs takes ~1.
 TOO_SLOW = (
     "The search took longer than {seconds:g} s and was stopped: narrow it with a "
     "status, task or time range (text alone reads every job)."
@@ -206,8 +206,8 @@ def _secure(request: Request) -> bool:
     )
 
 
-def _operator(request: Request, sess: session.Session) -> actions.Operator:
-    return actions.Operator(sess.actor, request.client.host if request.client else None)
+def _operator(request: Request, sess: session.Session) -> audit.Operator:
+    return audit.Operator(sess.actor, request.client.host if request.client else None)
 
 
 def _page(
@@ -285,7 +285,7 @@ def _back(
     return _flash(request, response, kind, message)
 
 
-# --- sign in and out -------------------------------------------------------------------------------
+# --- sign in and out ------------------------------------------------------------------------------
 
 
 @router.get(LOGIN)
@@ -393,7 +393,7 @@ async def logout(
     return _flash(request, response, "ok", message)
 
 
-# --- pages -----------------------------------------------------------------------------------------
+# --- pages ----------------------------------------------------------------------------------------
 
 
 @router.get(HOME)
@@ -584,7 +584,7 @@ async def audit_page(
     )
 
 
-# --- actions: POST + CSRF, then back to the page with a message --------------------------------------
+# --- actions: POST + CSRF, then back to the page with a message -----------------------------------
 
 
 @router.post(f"{UI}/jobs/{{job_id}}/{{action}}")
@@ -694,12 +694,12 @@ def _limit(value: float | None) -> str:
     return "no limit of" if value is None else f"{value:g}"
 
 
-# --- payments needing attention: unresolved charges, failed refunds -----------------------------------
+# --- payments needing attention: unresolved charges, failed refunds ---------------------------
 
 
 @router.get("/admin/attention")
 async def attention_short() -> Response:
-    """The page's short, easy to tell address; the page itself lives with the others under /admin/ui."""
+    """The page's short, easy to tell address; the page lives with the others under /admin/ui."""
     return RedirectResponse(f"{UI}/attention", status_code=303)
 
 
@@ -734,7 +734,7 @@ async def attention_action(
     return _back(request, form, default, "ok", f"Payment intent {intent_id}: {done}.")
 
 
-# --- schedules: list, history, run now ---------------------------------------------------------------
+# --- schedules: list, history, run now ------------------------------------------------------------
 
 
 @router.get(f"{UI}/schedules")
@@ -857,7 +857,7 @@ async def export_download(
     return csv_response(file)
 
 
-# --- devices: list, create (the token shown once), revoke ------------------------------------------
+# --- devices: list, create (the token shown once), revoke -----------------------------------------
 
 
 async def _devices_page(
@@ -935,7 +935,7 @@ async def device_revoke(
     )
 
 
-# --- deliveries: receipts and hooks not delivered, resend ------------------------------------------
+# --- deliveries: receipts and hooks not delivered, resend -----------------------------------------
 
 
 @router.get(f"{UI}/deliveries")
@@ -1003,7 +1003,7 @@ async def delivery_resend(
     )
 
 
-# --- the stylesheet --------------------------------------------------------------------------------
+# --- the stylesheet -------------------------------------------------------------------------------
 
 STATIC_PATH = f"{UI}/static"
 

@@ -148,9 +148,9 @@ def csrf_token(key: bytes, session: Session) -> str:
 
 def csrf_ok(key: bytes, session: Session, presented: str | None) -> bool:
     """Constant-time comparison of a form's token with the session's."""
-    return bool(presented) and hmac.compare_digest(
-        presented.encode(), csrf_token(key, session).encode()
-    )
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), csrf_token(key, session).encode())
 
 
 def sign_flash(key: bytes, message: str) -> str:
@@ -188,7 +188,7 @@ def cookie_secure(scheme: str, client_host: str | None, force: bool) -> bool:
 
 
 def safe_next(target: str | None, default: str = "/admin/") -> str:
-    """A redirect target that stays inside the dashboard: a local path under /admin/, nothing else."""
+    """A redirect target that stays inside the dashboard: a local path under /admin/ only."""
     if (
         not target
         or not target.startswith("/admin/")

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from kiosk.auth import token_matches
+from kiosk.auth import Responses, token_matches
 from kiosk.devices import store
 from kiosk.devices.limiter import FailureWindow
 from kiosk.errors import TooManyRequests, Unauthorized
@@ -27,10 +27,12 @@ logger = logging.getLogger("kiosk.devices")
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="deviceToken",
-    description="a device token (POST /admin/devices), or KIOSK_ADMIN_TOKEN for any order and terminal",
+    description=(
+        "a device token (POST /admin/devices), or KIOSK_ADMIN_TOKEN for any order and terminal"
+    ),
 )
 # Documented on every order endpoint.
-RESPONSES = {
+RESPONSES: Responses = {
     401: {"description": "device token missing, unknown or revoked"},
     429: {
         "description": "too many failed authentications from this address, or too many unpaid "

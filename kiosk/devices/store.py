@@ -16,6 +16,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -78,7 +79,7 @@ class Caller:
 ADMIN = Caller(None)
 
 
-def _device(row: dict) -> Device:
+def _device(row: dict[str, Any]) -> Device:
     return Device(
         id=row["id"],
         name=row["name"],
@@ -130,14 +131,13 @@ async def create(name: str, terminal_ids: list[str], by: audit.Operator) -> NewD
     async with db.transaction() as conn:
         try:
             async with conn.transaction():
-                row = await db.fetch_one(
+                row = await db.fetch_row(
                     conn,
                     QUERIES["insert_device"],
                     {"name": name, "terminal_ids": terminals, "token_hash": token_hash(token)},
                 )
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"an active device is already named {name!r}") from None
-        assert row is not None
         device = _device(row)
         await audit.record_by(
             conn,
@@ -201,8 +201,7 @@ async def take_order_slot(conn: psycopg.AsyncConnection, device_id: int) -> None
     if device is None:
         raise Unauthorized("device token revoked")
     limit = get_settings().device_max_open_orders
-    row = await db.fetch_one(conn, QUERIES["open_orders_of_device"], {"id": device_id})
-    assert row is not None
+    row = await db.fetch_row(conn, QUERIES["open_orders_of_device"], {"id": device_id})
     if row["open"] >= limit:
         wait = (row["first_expires_at"] - dt.datetime.now(dt.UTC)).total_seconds()
         raise TooManyRequests(

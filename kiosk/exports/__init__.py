@@ -111,14 +111,14 @@ async def request_export(
     keep = get_settings().export_keep
     await conn.execute(QUERIES["lock_exports"])
     replaced = [r["id"] for r in await db.fetch_all(conn, QUERIES["make_room"], {"keep": keep})]
-    kept = (await db.fetch_one(conn, QUERIES["count_exports"]))["kept"]
+    kept = await db.fetch_value(conn, int, QUERIES["count_exports"])
     if kept >= keep:
         raise ExportLimit(
             f"{kept} exports are still running and KIOSK_EXPORT_KEEP is {keep}: "
             "wait for one to finish"
         )
     export_id = uuid.uuid4()
-    row = await db.fetch_one(
+    row = await db.fetch_row(
         conn,
         QUERIES["insert_export"],
         {
@@ -282,7 +282,7 @@ async def run_export(
         if claim is None:
             row = await get_export(conn, uuid.UUID(export_id))  # done already, or unknown
             return {"export_id": export_id, "rows": row["row_count"], "already_done": True}
-        total = (await db.fetch_one(conn, QUERIES["count_orders"], claim))["total"]
+        total = await db.fetch_value(conn, int, QUERIES["count_orders"], claim)
     await progress.report(job_id, 0, f"exporting {total} orders")
 
     done = 0

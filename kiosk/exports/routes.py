@@ -74,7 +74,7 @@ async def download_export(export_id: uuid.UUID) -> Response:
 
 
 def csv_response(file: exports.Download) -> Response:
-    """The CSV as an attachment, streamed chunk by chunk; the dashboard's download link uses it too."""
+    """The CSV as an attachment, streamed chunk by chunk (the dashboard's download link too)."""
     return StreamingResponse(
         exports.chunks(file.export_id),
         media_type="text/csv; charset=utf-8",

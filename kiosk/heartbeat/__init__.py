@@ -53,15 +53,13 @@ class Verdict:
 
 
 async def fleet(conn: psycopg.AsyncConnection, stale_seconds: int) -> Fleet:
-    row = await db.fetch_one(conn, QUERIES["fleet_heartbeats"], {"stale_seconds": stale_seconds})
-    assert row is not None
+    row = await db.fetch_row(conn, QUERIES["fleet_heartbeats"], {"stale_seconds": stale_seconds})
     return Fleet(row["fresh"], row["stale"], stale_seconds)
 
 
 async def host_workers(conn: psycopg.AsyncConnection, host: str) -> HostWorkers:
     prefix = db.host_prefix("worker", host)
-    row = await db.fetch_one(conn, QUERIES["host_connections"], {"prefix": prefix})
-    assert row is not None
+    row = await db.fetch_row(conn, QUERIES["host_connections"], {"prefix": prefix})
     return HostWorkers(host, row["processes"], row["connections"], row["idle_seconds"])
 
 

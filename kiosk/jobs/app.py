@@ -20,15 +20,19 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
-from procrastinate import App, retry, worker
+from procrastinate import App, JobContext, jobs, middleware, retry, worker
+from procrastinate.tasks import Task
 
 from kiosk.jobs import joblogs, timeouts
 from kiosk.jobs.manager import KioskJobManager
 from kiosk.jobs.retry import ShutdownRetry
 from kiosk.jobs.worker import KioskWorker
 from kiosk.settings import Settings, load_or_exit
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -67,10 +71,57 @@ class KioskApp(App):
         self.job_manager = KioskJobManager(self.connector)
         self.worker_batching = True  # KIOSK_WORKER_BATCHING, read when a worker starts
 
-    def task(self, _func: Callable | None = None, *, timeout: float | None = None, **options: Any):
+    # The overloads are App.task's (procrastinate/blueprints.py) plus `timeout=`, so a task keeps
+    # its function's parameters and result for mypy (`Task.defer` and calls are checked).
+    @overload
+    def task(
+        self,
+        *,
+        _func: None = None,
+        name: str | None = None,
+        aliases: list[str] | None = None,
+        retry: retry.RetryValue = False,
+        pass_context: Literal[False] = False,
+        queue: str = jobs.DEFAULT_QUEUE,
+        priority: int = jobs.DEFAULT_PRIORITY,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        task_middleware: list[middleware.TaskMiddleware] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], Task[P, R, P]]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        _func: None = None,
+        name: str | None = None,
+        aliases: list[str] | None = None,
+        retry: retry.RetryValue = False,
+        pass_context: Literal[True],
+        queue: str = jobs.DEFAULT_QUEUE,
+        priority: int = jobs.DEFAULT_PRIORITY,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        task_middleware: list[middleware.TaskMiddleware] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[
+        [Callable[Concatenate[JobContext, P], R]], Task[Concatenate[JobContext, P], R, P]
+    ]: ...
+
+    @overload
+    def task(self, _func: Callable[P, R]) -> Task[P, R, P]: ...
+
+    def task(
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Any:
         """`App.task` plus `timeout=` (seconds, async tasks only; None = KIOSK_JOB_TIMEOUT)."""
 
-        def register(func: Callable):
+        def register(func: Callable[..., Any]) -> Task[..., Any, ...]:
             if inspect.iscoroutinefunction(func):
                 func = timeouts.limit(func, timeout)
             elif timeout:

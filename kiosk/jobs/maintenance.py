@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from procrastinate import exceptions, manager
 
 from kiosk import db
+from kiosk.jobs import ids
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -43,28 +44,30 @@ async def retry_stalled_jobs(job_manager: manager.JobManager, *, stalled_after: 
     """Put the jobs of stalled workers back to `todo`; return their ids."""
     retried = []
     for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
+        stalled_id = ids.job_id(job)
         try:
             await job_manager.retry_job(job)
         except exceptions.ConnectorException:
             # A newer job waits with its queueing lock (#1543): drop the lock, try once more.
-            assert job.id is not None
-            await release_queueing_lock(job.id)
+            await release_queueing_lock(stalled_id)
             try:
                 await job_manager.retry_job(job)
             except exceptions.ConnectorException:
                 # It finished (or was retried) between the queries: nothing left to do.
-                logger.info("stalled job %s changed state before its retry", job.id)
+                logger.info("stalled job %s changed state before its retry", stalled_id)
                 continue
-        assert job.id is not None
-        retried.append(job.id)
+        retried.append(stalled_id)
         logger.warning(
-            "job %s (%s) of stalled worker %s is back in todo", job.id, job.task_name, job.worker_id
+            "job %s (%s) of stalled worker %s is back in todo",
+            stalled_id,
+            job.task_name,
+            job.worker_id,
         )
         async with db.transaction() as conn:
             await conn.execute(
                 QUERIES["insert_lost_outcome"],
                 {
-                    "job_id": job.id,
+                    "job_id": stalled_id,
                     "attempt": job.attempts + 1,
                     "task_name": job.task_name,
                     "queue_name": job.queue,
@@ -108,15 +111,14 @@ async def prune_jobs(
     jobs = batches = 0
     while True:
         async with db.transaction() as conn:
-            row = await db.fetch_one(conn, QUERIES["prune_finished_jobs"], params)
-        assert row is not None
+            row = await db.fetch_row(conn, QUERIES["prune_finished_jobs"], params)
         batches += 1
         jobs += row["deleted"]
         if row["deleted"] < batch_size:
             break
         params["after_id"] = row["last_id"]
 
-    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too; 0 keeps them.
+    # Outcomes whose job is gone by other means (delete_jobs, an operator) age out too (0: kept).
     outcome_params = {
         "before": now - datetime.timedelta(days=outcomes_days),
         "batch_size": batch_size,

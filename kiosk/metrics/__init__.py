@@ -4,8 +4,8 @@ Built on `prometheus_client` (its metric types and its text exposition, 0.0.4). 
 figures, and how each stays correct when the API runs as several processes:
 - from the database at each scrape (`scrape` reads it, then yields metric families): jobs by
   queue and status, oldest runnable age, stalled jobs, recent failures, workers, the inbox
-  backlog, refunds, payments needing attention, deliveries, failing schedules, queue controls (pause,
-  limits, changes). Every API process
+  backlog, refunds, payments needing attention, deliveries, failing schedules, queue controls
+  (pause, limits, changes). Every API process
   reports the same values.
 - job durations and job waits, counters built incrementally from `job_outcomes` rows (durations)
   and procrastinate's `started` events (waits) newer than the previous scrape, so pruning old rows
@@ -22,9 +22,9 @@ sees the in-process figures of whichever process answers (docs/metrics.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import prometheus_client
 import psycopg
@@ -42,9 +42,9 @@ from prometheus_client.utils import floatToGoString
 from kiosk import db
 from kiosk.admin import jobs as admin_jobs
 from kiosk.notifications import deliveries as notification_deliveries
-from kiosk.queues import service as queue_service
 from kiosk.payments import attention as payment_attention
 from kiosk.payments import refunds as payment_refunds
+from kiosk.queues import service as queue_service
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -71,7 +71,8 @@ DEFAULT_BUCKETS = (
 )
 
 # No `*_created` series: the documented metrics are the counters and histograms themselves.
-prometheus_client.disable_created_metrics()
+# (prometheus_client leaves it unannotated: it takes nothing and returns None.)
+cast(Callable[[], None], prometheus_client.disable_created_metrics)()
 
 # This module's registry, not the library's global one: /metrics shows the documented metrics
 # only (no process or platform collectors another import might have registered).
@@ -171,7 +172,7 @@ async def _scalar(conn: psycopg.AsyncConnection, query_name: str, column: str) -
 
 
 async def _collect_outcomes(conn: psycopg.AsyncConnection) -> None:
-    head = (await db.fetch_one(conn, QUERIES["outcomes_head"]))["id"]
+    head = await db.fetch_value(conn, int, QUERIES["outcomes_head"])
     if _durations.cursor is None:  # first scrape: count from now on
         _durations.cursor = head
         return
@@ -265,7 +266,7 @@ async def _database_families(conn: psycopg.AsyncConnection) -> list[Metric]:
     backlog = GaugeMetricFamily(
         "kiosk_webhook_inbox_backlog",
         "Accepted notifications not processed yet",
-        value=(await db.fetch_one(conn, QUERIES["inbox_backlog"]))["n"],
+        value=await db.fetch_value(conn, int, QUERIES["inbox_backlog"]),
     )
 
     refund_states = {"refunded": 0, "pending": 0, "failed": 0} | await payment_refunds.counts(conn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from starlette.types import Message, Receive, Scope, Send
+
 from kiosk.metrics import HTTP_LATENCY
 
 
@@ -14,14 +16,14 @@ class LatencyMiddleware:
     def __init__(self, app: Any):
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

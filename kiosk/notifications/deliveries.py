@@ -57,7 +57,7 @@ RESUME_GRACE_SECONDS = 60
 
 
 class DeliveryRetry(Exception):
-    """Not delivered this time; the job tries again, in `retry_in` seconds once the ledger set it."""
+    """Not delivered this time; the job tries again, in `retry_in` seconds once the ledger set."""
 
     def __init__(self, message: str, retry_in: float | None = None):
         super().__init__(message)
@@ -122,7 +122,7 @@ async def _defer(conn: psycopg.AsyncConnection, kind: str, order_id: uuid.UUID) 
 def backoff(attempt: int, settings: Settings) -> float:
     """Seconds before the attempt after `attempt`: the first delay, doubled each time, capped."""
     first, cap = settings.delivery_retry_backoff_seconds, settings.delivery_retry_max_delay_seconds
-    return min(cap, first * 2 ** min(max(attempt - 1, 0), 32))
+    return min(cap, first * 2.0 ** min(max(attempt - 1, 0), 32))
 
 
 def _exhausted(row: dict[str, Any], settings: Settings) -> str | None:
@@ -158,11 +158,13 @@ async def deliver(
         row = await db.fetch_one(conn, QUERIES["lock_delivery"], params)
         if row is None:
             return "not planned"
-        if row["state"] in ("sent", "failed"):
-            return row["state"]
+        state: str = row["state"]
+        if state in ("sent", "failed"):
+            return state
         reason = _exhausted(row, settings)
         if reason is None:
-            claimed = await db.fetch_one(
+            # The row is locked above, in a state the claim takes: it always returns it.
+            claimed = await db.fetch_row(
                 conn, QUERIES["claim_delivery"], {**params, "payload": payload}
             )
         else:
@@ -170,7 +172,6 @@ async def deliver(
     if reason is not None:
         logger.warning("order %s: %s %s", order_id, kind, reason)
         raise DeliveryFailed(reason)
-    assert claimed is not None
     if row["state"] != "pending":
         logger.warning(
             "order %s: %s was %s (%s); sending it again with the same key, attempt %s",
@@ -216,7 +217,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
-async def _record(query: str, params: dict[str, Any]) -> dict | None:
+async def _record(query: str, params: dict[str, Any]) -> dict[str, Any] | None:
     async with db.transaction() as conn:
         return await db.fetch_one(conn, query, params)
 
@@ -262,7 +263,7 @@ async def _retry_later(
     return DeliveryRetry(str(error), retry_in=row["retry_in"])
 
 
-# -- operators ---------------------------------------------------------------------------------------
+# -- operators -------------------------------------------------------------------------------------
 
 
 class DeliveryNotFound(NotFound):

@@ -27,7 +27,7 @@ __all__ = ["EVENT", "client", "notify_paid", "payload", "signature"]
 
 
 def client(timeout: float) -> httpx.AsyncClient:
-    """The HTTP client of one attempt: checked and pinned to the address it checked, no redirects."""
+    """The HTTP client of one attempt: checked, pinned to the address it checked, no redirects."""
     return pinned_client(get_settings().outbound_allowed, timeout=timeout, verify=tls.http())
 
 

@@ -30,7 +30,10 @@ async def get_deliveries(
     state: Annotated[
         State | None,
         Query(
-            description="one state; omitted: every delivery not sent (`failed`: given up, needs an operator)",
+            description=(
+                "one state; omitted: every delivery not sent "
+                "(`failed`: given up, needs an operator)"
+            ),
         ),
     ] = None,
     kind: Kind | None = None,
@@ -49,7 +52,10 @@ async def get_deliveries(
 @router.post(
     "/{order_id}/{kind}/resend",
     status_code=202,
-    summary="Send a given-up (failed) receipt or hook again, with the same Message-ID or Idempotency-Key",
+    summary=(
+        "Send a given-up (failed) receipt or hook again, "
+        "with the same Message-ID or Idempotency-Key"
+    ),
     responses={
         404: {"description": "no such delivery"},
         409: {"description": "the delivery is not failed (sent, or being retried)"},

@@ -45,7 +45,8 @@ class Expired:
 
 def cron() -> str:
     """The periodic task's cron (the default when a tool imports tasks.app unconfigured)."""
-    return value_or_default("expire_orders_cron")
+    cron: str = value_or_default("expire_orders_cron")
+    return cron
 
 
 async def defer_expiries(limit: int = BATCH) -> int:

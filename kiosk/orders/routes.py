@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from kiosk.auth import Responses
 from kiosk.catalog.products import SKU_PATTERN
 from kiosk.devices.access import RESPONSES as AUTH_RESPONSES
 from kiosk.devices.access import DeviceCaller
@@ -17,7 +18,7 @@ from kiosk.payments import intents
 
 # Every order endpoint takes a device token (or the admin token): kiosk/devices/access.py.
 router = APIRouter(tags=["orders"], responses=AUTH_RESPONSES)
-NOT_YOURS = {404: {"description": "no such order, or an order of another device"}}
+NOT_YOURS: Responses = {404: {"description": "no such order, or an order of another device"}}
 
 
 class ItemIn(BaseModel):

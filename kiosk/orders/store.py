@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -163,7 +164,7 @@ async def lock(conn: psycopg.AsyncConnection, order_id: uuid.UUID) -> LockedOrde
     return row
 
 
-async def _order(conn: psycopg.AsyncConnection, row: dict) -> Order:
+async def _order(conn: psycopg.AsyncConnection, row: dict[str, Any]) -> Order:
     items = await db.fetch_all(conn, QUERIES["order_items"], {"order_id": row["id"]})
     return Order(
         id=row["id"],

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -89,7 +90,7 @@ class Charge:
     expiration_seconds: int
     description: str
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {
             "type": "point",
             "external_reference": self.external_reference,
@@ -199,7 +200,7 @@ class MercadoPago:
         method: str,
         path: str,
         *,
-        json: dict | None = None,
+        json: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> MPOrder:
         headers = {"X-Idempotency-Key": idempotency_key} if idempotency_key else {}

@@ -2,8 +2,8 @@
 closed (canceled or expired, its stock released) or already paid by another charge.
 
 The decision is taken in the transaction that records the charge as processed (`plan`, called by
-`orders.lifecycle.apply` on the locked order): a conditional update gives the charge its refund once, with
-one idempotency key (`kiosk-refund-<intent id>`) kept across every retry, and defers the
+`orders.lifecycle.apply` on the locked order): a conditional update gives the charge its refund
+once, with one idempotency key (`kiosk-refund-<intent id>`) kept across every retry, and defers the
 `payments.refund_intent` job in that same transaction. The job calls
 `POST /v1/orders/{id}/refund` with that key; an ambiguous answer (5xx, timeout, dropped
 connection) is retried with the same key, so Mercado Pago refunds once however often it runs. A

@@ -93,8 +93,7 @@ def plan(
 
 
 async def db_now(conn: psycopg.AsyncConnection) -> dt.datetime:
-    row = await db.fetch_one(conn, "SELECT now() AS now")
-    return row["now"]
+    return await db.fetch_value(conn, dt.datetime, "SELECT now() AS now")
 
 
 async def dispatch_schedule(

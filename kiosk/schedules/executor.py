@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import overload
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -104,7 +105,7 @@ logging.getLogger("httpx").addFilter(_DropQuery())
 
 def backoff(attempt: int, base: float) -> float:
     """Delay before the attempt after `attempt` (1-based): base, 2*base, 4*base, ..."""
-    return min(base * 2 ** (attempt - 1), MAX_BACKOFF)
+    return min(base * 2.0 ** (attempt - 1), MAX_BACKOFF)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -120,6 +121,10 @@ async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]
     return bytes(data), False
 
 
+@overload
+def scrub(text: str, secrets: list[str]) -> str: ...
+@overload
+def scrub(text: None, secrets: list[str]) -> None: ...
 def scrub(text: str | None, secrets: list[str]) -> str | None:
     """The text with every secret value replaced by the mask."""
     if text is None:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired
+from kiosk.auth import UNAUTHORIZED, Actor, AdminRequired, Responses
 from kiosk.schedules import service, store
 from kiosk.schedules import spec as spec_module
 from kiosk.schedules.spec import InvalidSchedule, ScheduleSpec
@@ -27,9 +27,9 @@ router = APIRouter(
     dependencies=[AdminRequired],
     responses=UNAUTHORIZED,
 )
-NOT_FOUND = {404: {"description": "no such schedule"}}
-INVALID = {422: {"description": "refused, with the reason; nothing stored"}}
-TAKEN = {409: {"description": "another schedule has that name"}}
+NOT_FOUND: Responses = {404: {"description": "no such schedule"}}
+INVALID: Responses = {422: {"description": "refused, with the reason; nothing stored"}}
+TAKEN: Responses = {409: {"description": "another schedule has that name"}}
 
 
 class ScheduleIn(BaseModel):

@@ -295,7 +295,10 @@ async def run_now(schedule_id: int, *, by: Operator) -> tuple[store.Run, list[dt
         run = await store.insert_manual_run(conn, schedule_id)
         job_id = await queue.defer(conn, EXECUTE_TASK, run_id=run.id)
         await store.set_job_ids(conn, [(run.id, job_id)])
-        run = await store.get_run(conn, run.id)
+        fresh = await store.get_run(conn, run.id)
+        if fresh is None:  # inserted above, in this transaction
+            raise db.MissingRow(f"schedule run {run.id} is gone in the transaction that made it")
+        run = fresh
         await audit.record_by(
             conn,
             by,

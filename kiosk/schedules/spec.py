@@ -98,7 +98,8 @@ def is_secret_header(name: str, plain: tuple[str, ...] | frozenset[str] = ()) ->
 
 def split_headers(spec: ScheduleSpec) -> tuple[dict[str, str], dict[str, str]]:
     """(plain, secret) headers of a spec."""
-    plain, secret = {}, {}
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
     for name, value in spec.headers.items():
         (secret if is_secret_header(name, spec.plain_headers) else plain)[name] = value
     return plain, secret
@@ -180,7 +181,7 @@ def check_headers(headers: dict[str, str]) -> None:
 
 
 def check_static(spec: ScheduleSpec) -> ScheduleSpec:
-    """Every rule that needs no network; returns the spec normalised (trimmed name, upper method)."""
+    """Every rule that needs no network; returns it normalised (trimmed name, upper method)."""
     name = spec.name.strip()
     if not name or len(name) > MAX_NAME:
         raise InvalidSchedule(f"name must be 1 to {MAX_NAME} characters")
@@ -223,7 +224,7 @@ def check_static(spec: ScheduleSpec) -> ScheduleSpec:
 
 
 async def validate(spec: ScheduleSpec, allowed: frozenset[str]) -> ScheduleSpec:
-    """All the rules, the SSRF guard included (it resolves the host): InvalidSchedule or the spec."""
+    """All the rules, SSRF guard included (it resolves the host): the spec, or InvalidSchedule."""
     spec = check_static(spec)
     try:
         await netguard.check_url(spec.url, allowed)

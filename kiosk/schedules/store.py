@@ -12,6 +12,7 @@ with KIOSK_SECRET_KEY (kiosk/secretbox.py). `unseal` gives the real request back
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,9 +282,11 @@ async def insert_skipped_runs(
         )
 
 
-async def set_job_ids(conn: psycopg.AsyncConnection, pairs: list[tuple[int, int]]) -> None:
+async def set_job_ids(
+    conn: psycopg.AsyncConnection, pairs: Sequence[tuple[int, int | None]]
+) -> None:
     if pairs:
-        run_ids, job_ids = zip(*pairs)
+        run_ids, job_ids = zip(*pairs, strict=True)
         await conn.execute(
             QUERIES["set_job_ids"], {"run_ids": list(run_ids), "job_ids": list(job_ids)}
         )

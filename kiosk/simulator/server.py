@@ -15,7 +15,7 @@ to the webhook URL, in order, retried 3 times):
   POST /_sim/orders/{id}/status {"status"}                      any allowed lifecycle step
   POST /_sim/faults {"fail_next", "fail_status", "delay_next", "delay_seconds", "method"}
   POST /_sim/chaos {"seed", "fail_after", "late", "late_seconds", "drop", "webhook_delay",
-                    "webhook_duplicate", "method"}          random faults of every API call and webhook
+                    "webhook_duplicate", "method"}    random faults of every API call and webhook
   POST /_sim/config {"webhooks": bool, "webhook_url"}
   GET  /_sim/orders, /_sim/requests, /_sim/webhooks              what happened
   POST /_sim/reset
@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -45,6 +46,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from kiosk.validators import MAX_EXPIRATION, MIN_EXPIRATION, parse_duration
 from kiosk.webhooks import signature
@@ -95,10 +97,10 @@ class SimOrder:
     last_updated_date: str = field(default_factory=_now)
     cancel_keys: set[str] = field(default_factory=set)
     # Refund idempotency key -> (HTTP status, body) of its first answer.
-    refund_answers: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    refund_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     refunds: int = 0  # refunds Mercado Pago made (at most one: only `processed` can be refunded)
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         payment_status, detail = PAYMENT_STATUS[self.status]
         return {
             "id": self.id,
@@ -124,7 +126,7 @@ class SimOrder:
             },
         }
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """The simulator's own record of the order (`GET /_sim/orders`): the API shape plus what
         only Mercado Pago knows, e.g. whether money was taken and how often it was refunded."""
         return {
@@ -165,7 +167,7 @@ class Chaos:
             self.counts[kind] = self.counts.get(kind, 0) + 1
         return hit
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "fail_after": self.fail_after,
@@ -183,7 +185,7 @@ class DroppedResponse(Response):
     """Starts the answer and drops the connection before its end: a client sees the connection
     lost after its request was sent (and done)."""
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -209,8 +211,8 @@ class Simulator:
         self.faults = Faults()
         self.chaos = Chaos()
         self.webhooks_enabled = True
-        self.requests: list[dict] = []
-        self.webhooks: list[dict] = []
+        self.requests: list[dict[str, Any]] = []
+        self.webhooks: list[dict[str, Any]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -240,7 +242,7 @@ class Simulator:
     async def send_webhooks(self) -> None:
         """Deliver notifications one at a time, in the order the changes happened; under chaos,
         each after its own random delay (so out of order), some twice."""
-        pending: set[asyncio.Task] = set()
+        pending: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(timeout=22) as client:
             while (change := await self._outbox.get()) is not None:
                 chaos = self.chaos
@@ -291,7 +293,7 @@ class Simulator:
             "x-signature": signature.header(self.webhook_secret, order.id, request_id),
             "x-request-id": request_id,
         }
-        record = {
+        record: dict[str, Any] = {
             "notification_id": notification_id,
             "order_id": order.id,
             "action": body["action"],
@@ -434,7 +436,7 @@ def create_app(sim: Simulator) -> Starlette:
             response = _error(
                 409, f"order is {order.status}; only a processed order can be refunded"
             )
-            order.refund_answers[key] = (409, json.loads(response.body))
+            order.refund_answers[key] = (409, json.loads(bytes(response.body)))
             return response
         sim.move(order, "refunded")
         order.refunds += 1
@@ -453,8 +455,8 @@ def create_app(sim: Simulator) -> Starlette:
             return _error(404, f"unknown action {action}")
         if order.status == "created" and action != "cancel":
             sim.move(order, "at_terminal")
-        if final[action]:
-            sim.move(order, final[action])
+        if (status := final[action]) is not None:
+            sim.move(order, status)
         if request.query_params.get("redirect"):
             return RedirectResponse("/", status_code=303)
         return JSONResponse(order.json())
@@ -536,7 +538,8 @@ def create_app(sim: Simulator) -> Starlette:
                 f"<td>{o.status}</td><td style='display:flex;gap:4px'>{buttons}</td></tr>"
             )
         return HTMLResponse(
-            "<!doctype html><title>Mercado Pago simulator</title><meta http-equiv=refresh content=3>"
+            "<!doctype html><title>Mercado Pago simulator</title>"
+            "<meta http-equiv=refresh content=3>"
             "<h1>Mercado Pago Point simulator</h1><p>Tap a card on a terminal:</p>"
             "<table border=1 cellpadding=4><tr><th>terminal</th><th>order</th><th>amount</th>"
             f"<th>status</th><th></th></tr>{''.join(rows)}</table>"

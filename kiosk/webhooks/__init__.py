@@ -1,1 +1,1 @@
-"""Webhooks: Mercado Pago's signed notifications, verified without the database, kept in an inbox."""
+"""Webhooks: Mercado Pago's signed notifications, checked without the database, kept in an inbox."""

@@ -37,11 +37,11 @@ class Batcher(Generic[Item, Result]):
         self.max_items = max_items
         self.linger = linger
         self.max_in_flight = max_in_flight
-        self._pending: list[tuple[Item, asyncio.Future]] = []
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._room: asyncio.Event | None = None
-        self._flusher: asyncio.Task | None = None
-        self._writers: set[asyncio.Task] = set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         # Counters for tests and the benchmark: transactions written and items in them.
         self.batches = 0
         self.items = 0
@@ -49,15 +49,16 @@ class Batcher(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         """Queue `item` for the next batch; its result once that batch committed."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((item, future))
         if self._flusher is None or self._flusher.get_loop() is not loop:
-            self._room = asyncio.Event()
-            self._flusher = loop.create_task(self._flush())
+            self._room = room = asyncio.Event()
+            self._flusher = loop.create_task(self._flush(room))
         # The caller may be cancelled (client gone): the batch goes on, the future is dropped.
         return await future
 
-    async def _flush(self) -> None:
+    async def _flush(self, room: asyncio.Event) -> None:
+        """Start batches while items wait; `room` is set each time a batch is written."""
         try:
             while self._pending:
                 if self._in_flight and len(self._pending) < self.max_items:
@@ -67,9 +68,8 @@ class Batcher(Generic[Item, Result]):
                     # Requests parsed in this turn of the loop still join.
                     await asyncio.sleep(0)
                 while self._in_flight >= self.max_in_flight:
-                    assert self._room is not None
-                    self._room.clear()
-                    await self._room.wait()
+                    room.clear()
+                    await room.wait()
                 batch = self._pending[: self.max_items]
                 del self._pending[: self.max_items]
                 self._in_flight += 1
@@ -79,7 +79,7 @@ class Batcher(Generic[Item, Result]):
         finally:
             self._flusher = None
 
-    async def _write(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+    async def _write(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
             results = await self.write([item for item, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets it

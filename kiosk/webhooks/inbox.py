@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import psycopg
 
@@ -41,7 +42,7 @@ class Notification:
     action: str | None
     resource_id: str | None
     request_id: str | None
-    payload: dict
+    payload: dict[str, Any]
     body: str  # the JSON text as received, stored as the row's payload (jsonb)
 
 
@@ -55,6 +56,10 @@ class Accepted:
 DUPLICATE = Accepted(None, "duplicate")
 
 
+@overload
+def _text(value: object, name: str, limit: int, required: Literal[True]) -> str: ...
+@overload
+def _text(value: object, name: str, limit: int, required: bool = False) -> str | None: ...
 def _text(value: object, name: str, limit: int, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
@@ -102,7 +107,6 @@ def parse(
     resource_id = query_data_id or body_id
     if kind == "order" and not (resource_id and ID_PATTERN.match(resource_id)):
         raise Malformed("an order notification needs a valid data.id")
-    assert notification_id is not None and kind is not None
     if any(value and not _storable(value) for value in (kind, resource_id, request_id)):
         raise Malformed("type, data.id or x-request-id holds a NUL character or a lone surrogate")
     return Notification(notification_id, kind, action, resource_id, request_id, payload, text)

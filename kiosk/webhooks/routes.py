@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from kiosk import http_errors
 from kiosk.logclip import clip
@@ -143,7 +144,7 @@ class FastPath:
         # The documented route, set in the scope as FastAPI's routing would (the latency label).
         self.route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return

@@ -62,7 +62,7 @@ def test_every_admin_route_needs_the_token(api):
 
 
 def test_every_admin_json_route_is_documented(database_url):
-    """Each /admin JSON route: the bearer scheme, an explicit summary, its 401; actions name their actor."""
+    """Each /admin JSON route: bearer scheme, explicit summary, its 401; actions name an actor."""
     from kiosk.app import app
 
     schema = app.openapi()
@@ -240,7 +240,8 @@ async def test_workers_live_and_stalled(api, pool):
     stalled = await manager.register_worker()
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+            "WHERE id = %s",
             (stalled,),
         )
     await defer("demo.w", "default")

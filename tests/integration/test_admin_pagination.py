@@ -1,8 +1,9 @@
 """Every admin list is paginated the same way, and the API's text search is bounded in time.
 
 `limit` and `cursor` (the `next_cursor` of the previous page) on jobs, audit, exports, workers
-devices and deliveries (schedules: docs/schedules.md); periodic tasks and queues are short lists fixed by the code. On
-main the workers list had no limit and `GET /admin/jobs?q=` ran with no statement timeout.
+devices and deliveries (schedules: docs/schedules.md); periodic tasks and queues are short lists
+fixed by the code. On main the workers list had no limit and `GET /admin/jobs?q=` ran with no
+statement timeout.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def walk(api: httpx.Client, path: str, key: str, limit: int) -> list[list]:
 def test_workers_audit_and_jobs_page_with_limit_and_cursor(api, database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO procrastinate_workers (last_heartbeat) SELECT now() FROM generate_series(1, 5)"
+            "INSERT INTO procrastinate_workers (last_heartbeat) "
+            "SELECT now() FROM generate_series(1, 5)"
         )
         conn.execute(
             "INSERT INTO admin_audit (actor, action, target) "
@@ -55,7 +57,8 @@ def test_workers_audit_and_jobs_page_with_limit_and_cursor(api, database_url):
         )
         conn.execute(
             "INSERT INTO devices (name, terminal_ids, token_hash) "
-            "SELECT 'kiosk ' || n, ARRAY['T' || n], sha256(n::text::bytea) FROM generate_series(1, 5) AS n"
+            "SELECT 'kiosk ' || n, ARRAY['T' || n], sha256(n::text::bytea) "
+            "FROM generate_series(1, 5) AS n"
         )
         conn.execute(
             "INSERT INTO orders (id, status, total_cents, expires_at) "

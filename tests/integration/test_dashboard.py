@@ -1,4 +1,4 @@
-"""The dashboard over HTTP: sign-in, cookie, CSRF, paths, pages and actions, against a real uvicorn."""
+"""The dashboard over HTTP against a real uvicorn: sign-in, cookie, CSRF, paths, pages, actions."""
 
 import datetime as dt
 import re
@@ -298,7 +298,8 @@ async def test_workers_periodic_and_audit_pages(ana, pool):
     stalled = await manager.register_worker()
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' "
+            "WHERE id = %s",
             (stalled,),
         )
     job_id = await defer("demo.w")
@@ -329,7 +330,7 @@ async def test_throughput_series_counts_every_minute(pool):
 
 
 async def test_filtered_queries_are_never_prepared(pool):
-    """A generic plan ignores how rare a status is: 150 ms instead of 2 on a million jobs (bench/)."""
+    """A generic plan ignores how rare a status is: 150 ms, not 2, on a million jobs (bench/)."""
     from kiosk.admin import jobs
 
     flt = jobs.JobFilter(status="todo", min_attempts=1)
@@ -476,8 +477,9 @@ async def test_schedule_history_is_paginated_newest_first(ana, pool):
     schedule_id = (await service.create(spec, by=Operator("setup"))).schedule.id
     async with db.transaction() as conn:
         await conn.execute(
-            "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for, outcome, attempts, http_status,"
-            " duration_ms, finished_at, error) SELECT %s, 'cron', now() - make_interval(mins => n),"
+            "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for, outcome, attempts,"
+            " http_status, duration_ms, finished_at, error)"
+            " SELECT %s, 'cron', now() - make_interval(mins => n),"
             " CASE WHEN mod(n, 2) = 0 THEN 'success' ELSE 'failed' END, 1,"
             " CASE WHEN mod(n, 2) = 0 THEN 200 ELSE 503 END, 40 + n, now(),"
             " CASE WHEN mod(n, 2) = 1 THEN 'HTTP 503 run-' || n END FROM generate_series(1, %s) n",

@@ -1,10 +1,11 @@
-"""The dashboard in a real browser: Debian's chromium driven by Playwright, against a real uvicorn and
-a real worker that fails a job until the test lets it succeed.
+"""The dashboard in a real browser: Debian's chromium driven by Playwright, against a real uvicorn
+and a real worker that fails a job until the test lets it succeed.
 
 Skipped on a machine without /usr/bin/chromium (`apt-get install chromium`; CI installs it in
 .ci/run). Playwright only drives that binary: never `playwright install`.
 """
 
+import asyncio
 import os
 import re
 import sys
@@ -137,7 +138,7 @@ async def test_operator_retries_a_failed_job_and_watches_it_succeed(
     await page.goto("/admin/")
     await expect(page.locator('[aria-label="Queue dashboard"]')).to_be_visible()
     shots = Path(os.environ.get("KIOSK_DASHBOARD_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
 
@@ -258,7 +259,9 @@ async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(
     token = (await page.locator("#device-token").text_content()).strip()
     assert token.startswith("kdt_")
     orders = f"{stack.url}/orders/00000000-0000-0000-0000-000000000000"
-    assert httpx.get(orders, headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    device = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(orders, headers=device)).status_code == 404
     row = page.locator("tbody tr", has_text="front door")
     await expect(row).to_contain_text("TERM_2")
     # Shown once: the list, opened again, never shows it.
@@ -268,7 +271,8 @@ async def test_operator_creates_a_device_copies_its_token_once_and_revokes_it(
     await row.locator("button:has-text('Revoke')").click()
     await expect(page.locator(".flash.ok")).to_contain_text("front door revoked")
     await expect(row).to_contain_text("revoked")
-    assert httpx.get(orders, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(orders, headers=device)).status_code == 401
     with psycopg.connect(database_url) as conn:
         actions = conn.execute(
             "SELECT actor, action FROM admin_audit WHERE action LIKE 'device.%' ORDER BY id"

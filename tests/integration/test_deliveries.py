@@ -279,11 +279,11 @@ def test_past_its_max_age_a_hook_is_listed_resent_by_an_operator_and_audited(
         kiosk.http.post(f"/admin/deliveries/{order['id']}/fax/resend", headers=ADMIN).status_code
         == 422
     )
-    resends = lambda: [
-        e
-        for e in kiosk.http.get("/admin/audit", headers=ADMIN).json()["entries"]  # noqa: E731
-        if e["action"] == "delivery.resend"
-    ]
+
+    def resends() -> list[dict]:
+        entries = kiosk.http.get("/admin/audit", headers=ADMIN).json()["entries"]
+        return [e for e in entries if e["action"] == "delivery.resend"]
+
     assert resends() == []
     hook.statuses.clear()  # the receiver is back
     resent = kiosk.http.post(path, headers={**ADMIN, "X-Kiosk-Actor": "ana"})

@@ -1,4 +1,5 @@
-"""The deploy files' commands work in this project (what the files declare: tests/unit/test_deploy.py).
+"""The deploy files' commands work in this project (what the files declare:
+tests/unit/test_deploy.py).
 
 No Docker engine here: the files are parsed, their commands run against the test database, and
 the image's install steps run in a fresh virtualenv (the `image` marker).
@@ -178,12 +179,15 @@ def test_image_install_steps_give_a_working_app(tmp_path, scratch_database, data
     assert where.returncode == 0 and where.stdout.startswith(str(venv)), where
     # Every module and SQL file of every area is in the installed package, not only in the tree.
     site = Path(where.stdout.strip()).parent.parent
-    for package in ("kiosk", "tasks"):
-        files = lambda root: {
+
+    def files(root: Path) -> set[Path]:
+        return {
             p.relative_to(root)
-            for p in root.rglob("*")  # noqa: E731
+            for p in root.rglob("*")
             if p.suffix in (".py", ".sql") and "__pycache__" not in p.parts
         }
+
+    for package in ("kiosk", "tasks"):
         assert files(PROJECT_DIR / package) == files(site / package), package
     for absent in ("pgserver", "pytest"):  # runtime dependencies only
         assert run([python, "-c", f"import {absent}"], env, app_dir).returncode != 0, absent

@@ -1,4 +1,4 @@
-"""The short versions of the failure drills (bench/drills/, docs/drills.md), run as they are run by hand.
+"""The short versions of the failure drills (bench/drills/, docs/drills.md), run as by hand.
 
 Each drill is a script that brings up its own kiosk on loopback (a private embedded PostgreSQL in a
 temporary folder, uvicorn, the simulator, supervised workers, an SMTP server and a hook receiver),

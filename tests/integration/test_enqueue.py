@@ -23,7 +23,8 @@ async def counts(probe_id: int) -> tuple[int, int]:
         )
         jobs = await db.fetch_one(
             conn,
-            "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = %s AND args->>'probe_id' = %s",
+            "SELECT count(*) AS n FROM procrastinate_jobs "
+            "WHERE task_name = %s AND args->>'probe_id' = %s",
             (TASK, str(probe_id)),
         )
     return rows["n"], jobs["n"]

@@ -25,10 +25,12 @@ def seed_orders(database_url: str) -> None:
             """
             INSERT INTO orders (id, status, total_cents, customer_email, expires_at, created_at)
             SELECT gen_random_uuid(), CASE WHEN n % 3 = 0 THEN 'paid' ELSE 'expired' END, 150 * n,
-                   CASE WHEN n = 7 THEN '=HYPERLINK("http://evil")' ELSE 'c' || n || '@example.com' END,
+                   CASE WHEN n = 7 THEN '=HYPERLINK("http://evil")'
+                        ELSE 'c' || n || '@example.com' END,
                    ts + interval '30 minutes', ts
             FROM generate_series(1, 1200) AS n,
-                 LATERAL (SELECT timestamptz '2026-01-01 00:00Z' + n * interval '30 minutes') AS t(ts)
+                 LATERAL (SELECT timestamptz '2026-01-01 00:00Z' + n * interval '30 minutes')
+                     AS t(ts)
             UNION ALL
             SELECT gen_random_uuid(), 'paid', 1, NULL, now(), timestamptz '2025-12-31 23:59Z'
             UNION ALL
@@ -166,9 +168,10 @@ async def test_the_csv_is_streamed_in_chunks_and_served_back_whole(
 
     server = Api(env, log_dir)
     try:
-        response = httpx.get(
-            f"{server.url}/admin/exports/{export['id']}/download", headers=AUTH, timeout=30
-        )
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.get(
+                f"{server.url}/admin/exports/{export['id']}/download", headers=AUTH
+            )
     finally:
         server.stop()
     assert response.status_code == 200
@@ -204,7 +207,7 @@ async def test_an_export_past_the_size_cap_fails_saying_so_and_keeps_no_partial_
 async def test_at_most_keep_exports_the_oldest_finished_ones_replaced(
     pool, database_url, monkeypatch
 ):
-    """On main any number of exports (each with its CSV) piles up; now KIOSK_EXPORT_KEEP bounds them."""
+    """On main any number of exports (each with its CSV) piled up; KIOSK_EXPORT_KEEP bounds them."""
     from kiosk import db, exports
     from kiosk.settings import get_settings
 
@@ -239,7 +242,8 @@ def test_a_refused_export_is_a_409_and_the_list_is_paginated(api, database_url, 
     with psycopg.connect(database_url, autocommit=True) as conn:
         for n in range(5):  # finished exports, one second apart
             conn.execute(
-                "INSERT INTO exports (id, created_from, created_to, status, requested_by, created_at) "
+                "INSERT INTO exports "
+                "(id, created_from, created_to, status, requested_by, created_at) "
                 "VALUES (gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'x', "
                 "now() - %s * interval '1 second')",
                 (n,),

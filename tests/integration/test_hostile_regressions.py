@@ -79,7 +79,7 @@ def latency_statuses(http: httpx.Client, route: str) -> set[str]:
     )
 
 
-# -- signature manifest splicing --------------------------------------------------------------------
+# -- signature manifest splicing -------------------------------------------------------------------
 
 
 def test_a_signature_cannot_be_spliced_into_another_data_id(http, database_url):
@@ -140,7 +140,7 @@ def test_separators_in_data_id_or_request_id_are_refused_even_when_signed(
     assert not changed(before, fingerprint(database_url))
 
 
-# -- oversized request heads and logged values -------------------------------------------------------
+# -- oversized request heads and logged values -----------------------------------------------------
 
 
 def test_a_2mb_header_is_431_before_any_work_and_stays_out_of_the_log(api, http, database_url):
@@ -196,7 +196,7 @@ def test_request_derived_values_are_clipped_in_the_log(api, http, database_url):
     assert response.status_code == 401
     line = wait_for(
         lambda: next(
-            (l for l in api.output()[log_before:].splitlines() if "webhook refused" in l), None
+            (s for s in api.output()[log_before:].splitlines() if "webhook refused" in s), None
         ),
         timeout=10,
         what="the refusal's warning",
@@ -204,7 +204,7 @@ def test_request_derived_values_are_clipped_in_the_log(api, http, database_url):
     assert "q" * 200 in line and "q" * 201 not in line and "[11800 more characters]" in line
 
 
-# -- a client gone in the middle of a webhook body ----------------------------------------------------
+# -- a client gone in the middle of a webhook body -------------------------------------------------
 
 
 def test_a_client_that_disconnects_mid_body_is_a_client_abort(api, http, database_url):
@@ -236,7 +236,7 @@ def test_a_client_that_disconnects_mid_body_is_a_client_abort(api, http, databas
     assert rows(database_url, "SELECT count(*) AS n FROM webhook_inbox")[0]["n"] == 0
 
 
-# -- NaN and Infinity in a signed webhook body -------------------------------------------------------
+# -- NaN and Infinity in a signed webhook body -----------------------------------------------------
 
 
 def test_nan_and_infinity_in_a_signed_body_are_400_before_the_batch(api, http, database_url):
@@ -275,7 +275,7 @@ def test_nan_and_infinity_in_a_signed_body_are_400_before_the_batch(api, http, d
     assert ok.status_code == 200, ok.text
 
 
-# -- dashboard: the login form's size, sessions that end -----------------------------------------------
+# -- dashboard: the login form's size, sessions that end -------------------------------------------
 
 
 def test_a_dashboard_login_over_64_kib_is_413(http, database_url):

@@ -20,7 +20,8 @@ def sql(database_url):
 def running_on(sql: Sql, job_id: int, heartbeat_age: str) -> int:
     """Make `job_id` `doing` on a new worker whose last heartbeat is `heartbeat_age` old."""
     worker_id = sql.value(
-        "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - %s::interval) RETURNING id",
+        "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - %s::interval) "
+        "RETURNING id",
         heartbeat_age,
     )
     sql.conn.execute(
@@ -128,7 +129,8 @@ async def test_prune_of_a_periodic_job_keeps_its_schedule_row(pool, sql):
     """procrastinate_periodic_defers points at jobs; pruning one unlinks it instead of failing."""
     job_id = await finished(sql, "succeeded", "8 days")
     sql.conn.execute(
-        "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id, periodic_id) "
+        "INSERT INTO procrastinate_periodic_defers "
+        "(task_name, defer_timestamp, job_id, periodic_id) "
         "VALUES ('jobs.prune_jobs', 1, %s, 'hourly')",
         (job_id,),
     )

@@ -24,11 +24,17 @@ def samples(text: str) -> dict[tuple, float]:
     return out
 
 
+async def scrape(url: str) -> dict[tuple, float]:
+    """GET /metrics with the admin token, parsed."""
+    async with httpx.AsyncClient() as http:
+        return samples((await http.get(f"{url}/metrics", headers=AUTH)).text)
+
+
 def key(name: str, **labels: str) -> tuple:
     return (name, tuple(sorted(labels.items())))
 
 
-def scrape(api: Api) -> dict[tuple, float]:
+def scrape_api(api: Api) -> dict[tuple, float]:
     return samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
 
 
@@ -76,10 +82,11 @@ async def test_numbers_match_the_database(api, pool, database_url):
         await manager.finish_job(job, status=status, delete_job=False)
     await manager.fetch_job(queues=None, worker_id=live)  # one doing, one todo left
 
-    httpx.get(f"{api.url}/orders/not-a-uuid", headers=AUTH)  # a 4xx on a templated route
-    unsigned = httpx.post(f"{api.url}/webhooks/mercadopago?data.id=ORD1&type=order", json={"id": 1})
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        await http.get("/orders/not-a-uuid", headers=AUTH)  # a 4xx on a templated route
+        unsigned = await http.post("/webhooks/mercadopago?data.id=ORD1&type=order", json={"id": 1})
     assert unsigned.status_code == 401
-    values = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
+    values = await scrape(api.url)
 
     with psycopg.connect(database_url) as conn:
         by_status = dict(
@@ -114,20 +121,21 @@ async def test_numbers_match_the_database(api, pool, database_url):
 
 async def test_job_durations_count_new_outcomes_only(api, pool, database_url):
     """Outcomes settled after the first scrape are counted once, in the right bucket."""
-    httpx.get(f"{api.url}/metrics", headers=AUTH)  # the first scrape starts the counters at zero
+    await scrape(api.url)  # the first scrape starts the counters at zero
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             """
             INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, status, started_at,
                                       ended_at, duration_seconds)
-            SELECT n, 1, 'metrics.slow', 'default', CASE WHEN n <= 3 THEN 'succeeded' ELSE 'failed' END,
+            SELECT n, 1, 'metrics.slow', 'default',
+                   CASE WHEN n <= 3 THEN 'succeeded' ELSE 'failed' END,
                    now() - interval '1 minute', now() - interval '1 minute', 0.2
             FROM generate_series(1, 4) AS n
             UNION ALL  -- too recent to count yet: it may sit behind an uncommitted neighbour
             SELECT 99, 1, 'metrics.slow', 'default', 'succeeded', now(), now(), 0.2
             """
         )
-    values = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
+    values = await scrape(api.url)
     ok = {"task": "metrics.slow", "status": "succeeded"}
     assert values[key("kiosk_job_duration_seconds_count", **ok)] == 3
     assert values[key("kiosk_job_duration_seconds_bucket", le="0.1", **ok)] == 0
@@ -140,13 +148,13 @@ async def test_job_durations_count_new_outcomes_only(api, pool, database_url):
     # Pruning old outcomes never lowers a counter.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM job_outcomes WHERE job_id <= 3")
-    again = samples(httpx.get(f"{api.url}/metrics", headers=AUTH).text)
+    again = await scrape(api.url)
     assert again[key("kiosk_job_duration_seconds_count", **ok)] == 3
 
 
 async def test_job_waits_from_when_each_start_could_happen(api, pool, database_url, log_dir):
     """Real worker: a wait runs from the defer, the scheduled time when later, or the retry."""
-    scrape(api)  # the first scrape starts the counters at zero
+    scrape_api(api)  # the first scrape starts the counters at zero
     plain = await defer("tests.sync_ok", key="w1")
     scheduled = await defer("tests.big_result", size=1)
     retried = await defer("tests.flaky", key="w2")
@@ -174,7 +182,7 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
     try:
 
         def counted() -> dict | None:
-            values = scrape(api)
+            values = scrape_api(api)
             counts = (
                 values.get(
                     key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")
@@ -211,7 +219,7 @@ async def test_job_waits_from_when_each_start_could_happen(api, pool, database_u
             "DELETE FROM procrastinate_jobs WHERE id = ANY(%s)",
             ([plain, scheduled, retried, due_soon],),
         )
-    again = scrape(api)
+    again = scrape_api(api)
     assert again[key("kiosk_job_wait_seconds_count", queue="default", task="tests.flaky")] == 2
 
 
@@ -253,13 +261,13 @@ async def test_stalled_jobs_and_failing_schedules(api, pool, database_url):
                 ON r.name = s.name
             """
         )
-    values = scrape(api)
+    values = scrape_api(api)
     assert values[key("kiosk_jobs_stalled", queue="mq")] == 2
     assert values[key("kiosk_schedules_failing")] == 1
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM procrastinate_workers WHERE id = %s", (dead,))  # pruned: gone
         conn.execute("UPDATE schedules SET active = false WHERE name = 'broken'")
-    values = scrape(api)
+    values = scrape_api(api)
     assert values[key("kiosk_jobs_stalled", queue="mq")] == 2
     assert values[key("kiosk_schedules_failing")] == 0

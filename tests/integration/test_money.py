@@ -87,7 +87,7 @@ def legacy_error_intent(
     return intent_id, mp_create(sim, terminal, key, reference)
 
 
-# -- 1. ambiguous creates ----------------------------------------------------------------------------
+# -- 1. ambiguous creates --------------------------------------------------------------------------
 
 
 def test_dropped_connection_after_sending_is_unresolved_then_followed(
@@ -196,7 +196,7 @@ async def test_the_periodic_clean_up_finds_a_start_whose_process_died(
     wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
 
 
-# -- 2. notifications for orders the kiosk does not know by id ---------------------------------------
+# -- 2. notifications for orders the kiosk does not know by id -------------------------------------
 
 
 def test_unknown_order_notification_is_matched_by_reference(kiosk, sim, start_worker, database_url):
@@ -245,7 +245,7 @@ def test_foreign_order_notification_stays_ignored(kiosk, sim, start_worker, data
     assert rows(database_url, "SELECT count(*) AS n FROM payment_intents")[0]["n"] == 0
 
 
-# -- 3. cancel and expiry with unresolved or live charges ----------------------------------------------
+# -- 3. cancel and expiry with unresolved or live charges ------------------------------------------
 
 
 def test_cancel_waits_for_an_unresolved_charge_then_cancels_it(
@@ -315,7 +315,7 @@ async def test_expiry_keeps_the_stock_of_an_order_with_an_unresolved_charge(
     assert kiosk.stock("tea") == 3
 
 
-# -- 4. late money is refunded, exactly once ------------------------------------------------------------
+# -- 4. late money is refunded, exactly once -------------------------------------------------------
 
 
 def refund_calls(sim, provider_order_id: str) -> list[dict]:
@@ -446,7 +446,7 @@ def test_ambiguous_refund_answers_are_retried_with_the_same_key(
     assert [o["refunds"] for o in sim.get("/_sim/orders")] == [1]
 
 
-# -- 5. attention: the list, the actions, the dashboard -----------------------------------------------
+# -- 5. attention: the list, the actions, the dashboard --------------------------------------------
 
 
 def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api):
@@ -553,7 +553,7 @@ def test_attention_list_and_actions(kiosk, sim, start_worker, database_url, api)
     assert "Attention" in browser.get("/admin/").text
 
 
-# -- the simulator's refund endpoint ----------------------------------------------------------------
+# -- the simulator's refund endpoint ---------------------------------------------------------------
 
 
 def test_simulator_refund_endpoint(kiosk, sim):

@@ -1,4 +1,4 @@
-"""Catalog and orders against a real uvicorn: products, validation, the stock race, cancel, expiry."""
+"""Catalog and orders on a real uvicorn: products, validation, the stock race, cancel, expiry."""
 
 import datetime as dt
 import threading

@@ -119,7 +119,7 @@ def claimed(url: str, timeout: float = 5) -> store.ClaimedRun:
     )
 
 
-# --- addresses that carry an IPv4 ------------------------------------------------------------------
+# --- addresses that carry an IPv4 -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_embedded_ipv4_of_each_form():
     assert carried("2606:4700::1111") == [] and carried("8.8.8.8") == []
 
 
-# --- DNS rebinding ---------------------------------------------------------------------------------
+# --- DNS rebinding --------------------------------------------------------------------------------
 
 
 async def test_a_name_rebinding_to_loopback_between_check_and_connect_is_not_reached(servers):
@@ -251,7 +251,7 @@ async def test_unresolvable_hosts_are_a_retryable_error():
     assert attempt.kind == "error" and "cannot resolve" in attempt.error
 
 
-# --- TLS to the pinned address ---------------------------------------------------------------------
+# --- TLS to the pinned address --------------------------------------------------------------------
 
 NAME = "pinned.kiosk.invalid"  # .invalid never resolves: only the pinned address reaches the server
 
@@ -326,7 +326,7 @@ def trusting(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-async def test_tls_uses_the_host_name_for_sni_and_the_certificate_while_connecting_to_the_pinned_address(
+async def test_tls_checks_the_host_name_sni_and_certificate_while_connecting_to_the_pinned_address(
     test_ca,
 ):
     sni: list[str | None] = []

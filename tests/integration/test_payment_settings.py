@@ -1,4 +1,4 @@
-"""Payment, webhook and notification settings are validated at start-up, one line naming the variable."""
+"""Payment, webhook and notification settings are checked at start-up, naming the variable."""
 
 import pytest
 

@@ -140,7 +140,7 @@ def test_requests_get_503_within_the_pool_timeout_when_the_database_is_down(data
             timeout=30,
         )
         assert response.status_code == 503
-        # The webhook (served ahead of FastAPI's routing) answers the same way: Mercado Pago retries.
+        # The webhook (served ahead of FastAPI's routing) answers the same: Mercado Pago retries.
         response = notify(server.url, "ORD01DOWN", 1)
         assert response.status_code == 503 and response.json() == {"detail": "database unavailable"}
     finally:

@@ -1,7 +1,7 @@
 """Retention: every table that grows with time loses its old rows, never the ones still in use.
 
 On main nothing deleted webhook_inbox, schedule_runs, exports or admin_audit rows, and outcomes of
-jobs deleted by other means lived as long as the longest job retention; each test below failed there.
+jobs deleted by other means lived as long as the longest job retention: each test below failed.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def job(sql: Sql, status: str) -> int:
 
 def inbox_row(sql: Sql, name: str, state: str, age: str, job_id: int | None = None) -> None:
     sql.conn.execute(
-        "INSERT INTO webhook_inbox (notification_id, type, resource_id, payload, state, job_id, received_at, "
-        "processed_at) VALUES (%s, 'order', 'ORD01', '{}', %s, %s, now() - %s::interval, "
+        "INSERT INTO webhook_inbox (notification_id, type, resource_id, payload, state, job_id, "
+        "received_at, processed_at) "
+        "VALUES (%s, 'order', 'ORD01', '{}', %s, %s, now() - %s::interval, "
         "CASE WHEN %s <> 'received' THEN now() - %s::interval END)",
         (name, state, job_id, age, state, age),
     )
@@ -126,8 +127,10 @@ async def test_old_exports_go_with_their_csv_unless_still_running(pool, sql):
         ("done-young", "6 days", "done", None),
     ]:
         sql.conn.execute(
-            "INSERT INTO exports (id, created_from, created_to, status, requested_by, job_id, created_at) "
-            "VALUES (gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', %s, %s, %s, now() - %s::interval)",
+            "INSERT INTO exports "
+            "(id, created_from, created_to, status, requested_by, job_id, created_at) "
+            "VALUES (gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', %s, %s, %s, "
+            "now() - %s::interval)",
             (status, name, job_id, age),
         )
         sql.conn.execute(
@@ -161,9 +164,9 @@ async def test_outcomes_of_jobs_deleted_elsewhere_age_out_on_their_own_setting(
     """Failed jobs kept a year made every orphaned outcome live a year on main."""
     for job_id, age in [(999_999, "40 days"), (999_998, "20 days")]:
         sql.conn.execute(
-            "INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, status, started_at, ended_at, "
-            "duration_seconds) VALUES (%s, 1, 'tests.effect', 'default', 'succeeded', now() - %s::interval, "
-            "now() - %s::interval, 0)",
+            "INSERT INTO job_outcomes (job_id, attempt, task_name, queue_name, status, started_at, "
+            "ended_at, duration_seconds) VALUES (%s, 1, 'tests.effect', 'default', 'succeeded', "
+            "now() - %s::interval, now() - %s::interval, 0)",
             (job_id, age, age),
         )
     settings_env(KIOSK_PRUNE_FAILED_DAYS="365")
@@ -203,7 +206,8 @@ def test_the_migration_moves_stored_csvs_into_chunks_and_back(scratch_database):
     migrations.upgrade(url, before)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO exports (id, created_from, created_to, status, requested_by, content) VALUES "
+            "INSERT INTO exports (id, created_from, created_to, status, requested_by, content) "
+            "VALUES "
             "(gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'done', 'done', 'order_id\n1\n'), "
             "(gen_random_uuid(), '2026-01-01Z', '2026-01-02Z', 'pending', 'pending', NULL)"
         )

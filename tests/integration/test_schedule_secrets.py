@@ -9,6 +9,7 @@ without a key, key rotation, and GET /admin/schedules pages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -115,21 +116,21 @@ def leaked(text: str) -> list[str]:
 
 
 def full_request(target: Target) -> dict:
-    return dict(
-        name="partner-sync",
-        cron=YEARLY,
-        method="POST",
-        url=f"{target.url}/echo?api_key={SECRETS['query']}&page=2",
-        headers={
+    return {
+        "name": "partner-sync",
+        "cron": YEARLY,
+        "method": "POST",
+        "url": f"{target.url}/echo?api_key={SECRETS['query']}&page=2",
+        "headers": {
             "Authorization": SECRETS["authorization"],
             "X-Bearer": SECRETS["bearer"],
             "X-Client-Code": SECRETS["client_code"],
             "Accept": "application/json",
             "X-Source": "kiosk-test",
         },
-        plain_headers=["X-Source"],
-        body=json.dumps({"password": SECRETS["body"]}),
-    )
+        "plain_headers": ["X-Source"],
+        "body": json.dumps({"password": SECRETS["body"]}),
+    }
 
 
 def test_secrets_never_reach_a_table_a_log_or_an_answer(api, target, database_url, workers):
@@ -329,7 +330,7 @@ def test_schedules_list_is_keyset_paginated(api, target):
     assert "not a page of this list" in dashboard.get("/admin/ui/schedules?cursor=nope").text
 
 
-# --- the migration and the key's rotation, in process -----------------------------------------------
+# --- the migration and the key's rotation, in process ---------------------------------------------
 
 OLD_ROW = {
     "url": "https://partner.example/sync?api_key=" + SECRETS["query"],
@@ -365,9 +366,10 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(
     migrations.upgrade(url, before)
     with psycopg.connect(url) as conn:
         conn.execute(
-            "INSERT INTO schedules (name, cron, method, url, headers, body, timeout_seconds, max_attempts) "
+            "INSERT INTO schedules "
+            "(name, cron, method, url, headers, body, timeout_seconds, max_attempts) "
             "VALUES ('old', '* * * * *', 'POST', %s, %s, %s, 10, 3), "
-            "       ('bare', '* * * * *', 'GET', 'https://partner.example/ping', '{}', NULL, 10, 3)",
+            "('bare', '* * * * *', 'GET', 'https://partner.example/ping', '{}', NULL, 10, 3)",
             (OLD_ROW["url"], json.dumps(OLD_ROW["headers"]), OLD_ROW["body"]),
         )
     rows_before = every_table(url)
@@ -383,7 +385,8 @@ def test_the_migration_encrypts_existing_rows_and_needs_the_key_for_them(
     assert leaked(every_table(url)) == []
     with psycopg.connect(url) as conn:
         old, bare = conn.execute(
-            "SELECT url, headers, secret_headers, body_bytes, secrets FROM schedules ORDER BY name DESC"
+            "SELECT url, headers, secret_headers, body_bytes, secrets FROM schedules "
+            "ORDER BY name DESC"
         ).fetchall()
     assert (old[0], old[1], sorted(old[2]), old[3]) == (
         "https://partner.example/sync?api_key=" + MASK,
@@ -421,12 +424,24 @@ async def test_rotate_secrets_re_encrypts_with_the_first_key(pool, database_url,
     new_key = Fernet.generate_key().decode()
     env = child_env(database_url, KIOSK_SECRET_KEY=f"{new_key},{SECRET_KEY}")
     command = [sys.executable, "-m", "kiosk.cli", "rotate-secrets"]
-    first = subprocess.run(
-        command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    first = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert first.returncode == 0 and "secrets of 1 schedules" in first.stdout, first.stderr
-    again = subprocess.run(
-        command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    again = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 0 and "secrets of 0 schedules" in again.stdout
 

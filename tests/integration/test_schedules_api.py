@@ -9,6 +9,7 @@ API created ahead when the schedule was stored.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterator
 
@@ -152,7 +153,7 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
     )
     assert schedule["headers"] == {"X-Api-Key": "********", "Content-Type": "application/json"}
     nexts = [dt.datetime.fromisoformat(t) for t in schedule["next_runs"]]
-    assert [(b - a).total_seconds() for a, b in zip(nexts, nexts[1:])] == [1.0] * 4
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(nexts)] == [1.0] * 4
     created = dt.datetime.fromisoformat(schedule["created_at"])
 
     # Past the 7 s the API dispatched ahead: these runs come from the workers' dispatcher.
@@ -173,7 +174,9 @@ def test_seconds_cron_runs_on_each_tick_once_with_three_workers(api, target, dat
     rows = db_runs(database_url, schedule["id"])
     ticks = [r["scheduled_for"] for r in rows]
     assert len(rows) >= 9 and len(set(ticks)) == len(ticks)
-    assert [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:])] == [1.0] * (len(ticks) - 1)
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(ticks)] == [1.0] * (
+        len(ticks) - 1
+    )
     assert all(
         r["trigger"] == "cron" and r["outcome"] == "success" and r["attempts"] == 1 for r in rows
     )
@@ -280,12 +283,12 @@ def test_outcomes_timeout_unreachable_client_error_and_redirects(
     workers(1)
     closed = f"http://127.0.0.1:{free_port()}/"
     cases = {
-        "hang": dict(url=f"{target.url}/hang", timeout_seconds=1, max_attempts=1),
-        "unreachable": dict(url=closed, max_attempts=2),
-        "not-found": dict(url=f"{target.url}/status/404", max_attempts=3),
-        "same-origin-redirect": dict(url=f"{target.url}/redirect/same"),
-        "other-origin-redirect": dict(url=f"{target.url}/redirect/other", max_attempts=3),
-        "big": dict(url=f"{target.url}/big"),
+        "hang": {"url": f"{target.url}/hang", "timeout_seconds": 1, "max_attempts": 1},
+        "unreachable": {"url": closed, "max_attempts": 2},
+        "not-found": {"url": f"{target.url}/status/404", "max_attempts": 3},
+        "same-origin-redirect": {"url": f"{target.url}/redirect/same"},
+        "other-origin-redirect": {"url": f"{target.url}/redirect/other", "max_attempts": 3},
+        "big": {"url": f"{target.url}/big"},
     }
     run_ids = {}
     for name, fields in cases.items():

@@ -5,6 +5,7 @@ Jobs deferred here stay in `todo`: these tests check which runs and jobs exist, 
 
 import asyncio
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -28,7 +29,8 @@ async def rows(query: str, *params) -> list[dict]:
 
 async def cron_runs(schedule_id: int) -> list[dict]:
     return await rows(
-        "SELECT * FROM schedule_runs WHERE schedule_id = %s AND trigger = 'cron' ORDER BY scheduled_for",
+        "SELECT * FROM schedule_runs WHERE schedule_id = %s AND trigger = 'cron' "
+        "ORDER BY scheduled_for",
         schedule_id,
     )
 
@@ -51,7 +53,7 @@ async def test_creating_dispatches_the_horizon_with_one_job_per_run(pool):
     horizon = dispatcher.horizon_seconds(60)
     assert horizon - 1 <= len(runs) <= horizon
     ticks = [r["scheduled_for"] for r in runs]
-    assert all(b - a == dt.timedelta(seconds=1) for a, b in zip(ticks, ticks[1:]))
+    assert all(b - a == dt.timedelta(seconds=1) for a, b in itertools.pairwise(ticks))
     assert all(r["outcome"] == "pending" and r["job_id"] for r in runs)
     jobs = {j["id"]: j for j in await waiting_jobs()}
     assert set(jobs) == {r["job_id"] for r in runs}
@@ -175,11 +177,13 @@ async def test_history_is_newest_first_with_keyset_pages(pool):
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for, outcome) "
-            "SELECT %s, 'cron', now() - make_interval(mins => n), 'success' FROM generate_series(1, 7) n",
+            "SELECT %s, 'cron', now() - make_interval(mins => n), 'success' "
+            "FROM generate_series(1, 7) n",
             (schedule_id,),
         )
         await conn.execute(  # upcoming ticks are not history
-            "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for) VALUES (%s, 'cron', now() + interval '1 hour')",
+            "INSERT INTO schedule_runs (schedule_id, trigger, scheduled_for) "
+            "VALUES (%s, 'cron', now() + interval '1 hour')",
             (schedule_id,),
         )
     manual, _ = await service.run_now(schedule_id, by=BY)

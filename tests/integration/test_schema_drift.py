@@ -25,7 +25,8 @@ CATALOG = {
           AND a.attnum > 0 AND NOT a.attisdropped""",
     "constraints": """
         SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
-        WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text LIKE 'procrastinate%%'""",
+        WHERE connamespace = 'public'::regnamespace
+          AND conrelid::regclass::text LIKE 'procrastinate%%'""",
     "indexes": """
         SELECT tablename, indexname, indexdef FROM pg_indexes
         WHERE schemaname = 'public' AND tablename LIKE 'procrastinate%%'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
@@ -73,7 +74,7 @@ async def test_three_workers_defer_one_job_per_tick(database_url, log_dir, sql, 
     )
     assert sorted(job["tick"] for job in jobs) == ticks, "one job per tick, each run once"
     # No tick skipped between the first and the last.
-    assert all(b - a == 2 for a, b in zip(ticks, ticks[1:])), ticks
+    assert all(b - a == 2 for a, b in itertools.pairwise(ticks)), ticks
 
 
 async def test_kill_9_mid_job_another_worker_finishes_it_once(
@@ -141,7 +142,7 @@ async def test_sigterm_aborts_long_jobs_which_are_retried_later(
         "long-sync": await defer("tests.sync_effect", key="long-sync", first_sleep=600),
     }
     for key in jobs:
-        wait_for(lambda: started_by(sql, key), timeout=60, what=f"{key} to start")
+        wait_for(lambda key=key: started_by(sql, key), timeout=60, what=f"{key} to start")
     worker.signal(signal.SIGTERM)
     worker.popen.wait(30)
     assert worker.popen.returncode == 0, worker.output()
@@ -155,7 +156,9 @@ async def test_sigterm_aborts_long_jobs_which_are_retried_later(
     start(workers, database_url, log_dir, name="next")
     for key, job_id in jobs.items():
         wait_for(
-            lambda: sql.job(job_id)["status"] == "succeeded", timeout=60, what=f"{key} retried"
+            lambda job_id=job_id: sql.job(job_id)["status"] == "succeeded",
+            timeout=60,
+            what=f"{key} retried",
         )
         assert sql.value("SELECT count(*) FROM test_job_effects WHERE key = %s", key) == 1
         assert [(o["attempt"], o["status"]) for o in sql.outcomes(job_id)] == [

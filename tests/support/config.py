@@ -1,4 +1,4 @@
-"""The test session's fixed settings: tokens and secrets every tier and the child processes share."""
+"""The test session's fixed settings: tokens and secrets that every tier and child process share."""
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "test-webhook-secret"

@@ -15,7 +15,7 @@ import yaml
 
 from tests.support.processes import PROJECT_DIR
 
-# The project's own virtualenv: `kiosk`, `procrastinate`, `uvicorn` and `python` as an image has them.
+# The project's own virtualenv: `kiosk`, `procrastinate`, `uvicorn`, `python`, as an image has.
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -15,8 +15,10 @@ from tests.support.processes import Process, child_env
 FAST = {"KIOSK_WORKER_HEARTBEAT_INTERVAL": "1", "KIOSK_WORKER_STALLED_AFTER": "3"}
 
 TABLES = """
-CREATE TABLE IF NOT EXISTS test_job_starts (key text, attempt int, pid int, at timestamptz DEFAULT now());
-CREATE TABLE IF NOT EXISTS test_job_effects (key text, attempt int, pid int, at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS test_job_starts
+    (key text, attempt int, pid int, at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS test_job_effects
+    (key text, attempt int, pid int, at timestamptz DEFAULT now());
 CREATE TABLE IF NOT EXISTS test_ticks (tick bigint, pid int, at timestamptz DEFAULT now());
 """
 

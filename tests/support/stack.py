@@ -1,5 +1,5 @@
-"""pytest plugin and helpers for the payment tests: the kiosk API, the Mercado Pago simulator, an SMTP server and a
-notify-hook receiver, all real servers on 127.0.0.1, plus per-test workers.
+"""pytest plugin and helpers for the payment tests: the kiosk API, the Mercado Pago simulator, an
+SMTP server and a notify-hook receiver, all real servers on 127.0.0.1, plus per-test workers.
 
 Module-scoped servers keep the tests fast, and start only when a test of the module asks for them;
 each test starts from empty tables (tests/support/database.py), a reset simulator and empty sinks.
@@ -36,7 +36,7 @@ from tests.support.processes import Api, Process, Worker, child_env, free_port, 
 QUIET = {"KIOSK_CLEANUP_PAYMENT_INTENTS_CRON": "0 0 1 1 *", "KIOSK_EXPIRE_ORDERS_CRON": "0 0 1 1 *"}
 
 
-# -- servers ----------------------------------------------------------------------------------------
+# -- servers ---------------------------------------------------------------------------------------
 
 
 class SimulatorProcess(Process):
@@ -162,7 +162,7 @@ class HookSink:
         self.delay = 0.0
 
 
-# -- the kiosk API ------------------------------------------------------------------------------------
+# -- the kiosk API ---------------------------------------------------------------------------------
 
 
 class Kiosk:
@@ -264,7 +264,7 @@ def notify(
     )
 
 
-# -- database -----------------------------------------------------------------------------------------
+# -- database --------------------------------------------------------------------------------------
 
 
 def rows(database_url: str, query: str, params: tuple | dict | None = None) -> list[dict]:
@@ -290,11 +290,11 @@ def jobs(database_url: str, task_name: str) -> list[dict]:
     )
 
 
-# -- fixtures -----------------------------------------------------------------------------------------
+# -- fixtures --------------------------------------------------------------------------------------
 
-# Ports are chosen before any server starts, so that `stack_env` (and with it the API alone) does not
-# start the simulator, the SMTP server or the hook receiver: a module gets those only when one of
-# its tests asks for `sim`, `smtp`, `hook`, `kiosk` or `start_worker`.
+# Ports are chosen before any server starts, so that `stack_env` (and with it the API alone) does
+# not start the simulator, the SMTP server or the hook receiver: a module gets those only when one
+# of its tests asks for `sim`, `smtp`, `hook`, `kiosk` or `start_worker`.
 
 
 @pytest.fixture(scope="module")

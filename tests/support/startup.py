@@ -1,4 +1,4 @@
-"""Start-up checks: a Python process that imports the app with a given environment, and nothing else."""
+"""Start-up checks: a Python process that imports the app with a given environment, nothing else."""
 
 from __future__ import annotations
 

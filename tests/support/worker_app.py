@@ -1,7 +1,7 @@
 """Test-only tasks on the real `tasks.app`, for real worker processes.
 
-Run with `procrastinate --app=tests.support.worker_app.app worker`: the workers load kiosk's app (outcome
-middleware, timeouts, shutdown retries, periodic tasks) plus these tasks, which never ship.
+Run with `procrastinate --app=tests.support.worker_app.app worker`: the workers load kiosk's app
+(outcome middleware, timeouts, shutdown retries, periodic tasks) plus these tasks, which never ship.
 Side effects go to tables made by `tests/support/jobs.py`.
 """
 

@@ -1,4 +1,4 @@
-"""`tests.support.worker_app` plus a periodic task every 2 seconds, for the one-job-per-tick test."""
+"""`tests.support.worker_app` and a periodic task every 2 seconds, for the one-job-per-tick test."""
 
 from __future__ import annotations
 

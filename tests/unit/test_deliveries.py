@@ -1,4 +1,4 @@
-"""The delivery ledger's backoff (receipts and hooks end to end: tests/integration/test_deliveries.py)."""
+"""The delivery ledger's backoff (receipts and hooks end to end: integration/test_deliveries.py)."""
 
 import datetime
 

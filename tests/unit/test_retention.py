@@ -1,4 +1,4 @@
-"""The retention task's schedule (the pruning against PostgreSQL: tests/integration/test_retention.py)."""
+"""The retention task's schedule (pruning in PostgreSQL: tests/integration/test_retention.py)."""
 
 from __future__ import annotations
 
