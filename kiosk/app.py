@@ -164,11 +164,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # An oversized request head is refused before any route (kiosk/http_limits.py); the latency
     # middleware, outermost, times that too. The webhook has the same two in front of its fast path
-    # (kiosk/webhooks/routes.py), outside FastAPI's stack (KioskAPI).
+    # (kiosk/webhooks/routes.py), outside FastAPI's stack (KioskAPI), and the request id around
+    # them as around every other route.
     app.add_middleware(HeadLimit, max_bytes=settings.max_header_bytes)
     app.add_middleware(LatencyMiddleware)
-    app.webhook = LatencyMiddleware(
-        HeadLimit(webhooks_routes.FastPath(app.router), max_bytes=settings.max_header_bytes)
+    app.webhook = RequestId(
+        LatencyMiddleware(
+            HeadLimit(webhooks_routes.FastPath(app.router), max_bytes=settings.max_header_bytes)
+        )
     )
 
     @app.get("/healthz", tags=["health"])

@@ -69,7 +69,10 @@ def entries(output: str) -> list[dict[str, Any]]:
 def test_a_payment_and_a_scheduled_request_log_json_with_context_and_no_secret(
     api, kiosk, sim, smtp, hook, start_worker, target: Target, database_url
 ):
-    worker = start_worker(**FAST, **JSON_DEBUG, PROCRASTINATE_LOG_LEVEL="debug")
+    # KIOSK_WORKER_JOB_LOGS: procrastinate's per-job lines (off by default) are checked too.
+    worker = start_worker(
+        **FAST, **JSON_DEBUG, PROCRASTINATE_LOG_LEVEL="debug", KIOSK_WORKER_JOB_LOGS="true"
+    )
     kiosk.product("coffee", price_cents=250, stock=10)
     order = kiosk.order({"coffee": 1})
     response = kiosk.http.post(
