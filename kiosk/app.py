@@ -168,11 +168,14 @@ def create_app(settings: Settings) -> FastAPI:
     # them as around every other route.
     app.add_middleware(HeadLimit, max_bytes=settings.max_header_bytes)
     app.add_middleware(LatencyMiddleware)
-    app.webhook = RequestId(
-        LatencyMiddleware(
-            HeadLimit(webhooks_routes.FastPath(app.router), max_bytes=settings.max_header_bytes)
+    # With tracing on, the webhook takes FastAPI's stack like any route: its telemetry layer makes
+    # the request's server span, which the fast path would skip.
+    if not tracing.ENABLED:
+        app.webhook = RequestId(
+            LatencyMiddleware(
+                HeadLimit(webhooks_routes.FastPath(app.router), max_bytes=settings.max_header_bytes)
+            )
         )
-    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -664,6 +664,8 @@ async def queue_action(
     form: dict[str, str] = Depends(posted),
 ) -> Response:
     """Pause (with an optional reason), resume, or set the limits of a queue (overview cards)."""
+    if action not in ("pause", "resume", "limits"):
+        raise PageError(404, f"No such action: {action}.")  # an error page, not a form message
     by = _operator(request, sess)
     try:
         if action == "pause":
@@ -682,8 +684,6 @@ async def queue_action(
                 f"Queue {name}: at most {_limit(control.max_per_second)} starts per second, "
                 f"{_limit(control.max_running)} running."
             )
-        else:
-            raise PageError(404, f"No such action: {action}.")
     except (DomainError, ValueError) as exc:
         detail = exc.detail if isinstance(exc, DomainError) else str(exc)
         return _back(request, form, HOME, "error", f"Queue {name}: {detail}")

@@ -27,6 +27,7 @@ PROBES = (
     "demo.bulk",
     "demo.csrf",
     "demo.detail",
+    "demo.job",
     "demo.keep",
     "demo.many",
     "demo.other",
