@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from procrastinate import connector, jobs, manager
 
+from kiosk.jobs.ids import job_id
 from kiosk.sql import load_queries
 
 logger = logging.getLogger("kiosk.jobs")
@@ -189,8 +190,7 @@ class BatchFetchManager(manager.JobManager):
         return False
 
     def _hand_out(self, slots: _Slots, job: jobs.Job) -> jobs.Job:
-        assert job.id is not None
-        slots.handed_out.add(job.id)
+        slots.handed_out.add(job_id(job))
         return job
 
     def _note_limits(self, slots: _Slots, row: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ import psycopg
 from procrastinate import exceptions, jobs, manager, utils
 from procrastinate.psycopg_connector import PsycopgConnector
 
+from kiosk.jobs.ids import job_id
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
 
@@ -104,13 +105,13 @@ class GroupCommitManager(manager.JobManager):
         self._outcomes[job_id] = row
 
     async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
-        assert job.id is not None
+        id_ = job_id(job)
         await self._submit(
             _Finish(
-                job.id,
+                id_,
                 status.value,
                 delete_job=delete_job,
-                outcome=self._outcomes.pop(job.id, None),
+                outcome=self._outcomes.pop(id_, None),
             )
         )
 
@@ -122,16 +123,16 @@ class GroupCommitManager(manager.JobManager):
         queue: str | None = None,
         lock: str | None = None,
     ) -> None:
-        assert job.id is not None
+        id_ = job_id(job)
         await self._submit(
             _Finish(
-                job.id,
+                id_,
                 None,
                 retry_at=retry_at or utils.utcnow(),
                 priority=priority,
                 queue=queue,
                 lock=lock,
-                outcome=self._outcomes.pop(job.id, None),
+                outcome=self._outcomes.pop(id_, None),
             )
         )
 

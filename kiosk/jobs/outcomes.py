@@ -28,6 +28,7 @@ from procrastinate import exceptions, job_context
 
 from kiosk import db
 from kiosk.jobs.finisher import GroupCommitManager
+from kiosk.jobs.ids import job_id
 from kiosk.jobs.timeouts import JobTimeout
 from kiosk.sql import load_queries
 
@@ -132,7 +133,7 @@ def _hand(
             "with the job's finish"
         )
     job = context.job
-    assert job.id is not None
+    id_ = job_id(job)
     error_type = error_message = traceback = None
     if error is not None:
         error_type = _clean(type(error).__qualname__, 200)
@@ -141,7 +142,7 @@ def _hand(
             traceback = _clean("".join(tb.format_exception(error)), TRACEBACK_LIMIT, tail=True)
     # In the order of finisher.OUTCOME_FIELDS: a JSON array per row is cheaper than an object.
     row = (
-        job.id,
+        id_,
         job.attempts + 1,
         job.task_name,
         job.queue,
@@ -155,7 +156,7 @@ def _hand(
         error_message,
         traceback,
     )
-    manager.hand_outcome(job.id, row)
+    manager.hand_outcome(id_, row)
 
 
 def json_text(value: Any) -> str:

@@ -166,9 +166,7 @@ _lock = asyncio.Lock()
 
 async def _scalar(conn: psycopg.AsyncConnection, query_name: str, column: str) -> Any:
     """One column of an aggregate query's single row."""
-    row = await db.fetch_one(conn, QUERIES[query_name])
-    assert row is not None, f"{query_name} returned no row"  # an aggregate always answers
-    return row[column]
+    return (await db.fetch_row(conn, QUERIES[query_name]))[column]  # an aggregate always answers
 
 
 async def _collect_outcomes(conn: psycopg.AsyncConnection) -> None:

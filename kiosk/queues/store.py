@@ -49,14 +49,20 @@ async def get_control(conn: psycopg.AsyncConnection, queue: str) -> QueueControl
     return found or QueueControl.none(queue)
 
 
+def _returned(row: QueueControl | None) -> QueueControl:
+    """The row an upsert ... RETURNING always returns (MissingRow if it did not)."""
+    if row is None:
+        raise db.MissingRow("an upsert of kiosk_queue_controls returned no row")
+    return row
+
+
 async def pause(
     conn: psycopg.AsyncConnection, queue: str, reason: str | None, actor: str
 ) -> QueueControl:
     row = await db.fetch_one_as(
         conn, QueueControl, QUERIES["pause"], {"queue": queue, "reason": reason, "actor": actor}
     )
-    assert row is not None  # an upsert always returns its row
-    return row
+    return _returned(row)
 
 
 async def resume(conn: psycopg.AsyncConnection, queue: str) -> QueueControl | None:
@@ -82,8 +88,7 @@ async def set_limits(
             "actor": actor,
         },
     )
-    assert row is not None
-    return row
+    return _returned(row)
 
 
 async def apply_default(

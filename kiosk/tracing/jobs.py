@@ -76,7 +76,8 @@ async def _origin(job_id: int) -> Context | None:
 async def run(call_next: Callable[[], Awaitable[Any]], context: job_context.JobContext) -> Any:
     """Run the job in its span, a child of the span that deferred it."""
     job = context.job
-    assert job.id is not None
+    if job.id is None:  # only a job never deferred has none: there is no trace to continue
+        return await call_next()
     try:
         origin = await _origin(job.id)
     except Exception:  # noqa: BLE001 - a trace is never worth failing a job
