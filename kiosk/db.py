@@ -137,7 +137,16 @@ async def autocommit() -> AsyncIterator[psycopg.AsyncConnection]:
     commits with its one round trip, without the BEGIN and COMMIT round trips of `transaction()`,
     all or nothing as any statement is.
     """
-    async with pool().connection() as conn:
+    async with autocommit_on(pool()) as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def autocommit_on(
+    connections: AsyncConnectionPool,
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """`autocommit()` on a given pool (procrastinate's connector holds the worker's)."""
+    async with connections.connection() as conn:
         await conn.set_autocommit(True)
         try:
             yield conn

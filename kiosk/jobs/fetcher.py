@@ -26,12 +26,18 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
-from procrastinate import connector, jobs, manager
+import psycopg
+from procrastinate import connector, exceptions, jobs, manager
+from psycopg import rows as psycopg_rows
+from psycopg import sql
 
+from kiosk.db import autocommit_on
+from kiosk.jobs.held import HeldConnection
 from kiosk.jobs.ids import job_id
 from kiosk.sql import load_queries
 
@@ -82,11 +88,16 @@ class BatchFetchManager(manager.JobManager):
         self._listeners: list[manager.NotificationCallback] = []
         self._notifications = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # A worker's fetches go through one connection in autocommit, and their commits do not
+        # wait for the WAL flush (kiosk/jobs/held.py, docs/workers.md "Batched fetch").
+        self._fetch_conn = HeldConnection(connector, asynchronous_commit=True)
+        self._hold_connection = False
 
     def configure_worker(self, *, concurrency: int, batching: bool) -> None:
         """Called by the worker before it registers: its slots and whether to batch."""
         self.worker_concurrency = concurrency
         self.worker_batching = batching
+        self._hold_connection = True
 
     def _slots_of(self, worker_id: int) -> _Slots:
         slots = self._slots.get(worker_id)
@@ -103,8 +114,12 @@ class BatchFetchManager(manager.JobManager):
     async def unregister_worker(self, worker_id: int) -> None:
         # Before the worker row goes: its deletion sets worker_id NULL on the buffered jobs.
         await self.release_buffer(worker_id)
-        await super().unregister_worker(worker_id)
-        self._slots.pop(worker_id, None)
+        try:
+            await super().unregister_worker(worker_id)
+        finally:
+            self._slots.pop(worker_id, None)
+            if not self._slots:
+                await self._fetch_conn.release()
 
     async def listen_for_jobs(
         self,
@@ -140,11 +155,8 @@ class BatchFetchManager(manager.JobManager):
         for _ in range(2):
             seen = self._notifications
             sent = loop.time()
-            rows = await self.connector.execute_query_all_async(
-                query=QUERIES["fetch_jobs"],
-                queues=None if queues is None else list(queues),
-                worker_id=worker_id,
-                count=wanted,
+            rows = await self._fetch_rows(
+                queues=None if queues is None else list(queues), worker_id=worker_id, count=wanted
             )
             fetched = sorted(
                 (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
@@ -170,6 +182,17 @@ class BatchFetchManager(manager.JobManager):
             slots.short, slots.seen = True, seen
         slots.buffer.extend(fetched[1:])
         return self._hand_out(slots, fetched[0])
+
+    async def _fetch_rows(
+        self, *, queues: list[str] | None, worker_id: int, count: int
+    ) -> list[dict[str, Any]]:
+        query = _fetch_query(count)
+        params = {"queues": queues, "worker_id": worker_id}
+        if not self._hold_connection:  # not a worker's fetch loop (tests, scripts)
+            async with autocommit_on(self._fetch_conn.pool()) as conn:
+                return await _fetch_all(conn, query, params)
+        async with self._fetch_conn.use() as conn:
+            return await _fetch_all(conn, query, params)
 
     async def _restamp(self, job_ids: list[int], sent: float) -> bool:
         """Count these rate-limited jobs from now; False when they must not start."""
@@ -283,3 +306,20 @@ class BatchFetchManager(manager.JobManager):
                 len(rows),
                 [row["id"] for row in rows],
             )
+
+
+@functools.cache
+def _fetch_query(count: int) -> sql.Composed:
+    """The fetch statement for `count` jobs: one text, hence one prepared plan, per count."""
+    return sql.SQL(QUERIES["fetch_jobs"]).format(count=sql.Literal(int(count)))
+
+
+async def _fetch_all(
+    conn: psycopg.AsyncConnection[Any], query: sql.Composed, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    try:
+        async with conn.cursor(row_factory=psycopg_rows.dict_row) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchall()
+    except psycopg.Error as exc:  # as procrastinate's connector reports them
+        raise exceptions.ConnectorException(str(exc)) from exc

@@ -30,8 +30,9 @@ from typing import Any
 
 import psycopg
 from procrastinate import exceptions, jobs, manager, utils
-from procrastinate.psycopg_connector import PsycopgConnector
 
+from kiosk.db import autocommit_on
+from kiosk.jobs.held import HeldConnection
 from kiosk.jobs.ids import job_id
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
@@ -93,7 +94,7 @@ class GroupCommitManager(manager.JobManager):
         self._drainer: asyncio.Task[None] | None = None
         self._batching: bool | None = None  # KIOSK_WORKER_BATCHING, read at the first finish
         self._worker_ids: set[int] = set()  # workers of this process running now
-        self._held: tuple[psycopg.AsyncConnection, Any] | None = None  # (connection, its pool)
+        self._finish_conn = HeldConnection(connector)  # while a worker of this process runs
         self._last_write = -1e9  # time.monotonic() when the last batch committed
         # For tests and benchmarks: transactions written and jobs in them.
         self.batches = 0
@@ -228,56 +229,16 @@ class GroupCommitManager(manager.JobManager):
         # otherwise send BEGIN and COMMIT on their own).
         try:
             if self._worker_ids and self._batching_on():
-                refused = await self._execute_held(params)
+                async with self._finish_conn.use() as conn:
+                    refused = await _execute(conn, params)
             else:
-                async with self._pool().connection() as conn:
-                    await conn.set_autocommit(True)
-                    try:
-                        refused = await _execute(conn, params)
-                    finally:
-                        if not conn.closed:
-                            await conn.set_autocommit(False)
+                async with autocommit_on(self._finish_conn.pool()) as conn:
+                    refused = await _execute(conn, params)
         except psycopg.Error as exc:
             raise exceptions.ConnectorException(str(exc)) from exc
         self.batches += 1
         self.finished += len(batch) - len(refused)
         return {job_id: _refusal(*rest) for job_id, *rest in refused}
-
-    # -- the connection a running worker keeps for its batches -----------------------------------
-
-    def _pool(self) -> Any:
-        connector = self.connector
-        if not isinstance(connector, PsycopgConnector):  # pragma: no cover - kiosk's is one
-            raise TypeError(f"GroupCommitManager needs a PsycopgConnector, not {connector!r}")
-        return connector.pool
-
-    async def _execute_held(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """On the connection kept while a worker runs: no pool checkout per batch (only the
-        drainer uses it, one batch at a time). A broken one is given back and replaced."""
-        pool = self._pool()
-        if self._held is not None and (self._held[1] is not pool or self._held[0].closed):
-            await self._release_held()
-        if self._held is None:
-            conn = await pool.getconn()
-            await conn.set_autocommit(True)
-            self._held = (conn, pool)
-        try:
-            return await _execute(self._held[0], params)
-        except psycopg.OperationalError:
-            await self._release_held()
-            raise
-
-    async def _release_held(self) -> None:
-        held, self._held = self._held, None
-        if held is None:
-            return
-        conn, pool = held
-        try:
-            if not conn.closed:
-                await conn.set_autocommit(False)
-            await pool.putconn(conn)  # the pool replaces it if it is broken
-        except Exception:  # noqa: BLE001 - the pool may be closing already
-            logger.debug("finisher connection not returned", exc_info=True)
 
     async def register_worker(self) -> int:
         worker_id = await super().register_worker()
@@ -290,7 +251,7 @@ class GroupCommitManager(manager.JobManager):
         finally:
             self._worker_ids.discard(worker_id)
             if not self._worker_ids and self._drainer is None:
-                await self._release_held()
+                await self._finish_conn.release()
 
 
 async def _execute(conn: psycopg.AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:

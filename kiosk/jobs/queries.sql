@@ -80,10 +80,55 @@ FOR KEY SHARE;
 UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
 
 -- name: fetch_jobs
--- Take up to `count` jobs in one round trip, the queue controls enforced (migration 0019).
+-- Take up to {count} jobs in one round trip (an integer literal, so that the statement's prepared
+-- plan walks the priority index: a LIMIT parameter makes a generic plan sort every waiting job).
+-- Without a pause, rate limit or cap on these queues it is procrastinate_fetch_job_v2's fetch for
+-- several jobs (the `lock` rule as in migration 0019); with one, kiosk_fetch_jobs enforces them.
+WITH controlled AS (
+    SELECT EXISTS (
+        SELECT 1 FROM kiosk_queue_controls AS c
+        WHERE (c.paused OR c.max_running IS NOT NULL OR c.max_per_second IS NOT NULL)
+          AND (%(queues)s::varchar[] IS NULL OR c.queue = ANY (%(queues)s::varchar[]))
+    ) AS yes
+),
+candidate AS (
+    SELECT jobs.id
+      FROM procrastinate_jobs AS jobs
+     WHERE NOT (SELECT yes FROM controlled)
+       AND jobs.status = 'todo'
+       AND (%(queues)s::varchar[] IS NULL OR jobs.queue_name = ANY (%(queues)s::varchar[]))
+       AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+       AND NOT EXISTS (
+           SELECT 1
+             FROM procrastinate_jobs AS other_jobs
+            WHERE jobs.lock IS NOT NULL
+              AND other_jobs.lock = jobs.lock
+              AND (other_jobs.status = 'doing'
+                   OR (other_jobs.status = 'todo'
+                       AND (other_jobs.priority > jobs.priority
+                            OR (other_jobs.priority = jobs.priority
+                                AND other_jobs.id < jobs.id))))
+       )
+     ORDER BY jobs.priority DESC, jobs.id ASC
+     LIMIT {count}
+       FOR UPDATE OF jobs SKIP LOCKED
+),
+taken AS (
+    UPDATE procrastinate_jobs AS j
+       SET status = 'doing', worker_id = %(worker_id)s
+      FROM candidate
+     WHERE j.id = candidate.id
+    RETURNING j.id, j.status, j.task_name, j.priority, j.lock, j.queueing_lock, j.args,
+              j.scheduled_at, j.queue_name, j.attempts, j.abort_requested, j.worker_id
+)
+SELECT taken.*, false AS rate_limited, NULL::text[] AS capped_queues,
+       NULL::double precision AS rate_wake_in
+  FROM taken
+UNION ALL
 SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name,
        attempts, abort_requested, worker_id, rate_limited, capped_queues, rate_wake_in
-  FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, %(count)s)
+  FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, {count})
+ WHERE (SELECT yes FROM controlled)
 
 -- name: release_jobs
 -- Put jobs a stopping worker fetched but never started back in `todo`; return their ids.
