@@ -37,6 +37,7 @@ from psycopg import rows as psycopg_rows
 from psycopg import sql
 
 from kiosk.db import autocommit_on
+from kiosk.jobs.finisher import Prefetch
 from kiosk.jobs.held import HeldConnection
 from kiosk.jobs.ids import job_id
 from kiosk.sql import load_queries
@@ -71,6 +72,13 @@ class _Slots:
     capped: frozenset[str] = frozenset()
     wake: asyncio.TimerHandle | None = None
     release_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    # The queues of the worker's last fetch (None: every queue), once it has asked.
+    asked: bool = False
+    queues: list[str] | None = None
+    # A fetch round trip of fetch_job is under way / a finish batch is taking jobs for it.
+    fetching: bool = False
+    prefetching: asyncio.Event | None = None
+    idle: bool = False  # fetch_job's last answer was None
 
     def wanted(self) -> int:
         if not self.batching:
@@ -140,8 +148,22 @@ class BatchFetchManager(manager.JobManager):
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         slots = self._slots_of(worker_id)
+        slots.idle = False
+        job = await self._fetch_job(slots, queues, worker_id)
+        # None: the worker waits for a notification (or its poll) before it asks again.
+        slots.idle = job is None
+        return job
+
+    async def _fetch_job(
+        self, slots: _Slots, queues: Iterable[str] | None, worker_id: int
+    ) -> jobs.Job | None:
+        if slots.prefetching is not None:
+            # A finish batch is taking jobs for the slots it frees (and this one): wait for them
+            # rather than fetch beside it.
+            await slots.prefetching.wait()
         if slots.closed:
             return None
+        slots.asked, slots.queues = True, None if queues is None else list(queues)
         if slots.buffer:
             return self._hand_out(slots, slots.buffer.popleft())
         if slots.short and slots.seen == self._notifications:
@@ -152,30 +174,24 @@ class BatchFetchManager(manager.JobManager):
         slots.short = False
         wanted = slots.wanted()
         loop = asyncio.get_running_loop()
-        for _ in range(2):
-            seen = self._notifications
-            sent = loop.time()
-            rows = await self._fetch_rows(
-                queues=None if queues is None else list(queues), worker_id=worker_id, count=wanted
-            )
-            fetched = sorted(
-                (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
-                key=lambda job: (-job.priority, job.id or 0),
-            )
-            if rows:
-                self._note_limits(slots, rows[0])
-            if slots.closed:  # stopped during the round trip
-                await self._release(worker_id, fetched)
-                return None
-            limited = [row["id"] for row in rows if row["rate_limited"]]
-            slow = loop.time() - sent > RATE_ROUND_TRIP_LIMIT
-            if limited and slow and not await self._restamp(limited, sent):
-                await self._release(worker_id, [job for job in fetched if job.id in limited])
-                fetched = [job for job in fetched if job.id not in limited]
-            # Empty, but a job was inserted during the round trip: the worker clears its wake-up
-            # event after this call and would wait for the next poll, so ask once more now.
-            if fetched or self._notifications == seen:
-                break
+        slots.fetching = True
+        try:
+            for _ in range(2):
+                seen = self._notifications
+                sent = loop.time()
+                rows = await self._fetch_rows(
+                    queues=slots.queues, worker_id=worker_id, count=wanted
+                )
+                fetched = await self._accept(worker_id, slots, rows, sent)
+                if fetched is None:  # stopped during the round trip
+                    return None
+                # Empty, but a job was inserted during the round trip: the worker clears its
+                # wake-up event after this call and would wait for the next poll, so ask once
+                # more now.
+                if fetched or self._notifications == seen:
+                    break
+        finally:
+            slots.fetching = False
         if not fetched:
             return None
         if len(fetched) < wanted:
@@ -183,10 +199,92 @@ class BatchFetchManager(manager.JobManager):
         slots.buffer.extend(fetched[1:])
         return self._hand_out(slots, fetched[0])
 
+    async def _accept(
+        self, worker_id: int, slots: _Slots, rows: list[dict[str, Any]], sent: float
+    ) -> list[jobs.Job] | None:
+        """The jobs a round trip took, in the order to start them; None if the worker stopped
+        meanwhile (they went back). Rate-limited jobs of a slow round trip are restamped or
+        given back."""
+        fetched = sorted(
+            (jobs.Job.from_row(row) for row in rows if row["id"] is not None),
+            key=lambda job: (-job.priority, job.id or 0),
+        )
+        if rows:
+            self._note_limits(slots, rows[0])
+        if slots.closed:
+            await self._release(worker_id, fetched)
+            return None
+        limited = [row["id"] for row in rows if row["rate_limited"]]
+        slow = asyncio.get_running_loop().time() - sent > RATE_ROUND_TRIP_LIMIT
+        if limited and slow and not await self._restamp(limited, sent):
+            await self._release(worker_id, [job for job in fetched if job.id in limited])
+            fetched = [job for job in fetched if job.id not in limited]
+        return fetched
+
+    # -- jobs taken by a finish batch (finisher.py's hooks) ----------------------------------------
+
+    def _prefetch(self, job_ids: list[int]) -> Prefetch | None:
+        """Take jobs with this finish batch, for the slots it frees and those free now: the
+        worker's only fetcher while it runs (fetch_job waits for it). Not while fetch_job is
+        fetching, with jobs still buffered, or when the last fetch found none and nothing was
+        inserted since."""
+        if len(self._slots) != 1:
+            return None
+        worker_id, slots = next(iter(self._slots.items()))
+        if not slots.batching or not slots.asked or slots.closed or slots.fetching:
+            return None
+        if slots.buffer or slots.prefetching is not None:
+            return None
+        if slots.short and slots.seen == self._notifications:
+            return None
+        freed = sum(1 for id_ in job_ids if id_ in slots.handed_out)
+        count = slots.concurrency - len(slots.handed_out) + freed
+        if not freed or count <= 0:
+            return None
+        slots.prefetching = asyncio.Event()
+        return Prefetch(
+            worker_id=worker_id,
+            queues=slots.queues,
+            count=count,
+            query=fetch_query("finish_and_fetch_jobs", count),
+            seen=self._notifications,
+            sent=asyncio.get_running_loop().time(),
+        )
+
+    def _all_waiting(self, pending: list[Any]) -> bool:
+        if not self._slots:
+            return False
+        finishing = {item.job_id for item in pending}
+        return all(
+            not slots.buffer and slots.handed_out <= finishing for slots in self._slots.values()
+        )
+
+    async def _prefetched(self, prefetch: Prefetch, rows: list[dict[str, Any]] | None) -> None:
+        """The batch committed with these jobs (None: it failed, nothing was taken)."""
+        slots = self._slots.get(prefetch.worker_id)
+        if slots is None:
+            return
+        event, slots.prefetching = slots.prefetching, None
+        try:
+            if rows is None:
+                return
+            fetched = await self._accept(prefetch.worker_id, slots, rows, prefetch.sent)
+            if fetched is None:
+                return
+            slots.short = False
+            if len(fetched) < prefetch.count and self._notifications == prefetch.seen:
+                slots.short, slots.seen = True, prefetch.seen
+            slots.buffer.extend(fetched)
+        finally:
+            if event is not None:
+                event.set()
+        if slots.buffer and slots.idle:
+            self._wake()  # the worker waits for a notification: its last fetch found nothing
+
     async def _fetch_rows(
         self, *, queues: list[str] | None, worker_id: int, count: int
     ) -> list[dict[str, Any]]:
-        query = _fetch_query(count)
+        query = fetch_query("fetch_jobs", count)
         params = {"queues": queues, "worker_id": worker_id}
         if not self._hold_connection:  # not a worker's fetch loop (tests, scripts)
             async with autocommit_on(self._fetch_conn.pool()) as conn:
@@ -309,9 +407,12 @@ class BatchFetchManager(manager.JobManager):
 
 
 @functools.cache
-def _fetch_query(count: int) -> sql.Composed:
-    """The fetch statement for `count` jobs: one text, hence one prepared plan, per count."""
-    return sql.SQL(QUERIES["fetch_jobs"]).format(count=sql.Literal(int(count)))
+def fetch_query(name: str, count: int) -> sql.Composed:
+    """`fetch_jobs` or `finish_and_fetch_jobs` for up to `count` jobs: one text, hence one
+    prepared plan, per count."""
+    number = sql.Literal(int(count))
+    fetch_with = sql.SQL(QUERIES["fetch_jobs_with"]).format(count=number)
+    return sql.SQL(QUERIES[name]).format(fetch_with=fetch_with, count=number)
 
 
 async def _fetch_all(

@@ -21,6 +21,7 @@ Guarantees, each tested with real workers (tests/integration/test_job_finishes.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 
 import psycopg
 from procrastinate import exceptions, jobs, manager, utils
+from psycopg import rows as psycopg_rows
 
 from kiosk.db import autocommit_on
 from kiosk.jobs.held import HeldConnection
@@ -72,6 +74,18 @@ BUSY_WINDOW = 0.05
 
 
 @dataclass(slots=True)
+class Prefetch:
+    """Jobs a finish batch takes in its transaction for a worker's free slots (fetcher.py)."""
+
+    worker_id: int
+    queues: list[str] | None
+    count: int
+    query: Any  # finish_and_fetch_jobs for `count` jobs (a composed psycopg query)
+    seen: int  # the fetcher's notification count before the round trip
+    sent: float  # loop time when it was sent
+
+
+@dataclass(slots=True)
 class _Finish:
     job_id: int
     end_status: str | None  # None: a retry
@@ -96,6 +110,7 @@ class GroupCommitManager(manager.JobManager):
         self._worker_ids: set[int] = set()  # workers of this process running now
         self._finish_conn = HeldConnection(connector)  # while a worker of this process runs
         self._last_write = -1e9  # time.monotonic() when the last batch committed
+        self._joined = asyncio.Event()  # set when every running job waits for the next commit
         # For tests and benchmarks: transactions written and jobs in them.
         self.batches = 0
         self.finished = 0
@@ -156,19 +171,31 @@ class GroupCommitManager(manager.JobManager):
             # Items left by a loop that is gone (tests run one loop per test) can never complete.
             self._pending = [p for p in self._pending if p.future and p.future.get_loop() is loop]
             self._pending.append(item)
+            self._joined = asyncio.Event()
             self._drainer = loop.create_task(self._drain(), name="kiosk group commit")
         else:
             self._pending.append(item)
+        if self._all_waiting(self._pending):
+            self._joined.set()
         await item.future
 
     async def _drain(self) -> None:
         try:
             while self._pending:
-                await self._gather_more()
-                if len(self._pending) < SMALL_BATCH and self._busy():
+                if not self._all_waiting(self._pending):
+                    await self._gather_more()
+                if (
+                    len(self._pending) < SMALL_BATCH
+                    and self._busy()
+                    and not self._all_waiting(self._pending)
+                ):
                     # Under load, a small batch waits a moment for company: jobs fetched one
                     # round trip apart otherwise stay apart, each group paying its own commit.
-                    await asyncio.sleep(LINGER)
+                    # It stops waiting once every running job has joined.
+                    self._joined.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LINGER):
+                            await self._joined.wait()
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
@@ -203,6 +230,8 @@ class GroupCommitManager(manager.JobManager):
         seen = len(self._pending)
         for _ in range(MAX_TURNS):
             await asyncio.sleep(0)
+            if self._all_waiting(self._pending):
+                return  # no job of this process is left to end before the commit
             if len(self._pending) == seen:
                 quiet += 1
                 if quiet >= QUIET_TURNS:
@@ -227,18 +256,51 @@ class GroupCommitManager(manager.JobManager):
         }
         # One statement in autocommit is one transaction in one round trip (psycopg would
         # otherwise send BEGIN and COMMIT on their own).
+        held = bool(self._worker_ids) and self._batching_on()
+        prefetch = self._prefetch([item.job_id for item in batch]) if held else None
+        rows: list[dict[str, Any]] | None = None
+        query: Any
         try:
-            if self._worker_ids and self._batching_on():
+            if prefetch is not None:
+                query = prefetch.query
+                params |= {"queues": prefetch.queues, "worker_id": prefetch.worker_id}
+            else:
+                query = QUERIES["finish_jobs"]
+            if held:
                 async with self._finish_conn.use() as conn:
-                    refused = await _execute(conn, params)
+                    rows = await _execute(conn, query, params)
             else:
                 async with autocommit_on(self._finish_conn.pool()) as conn:
-                    refused = await _execute(conn, params)
+                    rows = await _execute(conn, query, params)
         except psycopg.Error as exc:
             raise exceptions.ConnectorException(str(exc)) from exc
+        finally:
+            if prefetch is not None:
+                # Before the callers return (their slots free): the jobs are buffered first.
+                taken = None if rows is None else [r for r in rows if r["refused_id"] is None]
+                await self._prefetched(prefetch, taken)
+        refused = [row for row in rows if row["refused_id"] is not None]
         self.batches += 1
         self.finished += len(batch) - len(refused)
-        return {job_id: _refusal(*rest) for job_id, *rest in refused}
+        return {
+            row["refused_id"]: _refusal(
+                row["refused_sqlstate"], row["refused_message"], row["refused_constraint"]
+            )
+            for row in refused
+        }
+
+    # -- hooks for a fetcher that takes jobs with a batch (fetcher.py) -------------------------
+
+    def _all_waiting(self, pending: list[_Finish]) -> bool:
+        """Every job the workers of this process run waits for this commit: none can join."""
+        return False
+
+    def _prefetch(self, job_ids: list[int]) -> Prefetch | None:
+        """The jobs to take in this batch's transaction, if any."""
+        return None
+
+    async def _prefetched(self, prefetch: Prefetch, rows: list[dict[str, Any]] | None) -> None:
+        """The batch committed with these job rows (None: it failed)."""
 
     async def register_worker(self) -> int:
         worker_id = await super().register_worker()
@@ -254,9 +316,12 @@ class GroupCommitManager(manager.JobManager):
                 await self._finish_conn.release()
 
 
-async def _execute(conn: psycopg.AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    cursor = await conn.execute(QUERIES["finish_jobs"], params)
-    return await cursor.fetchall()
+async def _execute(
+    conn: psycopg.AsyncConnection, query: Any, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=psycopg_rows.dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall()
 
 
 def _refusal(sqlstate: str, message: str, constraint: str | None) -> exceptions.ConnectorException:

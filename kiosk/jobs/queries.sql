@@ -79,12 +79,13 @@ FOR KEY SHARE;
 -- Drop a running job's queueing lock before it goes back to todo (procrastinate issue #1543)
 UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s AND status = 'doing';
 
--- name: fetch_jobs
--- Take up to {count} jobs in one round trip (an integer literal, so that the statement's prepared
--- plan walks the priority index: a LIMIT parameter makes a generic plan sort every waiting job).
--- Without a pause, rate limit or cap on these queues it is procrastinate_fetch_job_v2's fetch for
--- several jobs (the `lock` rule as in migration 0019); with one, kiosk_fetch_jobs enforces them.
-WITH controlled AS (
+-- name: fetch_jobs_with
+-- The WITH list of a fetch of up to {count} jobs, as `fetched` (composed by fetcher.py into
+-- fetch_jobs and finish_and_fetch_jobs). {count} is an integer literal, so that the statement's
+-- prepared plan walks the priority index: a LIMIT parameter makes a generic plan sort every waiting
+-- job. Without a pause, rate limit or cap on these queues it is procrastinate_fetch_job_v2's fetch
+-- for several jobs (the `lock` rule as in migration 0019); with one, kiosk_fetch_jobs enforces them.
+controlled AS (
     SELECT EXISTS (
         SELECT 1 FROM kiosk_queue_controls AS c
         WHERE (c.paused OR c.max_running IS NOT NULL OR c.max_per_second IS NOT NULL)
@@ -120,15 +121,43 @@ taken AS (
      WHERE j.id = candidate.id
     RETURNING j.id, j.status, j.task_name, j.priority, j.lock, j.queueing_lock, j.args,
               j.scheduled_at, j.queue_name, j.attempts, j.abort_requested, j.worker_id
+),
+fetched AS (
+    SELECT taken.*, false AS rate_limited, NULL::text[] AS capped_queues,
+           NULL::double precision AS rate_wake_in
+      FROM taken
+    UNION ALL
+    SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name,
+           attempts, abort_requested, worker_id, rate_limited, capped_queues, rate_wake_in
+      FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, {count})
+     WHERE (SELECT yes FROM controlled)
 )
-SELECT taken.*, false AS rate_limited, NULL::text[] AS capped_queues,
-       NULL::double precision AS rate_wake_in
-  FROM taken
+
+-- name: fetch_jobs
+-- Take up to {count} jobs in one round trip, the queue controls enforced (a row of NULL job
+-- columns carries the limits' wake-up when no job was taken).
+WITH {fetch_with}
+SELECT * FROM fetched
+
+-- name: finish_and_fetch_jobs
+-- A finish batch (as finish_jobs) that also takes up to {count} jobs for the slots it frees, in its
+-- one transaction: the refused finishes (refused_id set) and the jobs taken (id set).
+WITH finished AS (
+    SELECT refused_id, refused_sqlstate, refused_message, refused_constraint
+      FROM kiosk_finish_jobs(
+           %(job_ids)s::bigint[], %(end_statuses)s::text[]::procrastinate_job_status[],
+           %(delete_jobs)s::boolean[], %(retry_ats)s::timestamptz[],
+           %(new_priorities)s::integer[], %(new_queue_names)s::text[]::character varying[],
+           %(new_locks)s::text[]::character varying[], %(outcomes)s::jsonb)
+),
+{fetch_with}
+SELECT fetched.*, NULL::bigint AS refused_id, NULL::text AS refused_sqlstate,
+       NULL::text AS refused_message, NULL::text AS refused_constraint
+  FROM fetched
 UNION ALL
-SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name,
-       attempts, abort_requested, worker_id, rate_limited, capped_queues, rate_wake_in
-  FROM kiosk_fetch_jobs(%(queues)s::varchar[], %(worker_id)s, {count})
- WHERE (SELECT yes FROM controlled)
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       finished.*
+  FROM finished
 
 -- name: release_jobs
 -- Put jobs a stopping worker fetched but never started back in `todo`; return their ids.

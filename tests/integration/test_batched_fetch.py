@@ -229,3 +229,32 @@ async def test_batching_off_fetches_one_job_per_round_trip(database_url, log_dir
     assert all(len(batch) == 1 for batch in fetch_batches(sql, ids))
     assert max_overlap([(r["started"], r["ended"]) for r in runs(sql, "t")]) > 1, "still concurrent"
     assert {sql.job(job_id)["status"] for job_id in held} == {"todo"}, "the paused queue waits"
+
+
+async def test_a_finish_batch_takes_the_jobs_for_the_slots_it_frees(
+    database_url, log_dir, sql, workers
+):
+    start(workers, sql, database_url, log_dir, 1, "--concurrency=4", "--queues=t")
+    ids = insert_jobs(sql, 40, queue="t", key="chain", sleep=0.01)
+    wait_for(lambda: done(sql, ids), timeout=60, what="every job done")
+
+    # A transaction stamps its events with its start time: a job whose `started` event shares
+    # it with other jobs' `succeeded` events was taken by the batch that finished them.
+    taken = sql.value(
+        "SELECT count(DISTINCT s.job_id) FROM procrastinate_events AS s "
+        "JOIN procrastinate_events AS f ON f.at = s.at AND f.type = 'succeeded' "
+        "WHERE s.type = 'started' AND s.job_id = ANY(%s) AND f.job_id = ANY(%s)",
+        ids,
+        ids,
+    )
+    assert taken > 0, "every job was fetched on its own round trip"
+    # Never more jobs taken than slots: a batch's finishes free theirs in the same transaction.
+    spans = sql.all(
+        "SELECT extract(epoch FROM s.at)::float AS started, "
+        "extract(epoch FROM f.at)::float AS ended FROM procrastinate_events AS s "
+        "JOIN procrastinate_events AS f ON f.job_id = s.job_id "
+        "WHERE s.type = 'started' AND f.type = 'succeeded' AND s.job_id = ANY(%s)",
+        ids,
+    )
+    assert max_overlap([(row["started"], row["ended"]) for row in spans]) <= 4
+    assert max_overlap([(r["started"], r["ended"]) for r in runs(sql, "t")]) > 1, "concurrent"
