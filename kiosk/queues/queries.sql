@@ -40,8 +40,8 @@ RETURNING queue AS name, paused, paused_reason, paused_by, paused_at, max_per_se
 
 -- name: set_limits
 -- A queue's limits (null: none), replacing both, owned by `actor` from now on. An operator's
--- (`default` false) always land. A default from the settings (`default` true) lands unless an
--- operator set the queue's limits, and only when it changes them: no row when nothing changed
+-- limits (`default` false) always land; a default from the settings (`default` true) lands unless
+-- an operator set the queue's limits, and only when it changes them: no row when nothing changed
 INSERT INTO kiosk_queue_controls AS c
     (queue, max_per_second, max_running, limits_set_by, limits_set_at, changes)
 VALUES (%(queue)s, %(max_per_second)s, %(max_running)s, %(actor)s, now(), 1)
