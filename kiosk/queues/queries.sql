@@ -39,7 +39,9 @@ RETURNING queue AS name, paused, paused_reason, paused_by, paused_at, max_per_se
           limits_set_by, limits_set_at, updated_at, changes;
 
 -- name: set_limits
--- An operator's limits (null: none), replacing both, owned by that operator from now on
+-- A queue's limits (null: none), replacing both, owned by `actor` from now on. An operator's
+-- limits (`default` false) always land; a default from the settings (`default` true) lands unless
+-- an operator set the queue's limits, and only when it changes them: no row when nothing changed
 INSERT INTO kiosk_queue_controls AS c
     (queue, max_per_second, max_running, limits_set_by, limits_set_at, changes)
 VALUES (%(queue)s, %(max_per_second)s, %(max_running)s, %(actor)s, now(), 1)
@@ -50,25 +52,11 @@ SET max_per_second = excluded.max_per_second,
     limits_set_at = now(),
     updated_at = now(),
     changes = c.changes + 1
-RETURNING queue AS name, paused, paused_reason, paused_by, paused_at, max_per_second, max_running,
-          limits_set_by, limits_set_at, updated_at, changes;
-
--- name: apply_default
--- A default limit from the settings, unless an operator set the queue's limits; no row when nothing changed
-INSERT INTO kiosk_queue_controls AS c
-    (queue, max_per_second, max_running, limits_set_by, limits_set_at, changes)
-VALUES (%(queue)s, %(max_per_second)s, %(max_running)s, %(actor)s, now(), 1)
-ON CONFLICT (queue) DO UPDATE
-SET max_per_second = excluded.max_per_second,
-    max_running = excluded.max_running,
-    limits_set_by = excluded.limits_set_by,
-    limits_set_at = now(),
-    updated_at = now(),
-    changes = c.changes + 1
-WHERE (c.limits_set_by IS NULL OR c.limits_set_by = excluded.limits_set_by)
-  AND (c.limits_set_by IS NULL
-       OR c.max_per_second IS DISTINCT FROM excluded.max_per_second
-       OR c.max_running IS DISTINCT FROM excluded.max_running)
+WHERE NOT %(default)s
+   OR ((c.limits_set_by IS NULL OR c.limits_set_by = excluded.limits_set_by)
+       AND (c.limits_set_by IS NULL
+            OR c.max_per_second IS DISTINCT FROM excluded.max_per_second
+            OR c.max_running IS DISTINCT FROM excluded.max_running))
 RETURNING queue AS name, paused, paused_reason, paused_by, paused_at, max_per_second, max_running,
           limits_set_by, limits_set_at, updated_at, changes;
 

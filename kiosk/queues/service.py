@@ -3,7 +3,7 @@
 The JSON API, the dashboard and the `kiosk queues` command all come here, so the checks and the
 audit entry (written in the same transaction as the change) are the same whichever surface the
 operator used. Nothing here enforces anything: every worker's fetch reads `kiosk_queue_controls`
-(kiosk/jobs, docs/workers.md "How controls are enforced").
+(kiosk/jobs, docs/workers.md "How queue controls are enforced").
 """
 
 from __future__ import annotations

@@ -70,14 +70,17 @@ async def resume(conn: psycopg.AsyncConnection, queue: str) -> QueueControl | No
     return await db.fetch_one_as(conn, QueueControl, QUERIES["resume"], {"queue": queue})
 
 
-async def set_limits(
+async def _write_limits(
     conn: psycopg.AsyncConnection,
     queue: str,
     max_per_second: float | None,
     max_running: int | None,
     actor: str,
-) -> QueueControl:
-    row = await db.fetch_one_as(
+    *,
+    default: bool,
+) -> QueueControl | None:
+    """One upsert for both writers of limits: an operator's always lands, a default may not."""
+    return await db.fetch_one_as(
         conn,
         QueueControl,
         QUERIES["set_limits"],
@@ -86,9 +89,22 @@ async def set_limits(
             "max_per_second": max_per_second,
             "max_running": max_running,
             "actor": actor,
+            "default": default,
         },
     )
-    return _returned(row)
+
+
+async def set_limits(
+    conn: psycopg.AsyncConnection,
+    queue: str,
+    max_per_second: float | None,
+    max_running: int | None,
+    actor: str,
+) -> QueueControl:
+    """An operator's limits: `actor` owns them from now on."""
+    return _returned(
+        await _write_limits(conn, queue, max_per_second, max_running, actor, default=False)
+    )
 
 
 async def apply_default(
@@ -100,17 +116,7 @@ async def apply_default(
 ) -> QueueControl | None:
     """The queue when the default changed it; None when an operator owns its limits or they
     already are the default."""
-    return await db.fetch_one_as(
-        conn,
-        QueueControl,
-        QUERIES["apply_default"],
-        {
-            "queue": queue,
-            "max_per_second": max_per_second,
-            "max_running": max_running,
-            "actor": actor,
-        },
-    )
+    return await _write_limits(conn, queue, max_per_second, max_running, actor, default=True)
 
 
 async def clear_dropped_defaults(

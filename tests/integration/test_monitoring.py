@@ -18,6 +18,7 @@ from tests.support.monitoring import (
     PROMTOOL,
     Prometheus,
     alert_rules,
+    doc_queries,
     family_names,
     finite,
     kit_metric_names,
@@ -134,6 +135,8 @@ def test_a_real_prometheus_evaluates_every_panel_and_alert(
                 prometheus.query(expr)
         for rule in alert_rules():
             prometheus.query(rule["expr"])
+        for expr in doc_queries():  # docs/metrics.md's examples
+            prometheus.query(expr)
 
         # Prometheus itself evaluates the rule files: every rule ran, none failed.
         def evaluated() -> list[dict]:

@@ -90,7 +90,20 @@ def test_one_notification_is_one_trace_from_webhook_to_receipt(
     batch = one([s for s in trace if s.name == "webhook batch"], "the batch span")
     assert batch.parent_id == request.span_id
     assert batch.attributes["kiosk.webhook.batch_size"] == 1
-    assert any(s.parent_id == batch.span_id and s.kind == CLIENT for s in trace)  # its SQL
+    # Its SQL: the named query `store_notifications`, a span named by the statement's operation,
+    # not by the `--` comment lines above the query in kiosk/webhooks/queries.sql.
+    store = one(
+        [
+            s
+            for s in trace
+            if s.parent_id == batch.span_id
+            and s.kind == CLIENT
+            and "kiosk_store_notifications_v1(" in str(s.attributes.get("db.statement"))
+        ],
+        "the batch's SQL span",
+    )
+    assert store.name == "SELECT"
+    assert str(store.attributes["db.statement"]).startswith("SELECT id, notification_id")
 
     (job_id,) = [
         r["id"]
@@ -121,6 +134,9 @@ def test_one_notification_is_one_trace_from_webhook_to_receipt(
         if s.kind == CLIENT and s.service == "kiosk-worker" and "db.system" in s.attributes
     ]
     assert any(job.span_id == s.parent_id for s in sql)
+    # Every SQL span, the worker's named queries included, carries its operation as its name.
+    operations = {s.name for s in trace if s.kind == CLIENT and "db.system" in s.attributes}
+    assert {"SELECT", "INSERT", "UPDATE"} <= operations and "--" not in operations, operations
 
     receipt = one(receipt_spans(), "the receipt job span")
     assert "job payments.process_notification" in ancestors(receipt)

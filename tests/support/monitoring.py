@@ -60,6 +60,13 @@ def panel_queries() -> dict[str, list[str]]:
     return queries
 
 
+def doc_queries() -> list[str]:
+    """The example queries of docs/metrics.md (its `promql` blocks), one a line, comments off."""
+    text = (PROJECT_DIR / "docs" / "metrics.md").read_text()
+    blocks = re.findall(r"```promql\n(.*?)```", text, re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+
+
 def local_config(directory: Path, target: str, token: str, interval: str = "1s") -> Path:
     """The project's prometheus.yml for a test: this target and token file, short intervals."""
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
