@@ -6,7 +6,9 @@ it does, as procrastinate does in its own `sql/queries.sql`. Parameters use psyc
 
 A query's text starts at its SQL, without the comment lines above it (procrastinate drops them
 too): tracing names a statement's span by its first word (`SELECT`, `WITH`, ...), which would
-otherwise be `--`. Comments inside a statement stay.
+otherwise be `--`. Comments inside a statement stay. A block named `<name>_with` is a WITH list,
+not a statement: statements of its file compose it in with psycopg's `sql.SQL.format`
+(kiosk/jobs/fetcher.py's `{fetch_with}`).
 """
 
 from __future__ import annotations
