@@ -99,17 +99,19 @@ candidate AS (
        AND jobs.status = 'todo'
        AND (%(queues)s::varchar[] IS NULL OR jobs.queue_name = ANY (%(queues)s::varchar[]))
        AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-       AND NOT EXISTS (
+       -- A job with no lock never looks for others (written as an OR, not inside the NOT
+       -- EXISTS: with a stale estimate of waiting jobs the planner otherwise joins every
+       -- candidate against a whole index of locks).
+       AND (jobs.lock IS NULL OR NOT EXISTS (
            SELECT 1
              FROM procrastinate_jobs AS other_jobs
-            WHERE jobs.lock IS NOT NULL
-              AND other_jobs.lock = jobs.lock
+            WHERE other_jobs.lock = jobs.lock
               AND (other_jobs.status = 'doing'
                    OR (other_jobs.status = 'todo'
                        AND (other_jobs.priority > jobs.priority
                             OR (other_jobs.priority = jobs.priority
                                 AND other_jobs.id < jobs.id))))
-       )
+       ))
      ORDER BY jobs.priority DESC, jobs.id ASC
      LIMIT {count}
        FOR UPDATE OF jobs SKIP LOCKED
