@@ -75,9 +75,6 @@ class _Slots:
     # The queues of the worker's last fetch (None: every queue), once it has asked.
     asked: bool = False
     queues: list[str] | None = None
-    # A fetch round trip of fetch_job is under way / a finish batch is taking jobs for it.
-    fetching: bool = False
-    prefetching: asyncio.Event | None = None
     idle: bool = False  # fetch_job's last answer was None
 
     def wanted(self) -> int:
@@ -157,10 +154,6 @@ class BatchFetchManager(manager.JobManager):
     async def _fetch_job(
         self, slots: _Slots, queues: Iterable[str] | None, worker_id: int
     ) -> jobs.Job | None:
-        if slots.prefetching is not None:
-            # A finish batch is taking jobs for the slots it frees (and this one): wait for them
-            # rather than fetch beside it.
-            await slots.prefetching.wait()
         if slots.closed:
             return None
         slots.asked, slots.queues = True, None if queues is None else list(queues)
@@ -174,24 +167,17 @@ class BatchFetchManager(manager.JobManager):
         slots.short = False
         wanted = slots.wanted()
         loop = asyncio.get_running_loop()
-        slots.fetching = True
-        try:
-            for _ in range(2):
-                seen = self._notifications
-                sent = loop.time()
-                rows = await self._fetch_rows(
-                    queues=slots.queues, worker_id=worker_id, count=wanted
-                )
-                fetched = await self._accept(worker_id, slots, rows, sent)
-                if fetched is None:  # stopped during the round trip
-                    return None
-                # Empty, but a job was inserted during the round trip: the worker clears its
-                # wake-up event after this call and would wait for the next poll, so ask once
-                # more now.
-                if fetched or self._notifications == seen:
-                    break
-        finally:
-            slots.fetching = False
+        for _ in range(2):
+            seen = self._notifications
+            sent = loop.time()
+            rows = await self._fetch_rows(queues=slots.queues, worker_id=worker_id, count=wanted)
+            fetched = await self._accept(worker_id, slots, rows, sent)
+            if fetched is None:  # stopped during the round trip
+                return None
+            # Empty, but a job was inserted during the round trip: the worker clears its wake-up
+            # event after this call and would wait for the next poll, so ask once more now.
+            if fetched or self._notifications == seen:
+                break
         if not fetched:
             return None
         if len(fetched) < wanted:
@@ -224,24 +210,20 @@ class BatchFetchManager(manager.JobManager):
     # -- jobs taken by a finish batch (finisher.py's hooks) ----------------------------------------
 
     def _prefetch(self, job_ids: list[int]) -> Prefetch | None:
-        """Take jobs with this finish batch, for the slots it frees and those free now: the
-        worker's only fetcher while it runs (fetch_job waits for it). Not while fetch_job is
-        fetching, with jobs still buffered, or when the last fetch found none and nothing was
-        inserted since."""
+        """Take jobs with this finish batch for the slots its commit frees (the worker's free
+        slots are its own fetch's, so the two never take more than the slots between them). Not
+        when the worker stops, or when its last fetch found fewer jobs than it could take and
+        none was inserted since."""
         if len(self._slots) != 1:
             return None
         worker_id, slots = next(iter(self._slots.items()))
-        if not slots.batching or not slots.asked or slots.closed or slots.fetching:
-            return None
-        if slots.buffer or slots.prefetching is not None:
+        if not slots.batching or not slots.asked or slots.closed:
             return None
         if slots.short and slots.seen == self._notifications:
             return None
-        freed = sum(1 for id_ in job_ids if id_ in slots.handed_out)
-        count = slots.concurrency - len(slots.handed_out) + freed
-        if not freed or count <= 0:
+        count = sum(1 for id_ in job_ids if id_ in slots.handed_out)
+        if not count:
             return None
-        slots.prefetching = asyncio.Event()
         return Prefetch(
             worker_id=worker_id,
             queues=slots.queues,
@@ -262,23 +244,15 @@ class BatchFetchManager(manager.JobManager):
     async def _prefetched(self, prefetch: Prefetch, rows: list[dict[str, Any]] | None) -> None:
         """The batch committed with these jobs (None: it failed, nothing was taken)."""
         slots = self._slots.get(prefetch.worker_id)
-        if slots is None:
+        if slots is None or rows is None:
             return
-        event, slots.prefetching = slots.prefetching, None
-        try:
-            if rows is None:
-                return
-            fetched = await self._accept(prefetch.worker_id, slots, rows, prefetch.sent)
-            if fetched is None:
-                return
-            slots.short = False
-            if len(fetched) < prefetch.count and self._notifications == prefetch.seen:
-                slots.short, slots.seen = True, prefetch.seen
-            slots.buffer.extend(fetched)
-        finally:
-            if event is not None:
-                event.set()
-        if slots.buffer and slots.idle:
+        fetched = await self._accept(prefetch.worker_id, slots, rows, prefetch.sent)
+        if fetched is None:  # the worker stopped meanwhile: they went back
+            return
+        if len(fetched) < prefetch.count and self._notifications == prefetch.seen:
+            slots.short, slots.seen = True, prefetch.seen  # no more waiting, none inserted since
+        slots.buffer.extend(fetched)
+        if fetched and slots.idle:
             self._wake()  # the worker waits for a notification: its last fetch found nothing
 
     async def _fetch_rows(
