@@ -62,7 +62,16 @@ async def test_batches_follow_priority_then_id_and_skip_jobs_not_due(
 async def test_queueing_lock_and_lock_serialization_across_workers(
     pool, database_url, log_dir, sql, workers
 ):
-    start(workers, sql, database_url, log_dir, 3, "--concurrency=4")
+    # A job freed by a finished `lock` holder is found by polling (no NOTIFY says so): poll often.
+    start(
+        workers,
+        sql,
+        database_url,
+        log_dir,
+        3,
+        "--concurrency=4",
+        "--fetch-job-polling-interval=0.1",
+    )
     # Twelve jobs sharing a `lock` among unlocked ones, on three workers with free slots.
     locked = insert_jobs(sql, 12, lock="shared", key="locked", sleep=0.1)
     free = insert_jobs(sql, 12, key="free", sleep=0.1)
@@ -147,8 +156,8 @@ async def test_sigterm_puts_buffered_jobs_back_at_once(database_url, log_dir, sq
         "--queues=t",
         KIOSK_WORKER_SHUTDOWN_TIMEOUT="60",
     )
-    # A job that keeps the stopping worker alive for a while (the graceful wait).
-    (long,) = insert_jobs(sql, 1, queue="t", key="long", sleep=12)
+    # A job that keeps the stopping worker alive (the graceful wait) until the test releases it.
+    (long,) = insert_jobs(sql, 1, queue="t", task="tests.fetch.hold", key="long", seconds=120)
     wait_for(lambda: runs(sql), timeout=30, what="the long job running")
     # One round trip takes nine more; the first holds the worker's loop for 3 s, so the others
     # stay in its buffer: fetched (`doing`), not started.
@@ -186,6 +195,8 @@ async def test_sigterm_puts_buffered_jobs_back_at_once(database_url, log_dir, sq
         hogs,
     )
     assert all(job["attempts"] == 0 and job["worker_id"] is None for job in released)
+    assert worker.alive(), "the worker waits for its long job"
+    sql.conn.execute("INSERT INTO test_fetch_release (key) VALUES ('long-1')")
     assert worker.popen.wait(60) == 0, worker.output()
     assert sql.job(long)["status"] == "succeeded"
     statuses = {
