@@ -13,6 +13,7 @@ import pytest
 
 from kiosk import db, queue
 from tests.integration.fetch_helpers import (
+    SWEEP_APP,
     done,
     fetch_batches,
     insert_jobs,
@@ -137,9 +138,10 @@ async def test_jobs_of_a_worker_that_dies_are_rescued_even_unstarted(
         "UPDATE procrastinate_jobs SET args = args || '{\"sleep\": 0}' WHERE id = ANY(%s)",
         (running,),
     )
-    start(workers, sql, database_url, log_dir, 1, "--concurrency=3")
-    # The real sweep (`jobs.retry_stalled_jobs`, every minute) finds both.
-    wait_for(lambda: done(sql, unstarted + running), timeout=150, interval=0.5, what="rescue")
+    start(workers, sql, database_url, log_dir, 1, "--concurrency=3", app=SWEEP_APP)
+    # The real sweep (`jobs.retry_stalled_jobs`, deferred by the periodic deferrer: every minute
+    # in production, every 2 s on this worker's test app) finds both.
+    wait_for(lambda: done(sql, unstarted + running), timeout=60, interval=0.5, what="rescue")
     for job_id in unstarted + running:
         assert [o["status"] for o in sql.outcomes(job_id)] == ["worker_lost", "succeeded"]
     assert sql.value("SELECT count(*) FROM test_fetch_runs WHERE key LIKE 'buffered-%%'") == 3
