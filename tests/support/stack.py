@@ -29,7 +29,16 @@ from psycopg.rows import dict_row
 from kiosk.settings import get_settings
 from kiosk.webhooks import signature
 from tests.support.config import ADMIN_TOKEN, HOOK_SECRET, MAIL_FROM, TERMINAL, WEBHOOK_SECRET
-from tests.support.processes import HTTP, Api, Process, Worker, child_env, free_port, wait_for
+from tests.support.processes import (
+    HTTP,
+    TLS,
+    Api,
+    Process,
+    Worker,
+    child_env,
+    free_port,
+    wait_for,
+)
 
 # No periodic tick of the payment clean-up and the order expiry during a test (a worker defers the
 # latest past tick at start): extra environment for `start_worker(**QUIET)`.
@@ -171,7 +180,10 @@ class Kiosk:
         # The admin token works on the order endpoints for any order and terminal
         # (tests/integration/test_devices.py covers device tokens).
         self.http = httpx.Client(
-            base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            base_url=url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            verify=TLS,
         )
 
     def product(
