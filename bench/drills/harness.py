@@ -478,6 +478,7 @@ class Stack:
                 "KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
                 "KIOSK_DELIVERY_TIMEOUT_SECONDS": "10",
                 "KIOSK_LOG_LEVEL": "WARNING",
+                "KIOSK_WORKER_HEARTBEAT_INTERVAL": f"{args.heartbeat:g}",
             }
         )
         env.update(self.extra_env)
@@ -504,7 +505,8 @@ class Stack:
         response.raise_for_status()
         self.supervisor = Supervisor(env, self.log_dir, args.workers, args.concurrency)
         self._close.append(self.supervisor.close)
-        self.sweeper = Sweeper(args.stalled_after)
+        # A sweep every 2 s, or more often when a dead worker is noticed sooner (short runs).
+        self.sweeper = Sweeper(args.stalled_after, every=min(2.0, args.stalled_after / 4))
         self._close.append(self.sweeper.close)
 
     def close(self, keep_logs: bool = False) -> None:
@@ -546,11 +548,17 @@ def parser(
     p.add_argument("--concurrency", type=int, default=3, help="jobs per worker process")
     p.add_argument("--api-processes", type=int, default=1, help="uvicorn --workers")
     p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=10.0,
+        help="seconds between a worker's heartbeats (KIOSK_WORKER_HEARTBEAT_INTERVAL)",
+    )
+    p.add_argument(
         "--stalled-after",
         type=float,
         default=20.0,
         help="seconds without a heartbeat before a worker's jobs are retried "
-        "(procrastinate beats every 10 s: twice that, less a margin)",
+        "(at least twice --heartbeat, so that a late beat is not taken for a dead worker)",
     )
     p.add_argument(
         "--settle-timeout",

@@ -53,6 +53,8 @@ class Probe:
         self.url = f"{api_url}/orders/{uuid.uuid4()}"
         self.every = every
         self.answers: list[tuple[float, float, int | str]] = []  # (asked, answered, status)
+        self.waiting: dict[int, float] = {}  # questions not answered yet: id -> asked
+        self.lock = threading.Lock()
         self._stop = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=64)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -60,13 +62,23 @@ class Probe:
 
     def _ask(self) -> None:
         asked = time.monotonic()
+        key = threading.get_ident()
+        with self.lock:
+            self.waiting[key] = asked
         try:
             status: int | str = httpx.get(
                 self.url, headers=harness.ADMIN_AUTH, timeout=60
             ).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        self.answers.append((asked, time.monotonic(), status))
+        with self.lock:
+            self.answers.append((asked, time.monotonic(), status))
+            del self.waiting[key]
+
+    def unanswered(self, before: float) -> list[float]:
+        """When the questions asked before `before` and not answered yet were asked."""
+        with self.lock:
+            return [asked for asked in self.waiting.values() if asked < before]
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -149,11 +161,19 @@ def main() -> int:
                 ),
                 args.recover_timeout,
             )
-            time.sleep(max(0.0, restarted + SLOW_ANSWER - time.monotonic()))  # the last answers
+            # The last answers: every question asked while the database was down, or a hang.
+            until(
+                lambda since=restarted: not probe.unanswered(since),
+                restarted + SLOW_ANSWER - time.monotonic(),
+            )
+            hanging = probe.unanswered(restarted)
             during = probe.overlapping(stopped, restarted)
             while_down = Counter(str(s) for _, answered, s in during if answered < restarted)
             after = Counter(str(s) for _, answered, s in during if answered >= restarted)
-            slowest = max((b - a for a, b, _ in during), default=0.0)
+            slowest = max(
+                [b - a for a, b, _ in during] + [time.monotonic() - a for a in hanging],
+                default=0.0,
+            )
             exits = sum(len(s.exits) for s in stack.supervisor.slots) - exits_before
             outages.append(
                 {

@@ -10,6 +10,7 @@ from tests.support.fetch_app import FETCH_TABLES
 from tests.support.jobs import TABLES, AppWorker, Sql
 
 FETCH_APP = "tests.support.fetch_app.app"
+SWEEP_APP = "tests.support.sweep_app.app"  # the same, plus the stalled-job sweep every 2 s
 
 
 def sql_connection(database_url):
@@ -29,12 +30,21 @@ def worker_processes():
         worker.stop(timeout=5)
 
 
-def start(workers, sql: Sql, database_url, log_dir, count: int = 1, *args: str, **env: str):
+def start(
+    workers,
+    sql: Sql,
+    database_url,
+    log_dir,
+    count: int = 1,
+    *args: str,
+    app: str = FETCH_APP,
+    **env: str,
+):
     """Start `count` workers on the fetch test app; wait until all of them are registered."""
     # By id: a starting worker deletes stalled ones, so the count can go down.
     before = sql.value("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
     new = [
-        AppWorker(database_url, log_dir, *args, app=FETCH_APP, name=f"w{len(workers) + n}", **env)
+        AppWorker(database_url, log_dir, *args, app=app, name=f"w{len(workers) + n}", **env)
         for n in range(count)
     ]
     workers.extend(new)

@@ -13,6 +13,7 @@ import pytest
 
 from kiosk import db, queue
 from tests.integration.fetch_helpers import (
+    SWEEP_APP,
     done,
     fetch_batches,
     insert_jobs,
@@ -62,7 +63,16 @@ async def test_batches_follow_priority_then_id_and_skip_jobs_not_due(
 async def test_queueing_lock_and_lock_serialization_across_workers(
     pool, database_url, log_dir, sql, workers
 ):
-    start(workers, sql, database_url, log_dir, 3, "--concurrency=4")
+    # A job freed by a finished `lock` holder is found by polling (no NOTIFY says so): poll often.
+    start(
+        workers,
+        sql,
+        database_url,
+        log_dir,
+        3,
+        "--concurrency=4",
+        "--fetch-job-polling-interval=0.1",
+    )
     # Twelve jobs sharing a `lock` among unlocked ones, on three workers with free slots.
     locked = insert_jobs(sql, 12, lock="shared", key="locked", sleep=0.1)
     free = insert_jobs(sql, 12, key="free", sleep=0.1)
@@ -128,9 +138,10 @@ async def test_jobs_of_a_worker_that_dies_are_rescued_even_unstarted(
         "UPDATE procrastinate_jobs SET args = args || '{\"sleep\": 0}' WHERE id = ANY(%s)",
         (running,),
     )
-    start(workers, sql, database_url, log_dir, 1, "--concurrency=3")
-    # The real sweep (`jobs.retry_stalled_jobs`, every minute) finds both.
-    wait_for(lambda: done(sql, unstarted + running), timeout=150, interval=0.5, what="rescue")
+    start(workers, sql, database_url, log_dir, 1, "--concurrency=3", app=SWEEP_APP)
+    # The real sweep (`jobs.retry_stalled_jobs`, deferred by the periodic deferrer: every minute
+    # in production, every 2 s on this worker's test app) finds both.
+    wait_for(lambda: done(sql, unstarted + running), timeout=60, interval=0.5, what="rescue")
     for job_id in unstarted + running:
         assert [o["status"] for o in sql.outcomes(job_id)] == ["worker_lost", "succeeded"]
     assert sql.value("SELECT count(*) FROM test_fetch_runs WHERE key LIKE 'buffered-%%'") == 3
@@ -147,8 +158,8 @@ async def test_sigterm_puts_buffered_jobs_back_at_once(database_url, log_dir, sq
         "--queues=t",
         KIOSK_WORKER_SHUTDOWN_TIMEOUT="60",
     )
-    # A job that keeps the stopping worker alive for a while (the graceful wait).
-    (long,) = insert_jobs(sql, 1, queue="t", key="long", sleep=12)
+    # A job that keeps the stopping worker alive (the graceful wait) until the test releases it.
+    (long,) = insert_jobs(sql, 1, queue="t", task="tests.fetch.hold", key="long", seconds=120)
     wait_for(lambda: runs(sql), timeout=30, what="the long job running")
     # One round trip takes nine more; the first holds the worker's loop for 3 s, so the others
     # stay in its buffer: fetched (`doing`), not started.
@@ -186,6 +197,8 @@ async def test_sigterm_puts_buffered_jobs_back_at_once(database_url, log_dir, sq
         hogs,
     )
     assert all(job["attempts"] == 0 and job["worker_id"] is None for job in released)
+    assert worker.alive(), "the worker waits for its long job"
+    sql.conn.execute("INSERT INTO test_fetch_release (key) VALUES ('long-1')")
     assert worker.popen.wait(60) == 0, worker.output()
     assert sql.job(long)["status"] == "succeeded"
     statuses = {

@@ -23,6 +23,9 @@ pytest.importorskip("pgserver", reason="the drills run their own embedded Postgr
 pytestmark = pytest.mark.drill
 
 DRILLS = PROJECT_DIR / "bench" / "drills"
+# Workers beat every second and the sweep takes a worker silent for 6 s as dead (production: 10 s
+# and 30 s): a killed worker's jobs are back in seconds, a live worker's late beat keeps a margin.
+QUICK_SWEEP = ("--heartbeat", "1", "--stalled-after", "6")
 
 
 def drill(name: str, tmp_path: Path, *args: str, timeout: float = 240) -> dict:
@@ -45,7 +48,8 @@ def drill(name: str, tmp_path: Path, *args: str, timeout: float = 240) -> dict:
 
 
 def test_kill_9_a_worker_while_its_jobs_wait_for_mercado_pago(tmp_path):
-    figures = drill("kill_worker", tmp_path, "--orders", "24", "--rate", "8", "--during", "mp-read")
+    args = ("--orders", "24", "--rate", "8", "--during", "mp-read")
+    figures = drill("kill_worker", tmp_path, *args, *QUICK_SWEEP)
     assert figures["orders attempted / approved"] == "24 / 24"
     assert figures["orders paid"] == 24 and figures["receipts received"] == 24
     assert figures["notify_paids received"] == 24
@@ -56,7 +60,10 @@ def test_kill_9_a_worker_while_its_jobs_wait_for_mercado_pago(tmp_path):
 
 def test_kill_9_a_worker_while_it_sends_a_hook_then_a_receipt(tmp_path):
     figures = drill(
-        "kill_worker", tmp_path, "--orders", "30", "--rate", "8", "--during", "send", "--kills", "2"
+        "kill_worker",
+        tmp_path,
+        *("--orders", "30", "--rate", "8", "--during", "send", "--kills", "2"),
+        *QUICK_SWEEP,
     )
     assert figures["orders attempted / approved"] == "30 / 30" and figures["orders paid"] == 30
     assert figures["deliveries by state"] == {"notify_paid:sent": 30, "receipt:sent": 30}
@@ -70,7 +77,9 @@ def test_kill_9_a_worker_while_it_sends_a_hook_then_a_receipt(tmp_path):
 
 
 def test_restart_postgresql_under_load(tmp_path):
-    figures = drill("restart_postgres", tmp_path, "--orders", "24", "--rate", "6", "--down", "10")
+    figures = drill(
+        "restart_postgres", tmp_path, "--orders", "24", "--rate", "6", "--down", "10", *QUICK_SWEEP
+    )
     assert figures["orders attempted / approved"] == "24 / 24"
     # At least once: a receipt sent while the database went away may be sent again (same key).
     assert figures["orders paid"] == 24 and figures["receipts received"] >= 24
@@ -108,6 +117,7 @@ def test_money_under_random_mercado_pago_faults(tmp_path):
         "8",
         "--fault-rate",
         "0.1",
+        *QUICK_SWEEP,
     )
     took, refunded = (
         int(n) for n in figures["Mercado Pago orders / took money / refunded"].split(" / ")[1:]

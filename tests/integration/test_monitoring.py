@@ -104,19 +104,36 @@ def test_a_real_prometheus_evaluates_every_panel_and_alert(
             what="the first refused notification scraped",
         )
         kiosk.product("coffee", price_cents=250, stock=10)
-        order = kiosk.order({"coffee": 1})
         start_worker()
-        assert kiosk.pay(order["id"]).status_code == 201
-        sim.tap(TERMINAL, "approve")
-        wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
+
+        def paid_order() -> None:
+            order = kiosk.order({"coffee": 1})
+            assert kiosk.pay(order["id"]).status_code == 201
+            sim.tap(TERMINAL, "approve")
+            wait_for(lambda: kiosk.status_is(order["id"], "paid"), timeout=60, what="order paid")
+            wait_for(
+                lambda: (
+                    {r["state"] for r in rows(database_url, "SELECT state FROM order_deliveries")}
+                    == {"sent"}
+                ),
+                timeout=60,
+                what="receipt and hook sent",
+            )
+
+        paid_order()
+        # The job counters' series start with the first order's jobs; a second order's jobs make
+        # them grow while Prometheus watches (else rate() waits for the next minute's periodic
+        # jobs to grow a series).
+        task = 'task="payments.process_notification"'
         wait_for(
             lambda: (
-                {r["state"] for r in rows(database_url, "SELECT state FROM order_deliveries")}
-                == {"sent"}
+                prometheus.query(f"kiosk_job_duration_seconds_count{{{task}}}")
+                and prometheus.query(f"kiosk_job_wait_seconds_count{{{task}}}")
             ),
             timeout=60,
-            what="receipt and hook sent",
+            what="the first order's job counters scraped",
         )
+        paid_order()
         assert notify(kiosk.url, "ORD-unknown", 2, secret="wrong").status_code == 401
 
         # Every dashboard query and every alert and recording rule evaluates without error

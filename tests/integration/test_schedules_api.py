@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -375,7 +374,20 @@ def test_deactivating_stops_new_runs_and_activating_resumes(api, target, databas
         == 0
     )
     # A non-event: give two dispatcher rounds (every 2 s) and the ticks a chance to happen.
-    time.sleep(5)
+    newest = count(database_url, "SELECT coalesce(max(id), 0) FROM procrastinate_jobs")
+    wait_for(
+        lambda: (
+            count(
+                database_url,
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'schedules.dispatch' "
+                "AND status = 'succeeded' AND id > %s",
+                newest,
+            )
+            >= 2
+        ),
+        timeout=30,
+        what="two dispatcher rounds deferred after the pause",
+    )
     assert db_runs(database_url, schedule["id"]) == before
     assert len(target.hits_for("/pausable")) == hits
 

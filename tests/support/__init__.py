@@ -8,7 +8,8 @@
 - `receivers`: the drills' SMTP and hook counters (per order, with delivery keys).
 - `sweep`: the stalled-job sweep run in a thread (drills).
 - `dashboard`, `deploy`, `jobs`, `monitoring`, `schedules`: helpers of one area each.
-- `worker_app`, `worker_periodic_app`, `dashboard_tasks`: test-only procrastinate apps.
+- `worker_app`, `worker_periodic_app`, `fetch_app`, `sweep_app`, `dashboard_tasks`: test-only
+  procrastinate apps.
 - `probe_tasks`: the no-op tasks whose names the tests defer (`kiosk.queue.defer` refuses any
   name no task has); `registry`: pytest plugin that registers the test tasks in the test process.
 

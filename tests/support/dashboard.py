@@ -9,6 +9,7 @@ import httpx
 
 from kiosk import db, queue
 from tests.support.config import ADMIN_TOKEN
+from tests.support.processes import TLS
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # A job_outcomes row without its job's finish (workers write both together: kiosk/jobs/finisher.py).
@@ -25,7 +26,7 @@ _INSERT_OUTCOME = """
 
 
 def sign_in(base_url: str, operator: str = "ana") -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
+    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False, verify=TLS)
     response = client.post(
         "/admin/login", data={"token": ADMIN_TOKEN, "operator": operator, "next": "/admin/"}
     )

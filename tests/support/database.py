@@ -69,17 +69,39 @@ def scratch_database(server_url: str) -> Iterator[callable]:
         embedded.drop_database(server_url, name)
 
 
+# Every table but alembic's, and whether one of its sequences handed out a value (TRUNCATE ...
+# RESTART IDENTITY leaves it unread: the next test's ids start at 1 again).
+_TABLES = """
+SELECT format('%%I', c.relname) AS name,
+       EXISTS (SELECT FROM pg_depend AS d
+               JOIN pg_class AS s ON s.oid = d.objid
+               WHERE d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+                 -- CASE: the function is never called on a relation that is no sequence
+                 AND CASE WHEN s.relkind = 'S' THEN pg_sequence_last_value(s.oid) END IS NOT NULL
+              ) AS sequence_used
+FROM pg_class AS c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+  AND NOT c.relname = ANY(%(keep)s)
+"""
+
+
 def truncate_all(database_url: str) -> None:
+    """Empty every table but alembic's and restart their sequences. Only the tables a test left
+    something in (a row, a sequence value) are truncated: all of them took ~150 ms a test."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()"
+        tables = conn.execute(_TABLES, {"keep": sorted(KEEP_TABLES)}).fetchall()
+        dirty = {name for name, sequence_used in tables if sequence_used}
+        if tables:  # names from the catalog, quoted by format('%I'), not from input
+            dirty.update(
+                row[0]
+                for row in conn.execute(
+                    " UNION ALL ".join(
+                        f"SELECT '{name}' WHERE EXISTS (SELECT FROM {name})" for name, _ in tables
+                    )
+                )
             )
-            if row[0] not in KEEP_TABLES
-        ]
-        if tables:
-            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        if dirty:
+            conn.execute(f"TRUNCATE {', '.join(sorted(dirty))} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS test_fetch_runs (
     job_id bigint, key text, queue text, pid int,
     started_at timestamptz, ended_at timestamptz
 );
+CREATE TABLE IF NOT EXISTS test_fetch_release (key text);
 """
 
 
@@ -43,6 +44,30 @@ async def run(context: JobContext, key: str = "", sleep: float = 0) -> None:
         await conn.execute(
             "UPDATE test_fetch_runs SET ended_at = to_timestamp(%s) WHERE job_id = %s",
             (ended, context.job.id),
+        )
+
+
+@app.task(name="tests.fetch.hold", pass_context=True, timeout=0)
+async def hold(context: JobContext, key: str, seconds: float) -> None:
+    """Like `run`, but running until the test inserts `key` into `test_fetch_release` (or for
+    `seconds` at most): a job that keeps its worker busy exactly as long as a test needs."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO test_fetch_runs (job_id, key, queue, pid, started_at) "
+            "VALUES (%s, %s, %s, %s, clock_timestamp())",
+            (context.job.id, key, context.job.queue, os.getpid()),
+        )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        async with db.transaction() as conn:
+            cursor = await conn.execute("SELECT 1 FROM test_fetch_release WHERE key = %s", (key,))
+            if await cursor.fetchone():
+                break
+        await asyncio.sleep(0.05)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE test_fetch_runs SET ended_at = clock_timestamp() WHERE job_id = %s",
+            (context.job.id,),
         )
 
 

@@ -11,7 +11,8 @@ from psycopg.rows import dict_row
 
 from tests.support.processes import Process, child_env
 
-# Small thresholds so that a dead worker is noticed in seconds (the sweep itself runs each minute).
+# Small thresholds so that a dead worker is noticed in seconds (the sweep itself runs each minute;
+# tests.support.sweep_app runs it every 2 s too).
 FAST = {"KIOSK_WORKER_HEARTBEAT_INTERVAL": "1", "KIOSK_WORKER_STALLED_AFTER": "3"}
 
 TABLES = """

@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from tests.support.processes import PROJECT_DIR, Process, free_port, wait_for
+from tests.support.processes import HTTP, PROJECT_DIR, Process, free_port, wait_for
 
 MONITORING = PROJECT_DIR / "deploy" / "monitoring"
 PROMTOOL = shutil.which("promtool")
@@ -101,17 +100,17 @@ class Prometheus(Process):
     def _ready(self) -> bool:
         if not self.alive():
             raise AssertionError(f"prometheus exited:\n{self.output()}")
-        return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        return HTTP.get(f"{self.url}/-/ready", timeout=2).status_code == 200
 
     def api(self, path: str, **params: str) -> Any:
-        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        response = HTTP.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
         body = response.json()
         assert response.status_code == 200 and body["status"] == "success", (path, params, body)
         return body["data"]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's result (a vector), failing on any error or warning."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        response = HTTP.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
         body = response.json()
         assert response.status_code == 200 and body["status"] == "success", (expr, body)
         assert not body.get("warnings"), (expr, body["warnings"])

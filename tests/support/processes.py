@@ -18,6 +18,13 @@ import httpx
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
+# One SSL context for the support helpers' clients: `httpx.get()` or `httpx.Client()` loads the
+# CA bundle again each time (~50 ms on this machine, paid again on every poll).
+TLS = httpx.create_ssl_context()
+# One client for the helpers' requests. No keep-alive: each request opens its own loopback
+# connection as before, so nothing stale outlives a server.
+HTTP = httpx.Client(verify=TLS, limits=httpx.Limits(max_keepalive_connections=0))
+
 
 _PORTS = random.SystemRandom()  # not the seeded `random` some tests and tools set
 
@@ -136,7 +143,7 @@ class Api(Process):
         def check() -> bool:
             if not self.alive():
                 raise AssertionError(f"uvicorn exited:\n{self.output()}")
-            return httpx.get(self.url + path, timeout=2).status_code < 500
+            return HTTP.get(self.url + path, timeout=2).status_code < 500
 
         return check
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from tests.support.config import ADMIN_TOKEN
+from tests.support.processes import HTTP
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ALLOW_LOOPBACK = {"KIOSK_OUTBOUND_ALLOW_HOSTS": "127.0.0.1,localhost"}
@@ -107,13 +107,13 @@ class Target:
 
 
 def create(api_url: str, **fields: object) -> dict:
-    response = httpx.post(f"{api_url}/admin/schedules", json=fields, headers=AUTH, timeout=30)
+    response = HTTP.post(f"{api_url}/admin/schedules", json=fields, headers=AUTH, timeout=30)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def runs(api_url: str, schedule_id: int, **params: object) -> dict:
-    response = httpx.get(
+    response = HTTP.get(
         f"{api_url}/admin/schedules/{schedule_id}/runs", params=params, headers=AUTH, timeout=30
     )
     assert response.status_code == 200, response.text

@@ -29,7 +29,16 @@ from psycopg.rows import dict_row
 from kiosk.settings import get_settings
 from kiosk.webhooks import signature
 from tests.support.config import ADMIN_TOKEN, HOOK_SECRET, MAIL_FROM, TERMINAL, WEBHOOK_SECRET
-from tests.support.processes import Api, Process, Worker, child_env, free_port, wait_for
+from tests.support.processes import (
+    HTTP,
+    TLS,
+    Api,
+    Process,
+    Worker,
+    child_env,
+    free_port,
+    wait_for,
+)
 
 # No periodic tick of the payment clean-up and the order expiry during a test (a worker defers the
 # latest past tick at start): extra environment for `start_worker(**QUIET)`.
@@ -60,13 +69,13 @@ class SimulatorProcess(Process):
     def _up(self) -> bool:
         if not self.alive():
             raise AssertionError(f"simulator exited:\n{self.output()}")
-        return httpx.get(f"{self.url}/_sim/orders", timeout=2).status_code == 200
+        return HTTP.get(f"{self.url}/_sim/orders", timeout=2).status_code == 200
 
     def post(self, path: str, body: dict | None = None) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body or {}, timeout=10)
+        return HTTP.post(f"{self.url}{path}", json=body or {}, timeout=10)
 
     def get(self, path: str) -> Any:
-        return httpx.get(f"{self.url}{path}", timeout=10).json()
+        return HTTP.get(f"{self.url}{path}", timeout=10).json()
 
     def reset(self) -> None:
         self.post("/_sim/reset").raise_for_status()
@@ -87,7 +96,7 @@ class SimulatorProcess(Process):
         return response.json()
 
     def order(self, provider_order_id: str) -> dict:
-        return httpx.get(
+        return HTTP.get(
             f"{self.url}/v1/orders/{provider_order_id}",
             timeout=10,
             headers={"Authorization": "Bearer test-access-token"},
@@ -171,7 +180,10 @@ class Kiosk:
         # The admin token works on the order endpoints for any order and terminal
         # (tests/integration/test_devices.py covers device tokens).
         self.http = httpx.Client(
-            base_url=url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            base_url=url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            verify=TLS,
         )
 
     def product(
@@ -254,7 +266,7 @@ def notify(
         "content-type": "application/json",
         **(headers or {}),
     }
-    post = (client or httpx).post
+    post = (client or HTTP).post
     return post(
         f"{api_url}/webhooks/mercadopago",
         params={"data.id": data_id, "type": "order"},

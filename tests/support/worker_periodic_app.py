@@ -1,4 +1,4 @@
-"""`tests.support.worker_app` and a periodic task every 2 seconds, for the one-job-per-tick test."""
+"""`tests.support.worker_app` and a periodic task every second, for the one-job-per-tick test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.support.worker_app import app
 __all__ = ["app"]
 
 
-@app.periodic(cron="* * * * * */2", periodic_id="every-2s")
+@app.periodic(cron="* * * * * *", periodic_id="every-second")
 @app.task(name="tests.tick")
 async def tick(timestamp: int) -> int:
     async with db.transaction() as conn:
