@@ -3,10 +3,13 @@
 procrastinate's worker asks its job manager for one job each time a concurrency slot is free, until
 it gets None. `BatchFetchManager.fetch_job` answers from a worker-local buffer; when the buffer is
 empty it takes up to "free slots" jobs (concurrency minus jobs handed out and not finished) in one
-call of `kiosk_fetch_jobs` (migration 0019), which keeps procrastinate's fetch semantics and
-enforces pause, rate limit and cap (docs/workers.md, "Batched fetch" and "How queue controls are
-enforced"). Buffered jobs are `doing` with the worker's id, so a worker that dies leaves them to
-the stalled-job sweep like any other; a worker that stops puts them back in `todo` at once
+statement (`fetch_jobs`: procrastinate's fetch semantics; with a pause, rate limit or cap on the
+worker's queues, `kiosk_fetch_jobs` of migration 0019 enforces them; docs/workers.md, "Batched
+fetch" and "How queue controls are enforced"), on a connection the worker keeps in autocommit whose
+commits do not wait for the WAL flush (kiosk/jobs/held.py). A batch of finishes (finisher.py) also
+takes, in its transaction, as many jobs as its commit frees slots (`_prefetch`/`_prefetched`).
+Buffered jobs are `doing` with the worker's id, so a worker that dies leaves them to the
+stalled-job sweep like any other; a worker that stops puts them back in `todo` at once
 (`release_buffer`, called by `KioskWorker.stop` and by `unregister_worker`).
 
 Wake-ups: after a round trip that came back short, the next call answers None without asking the
@@ -31,14 +34,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
-import psycopg
-from procrastinate import connector, exceptions, jobs, manager
-from psycopg import rows as psycopg_rows
+from procrastinate import connector, jobs, manager
 from psycopg import sql
 
 from kiosk.db import autocommit_on
 from kiosk.jobs.finisher import Prefetch
-from kiosk.jobs.held import HeldConnection
+from kiosk.jobs.held import HeldConnection, fetch_dicts
 from kiosk.jobs.ids import job_id
 from kiosk.sql import load_queries
 
@@ -262,9 +263,9 @@ class BatchFetchManager(manager.JobManager):
         params = {"queues": queues, "worker_id": worker_id}
         if not self._hold_connection:  # not a worker's fetch loop (tests, scripts)
             async with autocommit_on(self._fetch_conn.pool()) as conn:
-                return await _fetch_all(conn, query, params)
+                return await fetch_dicts(conn, query, params)
         async with self._fetch_conn.use() as conn:
-            return await _fetch_all(conn, query, params)
+            return await fetch_dicts(conn, query, params)
 
     async def _restamp(self, job_ids: list[int], sent: float) -> bool:
         """Count these rate-limited jobs from now; False when they must not start."""
@@ -387,14 +388,3 @@ def fetch_query(name: str, count: int) -> sql.Composed:
     number = sql.Literal(int(count))
     fetch_with = sql.SQL(QUERIES["fetch_jobs_with"]).format(count=number)
     return sql.SQL(QUERIES[name]).format(fetch_with=fetch_with, count=number)
-
-
-async def _fetch_all(
-    conn: psycopg.AsyncConnection[Any], query: sql.Composed, params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    try:
-        async with conn.cursor(row_factory=psycopg_rows.dict_row) as cursor:
-            await cursor.execute(query, params)
-            return await cursor.fetchall()
-    except psycopg.Error as exc:  # as procrastinate's connector reports them
-        raise exceptions.ConnectorException(str(exc)) from exc

@@ -8,6 +8,10 @@ being written together, in one statement (`kiosk_finish_jobs`, revision 0020) on
 connection: one round trip, one transaction, one WAL flush for the batch. Each job is finished by
 procrastinate's own SQL functions, so its triggers and events are the released ones.
 
+While a worker runs, a batch also takes the jobs for the slots its commit frees, in the same
+statement (`finish_and_fetch_jobs`, through the fetcher's `_prefetch`/`_prefetched` hooks), and a
+batch stops gathering as soon as every job the worker was handed waits for it (`_all_waiting`).
+
 Guarantees, each tested with real workers (tests/integration/test_job_finishes.py):
 - a caller returns only once its job's new state and its `job_outcomes` row (handed over by the
   outcome middleware, `hand_outcome`) are committed, in the same transaction;
@@ -31,10 +35,9 @@ from typing import Any
 
 import psycopg
 from procrastinate import exceptions, jobs, manager, utils
-from psycopg import rows as psycopg_rows
 
 from kiosk.db import autocommit_on
-from kiosk.jobs.held import HeldConnection
+from kiosk.jobs.held import HeldConnection, fetch_dicts
 from kiosk.jobs.ids import job_id
 from kiosk.settings import get_settings
 from kiosk.sql import load_queries
@@ -268,11 +271,11 @@ class GroupCommitManager(manager.JobManager):
                 query = QUERIES["finish_jobs"]
             if held:
                 async with self._finish_conn.use() as conn:
-                    rows = await _execute(conn, query, params)
+                    rows = await fetch_dicts(conn, query, params)
             else:
                 async with autocommit_on(self._finish_conn.pool()) as conn:
-                    rows = await _execute(conn, query, params)
-        except psycopg.Error as exc:
+                    rows = await fetch_dicts(conn, query, params)
+        except psycopg.Error as exc:  # taking or setting up the connection
             raise exceptions.ConnectorException(str(exc)) from exc
         finally:
             if prefetch is not None:
@@ -314,14 +317,6 @@ class GroupCommitManager(manager.JobManager):
             self._worker_ids.discard(worker_id)
             if not self._worker_ids and self._drainer is None:
                 await self._finish_conn.release()
-
-
-async def _execute(
-    conn: psycopg.AsyncConnection, query: Any, params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=psycopg_rows.dict_row) as cursor:
-        await cursor.execute(query, params)
-        return await cursor.fetchall()
 
 
 def _refusal(sqlstate: str, message: str, constraint: str | None) -> exceptions.ConnectorException:

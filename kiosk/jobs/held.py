@@ -21,8 +21,10 @@ from typing import Any
 
 import psycopg
 from procrastinate import connector as procrastinate_connector
+from procrastinate import exceptions
 from procrastinate.psycopg_connector import PsycopgConnector
 from psycopg import pq
+from psycopg import rows as psycopg_rows
 from psycopg_pool import AsyncConnectionPool
 
 logger = logging.getLogger("kiosk.jobs")
@@ -91,6 +93,18 @@ async def _give_back(conn: psycopg.AsyncConnection[Any], pool: AsyncConnectionPo
         await pool.putconn(conn)  # the pool replaces a closed or broken one
     except Exception:  # noqa: BLE001 - the pool may be closing already
         logger.debug("held connection not returned", exc_info=True)
+
+
+async def fetch_dicts(
+    conn: psycopg.AsyncConnection[Any], query: Any, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one statement; its rows as dicts. Errors as procrastinate's connector reports them."""
+    try:
+        async with conn.cursor(row_factory=psycopg_rows.dict_row) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchall()
+    except psycopg.Error as exc:
+        raise exceptions.ConnectorException(str(exc)) from exc
 
 
 def _unusable(conn: psycopg.AsyncConnection[Any]) -> bool:
