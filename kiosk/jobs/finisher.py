@@ -35,6 +35,7 @@ from typing import Any
 
 import psycopg
 from procrastinate import exceptions, jobs, manager, utils
+from psycopg import sql
 
 from kiosk.db import autocommit_on
 from kiosk.jobs.held import HeldConnection, fetch_dicts
@@ -83,7 +84,7 @@ class Prefetch:
     worker_id: int
     queues: list[str] | None
     count: int
-    query: Any  # finish_and_fetch_jobs for `count` jobs (a composed psycopg query)
+    query: sql.Composed  # finish_and_fetch_jobs for `count` jobs
     seen: int  # the fetcher's notification count before the round trip
     sent: float  # loop time when it was sent
 
@@ -262,7 +263,7 @@ class GroupCommitManager(manager.JobManager):
         held = bool(self._worker_ids) and self._batching_on()
         prefetch = self._prefetch([item.job_id for item in batch]) if held else None
         rows: list[dict[str, Any]] | None = None
-        query: Any
+        query: sql.Composed | str
         try:
             if prefetch is not None:
                 query = prefetch.query
