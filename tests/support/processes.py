@@ -27,6 +27,9 @@ HTTP = httpx.Client(verify=TLS, limits=httpx.Limits(max_keepalive_connections=0)
 
 
 _PORTS = random.SystemRandom()  # not the seeded `random` some tests and tools set
+# Ports handed out in this run: a fixture picks a port before its server binds it (the simulator's
+# is chosen before uvicorn starts), so a later pick must not land on it while it is still free.
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
@@ -37,12 +40,15 @@ def free_port() -> int:
     low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
     for _ in range(200):
         port = _PORTS.randrange(max(1024, low - 12000), low)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free loopback port below the ephemeral range")
 
 
